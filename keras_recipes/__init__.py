@@ -1,0 +1,18 @@
+"""keras_recipes: Ilya Sutskever's practical training advice as Keras 3 parts.
+
+Import the package before loading a `.keras` file that holds its objects:
+loading needs the classes registered under the "keras_recipes" package.
+"""
+
+from keras_recipes import callbacks
+from keras_recipes import initializers
+from keras_recipes import optimizers
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "callbacks",
+    "initializers",
+    "optimizers",
+]

@@ -1,0 +1,502 @@
+"""Callbacks for tips 4 and 5: plateau presets with a stopping rule, and the
+update/weight-ratio monitor."""
+
+import math
+import warnings
+
+import keras
+import numpy as np
+
+from keras_recipes.optimizers import ClippedOptimizer
+
+_PACKAGE = "keras_recipes"
+_Schedule = keras.optimizers.schedules.LearningRateSchedule
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ScaledSchedule(_Schedule):
+    """A learning-rate schedule multiplied by a constant `scale`.
+
+    `ReduceLROnPlateau` uses it to lower a schedule's learning rate without
+    replacing the schedule's shape.
+
+    Args:
+        schedule: A `LearningRateSchedule`.
+        scale: Float. Multiplier of the schedule's value.
+    """
+
+    def __init__(self, schedule, scale=1.0):
+        if not isinstance(schedule, _Schedule):
+            raise TypeError(
+                "`schedule` must be a LearningRateSchedule. "
+                f"Received: schedule={schedule!r}"
+            )
+        self.schedule = schedule
+        self.scale = float(scale)
+
+    def __call__(self, step):
+        return self.schedule(step) * self.scale
+
+    def get_config(self):
+        return {
+            "schedule": keras.saving.serialize_keras_object(self.schedule),
+            "scale": self.scale,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        schedule = keras.saving.deserialize_keras_object(config.pop("schedule"))
+        return cls(schedule, **config)
+
+
+def current_learning_rate(optimizer):
+    """The learning rate in force now, as a float (schedules evaluated)."""
+    lr = optimizer.learning_rate
+    return float(keras.ops.convert_to_numpy(keras.ops.convert_to_tensor(lr)))
+
+
+def learning_rate_schedule(optimizer):
+    """The optimizer's LearningRateSchedule, or None for a plain rate.
+
+    Keras' `learning_rate` getter evaluates a schedule, and no public
+    attribute gives it back, so this reads `_learning_rate` of the innermost
+    optimizer (wrappers pass `learning_rate` through to it).
+    """
+    while getattr(optimizer, "inner_optimizer", None) is not None:
+        optimizer = optimizer.inner_optimizer
+    lr = getattr(optimizer, "_learning_rate", None)
+    return lr if isinstance(lr, _Schedule) else None
+
+
+def _check_fraction(name, value, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}")
+    if not 0.0 < value < 1.0:
+        raise ValueError(
+            f"`{name}` must be in the open interval (0, 1). "
+            f"Received: {name}={value}"
+        )
+    return float(value)
+
+
+def _check_count(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(
+            f"`{name}` must be an integer >= 0. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """Divide the learning rate when the validation metric plateaus; stop
+    when it is tiny (tip 4).
+
+    Keras' `ReduceLROnPlateau` with three additions. Presets: `halve()`
+    (factor 0.5) and `fifth()` (factor 0.2), the two divisors of the advice.
+    A stopping rule: once the learning rate falls below `stop_ratio` times its
+    value at the start of training, training stops. Best weights: the weights
+    of the best epoch by `monitor` are restored when training ends (however it
+    ends) if `restore_best_weights=True`.
+
+    It also works when the optimizer's learning rate is a
+    `LearningRateSchedule`: the schedule is multiplied by `factor` (wrapped in
+    a `ScaledSchedule`) instead of crashing, and the train function is
+    retraced once per reduction. With `validation_freq > 1`, epochs without
+    validation do not count towards `patience` or `cooldown`.
+
+    The learning rate in force is added to the epoch logs as `learning_rate`.
+
+    Example:
+
+    ```python
+    model.fit(
+        x, y, validation_split=0.1, epochs=100,
+        callbacks=[ReduceLROnPlateau.halve(patience=3)],
+    )
+    ```
+
+    Args:
+        monitor: String. Quantity to be monitored. Defaults to `"val_loss"`.
+        factor: Float in (0, 1). `new_lr = lr * factor`. Defaults to `0.5`.
+        patience: Integer. Validated epochs with no improvement after which
+            the learning rate is reduced. Defaults to `5`.
+        verbose: Integer. 0: quiet, 1: a message per reduction and at the
+            stop. Defaults to `0`.
+        mode: String. One of `"auto"`, `"min"`, `"max"`. Defaults to
+            `"auto"`.
+        min_delta: Float. Threshold for measuring a new optimum. Defaults to
+            `1e-4`.
+        cooldown: Integer. Validated epochs to wait after a reduction before
+            counting patience again. Defaults to `0`.
+        min_lr: Float. Lower bound on the learning rate. Defaults to `0.0`.
+        stop_ratio: Float in (0, 1) or `None`. Training stops once the learning
+            rate is below `stop_ratio` times the initial one; `None` never
+            stops. Defaults to `1e-3`.
+        restore_best_weights: Boolean. Restore the weights of the best epoch
+            by `monitor` at the end of training. Defaults to `True`.
+    """
+
+    def __init__(
+        self,
+        monitor="val_loss",
+        factor=0.5,
+        patience=5,
+        verbose=0,
+        mode="auto",
+        min_delta=1e-4,
+        cooldown=0,
+        min_lr=0.0,
+        stop_ratio=1e-3,
+        restore_best_weights=True,
+        **kwargs,
+    ):
+        factor = _check_fraction("factor", factor)
+        stop_ratio = _check_fraction("stop_ratio", stop_ratio, allow_none=True)
+        patience = _check_count("patience", patience)
+        cooldown = _check_count("cooldown", cooldown)
+        if not isinstance(monitor, str) or not monitor:
+            raise TypeError(
+                f"`monitor` must be a metric name. Received: monitor={monitor!r}"
+            )
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(
+                "`mode` must be one of 'auto', 'min', 'max'. "
+                f"Received: mode={mode!r}"
+            )
+        if isinstance(min_lr, bool) or not isinstance(min_lr, (int, float)) or min_lr < 0:
+            raise ValueError(f"`min_lr` must be a number >= 0. Received: min_lr={min_lr!r}")
+        super().__init__(
+            monitor=monitor,
+            factor=factor,
+            patience=patience,
+            verbose=verbose,
+            mode=mode,
+            min_delta=min_delta,
+            cooldown=cooldown,
+            min_lr=min_lr,
+            **kwargs,
+        )
+        self.mode = mode
+        self.stop_ratio = stop_ratio
+        self.restore_best_weights = bool(restore_best_weights)
+        self._reset_state()
+
+    # -- presets ---------------------------------------------------------------
+
+    @classmethod
+    def _preset(cls, factor, preset, overrides):
+        if "factor" in overrides:
+            raise TypeError(
+                f"ReduceLROnPlateau.{preset}() fixes factor={factor}; use the "
+                "constructor for another factor. "
+                f"Received: factor={overrides['factor']}"
+            )
+        return cls(factor=factor, **overrides)
+
+    @classmethod
+    def halve(cls, **overrides):
+        """Divide the learning rate by 2 on a plateau (factor 0.5)."""
+        return cls._preset(0.5, "halve", overrides)
+
+    @classmethod
+    def fifth(cls, **overrides):
+        """Divide the learning rate by 5 on a plateau (factor 0.2)."""
+        return cls._preset(0.2, "fifth", overrides)
+
+    # -- state -------------------------------------------------------------------
+
+    def _reset_state(self):
+        self._reset()
+        self.initial_lr = None
+        self.best_weights = None
+        self.best_weights_value = None
+        self.best_epoch = None
+        self.stopped_epoch = None
+        self.reductions = []  # (epoch, new_lr)
+        self._seen_monitor = False
+        self._last_logs = {}
+
+    def get_state(self):
+        """The counters that shape the rest of training, as JSON values."""
+        return {
+            "best": None if self.best is None else float(self.best),
+            "wait": int(self.wait),
+            "cooldown_counter": int(self.cooldown_counter),
+            "initial_lr": self.initial_lr,
+            "best_weights_value": self.best_weights_value,
+            "best_epoch": self.best_epoch,
+            "stopped_epoch": self.stopped_epoch,
+            "reductions": [list(r) for r in self.reductions],
+        }
+
+    def set_state(self, state):
+        """Restores what `get_state` returned (weights are restored apart)."""
+        self.best = state["best"]
+        self.wait = state["wait"]
+        self.cooldown_counter = state["cooldown_counter"]
+        self.initial_lr = state["initial_lr"]
+        self.best_weights_value = state["best_weights_value"]
+        self.best_epoch = state["best_epoch"]
+        self.stopped_epoch = state["stopped_epoch"]
+        self.reductions = [tuple(r) for r in state["reductions"]]
+        self._resumed = True
+
+    def on_train_begin(self, logs=None):
+        if getattr(self, "_resumed", False):
+            # Keep the counters restored by set_state (a resumed run).
+            self._resumed = False
+        else:
+            self._reset_state()
+        if self.initial_lr is None:
+            self.initial_lr = current_learning_rate(self.model.optimizer)
+
+    # -- the rule ------------------------------------------------------------------
+
+    def _better(self, current, reference):
+        if reference is None:
+            return True
+        return bool(self.monitor_op(current, reference))
+
+    def _reduce(self, epoch):
+        optimizer = self.model.optimizer
+        old_lr = current_learning_rate(optimizer)
+        if old_lr <= float(np.float32(self.min_lr)):
+            return False
+        lr = learning_rate_schedule(optimizer)
+        if lr is not None:
+            if isinstance(lr, ScaledSchedule):
+                new = ScaledSchedule(lr.schedule, lr.scale * self.factor)
+            else:
+                new = ScaledSchedule(lr, self.factor)
+            optimizer.learning_rate = new
+            # The schedule is a Python object read when the step is traced.
+            self.model.make_train_function(force=True)
+            new_lr = current_learning_rate(optimizer)
+        else:
+            new_lr = max(old_lr * self.factor, self.min_lr)
+            optimizer.learning_rate = new_lr
+        self.reductions.append((epoch, new_lr))
+        if self.verbose > 0:
+            print(
+                f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
+                f"to {new_lr:.4g}."
+            )
+        return True
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        self._last_logs = dict(logs)
+        logs["learning_rate"] = current_learning_rate(self.model.optimizer)
+        current = logs.get(self.monitor)
+        if current is None:
+            has_val = any(k.startswith("val_") for k in logs)
+            if has_val or not self.monitor.startswith("val_"):
+                warnings.warn(
+                    f"ReduceLROnPlateau monitors `{self.monitor}`, which is not "
+                    f"in the logs. Available metrics are: {sorted(logs)}.",
+                    stacklevel=2,
+                )
+            # Otherwise this epoch was not validated (validation_freq > 1):
+            # it does not count towards patience or cooldown.
+            return
+        if self.monitor_op is None:
+            # Deferred until the metric exists, so its direction can be found.
+            self._set_monitor_op()
+        current = float(current)
+        self._seen_monitor = True
+        if self._better(current, self.best_weights_value):
+            self.best_weights_value = current
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._is_improvement(current, self.best):
+            self.best = current
+            self.wait = 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience and self._reduce(epoch):
+                self.cooldown_counter = self.cooldown
+                self.wait = 0
+                logs["learning_rate"] = current_learning_rate(self.model.optimizer)
+                self._maybe_stop(epoch, logs["learning_rate"])
+
+    def _maybe_stop(self, epoch, lr):
+        if self.stop_ratio is None or self.initial_lr is None:
+            return
+        if lr < self.stop_ratio * self.initial_lr:
+            self.model.stop_training = True
+            self.stopped_epoch = epoch
+            if self.verbose > 0:
+                print(
+                    f"\nEpoch {epoch + 1}: learning rate {lr:.3g} fell below "
+                    f"stop_ratio={self.stop_ratio} x initial {self.initial_lr:.3g}; "
+                    "stopping."
+                )
+
+    def on_train_end(self, logs=None):
+        if not self._seen_monitor:
+            warnings.warn(
+                f"ReduceLROnPlateau never saw `{self.monitor}`, so the learning "
+                "rate was never reduced. Pass validation data, or monitor one "
+                f"of: {sorted(self._last_logs)}.",
+                stacklevel=2,
+            )
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+            if self.verbose > 0:
+                print(
+                    f"Restoring weights from the best epoch ({self.best_epoch + 1}, "
+                    f"{self.monitor}={self.best_weights_value:.4g})."
+                )
+
+    def get_config(self):
+        return {
+            "monitor": self.monitor,
+            "factor": self.factor,
+            "patience": self.patience,
+            "verbose": self.verbose,
+            "mode": self.mode,
+            "min_delta": abs(float(self.min_delta)),
+            "cooldown": self.cooldown,
+            "min_lr": self.min_lr,
+            "stop_ratio": self.stop_ratio,
+            "restore_best_weights": self.restore_best_weights,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def find_clipped_optimizer(optimizer):
+    """The ClippedOptimizer in `optimizer` (itself or under a LossScaleOptimizer)."""
+    while optimizer is not None:
+        if isinstance(optimizer, ClippedOptimizer):
+            return optimizer
+        optimizer = getattr(optimizer, "inner_optimizer", None)
+    return None
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class UpdateRatioMonitor(keras.callbacks.Callback):
+    """Logs ||update|| / ||weights|| per epoch and warns when it is off (tip 5).
+
+    The advice: the ratio of the update norm to the weight norm should be
+    about 1e-3; far below, learning is slow; far above, it is unstable. The
+    numbers are recorded inside the compiled train step by
+    `keras_recipes.optimizers.ClippedOptimizer` (use `max_norm=None` to record
+    without clipping); this callback adds their epoch means to the logs as
+    `update_ratio`, `grad_norm` and `clip_fraction` (so they appear in
+    `History`, TensorBoard and the progress bar when this callback comes
+    before them), keeps the per-layer ratios in `layer_history`, and warns,
+    naming the layers, when a layer's ratio leaves `[low, high]` (each layer
+    is named once per training).
+
+    Example:
+
+    ```python
+    model.compile(optimizer=ClippedOptimizer(keras.optimizers.SGD(0.1),
+                                             max_norm=None), loss="mse")
+    model.fit(x, y, callbacks=[UpdateRatioMonitor()])
+    ```
+
+    Args:
+        target: Float. The healthy ratio. Defaults to `1e-3`.
+        low: Float. Below this a layer learns too slowly. Defaults to `1e-4`.
+        high: Float. Above this a layer is unstable. Defaults to `1e-2`.
+        warn: Boolean. Whether to warn when a layer leaves the range.
+            Defaults to `True`.
+    """
+
+    def __init__(self, target=1e-3, low=1e-4, high=1e-2, warn=True):
+        super().__init__()
+        for name, value in (("target", target), ("low", low), ("high", high)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                math.isfinite(value) and value > 0
+            ):
+                raise ValueError(
+                    f"`{name}` must be a finite number > 0. Received: {name}={value!r}"
+                )
+        if not low < target < high:
+            raise ValueError(
+                "`low`, `target` and `high` must satisfy low < target < high. "
+                f"Received: low={low}, target={target}, high={high}"
+            )
+        self.target = float(target)
+        self.low = float(low)
+        self.high = float(high)
+        self.warn = bool(warn)
+        self.layer_history = []
+        self.warned_layers = {}
+
+    def _optimizer(self):
+        optimizer = find_clipped_optimizer(self.model.optimizer)
+        if optimizer is None:
+            raise ValueError(
+                "UpdateRatioMonitor reads statistics that ClippedOptimizer "
+                "records inside the train step. Compile with "
+                "`keras_recipes.optimizers.ClippedOptimizer(opt, max_norm=None)` "
+                "to record without clipping. "
+                f"Received: optimizer={type(self.model.optimizer).__name__}"
+            )
+        return optimizer
+
+    def on_train_begin(self, logs=None):
+        optimizer = self._optimizer()
+        optimizer.reset_stats()
+        self.layer_history = []
+        self.warned_layers = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        stats = self._optimizer().read_stats(reset=True)
+        if not stats or logs is None:
+            return
+        logs["grad_norm"] = stats["grad_norm"]
+        logs["clip_fraction"] = stats["clip_fraction"]
+        if "update_ratio" not in stats:
+            return
+        logs["update_ratio"] = stats["update_ratio"]
+        layers = stats["layer_update_ratio"]
+        self.layer_history.append(layers)
+        if not self.warn:
+            return
+        new = {
+            name: ratio
+            for name, ratio in layers.items()
+            if not self.low <= ratio <= self.high and name not in self.warned_layers
+        }
+        if new:
+            self.warned_layers.update(new)
+            parts = ", ".join(
+                f"{name}={ratio:.2e} ({'too slow' if ratio < self.low else 'unstable'})"
+                for name, ratio in sorted(new.items())
+            )
+            warnings.warn(
+                f"Epoch {epoch + 1}: update/weight ratio outside "
+                f"[{self.low:g}, {self.high:g}] (target {self.target:g}) for "
+                f"{parts}. A ratio far below the target means the learning rate "
+                "is too low for that layer; far above, too high.",
+                stacklevel=2,
+            )
+
+    def get_config(self):
+        return {
+            "target": self.target,
+            "low": self.low,
+            "high": self.high,
+            "warn": self.warn,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -1,0 +1,191 @@
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import config_round_trip, fit_keeps_xla, tiny_classifier, tiny_data
+from keras_recipes.callbacks import (ReduceLROnPlateau, ScaledSchedule,
+                                     UpdateRatioMonitor,
+                                     learning_rate_schedule)
+from keras_recipes.optimizers import ClippedOptimizer
+
+SCRIPT = [1.0, 0.9, 0.95, 0.95, 0.8, 0.85, 0.85, 0.85, 0.85]
+SPARSE_CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _compiled_model(lr=0.1):
+    model = tiny_classifier()
+    model.compile(keras.optimizers.SGD(lr), SPARSE_CE)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def _drive(callback, model, values, key="val_loss"):
+    """Feeds a scripted metric sequence; returns the logged learning rates."""
+    callback.set_model(model)
+    callback.on_train_begin()
+    rates = []
+    for epoch, value in enumerate(values):
+        logs = {"loss": 1.0} if value is None else {"loss": 1.0, key: value}
+        callback.on_epoch_end(epoch, logs)
+        rates.append(logs["learning_rate"])
+        if model.stop_training:
+            break
+    return rates
+
+
+@pytest.mark.parametrize(
+    "preset,expected",
+    [
+        ("halve", [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025, 0.025, 0.0125]),
+        ("fifth", [0.1, 0.1, 0.1, 0.02, 0.02, 0.02, 0.004, 0.004, 0.0008]),
+    ],
+)
+def test_preset_lr_sequence_on_scripted_val_loss(preset, expected):
+    callback = getattr(ReduceLROnPlateau, preset)(patience=2, stop_ratio=None)
+    np.testing.assert_allclose(_drive(callback, _compiled_model(), SCRIPT), expected, rtol=1e-6)
+
+
+def test_stopping_rule_stops_when_lr_is_tiny():
+    model = _compiled_model()
+    callback = ReduceLROnPlateau.fifth(patience=1, stop_ratio=0.01)
+    rates = _drive(callback, model, [1.0] * 10)
+    # 0.1 -> 0.02 -> 0.004 -> 0.0008 (< 0.01 * 0.1): stop at the 4th epoch.
+    np.testing.assert_allclose(rates, [0.1, 0.02, 0.004, 0.0008], rtol=1e-6)
+    assert model.stop_training and callback.stopped_epoch == 3
+
+
+def test_best_weights_restored_at_end():
+    model = _compiled_model()
+    callback = ReduceLROnPlateau.halve(patience=1)
+    callback.set_model(model)
+    callback.on_train_begin()
+    shapes = [w.shape for w in model.get_weights()]
+    for epoch, value in enumerate([0.5, 0.3, 0.4, 0.6]):
+        model.set_weights([np.full(s, float(epoch), "float32") for s in shapes])
+        callback.on_epoch_end(epoch, {"val_loss": value})
+    callback.on_train_end()
+    for w in model.get_weights():
+        np.testing.assert_array_equal(w, 1.0)  # epoch 1 had the best val_loss
+
+
+def test_non_validated_epochs_do_not_count_and_do_not_warn():
+    callback = ReduceLROnPlateau.halve(patience=2, stop_ratio=None)
+    values = [1.0, None, 1.0, None, 1.0, None]  # validation_freq=2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        rates = _drive(callback, _compiled_model(), values)
+    # Only the two validated plateau epochs (2 and 4) count: one reduction at 4.
+    np.testing.assert_allclose(rates, [0.1, 0.1, 0.1, 0.1, 0.05, 0.05], rtol=1e-6)
+
+
+def test_missing_monitor_warns_with_available_metrics():
+    callback = ReduceLROnPlateau.halve(monitor="val_acc")
+    with pytest.warns(UserWarning, match="val_acc.*Available metrics.*val_loss"):
+        _drive(callback, _compiled_model(), [1.0])
+
+
+def test_validation_freq_in_a_real_fit():
+    x, y = tiny_data()
+    model = tiny_classifier()
+    model.compile(keras.optimizers.SGD(0.1), SPARSE_CE, jit_compile=True)
+    callback = ReduceLROnPlateau.halve(patience=1, min_delta=1e9, stop_ratio=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        history = fit_keeps_xla(model, x, y, epochs=6, validation_data=(x, y),
+                                validation_freq=2, callbacks=[callback])
+    # Validated epochs 2, 4, 6: first sets best, then two reductions.
+    assert history.history["learning_rate"][-1] == pytest.approx(0.025)
+
+
+def test_schedule_is_scaled_and_the_compiled_step_uses_it():
+    # Bias-only gradient of 1 per step (loss = mean(output), zero inputs): each
+    # step moves the bias by exactly the learning rate in force.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=10**9, decay_rate=0.5)
+    model.compile(keras.optimizers.SGD(schedule),
+                  loss=lambda y_true, y_pred: keras.ops.mean(y_pred), jit_compile=True)
+    biases = []
+    probe = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda e, l: biases.append(float(model.layers[0].bias.numpy()[0])))
+    callback = ReduceLROnPlateau.halve(monitor="loss", patience=1, min_delta=1e9, stop_ratio=None)
+    x = np.zeros((4, 2), "float32")
+    fit_keeps_xla(model, x, np.zeros((4, 1), "float32"), batch_size=4, epochs=4,
+                  callbacks=[probe, callback])
+    biases.append(float(model.layers[0].bias.numpy()[0]))
+    steps = -np.diff(biases)
+    np.testing.assert_allclose(steps, [0.1, 0.1, 0.05, 0.025], rtol=1e-4)
+    scaled = learning_rate_schedule(model.optimizer)
+    assert isinstance(scaled, ScaledSchedule) and scaled.schedule is schedule
+    assert scaled.scale == pytest.approx(0.125)
+
+
+def test_scaled_schedule_config_round_trip():
+    schedule = ScaledSchedule(keras.optimizers.schedules.CosineDecay(0.1, 100), 0.5)
+    data = keras.saving.serialize_keras_object(schedule)
+    clone = keras.saving.deserialize_keras_object(data)
+    assert float(clone(10)) == pytest.approx(float(schedule(10)))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ReduceLROnPlateau.halve(patience=3, stop_ratio=0.01, monitor="val_accuracy"),
+    lambda: ReduceLROnPlateau(factor=0.3, cooldown=2, restore_best_weights=False),
+    lambda: UpdateRatioMonitor(target=2e-3, low=1e-4, high=5e-2, warn=False),
+])
+def test_config_round_trip(make):
+    config_round_trip(make())
+
+
+def test_update_ratio_monitor_logs_and_names_unstable_layers():
+    x, y = tiny_data()
+    model = tiny_classifier()
+    model.compile(ClippedOptimizer(keras.optimizers.SGD(5.0), max_norm=None), SPARSE_CE,
+                  jit_compile=True)
+    monitor = UpdateRatioMonitor()
+    with pytest.warns(UserWarning, match=r"dense.*unstable"):
+        history = fit_keeps_xla(model, x, y, epochs=2, callbacks=[monitor])
+    for key in ("update_ratio", "grad_norm", "clip_fraction"):
+        assert len(history.history[key]) == 2
+    assert history.history["update_ratio"][0] > 1e-2
+    assert set(monitor.layer_history[0]) == {layer.path for layer in model.layers}
+
+
+def test_update_ratio_monitor_quiet_on_a_healthy_run():
+    x, y = tiny_data()
+    model = tiny_classifier()
+    model.compile(ClippedOptimizer(keras.optimizers.SGD(0.01), max_norm=None), SPARSE_CE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        history = model.fit(x, y, epochs=2, verbose=0, batch_size=128,
+                            callbacks=[UpdateRatioMonitor(low=1e-5, high=1e-1)])
+    assert 1e-5 < history.history["update_ratio"][-1] < 1e-1
+
+
+def test_update_ratio_monitor_needs_clipped_optimizer():
+    x, y = tiny_data(n=16)
+    model = tiny_classifier()
+    model.compile("sgd", SPARSE_CE)
+    with pytest.raises(ValueError, match="ClippedOptimizer.*Received: optimizer=SGD"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[UpdateRatioMonitor()])
+
+
+@pytest.mark.parametrize(
+    "make,error,match",
+    [
+        (lambda: ReduceLROnPlateau(factor=1.5), ValueError, "Received: factor=1.5"),
+        (lambda: ReduceLROnPlateau(factor=0), ValueError, "Received: factor=0"),
+        (lambda: ReduceLROnPlateau(stop_ratio=1.0), ValueError, "Received: stop_ratio=1.0"),
+        (lambda: ReduceLROnPlateau(patience=-1), ValueError, "Received: patience=-1"),
+        (lambda: ReduceLROnPlateau(mode="up"), ValueError, "Received: mode='up'"),
+        (lambda: ReduceLROnPlateau(min_lr=-1.0), ValueError, "Received: min_lr=-1.0"),
+        (lambda: ReduceLROnPlateau.halve(factor=0.3), TypeError, "Received: factor=0.3"),
+        (lambda: UpdateRatioMonitor(low=1e-2, high=1e-4), ValueError, "Received: low=0.01"),
+        (lambda: UpdateRatioMonitor(target=-1), ValueError, "Received: target=-1"),
+        (lambda: ScaledSchedule(0.1), TypeError, "Received: schedule=0.1"),
+    ],
+)
+def test_bad_arguments_rejected(make, error, match):
+    with pytest.raises(error, match=match):
+        make()

@@ -1,0 +1,164 @@
+import keras
+import numpy as np
+import pytest
+
+from helpers import (config_round_trip, fit_keeps_xla, save_load_same_outputs,
+                     serialized_round_trip, tiny_classifier, tiny_data)
+from keras_recipes.callbacks import ReduceLROnPlateau
+from keras_recipes.optimizers import ClippedOptimizer
+
+
+def _apply_once(optimizer, weights, grads):
+    variables = [keras.Variable(w) for w in weights]
+    grads = [keras.ops.convert_to_tensor(g) for g in grads]
+    if keras.backend.backend() == "jax":
+        # The JAX trainer's path: stateless_apply, then write the state back.
+        optimizer.build(variables)
+        new_vars, new_opt = optimizer.stateless_apply(
+            [v.value for v in optimizer.variables], grads, [v.value for v in variables])
+        for v, value in zip(list(variables) + optimizer.variables, list(new_vars) + list(new_opt)):
+            v.assign(value)
+    else:
+        optimizer.apply(grads, variables)
+    return [keras.ops.convert_to_numpy(v) for v in variables]
+
+
+def _numpy_global_clip(grads, max_norm):
+    norm = np.sqrt(sum(float(np.sum(g.astype("float64") ** 2)) for g in grads))
+    scale = min(1.0, max_norm / norm)
+    return [g * scale for g in grads], norm
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 3.0, 100.0])
+def test_update_equals_numpy_global_norm_clip(rng, max_norm):
+    weights = [rng.normal(size=(4, 3)).astype("float32"), rng.normal(size=(3,)).astype("float32")]
+    grads = [rng.normal(size=(4, 3)).astype("float32") * 2, rng.normal(size=(3,)).astype("float32")]
+    opt = ClippedOptimizer(keras.optimizers.SGD(learning_rate=0.5), max_norm=max_norm)
+    new = _apply_once(opt, weights, grads)
+    clipped, norm = _numpy_global_clip(grads, max_norm)
+    for w, g, n in zip(weights, clipped, new):
+        np.testing.assert_allclose(n, w - 0.5 * g, rtol=1e-5, atol=1e-6)
+    stats = opt.read_stats()
+    np.testing.assert_allclose(stats["grad_norm"], norm, rtol=1e-5)
+    assert stats["clip_fraction"] == (1.0 if norm > max_norm else 0.0)
+    # The update/weight ratio of tip 5, against numpy.
+    dw = np.sqrt(sum(np.sum((0.5 * g) ** 2) for g in clipped))
+    w_norm = np.sqrt(sum(np.sum(w.astype("float64") ** 2) for w in weights))
+    np.testing.assert_allclose(stats["update_ratio"], dw / w_norm, rtol=1e-4)
+
+
+def test_max_norm_none_records_without_clipping(rng):
+    weights = [rng.normal(size=(5,)).astype("float32")]
+    grads = [np.full((5,), 100.0, "float32")]
+    opt = ClippedOptimizer(keras.optimizers.SGD(learning_rate=1.0), max_norm=None)
+    new = _apply_once(opt, weights, grads)
+    np.testing.assert_allclose(new[0], weights[0] - 100.0, rtol=1e-6)
+    assert opt.read_stats()["clip_fraction"] == 0.0
+
+
+def test_works_under_loss_scale_optimizer_unscale_then_clip(rng):
+    weights = [rng.normal(size=(6,)).astype("float32")]
+    grads = [rng.normal(size=(6,)).astype("float32") * 10]
+    scale = 1024.0
+    opt = keras.optimizers.LossScaleOptimizer(
+        ClippedOptimizer(keras.optimizers.SGD(learning_rate=1.0), max_norm=1.0),
+        initial_scale=scale,
+    )
+    new = _apply_once(opt, weights, [g * scale for g in grads])
+    clipped, norm = _numpy_global_clip(grads, 1.0)
+    np.testing.assert_allclose(new[0], weights[0] - clipped[0], rtol=1e-5)
+    np.testing.assert_allclose(opt.inner_optimizer.read_stats()["grad_norm"], norm, rtol=1e-5)
+
+
+def test_grad_norm_recorded_in_fit_equals_gradient_of_mean_loss():
+    x, y = tiny_data(n=64)
+    model = tiny_classifier()
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            value = loss(y, model(x))
+        grads = tape.gradient(value, model.trainable_variables)
+    else:
+        import jax
+
+        def f(params):
+            out, _ = model.stateless_call(params, [v.value for v in model.non_trainable_variables], x)
+            return loss(y, out)
+
+        grads = jax.grad(f)([v.value for v in model.trainable_variables])
+    expected = np.sqrt(sum(np.sum(np.asarray(g, "float64") ** 2) for g in grads))
+    opt = ClippedOptimizer(keras.optimizers.SGD(0.1), max_norm=None)
+    model.compile(opt, loss, jit_compile=True)
+    fit_keeps_xla(model, x, y, batch_size=64, epochs=1, shuffle=False)
+    np.testing.assert_allclose(opt.read_stats()["grad_norm"], expected, rtol=1e-4)
+
+
+def test_learning_rate_and_iterations_pass_through():
+    inner = keras.optimizers.SGD(0.1)
+    opt = ClippedOptimizer(inner)
+    opt.learning_rate = 0.05
+    assert float(keras.ops.convert_to_numpy(inner.learning_rate)) == pytest.approx(0.05)
+    assert opt.iterations is inner.iterations
+
+
+def test_keras_plateau_callback_drives_wrapped_lr():
+    x, y = tiny_data(n=64)
+    model = tiny_classifier()
+    opt = ClippedOptimizer(keras.optimizers.SGD(0.1))
+    model.compile(opt, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=True)
+    # min_delta huge: after the first epoch every epoch is a plateau.
+    cb = keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_delta=1e9)
+    fit_keeps_xla(model, x, y, epochs=3, callbacks=[cb])
+    assert float(keras.ops.convert_to_numpy(opt.learning_rate)) == pytest.approx(0.025)
+
+
+def test_config_round_trip_nests_inner_optimizer():
+    opt = ClippedOptimizer(keras.optimizers.Adam(0.003), max_norm=15.0, track_update_ratio=False)
+    clone = config_round_trip(opt)
+    assert isinstance(clone.inner_optimizer, keras.optimizers.Adam)
+    assert clone.max_norm == 15.0 and clone.track_update_ratio is False
+    serialized_round_trip(opt)
+
+
+def test_keras_file_round_trip_keeps_state_and_trains_on(tmp_path):
+    x, y = tiny_data()
+    model = tiny_classifier()
+    model.compile(ClippedOptimizer(keras.optimizers.SGD(0.1, momentum=0.9), max_norm=2.0),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=True)
+    fit_keeps_xla(model, x, y, epochs=2)
+    loaded = save_load_same_outputs(model, x, tmp_path / "m.keras")
+    assert isinstance(loaded.optimizer, ClippedOptimizer)
+    assert loaded.optimizer.max_norm == 2.0
+    assert int(keras.ops.convert_to_numpy(loaded.optimizer.iterations)) == int(
+        keras.ops.convert_to_numpy(model.optimizer.iterations))
+    # Momentum buffers came back, so one more step matches the original's.
+    model.fit(x, y, epochs=1, shuffle=False, verbose=0)
+    loaded.fit(x, y, epochs=1, shuffle=False, verbose=0)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "make,error,match",
+    [
+        (lambda: ClippedOptimizer(keras.optimizers.SGD(), max_norm=0.0), ValueError, "Received: max_norm=0.0"),
+        (lambda: ClippedOptimizer(keras.optimizers.SGD(), max_norm=-5), ValueError, "Received: max_norm=-5"),
+        (lambda: ClippedOptimizer(keras.optimizers.SGD(), max_norm=float("inf")), ValueError, "Received: max_norm=inf"),
+        (lambda: ClippedOptimizer(keras.optimizers.SGD(), max_norm="5"), TypeError, "Received: max_norm='5'"),
+        (lambda: ClippedOptimizer("sgd"), TypeError, "Received: optimizer='sgd'"),
+        (lambda: ClippedOptimizer(keras.optimizers.SGD(clipnorm=1.0)), ValueError, "Received: clipnorm=1.0"),
+        (lambda: ClippedOptimizer(keras.optimizers.SGD(global_clipnorm=1.0)), ValueError, "Received: global_clipnorm=1.0"),
+        (lambda: ClippedOptimizer(keras.optimizers.SGD(clipvalue=1.0)), ValueError, "Received: clipvalue=1.0"),
+        (lambda: ClippedOptimizer(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD())), ValueError, "LossScaleOptimizer\\(ClippedOptimizer"),
+        (lambda: ClippedOptimizer(ClippedOptimizer(keras.optimizers.SGD())), ValueError, "already a ClippedOptimizer"),
+        (lambda: ClippedOptimizer(keras.optimizers.SGD(), track_update_ratio="yes"), TypeError, "Received: track_update_ratio='yes'"),
+        (lambda: ClippedOptimizer(keras.optimizers.SGD(), weight_decay=0.1), ValueError, "Received: weight_decay=0.1"),
+    ],
+)
+def test_bad_arguments_rejected(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
