@@ -6,12 +6,20 @@ loading needs the classes registered under the "keras_recipes" package.
 
 from keras_recipes import callbacks
 from keras_recipes import initializers
+from keras_recipes import layers
 from keras_recipes import optimizers
+from keras_recipes.fit import FitResult
+from keras_recipes.fit import Tip
+from keras_recipes.fit import fit_with_tips
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FitResult",
+    "Tip",
     "__version__",
+    "fit_with_tips",
+    "layers",
     "callbacks",
     "initializers",
     "optimizers",

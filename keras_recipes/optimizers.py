@@ -138,26 +138,17 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
 
     def build(self, var_list):
         var_list = list(var_list)
-        # Statistics are accumulated over the steps of an epoch, then read and
-        # reset by UpdateRatioMonitor.
-        self._stat_steps = self.add_variable((), "zeros", "float32", name="stat_steps")
-        self._stat_clipped = self.add_variable((), "zeros", "float32", name="stat_clipped")
-        self._stat_grad_norm = self.add_variable((), "zeros", "float32", name="stat_grad_norm")
-        self._stat_last_grad_norm = self.add_variable(
-            (), "zeros", "float32", name="last_grad_norm"
-        )
-        self._stat_ratio = self.add_variable((), "zeros", "float32", name="stat_update_ratio")
-        # Per layer: accumulated squared update norm and squared weight norm.
+        # Step statistics, accumulated over the steps of an epoch and read and
+        # reset by UpdateRatioMonitor. Two variables so that a step costs two
+        # assignments: the scalars (steps, clipped steps, sum of pre-clip
+        # norms, sum of update ratios) and, per layer, the summed squared
+        # update norm and squared weight norm.
+        self._stat_scalars = self.add_variable((4,), "zeros", "float32", name="step_stats")
         self.layer_names = sorted({_layer_name(v) for v in var_list})
-        self._var_layer_index = [
-            self.layer_names.index(_layer_name(v)) for v in var_list
-        ]
-        n_layers = max(len(self.layer_names), 1)
-        self._stat_layer_update_sq = self.add_variable(
-            (n_layers,), "zeros", "float32", name="stat_layer_update_sq"
-        )
-        self._stat_layer_weight_sq = self.add_variable(
-            (n_layers,), "zeros", "float32", name="stat_layer_weight_sq"
+        layer_of = [self.layer_names.index(_layer_name(v)) for v in var_list]
+        self._layer_one_hot = np.eye(max(len(self.layer_names), 1), dtype="float32")[layer_of]
+        self._stat_layers = self.add_variable(
+            (2, max(len(self.layer_names), 1)), "zeros", "float32", name="layer_stats"
         )
         self.inner_optimizer.build(var_list)
         super().build(var_list)
@@ -214,43 +205,34 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
             )
             clipped = ops.cast(norm > self.max_norm, "float32")
             grads = [
-                g if g is None else ops.cast(dense[i] * ops.cast(scale, dense[i].dtype), dense[i].dtype)
+                g if g is None else dense[i] * ops.cast(scale, dense[i].dtype)
                 for i, g in enumerate(grads)
             ]
         else:
             clipped = ops.zeros((), "float32")
 
-        if self.track_update_ratio:
+        if self.track_update_ratio and present:
             # ops.copy forces a read now: on TensorFlow, converting a
             # variable gives a handle that would be read after the update.
             before = [ops.copy(variables[i]) for i in present]
         self.inner_optimizer.apply(grads, trainable_variables)
 
-        self._stat_steps.assign_add(1.0)
-        self._stat_clipped.assign_add(clipped)
-        self._stat_grad_norm.assign_add(norm)
-        self._stat_last_grad_norm.assign(norm)
+        ratio = ops.zeros((), "float32")
         if self.track_update_ratio and present:
-            n_layers = self._stat_layer_update_sq.shape[0]
-            update_sq = []
-            weight_sq = []
-            for old, i in zip(before, present):
-                new = ops.copy(variables[i])
-                delta = ops.cast(new, "float32") - ops.cast(old, "float32")
-                update_sq.append(ops.sum(ops.square(delta)))
-                weight_sq.append(ops.sum(ops.square(ops.cast(old, "float32"))))
-            update_sq = ops.stack(update_sq)
-            weight_sq = ops.stack(weight_sq)
-            ratio = ops.sqrt(ops.sum(update_sq)) / (
-                ops.sqrt(ops.sum(weight_sq)) + _EPS
+            sums = ops.stack(
+                [
+                    ops.stack([ops.sum(ops.square(ops.cast(variables[i] - old, "float32")))
+                               for old, i in zip(before, present)]),
+                    ops.stack([ops.sum(ops.square(ops.cast(old, "float32")))
+                               for old in before]),
+                ]
             )
-            self._stat_ratio.assign_add(ratio)
-            index = np.asarray(
-                [self._var_layer_index[i] for i in present], dtype="int32"
-            )
-            one_hot = ops.one_hot(index, n_layers, dtype="float32")
-            self._stat_layer_update_sq.assign_add(ops.matmul(update_sq[None, :], one_hot)[0])
-            self._stat_layer_weight_sq.assign_add(ops.matmul(weight_sq[None, :], one_hot)[0])
+            totals = ops.sum(sums, axis=1)
+            ratio = ops.sqrt(totals[0]) / (ops.sqrt(totals[1]) + _EPS)
+            self._stat_layers.assign_add(ops.matmul(sums, self._layer_one_hot[present]))
+        self._stat_scalars.assign_add(
+            ops.stack([ops.ones((), "float32"), clipped, ops.cast(norm, "float32"), ratio])
+        )
 
     # -- reading the statistics ---------------------------------------------
 
@@ -258,29 +240,27 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
         """Means of the step statistics since the last reset, as floats.
 
         Returns a dict with `steps`, `grad_norm` (mean pre-clip global norm),
-        `last_grad_norm`, `clip_fraction` and, when tracked, `update_ratio`
+        `clip_fraction` and, when tracked, `update_ratio`
         (mean global ratio) and `layer_update_ratio` (a dict, layer name ->
         ratio of root-mean-square update to root-mean-square weight norm).
         Returns `{}` before the first step.
         """
         if not self.built:
             return {}
-        steps = float(_numpy(self._stat_steps))
+        steps, clipped, norm_sum, ratio_sum = _numpy(self._stat_scalars).tolist()
         if steps == 0:
             return {}
         stats = {
             "steps": steps,
-            "grad_norm": float(_numpy(self._stat_grad_norm)) / steps,
-            "last_grad_norm": float(_numpy(self._stat_last_grad_norm)),
-            "clip_fraction": float(_numpy(self._stat_clipped)) / steps,
+            "grad_norm": norm_sum / steps,
+            "clip_fraction": clipped / steps,
         }
         if self.track_update_ratio:
-            stats["update_ratio"] = float(_numpy(self._stat_ratio)) / steps
-            upd = _numpy(self._stat_layer_update_sq)
-            wgt = _numpy(self._stat_layer_weight_sq)
+            stats["update_ratio"] = ratio_sum / steps
+            update_sq, weight_sq = _numpy(self._stat_layers)
             stats["layer_update_ratio"] = {
                 name: float(np.sqrt(u) / (np.sqrt(w) + _EPS))
-                for name, u, w in zip(self.layer_names, upd, wgt)
+                for name, u, w in zip(self.layer_names, update_sq, weight_sq)
             }
         if reset:
             self.reset_stats()
@@ -288,17 +268,9 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
 
     def reset_stats(self):
         """Zeroes the accumulated step statistics."""
-        if not self.built:
-            return
-        for variable in (
-            self._stat_steps,
-            self._stat_clipped,
-            self._stat_grad_norm,
-            self._stat_ratio,
-            self._stat_layer_update_sq,
-            self._stat_layer_weight_sq,
-        ):
-            variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+        if self.built:
+            for variable in (self._stat_scalars, self._stat_layers):
+                variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
 
     # -- serialization -------------------------------------------------------
 

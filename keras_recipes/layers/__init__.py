@@ -1,0 +1,5 @@
+"""Keras layers of keras_recipes."""
+
+from keras_recipes.layers.preprocessing import Log1p
+
+__all__ = ["Log1p"]
