@@ -288,23 +288,24 @@ def load_named(name, data_dir=None, split="train"):
         builder = digits_builder(data_dir)
         return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
     try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except Exception as error:  # DatasetNotFoundError and friends
+        # download=False: offline, an unprepared dataset must fail fast and
+        # clearly rather than hang on the network.
+        return tfds.load(name, split=split, as_supervised=True, data_dir=data_dir,
+                         shuffle_files=False, download=False)
+    except tfds.core.registered.DatasetNotFoundError as error:
         raise ValueError(
-            f"Unknown dataset name. Use 'digits' (embedded) or a TFDS name such as "
+            "Unknown dataset name. Use 'digits' (embedded) or a TFDS name such as "
             f"'mnist' or 'cifar10:3.*.*'. TFDS said: {str(error).splitlines()[0]} "
             f"Received: data={name!r}"
         ) from None
-    if not builder.is_prepared():
+    except AssertionError as error:  # TFDS' "could not find data in ..."
         raise ValueError(
-            f"The TFDS dataset {name!r} is not prepared under {builder.data_dir}, "
+            f"The TFDS dataset {name!r} is not prepared ({str(error).split('. Please')[0]}), "
             "and this machine may be offline. Prepare it once where there is a "
             f"network (`tfds build {name.split(':')[0]}` or "
             f"`tfds.builder({name!r}).download_and_prepare()`), then pass "
             f"`data_dir=` pointing at it. Received: data={name!r}, data_dir={data_dir!r}"
-        )
-    return tfds.load(name, split=split, as_supervised=True, data_dir=data_dir,
-                     shuffle_files=False)
+        ) from None
 
 
 def _dataset_stats(dataset, verbose):
@@ -472,6 +473,10 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
     n_val = len(xv) if isinstance(xv, np.ndarray) and validation_data is None else _count(val)
     if n_val == 0:
         raise ValueError("The validation set is empty. Received: 0 validation examples")
+    # Filtered streams have unknown cardinality; stating it lets Keras show
+    # progress and not warn that the input "ran out of data".
+    train = train.apply(tf.data.experimental.assert_cardinality(n_train))
+    val = val.apply(tf.data.experimental.assert_cardinality(n_val))
     train = train.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     val = val.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     return Data(train, val, x_shape, x_dtype, features, labels, n_train, n_val,

@@ -1,0 +1,3 @@
+from keras_recipes.cli import run
+
+run()

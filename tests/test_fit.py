@@ -1,0 +1,283 @@
+import os
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import shared_data
+from keras_recipes import fit_with_tips
+from keras_recipes.datasets import load_digits
+from keras_recipes.optimizers import ClippedOptimizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def mlp(n_in=64, n_out=10, **dense_kwargs):
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((n_in,)), keras.layers.Dense(64, activation="relu", **dense_kwargs),
+                             keras.layers.Dense(n_out)])
+
+
+def small(x, y, n=400):
+    return x[:n], y[:n]
+
+
+def test_end_to_end_digits_untuned_mlp_reaches_96_percent(tmp_path):
+    result = fit_with_tips(mlp(), "digits", seed=0, jit_compile=True, verbose=0)
+    assert result.model.jit_compile is True
+    xt, yt = load_digits("test")
+    accuracy = (result.model.predict(xt, verbose=0).argmax(-1) == yt).mean()
+    assert accuracy >= 0.96, accuracy
+    for key in ("learning_rate", "update_ratio", "grad_norm", "clip_fraction", "val_loss"):
+        assert len(result.history[key]) == len(result.history["loss"])
+    # The stopping rule ended training before the epoch bound.
+    assert len(result.history["loss"]) < 60
+    assert any("stopped at epoch" in e for e in result.events)
+    assert "tip" in str(result) and "update ratio" in str(result)
+    fig = result.plot()
+    assert len(fig.axes) == 3 and fig.axes[1].lines  # the LR curve is drawn
+    # One .keras file, preprocessing included, predicting on raw inputs.
+    path = tmp_path / "digits.keras"
+    result.model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded.predict(xt, verbose=0), result.model.predict(xt, verbose=0),
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("form", ["arrays", "batched", "unbatched", "digits_name"])
+def test_each_input_form_trains(form):
+    x, y = small(*load_digits("train"))
+    data = {
+        "arrays": (x, y),
+        "batched": tf.data.Dataset.from_tensor_slices((x, y)).batch(32),
+        "unbatched": tf.data.Dataset.from_tensor_slices((x, y)),
+        "digits_name": "digits",
+    }[form]
+    result = fit_with_tips(mlp(), data, epochs=2, seed=1, jit_compile=True, verbose=0)
+    assert result.model.jit_compile is True
+    assert len(result.history["loss"]) == 2
+    assert result.history["loss"][1] < result.history["loss"][0]
+    expected_train = 1437 if form == "digits_name" else 400
+    assert result.data.n_train + result.data.n_validation == expected_train
+
+
+def test_streaming_split_is_stratified_and_seeded():
+    x, y = load_digits("train")
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    from keras_recipes.data import make_data
+
+    a = make_data(ds, validation_split=0.2, seed=3)
+    b = make_data(ds, validation_split=0.2, seed=3)
+    ya = np.concatenate([yb.numpy() for _, yb in a.validation])
+    yb_ = np.concatenate([yb.numpy() for _, yb in b.validation])
+    np.testing.assert_array_equal(ya, yb_)
+    counts = np.bincount(ya, minlength=10)
+    full = np.bincount(y, minlength=10)
+    np.testing.assert_allclose(counts, full / 5, atol=1.01)
+
+
+def test_tfds_name_with_mock_data():
+    import tensorflow_datasets as tfds
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    with tfds.testing.mock_data(num_examples=64):
+        result = fit_with_tips(model, "mnist", epochs=1, seed=0, jit_compile=True, verbose=0)
+    assert result.model.jit_compile is True
+    # uint8 images: standardized per channel inside the model.
+    assert "1 channels" in result.tips[[t.name for t in result.tips].index("inputs")].setting
+
+
+def test_unprepared_tfds_name_says_how_to_prepare(tmp_path):
+    with pytest.raises(ValueError, match=r"not prepared \(Dataset mnist: could not find data in .*\).*data_dir=.*Received: data='mnist'"):
+        fit_with_tips(mlp(), "mnist", data_dir=str(tmp_path), verbose=0)
+
+
+def test_preprocessing_equals_numpy_reference_and_is_saved(tmp_path):
+    x, y = load_digits("train")
+    result = fit_with_tips(mlp(), (x, y), epochs=1, seed=0, jit_compile=True, verbose=0)
+    layer = result.model.get_layer("standardize")
+    # Statistics come from the training split only: recompute it.
+    from keras_recipes.data import stratified_split
+
+    train_idx, _ = stratified_split(y, 0.2, 0)
+    xt = x[train_idx].astype("float64")
+    mean, std = xt.mean(0), xt.std(0)
+    std[std < 1e-8] = 1.0
+    expected = (x[:50] - mean) / std
+    got = keras.ops.convert_to_numpy(layer(x[:50]))
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    result.model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded.get_layer("standardize")(x[:50])),
+                               expected, atol=1e-4)
+
+
+def test_log1p_detection_on_grunfeld():
+    import csv
+
+    rows = list(csv.reader(open(shared_data("tabular", "grunfeld.csv"))))
+    header, rows = rows[0], rows[1:]
+    cols = ["invest", "value", "capital", "year"]
+    x = np.array([[float(r[header.index(c)]) for c in cols] for r in rows], "float32")
+    # Predict investment from the other columns: regression.
+    result = fit_with_tips(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]),
+                           (x[:, 1:], x[:, 0]), epochs=2, seed=0, jit_compile=True, verbose=0)
+    inputs_tip = [t for t in result.tips if t.name == "inputs"][0]
+    assert "log1p on feature 0, feature 1" in inputs_tip.setting  # value, capital; not year
+    assert result.model.get_layer("log1p").features == [0, 1]
+    assert [t for t in result.tips if t.name == "loss"][0].setting == "mean_squared_error"
+
+
+def test_compiled_model_keeps_users_loss_metrics_and_optimizer():
+    x, y = small(*load_digits("train"))
+    model = mlp()
+    model.compile(keras.optimizers.Adam(1e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum"),
+                  metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=3, name="top3")])
+    result = fit_with_tips(model, (x, y), epochs=2, seed=0, jit_compile=True, verbose=0)
+    assert "val_top3" in result.history
+    optimizer = result.model.optimizer
+    assert isinstance(optimizer, ClippedOptimizer)
+    assert isinstance(optimizer.inner_optimizer, keras.optimizers.Adam)
+    loss_tip = [t for t in result.tips if t.name == "loss"][0]
+    assert "converted to the batch mean" in loss_tip.reason
+    assert result.model.loss.reduction == "sum_over_batch_size"
+
+
+def test_recurrent_model_is_clipped_and_dropout_gets_patience():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 6, 3)).astype("float32")
+    y = (x[:, :, 0].sum(1) > 0).astype("int32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6, 3)), keras.layers.LSTM(8), keras.layers.Dropout(0.2),
+                              keras.layers.Dense(2)])
+    result = fit_with_tips(model, (x, y), epochs=1, seed=0, jit_compile=True, verbose=0)
+    settings = {t.name: t.setting for t in result.tips}
+    assert settings["gradient clipping"] == "global norm 5"
+    assert result.model.optimizer.max_norm == 5.0
+    assert "patience 6" in settings["dropout"]
+
+
+def test_subclassed_model_and_binary_labels():
+    class Tiny(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(8, activation="relu")
+            self.out = keras.layers.Dense(1)
+
+        def call(self, x):
+            return self.out(self.hidden(x))
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 5)).astype("float32") * 3 + 2
+    y = (x[:, 0] > 2).astype("int32")
+    keras.utils.set_random_seed(0)
+    result = fit_with_tips(Tiny(), (x, y), epochs=3, seed=0, jit_compile=True, verbose=0)
+    assert [t for t in result.tips if t.name == "loss"][0].setting == "binary_crossentropy"
+    assert "val_binary_accuracy" in result.history
+
+
+def test_auto_execution_measures_on_cpu():
+    x, y = small(*load_digits("train"))
+    result = fit_with_tips(mlp(), (x, y), epochs=1, seed=0, verbose=0)
+    if keras.backend.backend() == "tensorflow" and not tf.config.list_logical_devices("GPU"):
+        assert result.execution["plain_over_xla"] > 0
+        assert result.execution["jit_compile"] == (result.execution["plain_over_xla"] > 1)
+        assert result.model.jit_compile is result.execution["jit_compile"]
+
+
+def test_same_seed_same_history():
+    x, y = small(*load_digits("train"))
+    runs = [fit_with_tips(mlp(), (x, y), epochs=2, seed=5, jit_compile=False, verbose=0).history
+            for _ in range(2)]
+    np.testing.assert_allclose(runs[0]["loss"], runs[1]["loss"], rtol=1e-6)
+
+
+class _Recorder(keras.callbacks.Callback):
+    started = False
+
+    def on_train_begin(self, logs=None):
+        _Recorder.started = True
+
+
+_x, _y = load_digits("train")
+_xn = _x.copy()
+_xn[3, 7] = np.nan
+_xn[10, 2] = np.inf
+
+
+@pytest.mark.parametrize(
+    "data,kwargs,error,match",
+    [
+        ((np.zeros((0, 64), "float32"), np.zeros((0,), "int64")), {}, ValueError, "empty"),
+        ((_x, _y[:-3]), {}, ValueError, "same number of examples.*Received: x of length 1437"),
+        ((_x, _y + 5), {}, ValueError, r"Labels must lie in \[0, 9\].*Received: labels from 5 to 14"),
+        ((_x.astype(str), _y), {}, TypeError, "numeric.*Received: x with dtype <U"),
+        ((_xn, _y), {}, ValueError, r"2 NaN/Inf values \(first positions \[\[3, 7\], \[10, 2\]\]\)"),
+        ([1, 2, 3], {}, TypeError, "Received: data=\\[1, 2, 3\\]"),
+        ("no_such_dataset_xyz", {}, ValueError, "Unknown dataset name.*Received: data='no_such_dataset_xyz'"),
+        ((_x, _y), {"epochs": 0}, ValueError, "Received: epochs=0"),
+        ((_x, _y), {"batch_size": -1}, ValueError, "Received: batch_size=-1"),
+        ((_x, _y), {"validation_split": 1.5}, ValueError, "Received: validation_split=1.5"),
+        ((_x, _y), {"jit_compile": "yes"}, ValueError, "Received: jit_compile='yes'"),
+        ((_x, _y), {"clip_norm": -1}, ValueError, "Received: clip_norm=-1"),
+        ((_x, _y), {"learning_rate": 0}, ValueError, "Received: learning_rate=0"),
+    ],
+)
+def test_bad_input_rejected_before_training(data, kwargs, error, match):
+    _Recorder.started = False
+    with pytest.raises(error, match=match):
+        fit_with_tips(mlp(), data, callbacks=[_Recorder()], verbose=0, **kwargs)
+    assert not _Recorder.started
+
+
+def test_bad_model_rejected():
+    with pytest.raises(TypeError, match="Received: model="):
+        fit_with_tips("mlp", (_x, _y), verbose=0)
+    a, b = keras.Input((2,)), keras.Input((3,))
+    two = keras.Model([a, b], keras.layers.Dense(1)(keras.layers.Concatenate()([a, b])))
+    with pytest.raises(ValueError, match="one input.*Received: a model with 2 inputs"):
+        fit_with_tips(two, (_x, _y), verbose=0)
+
+
+def _run(args, env=None):
+    return subprocess.run([sys.executable, "-m", "keras_recipes", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
+
+
+def test_cli_train_prints_test_accuracy_last(tmp_path):
+    out = tmp_path / "cli.keras"
+    proc = _run(["train", "--epochs", "3", "--output", str(out), "--jit_compile", "true"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"test_accuracy: 0\.\d{4}", last), last
+    assert float(last.split()[1]) > 0.5
+    assert "tip" in proc.stdout and out.exists()
+
+
+def test_cli_help_and_bad_command():
+    proc = _run(["--help"])
+    assert proc.returncode == 0 and "--dataset" in proc.stdout and "--jit_compile" in proc.stdout
+    proc = _run(["fly"])
+    assert proc.returncode != 0 and "Received: ['fly']" in proc.stderr
+
+
+def test_runs_under_the_jax_backend():
+    pytest.importorskip("jax")
+    code = ("import keras, numpy as np\n"
+            "from keras_recipes import fit_with_tips\n"
+            "from keras_recipes.datasets import load_digits\n"
+            "x, y = load_digits('train')\n"
+            "m = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation='relu'), keras.layers.Dense(10)])\n"
+            "r = fit_with_tips(m, (x[:400], y[:400]), epochs=2, seed=0, verbose=0)\n"
+            "print(keras.backend.backend(), r.execution['jit_compile'], len(r.history['update_ratio']))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "jax True 2"
