@@ -4,6 +4,7 @@ Import the package before loading a `.keras` file that holds its objects:
 loading needs the classes registered under the "keras_recipes" package.
 """
 
+from keras_recipes import audio
 from keras_recipes import callbacks
 from keras_recipes import initializers
 from keras_recipes import layers
@@ -18,6 +19,7 @@ __all__ = [
     "FitResult",
     "Tip",
     "__version__",
+    "audio",
     "fit_with_tips",
     "layers",
     "callbacks",

@@ -361,6 +361,26 @@ def _dataset_stats(dataset, verbose):
     return moments.result(n, axis), labels, n
 
 
+def target_scale(data):
+    """Mean and std of continuous labels over the training split, streamed.
+
+    Returns `None` when the targets are already on a unit scale (|mean| < 1
+    and std in [0.1, 10]) or constant.
+    """
+    total = total_sq = 0.0
+    n = 0
+    for _, y in data.train.unbatch().batch(4096).as_numpy_iterator():
+        y = np.asarray(y, "float64")
+        total += y.sum()
+        total_sq += (y * y).sum()
+        n += y.size
+    mean = total / max(n, 1)
+    std = math.sqrt(max(total_sq / max(n, 1) - mean**2, 0.0))
+    if std < 1e-12 or (abs(mean) < 1.0 and 0.1 <= std <= 10.0):
+        return None
+    return float(mean), float(std)
+
+
 def _count(dataset):
     return int(dataset.reduce(np.int64(0), lambda c, _: c + 1).numpy())
 

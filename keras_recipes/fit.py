@@ -14,9 +14,10 @@ import warnings
 import keras
 import numpy as np
 
-from keras_recipes import data as data_lib
 from keras_recipes import preprocessing
-from keras_recipes.callbacks import ReduceLROnPlateau, UpdateRatioMonitor, current_learning_rate
+from keras_recipes.callbacks import ReduceLROnPlateau
+from keras_recipes.callbacks import StopOnNaN
+from keras_recipes.callbacks import UpdateRatioMonitor
 from keras_recipes.optimizers import ClippedOptimizer
 
 RECURRENT = (keras.layers.RNN, keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
@@ -415,6 +416,10 @@ def fit_with_tips(
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
 
+    # Imported here: the data adapters need TensorFlow (tf.data), while the
+    # rest of the package also runs where only JAX is installed.
+    from keras_recipes import data as data_lib
+
     tips = []
     data = data_lib.make_data(data, validation_data, validation_split, batch_size, seed,
                               data_dir, verbose=keras_verbose)
@@ -459,11 +464,29 @@ def fit_with_tips(
                         "saved inside the model"))
     else:
         tips.append(Tip(1, "inputs", "unchanged", skipped))
+    # Regression targets on a large scale make the MSE gradient (and so the
+    # right LR) scale with them: train on standardized targets, and put the
+    # inverse map after the model so `result.model` predicts in raw units.
+    target = None
+    if (not compiled and preprocess and isinstance(loss, keras.losses.MeanSquaredError)
+            and data.labels.kind == "continuous"):
+        target = data_lib.target_scale(data)
+        if target is not None:
+            mean_y, std_y = target
+            data.train = data.train.map(lambda x, y: (x, (y - mean_y) / std_y))
+            data.validation = data.validation.map(lambda x, y: (x, (y - mean_y) / std_y))
+            tips.append(Tip(1, "targets", f"standardized (mean {mean_y:.4g}, std {std_y:.4g}), "
+                            "inverted inside result.model",
+                            "the MSE gradient, and so the right LR, scale with the targets"))
     raw = keras.Input(tuple(data.x_shape), name="raw_input")
     z = raw
     for layer in pre_layers:
         z = layer(z)
-    full = keras.Model(raw, model(z), name=f"{model.name}_with_tips") if pre_layers else model
+    if pre_layers or target is not None:
+        trained_output = model(z)
+        full = keras.Model(raw, trained_output, name=f"{model.name}_with_tips")
+    else:
+        full = model
 
     # Tips 4-7: optimizer, clipping.
     recurrent = [l.name for l in _walk(model) if isinstance(l, RECURRENT)]
@@ -495,8 +518,9 @@ def fit_with_tips(
     patience = patience or (6 if dropout else 3)
     plateau = ReduceLROnPlateau.halve(patience=patience, stop_ratio=stop_ratio,
                                       restore_best_weights=True, verbose=int(keras_verbose > 0))
-    tips.append(Tip(4, "LR schedule", f"halve after {patience} flat validated epochs; stop "
-                    f"below {stop_ratio:g} x initial; restore best weights",
+    stop_text = "never stop early" if stop_ratio is None else f"stop below {stop_ratio:g} x initial"
+    tips.append(Tip(4, "LR schedule", f"halve after {patience} flat validated epochs; "
+                    f"{stop_text}; restore best weights",
                     "divide by 2 on plateau, stop when tiny"))
     if dropout:
         tips.append(Tip(11, "dropout", f"patience {patience} (not 3)",
@@ -515,16 +539,29 @@ def fit_with_tips(
     if keras_verbose:
         print(_table([[t.number, t.name, t.setting, t.reason] for t in tips],
                      ["tip", "what", "setting", "why"]))
-    callback_list = [monitor, plateau, keras.callbacks.TerminateOnNaN()] + list(callbacks or [])
+    guard = StopOnNaN()
+    # Order matters at the end of training: the guard restores the last
+    # finite weights first, then the plateau callback the best ones.
+    callback_list = [monitor, guard, plateau] + list(callbacks or [])
     history = full.fit(data.train, validation_data=data.validation, epochs=epochs,
                        callbacks=callback_list, verbose=keras_verbose)
     execution["jit_compile_after_fit"] = bool(full.jit_compile)
     events = []
+    if guard.event is not None:
+        events.append(f"training diverged: loss {guard.event['loss']} at epoch "
+                      f"{guard.event['epoch'] + 1} with learning rate "
+                      f"{guard.event['learning_rate']:.4g}; stopped and restored the last "
+                      "finite weights")
     if plateau.stopped_epoch is not None:
         events.append(f"stopped at epoch {plateau.stopped_epoch + 1}: the learning rate fell "
                       f"below {stop_ratio:g} x its initial value")
     if plateau.best_epoch is not None:
         events.append(f"weights restored from epoch {plateau.best_epoch + 1} "
                       f"(val_loss {plateau.best_weights_value:.4g})")
+    if target is not None:
+        mean_y, std_y = target
+        outputs = keras.layers.Rescaling(scale=std_y, offset=mean_y, name="unstandardize_targets")(
+            trained_output)
+        full = keras.Model(raw, outputs, name=full.name)
     return FitResult(full, dict(history.history), tips, data, execution,
                      monitor.layer_history, time.perf_counter() - start, events)

@@ -189,3 +189,22 @@ def test_update_ratio_monitor_needs_clipped_optimizer():
 def test_bad_arguments_rejected(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_stop_on_nan_restores_last_finite_weights():
+    from keras_recipes.callbacks import StopOnNaN
+
+    model = _compiled_model()
+    guard = StopOnNaN()
+    guard.set_model(model)
+    guard.on_train_begin()
+    shapes = [w.shape for w in model.get_weights()]
+    model.set_weights([np.full(s, 2.0, "float32") for s in shapes])
+    guard.on_epoch_end(0, {"loss": 0.5})
+    model.set_weights([np.full(s, np.nan, "float32") for s in shapes])
+    guard.on_epoch_end(1, {"loss": float("nan")})
+    assert model.stop_training and guard.event["epoch"] == 1
+    assert guard.event["learning_rate"] == pytest.approx(0.1)
+    guard.on_train_end()
+    for w in model.get_weights():
+        np.testing.assert_array_equal(w, 2.0)

@@ -281,3 +281,25 @@ def test_runs_under_the_jax_backend():
                           env={**os.environ, "KERAS_BACKEND": "jax"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "jax True 2"
+
+
+def test_regression_targets_standardized_and_predicted_in_raw_units():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(300, 3)).astype("float32")
+    y = (1000.0 + 500.0 * x[:, 0] - 300.0 * x[:, 1]).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    result = fit_with_tips(model, (x, y), epochs=40, seed=0, jit_compile=True, verbose=0)
+    assert [t for t in result.tips if t.name == "targets"]
+    pred = result.model.predict(x, verbose=0)[:, 0]
+    r2 = 1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum()
+    assert r2 > 0.95 and abs(pred.mean() - y.mean()) < 20
+
+
+def test_divergence_stops_and_never_returns_nan_weights():
+    x, y = small(*load_digits("train"))
+    result = fit_with_tips(mlp(), (x, y), epochs=5, learning_rate=1e12, preprocess=False, seed=0,
+                           jit_compile=True, verbose=0)
+    assert any("diverged" in e and "learning rate 1e+12" in e for e in result.events), result.events
+    for w in result.model.get_weights():
+        assert np.isfinite(w).all()

@@ -1,5 +1,7 @@
 """Keras layers of keras_recipes."""
 
+from keras_recipes.layers.audio import NoiseMix
+from keras_recipes.layers.image import RandomShiftRotate
 from keras_recipes.layers.preprocessing import Log1p
 
-__all__ = ["Log1p"]
+__all__ = ["Log1p", "NoiseMix", "RandomShiftRotate"]
