@@ -298,6 +298,42 @@ def _choose_jit(jit_compile, model, make_optimizer, loss, metrics, batch):
                       "plain_over_xla": ratio, "blocked_by": []}
 
 
+def _augmentation(augment, noise_bank, x_shape, seed):
+    """Tip 10: the augmentation layers `augment` asks for."""
+    from keras_recipes.audio import NoiseBank
+    from keras_recipes.layers import NoiseMix, RandomShiftRotate
+
+    if augment is None:
+        return []
+    if noise_bank is not None and not isinstance(noise_bank, NoiseBank):
+        raise TypeError("`noise_bank` must be a keras_recipes.audio.NoiseBank. "
+                        f"Received: noise_bank={noise_bank!r}")
+    if augment == "image":
+        if len(x_shape) != 3:
+            raise ValueError("augment='image' needs image inputs (height, width, channels). "
+                             f"Received: inputs of shape {tuple(x_shape)}")
+        return [RandomShiftRotate(seed=seed, name="augment_shift_rotate")]
+    if augment == "audio":
+        if len(x_shape) not in (1, 2):
+            raise ValueError("augment='audio' needs waveforms (time,) or (time, channels). "
+                             f"Received: inputs of shape {tuple(x_shape)}")
+        return [NoiseMix(noise=noise_bank, seed=seed, name="augment_noise_mix")]
+    layers = augment if isinstance(augment, (list, tuple)) else [augment]
+    if not layers or not all(isinstance(l, keras.layers.Layer) for l in layers):
+        raise ValueError("`augment` must be None, 'image', 'audio', a Keras layer or a list of "
+                         f"layers. Received: augment={augment!r}")
+    return list(layers)
+
+
+def _describe_layer(layer):
+    config = layer.get_config()
+    keys = [k for k in ("max_shift", "max_degrees", "snr_db", "colors", "rate") if k in config]
+    inner = ", ".join(f"{k}={config[k]}" for k in keys)
+    if getattr(layer, "bank_lengths", None):
+        inner += f", noise bank of {len(layer.bank_lengths)} clips"
+    return f"{type(layer).__name__}({inner})"
+
+
 def _first_batch(dataset):
     for x, y in dataset.take(1):
         return keras.ops.convert_to_numpy(x), keras.ops.convert_to_numpy(y)
@@ -325,6 +361,8 @@ def fit_with_tips(
     patience=None,
     stop_ratio=1e-2,
     preprocess=True,
+    augment=None,
+    noise_bank=None,
     callbacks=None,
     jit_compile="auto",
     seed=None,
@@ -375,6 +413,10 @@ def fit_with_tips(
         stop_ratio: Float. Stop once the learning rate is below this fraction
             of its initial value. Defaults to `1e-2`.
         preprocess: Boolean. Apply tip 1's preprocessing. Defaults to `True`.
+        augment: Tip 10. `None`, `"image"` (`RandomShiftRotate`), `"audio"`
+            (`NoiseMix`, with `noise_bank` when given), a Keras layer or a list
+            of layers. Applied to the raw inputs, in training only.
+        noise_bank: A `keras_recipes.audio.NoiseBank` for `augment="audio"`.
         callbacks: List of extra Keras callbacks, run after ours.
         jit_compile: `"auto"`, `True` or `False`. `"auto"` uses XLA on
             GPU/TPU and on JAX; on CPU it times a few steps both ways and keeps
@@ -478,11 +520,15 @@ def fit_with_tips(
             tips.append(Tip(1, "targets", f"standardized (mean {mean_y:.4g}, std {std_y:.4g}), "
                             "inverted inside result.model",
                             "the MSE gradient, and so the right LR, scale with the targets"))
+    augment_layers = _augmentation(augment, noise_bank, data.x_shape, seed)
+    if augment_layers:
+        tips.append(Tip(10, "augmentation", ", ".join(_describe_layer(l) for l in augment_layers),
+                        "training only (identity at inference), on the raw inputs"))
     raw = keras.Input(tuple(data.x_shape), name="raw_input")
     z = raw
-    for layer in pre_layers:
+    for layer in augment_layers + pre_layers:
         z = layer(z)
-    if pre_layers or target is not None:
+    if pre_layers or augment_layers or target is not None:
         trained_output = model(z)
         full = keras.Model(raw, trained_output, name=f"{model.name}_with_tips")
     else:

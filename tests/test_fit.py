@@ -303,3 +303,32 @@ def test_divergence_stops_and_never_returns_nan_weights():
     assert any("diverged" in e and "learning rate 1e+12" in e for e in result.events), result.events
     for w in result.model.get_weights():
         assert np.isfinite(w).all()
+
+
+def test_augment_image_and_audio_and_layers():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, size=(96, 12, 12, 1)).astype("float32")
+    y = (x.mean(axis=(1, 2, 3)) > 127.5).astype("int32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12, 12, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    result = fit_with_tips(model, (x, y), augment="image", epochs=1, seed=0, jit_compile=True, verbose=0)
+    assert result.model.jit_compile is True
+    assert "RandomShiftRotate(max_shift=0.1, max_degrees=10.0)" in str(result)
+    # Identity at inference: predictions equal the model without augmentation.
+    layer = result.model.get_layer("augment_shift_rotate")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x[:4], training=False)), x[:4])
+
+    from keras_recipes.audio import NoiseBank
+
+    wave = rng.normal(size=(64, 800)).astype("float32")
+    labels = (wave[:, 0] > 0).astype("int32")
+    bank = NoiseBank([rng.normal(size=300).astype("float32")], 8000)
+    keras.utils.set_random_seed(0)
+    audio_model = keras.Sequential([keras.Input((800,)), keras.layers.Dense(2)])
+    result = fit_with_tips(audio_model, (wave, labels), augment="audio", noise_bank=bank, epochs=1,
+                           seed=0, jit_compile=True, verbose=0)
+    assert "noise bank of 1 clips" in str(result) and result.model.jit_compile is True
+    with pytest.raises(ValueError, match=r"augment='image' needs image inputs.*Received: inputs of shape \(800,\)"):
+        fit_with_tips(audio_model, (wave, labels), augment="image", verbose=0)
+    with pytest.raises(ValueError, match="Received: augment='video'"):
+        fit_with_tips(audio_model, (wave, labels), augment="video", verbose=0)
