@@ -6,9 +6,13 @@ loading needs the classes registered under the "keras_recipes" package.
 
 from keras_recipes import audio
 from keras_recipes import callbacks
+from keras_recipes import ensemble
 from keras_recipes import initializers
 from keras_recipes import layers
 from keras_recipes import optimizers
+from keras_recipes.ensemble import AveragingEnsemble
+from keras_recipes.ensemble import EnsembleResult
+from keras_recipes.ensemble import fit_ensemble
 from keras_recipes.fit import FitResult
 from keras_recipes.fit import Tip
 from keras_recipes.fit import fit_with_tips
@@ -16,6 +20,8 @@ from keras_recipes.fit import fit_with_tips
 __version__ = "0.1.0"
 
 __all__ = [
+    "AveragingEnsemble",
+    "EnsembleResult",
     "FitResult",
     "Tip",
     "__version__",
@@ -23,6 +29,8 @@ __all__ = [
     "fit_with_tips",
     "layers",
     "callbacks",
+    "ensemble",
+    "fit_ensemble",
     "initializers",
     "optimizers",
 ]

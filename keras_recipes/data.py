@@ -248,9 +248,18 @@ def _stream_split(dataset, validation_split, seed, integer_labels):
         counts = tf.tensor_scatter_nd_add(counts, [[bucket]], [1])
         return counts, (x, y, is_val)
 
+    def is_validation(x, y, flag):
+        return flag
+
+    def is_training(x, y, flag):
+        return tf.logical_not(flag)
+
+    def untag(x, y, flag):
+        return x, y
+
     tagged = dataset.scan(tf.zeros([_STRATA], tf.int64), assign)
-    train = tagged.filter(lambda x, y, v: tf.logical_not(v)).map(lambda x, y, v: (x, y))
-    val = tagged.filter(lambda x, y, v: v).map(lambda x, y, v: (x, y))
+    train = tagged.filter(is_training).map(untag)
+    val = tagged.filter(is_validation).map(untag)
     return train, val, k
 
 
@@ -389,7 +398,7 @@ def _count(dataset):
 
 
 def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
-              seed=None, data_dir=None, shuffle_buffer=10_000, verbose=0):
+              seed=None, data_dir=None, shuffle_buffer=10_000, verbose=0, shuffle_seed=None):
     """Resolves `data` into batched train/validation datasets plus statistics.
 
     Args:
@@ -398,7 +407,8 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
         validation_data: `(x, y)` arrays or a dataset; if `None`, a seeded
             (stratified for integer labels) `validation_split` of `data`.
         batch_size: Integer. Batch size of both returned datasets.
-        seed: Integer or None, for the split and the shuffling.
+        seed: Integer or None, for the split (and the shuffling, unless
+            `shuffle_seed` is given).
         data_dir: TFDS data directory for named datasets.
 
     Returns:
@@ -410,6 +420,7 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
         _check_split(validation_split)
     notes = []
     seed = 0 if seed is None else int(seed)
+    shuffle_seed = seed if shuffle_seed is None else int(shuffle_seed)
 
     if isinstance(data, str):
         source = f"dataset {data!r}" + (" (embedded, via TFDS)" if data in EMBEDDED else " (TFDS)")
@@ -442,7 +453,7 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
         features = array_feature_stats(x)
         labels = _label_stats(y)
         train = tf.data.Dataset.from_tensor_slices((x, y))
-        train = train.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        train = train.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
         n_train = len(x)
         x_shape, x_dtype = tuple(x.shape[1:]), str(x.dtype)
     else:
@@ -464,7 +475,7 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
         else:
             train_stream, val_stream, split = dataset, None, "validation_data given"
         features, labels, n_train = _dataset_stats(train_stream, verbose)
-        train = train_stream.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        train = train_stream.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
         x_shape, x_dtype = tuple(x_spec.shape), x_spec.dtype.name
         if val_stream is not None:
             xv = val_stream

@@ -18,11 +18,12 @@ from keras_recipes import preprocessing
 from keras_recipes.callbacks import ReduceLROnPlateau
 from keras_recipes.callbacks import StopOnNaN
 from keras_recipes.callbacks import UpdateRatioMonitor
+from keras_recipes.modelinfo import dropout_layers
+from keras_recipes.modelinfo import output_activation
+from keras_recipes.modelinfo import recurrent_layers
+from keras_recipes.modelinfo import walk_layers
 from keras_recipes.optimizers import ClippedOptimizer
 
-RECURRENT = (keras.layers.RNN, keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
-DROPOUT = (keras.layers.Dropout, keras.layers.SpatialDropout1D, keras.layers.SpatialDropout2D,
-           keras.layers.SpatialDropout3D, keras.layers.AlphaDropout, keras.layers.GaussianDropout)
 _JIT_PROBE_STEPS = 6
 
 
@@ -142,31 +143,9 @@ def _interactive():
 # -- decisions -------------------------------------------------------------
 
 
-def _walk(layer):
-    yield layer
-    for sub in getattr(layer, "layers", None) or []:
-        yield from _walk(sub)
-    for sub in (getattr(layer, "forward_layer", None), getattr(layer, "backward_layer", None),
-                getattr(layer, "layer", None)):
-        if isinstance(sub, keras.layers.Layer):
-            yield from _walk(sub)
-
-
-def _last_activation(model):
-    """Name of the activation that produces the model's output, if known."""
-    layers = [l for l in _walk(model) if not isinstance(l, keras.Model)]
-    for layer in reversed(layers):
-        if isinstance(layer, keras.layers.Softmax):
-            return "softmax"
-        activation = getattr(layer, "activation", None)
-        if activation is not None:
-            return getattr(activation, "__name__", str(activation))
-    return "linear"
-
-
 def _infer_loss(model, labels, units):
     """Tip 3: a mean-reduced loss chosen from the labels and the output layer."""
-    activation = _last_activation(model)
+    activation = output_activation(model)
     if labels.kind == "integer" and units > 1:
         from_logits = activation != "softmax"
         return (keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
@@ -240,7 +219,7 @@ def _wrap(optimizer, max_norm):
 
 
 def _jit_blockers(model):
-    return sorted({l.name for l in _walk(model) if getattr(l, "supports_jit", True) is False})
+    return sorted({l.name for l in walk_layers(model) if getattr(l, "supports_jit", True) is False})
 
 
 def _probe_step_seconds(model, make_optimizer, loss, metrics, batch, jit):
@@ -366,8 +345,11 @@ def fit_with_tips(
     callbacks=None,
     jit_compile="auto",
     seed=None,
+    split_seed=None,
     verbose="auto",
     data_dir=None,
+    ensemble=None,
+    _members=None,
 ):
     """Trains `model` on `data` with Sutskever's advice applied, visibly.
 
@@ -421,13 +403,37 @@ def fit_with_tips(
         jit_compile: `"auto"`, `True` or `False`. `"auto"` uses XLA on
             GPU/TPU and on JAX; on CPU it times a few steps both ways and keeps
             the faster. Defaults to `"auto"`.
-        seed: Integer or `None`. Seeds Keras, the split and the shuffling.
+        seed: Integer or `None`. Seeds Keras (initialization, dropout,
+            augmentation), the data order and, unless `split_seed` is given,
+            the validation split.
+        split_seed: Integer or `None`. Seed of the validation split only;
+            defaults to `seed`.
         verbose: `"auto"`, 0, 1 or 2. Prints the tips table first when not 0.
         data_dir: TFDS data directory for named datasets.
+        ensemble: Integer or `None`. Shortcut for tip 12: train this many
+            copies of `model` (re-initialized, seeds `seed + i`) with
+            `keras_recipes.fit_ensemble` and return its `EnsembleResult`.
 
     Returns:
-        A `FitResult`.
+        A `FitResult` (an `EnsembleResult` with `ensemble=`).
     """
+    if ensemble is not None:
+        from keras_recipes.ensemble import fit_ensemble
+
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
+        first = [model]
+
+        def build():
+            return first.pop() if first else keras.models.clone_model(model)
+
+        return fit_ensemble(build, data, members=ensemble, validation_data=validation_data,
+                            validation_split=validation_split, epochs=epochs,
+                            batch_size=batch_size, learning_rate=learning_rate, momentum=momentum,
+                            clip_norm=clip_norm, patience=patience, stop_ratio=stop_ratio,
+                            preprocess=preprocess, augment=augment, noise_bank=noise_bank,
+                            callbacks=callbacks, jit_compile=jit_compile, seed=seed,
+                            split_seed=split_seed, verbose=verbose, data_dir=data_dir)
     start = time.perf_counter()
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
@@ -463,8 +469,9 @@ def fit_with_tips(
     from keras_recipes import data as data_lib
 
     tips = []
-    data = data_lib.make_data(data, validation_data, validation_split, batch_size, seed,
-                              data_dir, verbose=keras_verbose)
+    data = data_lib.make_data(data, validation_data, validation_split, batch_size,
+                              seed if split_seed is None else split_seed, data_dir,
+                              verbose=keras_verbose, shuffle_seed=seed)
     tips.append(Tip(4, "validation set", f"{data.n_validation} examples ({data.split})",
                     "decides LR drops, stopping and the best weights"))
 
@@ -528,15 +535,28 @@ def fit_with_tips(
     z = raw
     for layer in augment_layers + pre_layers:
         z = layer(z)
-    if pre_layers or augment_layers or target is not None:
+    if _members:
+        # Tip 12, fused: every member in one compiled program, each scored
+        # by its own mean loss; one step updates all of them.
+        from keras_recipes.ensemble import MemberLoss, MemberwiseLoss, stack_members
+
+        stacked = stack_members(_members, tuple(z.shape[1:]))
+        trained_output = stacked(z)
+        full = keras.Model(raw, trained_output, name="ensemble_training")
+        member_loss = loss
+        loss = MemberwiseLoss(member_loss)
+        metrics = [MemberLoss(member_loss, i) for i in range(len(_members))]
+        tips.append(Tip(12, "ensemble", f"{len(_members)} members trained as one compiled program",
+                        "same architecture: one step updates every member (own optimizer state)"))
+    elif pre_layers or augment_layers or target is not None:
         trained_output = model(z)
         full = keras.Model(raw, trained_output, name=f"{model.name}_with_tips")
     else:
         full = model
 
     # Tips 4-7: optimizer, clipping.
-    recurrent = [l.name for l in _walk(model) if isinstance(l, RECURRENT)]
-    dropout = [l.name for l in _walk(model) if isinstance(l, DROPOUT)]
+    recurrent = recurrent_layers(model)
+    dropout = dropout_layers(model)
     if clip_norm == "auto":
         max_norm = 5.0 if recurrent else None
         clip_why = (f"recurrent layers ({', '.join(recurrent)})" if recurrent
@@ -604,10 +624,16 @@ def fit_with_tips(
     if plateau.best_epoch is not None:
         events.append(f"weights restored from epoch {plateau.best_epoch + 1} "
                       f"(val_loss {plateau.best_weights_value:.4g})")
-    if target is not None:
+    if target is not None and not _members:
         mean_y, std_y = target
         outputs = keras.layers.Rescaling(scale=std_y, offset=mean_y, name="unstandardize_targets")(
             trained_output)
         full = keras.Model(raw, outputs, name=full.name)
-    return FitResult(full, dict(history.history), tips, data, execution,
+    result = FitResult(full, dict(history.history), tips, data, execution,
                      monitor.layer_history, time.perf_counter() - start, events)
+    if _members:
+        from keras_recipes.ensemble import assemble_fused
+
+        result.execution["ensemble_path"] = "fused"
+        result.ensemble = assemble_fused(_members, raw, z, target, result)
+    return result

@@ -19,11 +19,16 @@ LOG_SPREAD = 0.25
 STANDARD_TOL = 0.1
 
 
+# Layers that compute their own features from a raw signal: per-position
+# standardization of a waveform in front of them would distort it.
+_OWN_FEATURES = (keras.layers.MelSpectrogram, keras.layers.STFTSpectrogram)
+
+
 def _normalizing_layers(model):
     found = []
 
     def walk(layer):
-        if isinstance(layer, (keras.layers.Normalization, keras.layers.Rescaling)):
+        if isinstance(layer, (keras.layers.Normalization, keras.layers.Rescaling) + _OWN_FEATURES):
             found.append(layer.name)
         for sub in getattr(layer, "layers", []) or []:
             walk(sub)
@@ -51,7 +56,8 @@ def plan(model, stats, feature_names=None):
     names = feature_names or {}
     existing = _normalizing_layers(model)
     if existing:
-        return [], None, f"the model already normalizes its inputs ({', '.join(existing)})"
+        return [], None, ("the model already normalizes its inputs or computes its own "
+                          f"features ({', '.join(existing)})")
 
     mean, std = stats.mean.copy(), stats.std.copy()
     log_features = log1p_candidates(stats)

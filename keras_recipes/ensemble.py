@@ -1,0 +1,467 @@
+"""Tip 12: train about ten networks and average their predictions.
+
+* `AveragingEnsemble`: a `keras.Model` averaging its members' predictions.
+* `MemberwiseLoss`: the loss that trains stacked members as one program.
+* `fit_ensemble`: trains the members (together when they share an
+  architecture) with the whole recipe of `fit_with_tips`.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_recipes.modelinfo import output_activation
+from keras_recipes.modelinfo import recurrent_layers
+
+_PACKAGE = "keras_recipes"
+AVERAGES = ("probabilities", "logits", "geometric", "mean")
+_EPS = 1e-7
+
+
+def _unique_names(members):
+    """Renames members whose names repeat (member, member_1, ...)."""
+    seen = set()
+    for member in members:
+        name = member.name
+        k = 0
+        while name in seen:
+            k += 1
+            name = f"{member.name}_{k}"
+        if name != member.name:
+            member.name = name
+        seen.add(name)
+
+
+def _output_shape(member):
+    shape = getattr(member, "output_shape", None)
+    if shape is None:
+        return None
+    return tuple(shape[1:]) if isinstance(shape, tuple) else None
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class AveragingEnsemble(keras.Model):
+    """A model whose output is the average of its members' predictions.
+
+    `average="probabilities"` (the default) averages probabilities: members
+    that end in a linear activation are read as logits and converted
+    (softmax, or sigmoid for one output) first. `"logits"` averages logits
+    (members that output probabilities are converted with a log) and outputs
+    logits. `"geometric"` averages log-probabilities and renormalizes: the
+    normalized geometric mean of the probabilities. `"mean"` averages the raw
+    outputs (regression).
+
+    Member names are made unique on construction, so models built by the same
+    function combine; one `.keras` file saves and reloads the whole ensemble,
+    and one `predict` call runs every member.
+
+    Example:
+
+    ```python
+    members = [build_model() for _ in range(10)]  # trained
+    ensemble = AveragingEnsemble(members)
+    probabilities = ensemble.predict(x)
+    ensemble.save("ensemble.keras")
+    ```
+
+    Args:
+        members: List of `keras.Model`, with the same input and output
+            shapes.
+        average: One of "probabilities", "logits", "geometric", "mean".
+            Defaults to `"probabilities"`.
+    """
+
+    def __init__(self, members, average="probabilities", **kwargs):
+        if isinstance(members, keras.Model) or not isinstance(members, (list, tuple)):
+            raise TypeError("`members` must be a list of keras.Model. "
+                            f"Received: members={members!r}")
+        members = list(members)
+        if not members:
+            raise ValueError("`members` must hold at least one model. Received: members=[]")
+        bad = [m for m in members if not isinstance(m, keras.Model)]
+        if bad:
+            raise TypeError("Every member must be a keras.Model. "
+                            f"Received: a member of type {type(bad[0]).__name__}")
+        if average not in AVERAGES:
+            raise ValueError(f"`average` must be one of {AVERAGES}. Received: average={average!r}")
+        shapes = {_output_shape(m) for m in members} - {None}
+        if len(shapes) > 1:
+            raise ValueError("All members must have the same output shape. "
+                             f"Received: output shapes {sorted(shapes)}")
+        super().__init__(**kwargs)
+        _unique_names(members)
+        self.members_ = members
+        self.average = average
+        self._activations = [output_activation(m) for m in members]
+
+    @property
+    def members(self):
+        """The member models, in order."""
+        return list(self.members_)
+
+    def _as(self, output, activation, kind):
+        """A member output as probabilities, logits or log-probabilities."""
+        output = ops.cast(output, "float32")
+        single = output.shape[-1] == 1
+        is_prob = activation in ("softmax", "sigmoid")
+        if kind == "probabilities":
+            if is_prob:
+                return output
+            return ops.sigmoid(output) if single else ops.softmax(output, axis=-1)
+        if kind == "logits":
+            if not is_prob:
+                return output
+            p = ops.clip(output, _EPS, 1 - _EPS)
+            return ops.log(p / (1 - p)) if single else ops.log(p)
+        # log-probabilities
+        if is_prob:
+            return ops.log(ops.clip(output, _EPS, 1.0))
+        return ops.log_sigmoid(output) if single else ops.log_softmax(output, axis=-1)
+
+    def call(self, inputs, training=None):
+        outputs = [m(inputs, training=training) for m in self.members_]
+        if self.average == "mean":
+            return ops.mean(ops.stack([ops.cast(o, "float32") for o in outputs]), axis=0)
+        kind = {"probabilities": "probabilities", "logits": "logits", "geometric": "log"}[self.average]
+        stacked = ops.stack([self._as(o, a, kind) for o, a in zip(outputs, self._activations)])
+        mean = ops.mean(stacked, axis=0)
+        if self.average != "geometric":
+            return mean
+        if mean.shape[-1] == 1:
+            # Two classes: renormalize p and 1 - p (both geometric means).
+            other = ops.mean(ops.stack([
+                self._as(-o if a not in ("softmax", "sigmoid") else 1 - o, a, "log")
+                for o, a in zip(outputs, self._activations)]), axis=0)
+            return ops.exp(mean) / (ops.exp(mean) + ops.exp(other))
+        return ops.softmax(mean, axis=-1)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "members": [keras.saving.serialize_keras_object(m) for m in self.members_],
+            "average": self.average,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        members = [keras.saving.deserialize_keras_object(m, custom_objects=custom_objects)
+                   for m in config.pop("members")]
+        return cls(members, **config)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MemberwiseLoss(keras.losses.Loss):
+    """Sum over members of a mean-reduced loss, for stacked member outputs.
+
+    `y_pred` has shape `(batch, members, ...)`; member `i` is scored on
+    `y_pred[:, i]` against the same `y_true`. Each member's gradient comes
+    from its own term only, so training the stack trains every member as if
+    alone (with the same batches).
+
+    Args:
+        loss: A Keras loss (mean-reduced).
+    """
+
+    def __init__(self, loss, name="memberwise_loss", reduction="sum_over_batch_size", **kwargs):
+        super().__init__(name=name, reduction=None, **kwargs)
+        self.loss = keras.losses.get(loss)
+        if getattr(self.loss, "reduction", None) == "sum":
+            raise ValueError("MemberwiseLoss needs a mean-reduced loss. Received: reduction='sum'")
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        members = y_pred.shape[1]
+        return ops.sum(ops.stack([self.loss(y_true, y_pred[:, i], sample_weight)
+                                  for i in range(members)]))
+
+    def call(self, y_true, y_pred):
+        return self(y_true, y_pred)
+
+    def get_config(self):
+        return {"name": self.name, "loss": keras.saving.serialize_keras_object(self.loss)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(keras.saving.deserialize_keras_object(config.pop("loss")), **config)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MemberLoss(keras.metrics.Mean):
+    """Metric: the loss of one member of a stack (`y_pred[:, index]`)."""
+
+    def __init__(self, loss, index, name=None, **kwargs):
+        super().__init__(name=name or f"member_{index}_loss", **kwargs)
+        self.loss = keras.losses.get(loss)
+        self.index = int(index)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(self.loss(y_true, y_pred[:, self.index]))
+
+    def get_config(self):
+        return {"name": self.name, "index": self.index,
+                "loss": keras.saving.serialize_keras_object(self.loss)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(keras.saving.deserialize_keras_object(config.pop("loss")), **config)
+
+
+def stack_members(members, input_shape):
+    """A functional model whose output stacks the members': (batch, n, ...)."""
+    _unique_names(members)
+    inputs = keras.Input(tuple(input_shape))
+    outs = []
+    for member in members:
+        out = member(inputs)
+        outs.append(keras.layers.Reshape((1,) + tuple(out.shape[1:]))(out))
+    stacked = keras.layers.Concatenate(axis=1)(outs) if len(outs) > 1 else outs[0]
+    return keras.Model(inputs, stacked, name="stacked_members")
+
+
+def architecture_signature(model):
+    """The model's config with every name removed: equal for models that
+    differ only in names (and weights)."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("name", "seed")}
+        if isinstance(value, (list, tuple)):
+            return [strip(v) for v in value]
+        return value
+
+    try:
+        return repr(strip(model.get_config()))
+    except NotImplementedError:
+        return None
+
+
+class EnsembleResult:
+    """What `fit_ensemble` returns.
+
+    Attributes:
+        model: The `AveragingEnsemble` (preprocessing included: raw inputs in).
+        members: The trained member models (raw inputs in).
+        member_histories: One history dict per member.
+        path: "fused" (one compiled program) or "sequential", and `reason`.
+        table: Rows of the validation metric: each member, the ensemble, and
+            the ensemble of the first k members for k = 1..N.
+        fit_result: The underlying `FitResult` (fused path) or list of them.
+    """
+
+    def __init__(self, model, members, member_histories, path, reason, metric_name,
+                 member_scores, prefix_scores, fit_result):
+        self.model = model
+        self.members = members
+        self.member_histories = member_histories
+        self.path = path
+        self.reason = reason
+        self.metric_name = metric_name
+        self.member_scores = member_scores
+        self.prefix_scores = prefix_scores
+        self.ensemble_score = prefix_scores[-1]
+        self.fit_result = fit_result
+
+    @property
+    def table(self):
+        rows = [(f"member {i}", s) for i, s in enumerate(self.member_scores)]
+        rows.append(("ensemble", self.ensemble_score))
+        rows += [(f"first {k} members", s) for k, s in enumerate(self.prefix_scores, 1)]
+        return rows
+
+    def __str__(self):
+        lines = [f"fit_ensemble: {len(self.members)} members, {self.path} path ({self.reason})",
+                 f"validation {self.metric_name}:"]
+        lines += [f"  {name:20} {score:.4f}" for name, score in self.table]
+        return "\n".join(lines)
+
+    def plot(self):
+        """The marginal-gain curve: the ensemble of the first k members."""
+        import matplotlib
+
+        matplotlib.use(matplotlib.get_backend())
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        ks = np.arange(1, len(self.prefix_scores) + 1)
+        ax.plot(ks, self.prefix_scores, "o-", label="ensemble of first k")
+        ax.scatter(np.arange(1, len(self.member_scores) + 1), self.member_scores, color="0.6",
+                   s=12, label="member k alone")
+        ax.set(xlabel="members k", ylabel=f"validation {self.metric_name}",
+               title="marginal gain of each member")
+        ax.legend()
+        fig.tight_layout()
+        return fig
+
+
+def _member_probabilities(members, activations, x, kind):
+    """Member predictions on x, as the ensemble would average them."""
+    preds = []
+    for member, activation in zip(members, activations):
+        out = np.asarray(member.predict(x, verbose=0, batch_size=1024), "float64")
+        if kind == "mean":
+            preds.append(out)
+            continue
+        single = out.shape[-1] == 1
+        if activation not in ("softmax", "sigmoid"):
+            if single:
+                out = 1 / (1 + np.exp(-out))
+            else:
+                out = np.exp(out - out.max(-1, keepdims=True))
+                out /= out.sum(-1, keepdims=True)
+        preds.append(out)
+    return np.stack(preds)
+
+
+def _score(prob, y, kind):
+    """Accuracy for classification, R^2 for regression."""
+    y = np.asarray(y)
+    if kind == "mean":
+        pred = prob.reshape(len(y), -1)[:, 0]
+        y = y.reshape(len(y), -1)[:, 0].astype("float64")
+        return float(1 - ((y - pred) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-12))
+    if prob.shape[-1] == 1:
+        pred = (prob[:, 0] > 0.5).astype(int)
+    else:
+        pred = prob.argmax(-1)
+    if y.ndim > 1 and y.shape[-1] > 1:
+        y = y.argmax(-1)
+    return float((pred == y.reshape(-1)).mean())
+
+
+def evaluate_members(members, x, y, average):
+    """Validation scores: each member, and the ensemble of the first k."""
+    kind = "mean" if average == "mean" else "probabilities"
+    activations = [output_activation(m) for m in members]
+    preds = _member_probabilities(members, activations, x, kind)
+    member_scores = [_score(p, y, kind) for p in preds]
+    prefix = [_score(preds[:k].mean(axis=0), y, kind) for k in range(1, len(members) + 1)]
+    return ("R^2" if kind == "mean" else "accuracy"), member_scores, prefix
+
+
+def fit_ensemble(build_model, data, members=10, **fit_kwargs):
+    """Trains `members` models from `build_model` and averages them (tip 12).
+
+    Members differ by seed: `seed + i` sets each one's initialization and
+    its dropout and augmentation draws. When `build_model` returns the same
+    architecture every time, the members train together as one compiled
+    program (one step updates all members, each with its own optimizer
+    state); data order is then shared. Otherwise, or when gradients are
+    clipped (clipping is per member), they train in turn, each with its own
+    data order. The result says which path ran and why.
+
+    Example:
+
+    ```python
+    def build():
+        return keras.Sequential([keras.Input((64,)),
+                                 keras.layers.Dense(64, activation="relu"),
+                                 keras.layers.Dense(10)])
+
+    result = fit_ensemble(build, "digits", members=10)
+    print(result)            # member, ensemble and first-k validation accuracy
+    result.plot()            # the marginal-gain curve
+    result.model.save("ensemble.keras")
+    ```
+
+    Args:
+        build_model: Callable returning a new (uncompiled or compiled)
+            `keras.Model`.
+        data: As for `fit_with_tips`.
+        members: Integer >= 1. Defaults to `10`.
+        **fit_kwargs: Passed to `fit_with_tips` (`seed`, `epochs`, ...).
+
+    Returns:
+        An `EnsembleResult`.
+    """
+    from keras_recipes.fit import fit_with_tips
+
+    if not callable(build_model) or isinstance(build_model, keras.Model):
+        raise TypeError("`build_model` must be a function returning a new keras.Model. "
+                        f"Received: build_model={build_model!r}")
+    if isinstance(members, bool) or not isinstance(members, (int, np.integer)) or members < 1:
+        raise ValueError(f"`members` must be an integer >= 1. Received: members={members!r}")
+    if "ensemble" in fit_kwargs:
+        raise TypeError("Pass the number of members as `members`. Received: ensemble=...")
+    seed = fit_kwargs.pop("seed", None)
+    base_seed = 0 if seed is None else int(seed)
+    models = []
+    for i in range(members):
+        keras.utils.set_random_seed(base_seed + i)
+        model = build_model()
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"`build_model` must return a keras.Model. Received: {type(model).__name__}")
+        models.append(model)
+    signatures = {architecture_signature(m) for m in models}
+    same = len(signatures) == 1 and None not in signatures
+    clip = fit_kwargs.get("clip_norm", "auto")
+    clipped = clip is not None and (clip != "auto" or bool(recurrent_layers(models[0])))
+    if same and members > 1 and not clipped:
+        return fit_with_tips(models[0], data, seed=base_seed, _members=models,
+                             **fit_kwargs).ensemble
+    if not same:
+        reason = "build_model returned different architectures"
+    elif members == 1:
+        reason = "one member"
+    else:
+        reason = "gradients are clipped, and clipping is per member"
+    results = []
+    for i, model in enumerate(models):
+        # One validation split for all (so the table compares like with
+        # like); initialization, data order and dropout differ by member.
+        results.append(fit_with_tips(model, data, seed=base_seed + i, split_seed=base_seed,
+                                     **fit_kwargs))
+    trained = [r.model for r in results]
+    average = "mean" if results[0].data.labels.kind == "continuous" else "probabilities"
+    ensemble = AveragingEnsemble(trained, average=average, name="averaging_ensemble")
+    x_val, y_val = _validation_arrays(results[0].data.validation)
+    metric, member_scores, prefix = evaluate_members(trained, x_val, y_val, average)
+    return EnsembleResult(ensemble, trained, [r.history for r in results], "sequential",
+                          reason, metric, member_scores, prefix, results)
+
+
+def _validation_arrays(dataset):
+    xs, ys = [], []
+    for x, y in dataset.as_numpy_iterator() if hasattr(dataset, "as_numpy_iterator") else dataset:
+        xs.append(x)
+        ys.append(y)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def assemble_fused(members, raw, features, target, result):
+    """After a fused fit: the raw-input ensemble and members, and the table.
+
+    Args:
+        members: The trained member models (preprocessed inputs in).
+        raw: The raw `keras.Input` of the training model.
+        features: The symbolic tensor after augmentation/preprocessing.
+        target: `(mean, std)` when targets were standardized, else None.
+        result: The `FitResult` of the fused fit.
+    """
+    average = "mean" if result.data.labels.kind == "continuous" else "probabilities"
+
+    def raw_model(output, name):
+        if target is not None:
+            output = keras.layers.Rescaling(scale=target[1], offset=target[0])(output)
+        return keras.Model(raw, output, name=name)
+
+    ensemble = AveragingEnsemble(members, average=average, name="averaging_ensemble")
+    model = raw_model(ensemble(features), "ensemble_with_tips")
+    member_models = [raw_model(m(features), f"{m.name}_with_tips") for m in members]
+    history = result.history
+    member_histories = []
+    for i in range(len(members)):
+        h = {"loss": history.get(f"member_{i}_loss", []),
+             "val_loss": history.get(f"val_member_{i}_loss", [])}
+        if "learning_rate" in history:
+            h["learning_rate"] = history["learning_rate"]
+        member_histories.append(h)
+    x_val, y_val = _validation_arrays(result.data.validation)
+    if target is not None:
+        y_val = y_val * target[1] + target[0]
+    metric, member_scores, prefix = evaluate_members(member_models, x_val, y_val, average)
+    return EnsembleResult(model, member_models, member_histories, "fused",
+                          "same architecture: one compiled program updates every member",
+                          metric, member_scores, prefix, result)

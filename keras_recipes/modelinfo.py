@@ -1,0 +1,44 @@
+"""Reading a Keras model's structure: its layers (nested models included)
+and the activation that produces its output. Used by fit_with_tips, the
+ensemble and the audit to take decisions from the model alone."""
+
+import keras
+
+
+def walk_layers(layer):
+    """Yields `layer` and every layer nested in it (models, wrappers)."""
+    yield layer
+    for sub in getattr(layer, "layers", None) or []:
+        yield from walk_layers(sub)
+    for sub in (getattr(layer, "forward_layer", None), getattr(layer, "backward_layer", None),
+                getattr(layer, "layer", None), getattr(layer, "cell", None)):
+        if isinstance(sub, keras.layers.Layer):
+            yield from walk_layers(sub)
+
+
+def output_activation(model):
+    """Name of the activation that produces the model's output, if known
+    ("linear" when the last layer with an activation has none)."""
+    layers = [l for l in walk_layers(model) if not isinstance(l, keras.Model)]
+    for layer in reversed(layers):
+        if isinstance(layer, keras.layers.Softmax):
+            return "softmax"
+        activation = getattr(layer, "activation", None)
+        if activation is not None:
+            return getattr(activation, "__name__", str(activation))
+    return "linear"
+
+
+RECURRENT = (keras.layers.RNN, keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
+DROPOUT = (keras.layers.Dropout, keras.layers.SpatialDropout1D, keras.layers.SpatialDropout2D,
+           keras.layers.SpatialDropout3D, keras.layers.AlphaDropout, keras.layers.GaussianDropout)
+
+
+def recurrent_layers(model):
+    """Names of the recurrent layers in the model."""
+    return [l.name for l in walk_layers(model) if isinstance(l, RECURRENT)]
+
+
+def dropout_layers(model):
+    """Names of the dropout layers in the model."""
+    return [l.name for l in walk_layers(model) if isinstance(l, DROPOUT)]
