@@ -37,7 +37,7 @@ def build(bias, clip, steps, features, seed):
     return model
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--pixels_per_step", type=int, default=28)
     parser.add_argument("--epochs", type=int, default=6)
@@ -45,7 +45,11 @@ def main():
     parser.add_argument("--clips", default="none,5")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n_train", type=int, default=8000)
-    args = parser.parse_args()
+    parser.add_argument("--configs", default=None,
+                        help="ordered bias:clip pairs, e.g. 3:5,1:5,0:none (overrides the grid)")
+    parser.add_argument("--budget_s", type=float, default=None,
+                        help="skip the remaining configurations once this many seconds are spent")
+    args = parser.parse_args(argv)
     (x, y), (xt, yt) = load_mnist_split()
     x, y = x[: args.n_train], y[: args.n_train]
     steps = 784 // args.pixels_per_step
@@ -55,18 +59,26 @@ def main():
     print(f"sequential MNIST: {steps} steps of {args.pixels_per_step} pixels, "
           f"{len(x)} train / {len(xt)} test, {args.epochs} epochs, SGD(0.1, m=0.9), batch 128")
     print(f"{'bias':>5} {'clip':>5} {'test_acc':>9} {'train_loss':>11} {'diverged':>9} {'seconds':>8}")
-    for clip in args.clips.split(","):
+    if args.configs:
+        configs = [(float(c.split(":")[0]), c.split(":")[1]) for c in args.configs.split(",")]
+    else:
+        configs = [(float(b), c) for c in args.clips.split(",") for b in args.biases.split(",")]
+    spent = 0.0
+    for bias, clip in configs:
         max_norm = None if clip == "none" else float(clip)
-        for bias in [float(b) for b in args.biases.split(",")]:
-            model = build(bias, max_norm, steps, args.pixels_per_step, args.seed)
-            with Timer() as t:
-                hist = model.fit(x, y, batch_size=128, epochs=args.epochs, verbose=0,
-                                 callbacks=[keras.callbacks.TerminateOnNaN()])
-            losses = hist.history["loss"]
-            diverged = not all(math.isfinite(v) for v in losses)
-            acc = float("nan") if diverged else model.evaluate(xt, yt, verbose=0)[1]
-            print(f"{bias:5.1f} {clip:>5} {acc:9.4f} {losses[-1]:11.4f} {str(diverged):>9} "
-                  f"{t.seconds:8.1f}", flush=True)
+        if args.budget_s is not None and spent > args.budget_s:
+            print(f"{bias:5.1f} {clip:>5}   skipped: the time budget of {args.budget_s:.0f} s is spent")
+            continue
+        model = build(bias, max_norm, steps, args.pixels_per_step, args.seed)
+        with Timer() as t:
+            hist = model.fit(x, y, batch_size=128, epochs=args.epochs, verbose=0,
+                             callbacks=[keras.callbacks.TerminateOnNaN()])
+        losses = hist.history["loss"]
+        diverged = not all(math.isfinite(v) for v in losses)
+        acc = float("nan") if diverged else model.evaluate(xt, yt, verbose=0)[1]
+        spent += t.seconds
+        print(f"{bias:5.1f} {clip:>5} {acc:9.4f} {losses[-1]:11.4f} {str(diverged):>9} "
+              f"{t.seconds:8.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,14 @@ loading needs the classes registered under the "keras_recipes" package.
 
 from keras_recipes import audio
 from keras_recipes import callbacks
+from keras_recipes import diagnostics
 from keras_recipes import ensemble
 from keras_recipes import initializers
 from keras_recipes import layers
 from keras_recipes import optimizers
+from keras_recipes.diagnostics import audit
+from keras_recipes.diagnostics import check_batch_independence
+from keras_recipes.diagnostics import check_gradients
 from keras_recipes.ensemble import AveragingEnsemble
 from keras_recipes.ensemble import EnsembleResult
 from keras_recipes.ensemble import fit_ensemble
@@ -26,9 +30,13 @@ __all__ = [
     "Tip",
     "__version__",
     "audio",
+    "audit",
     "fit_with_tips",
     "layers",
     "callbacks",
+    "check_batch_independence",
+    "check_gradients",
+    "diagnostics",
     "ensemble",
     "fit_ensemble",
     "initializers",

@@ -3,10 +3,15 @@
     keras-recipes train [--dataset digits] [--model mlp] [--epochs 60]
                         [--batch_size 128] [--output model.keras]
                         [--jit_compile auto] [--seed 0] [--data_dir DIR]
+    keras-recipes audit --keras_file model.keras --npz data.npz [--json]
 
 `train` runs fit_with_tips on the dataset's train split, prints the tips
 table, Keras' progress and a summary, then evaluates on the dataset's fixed
 test split and prints, as its last line, `test_accuracy: 0.xxxx`.
+
+`audit` loads a saved model (import keras_recipes first is done for you) and
+an .npz holding arrays `x` and `y` (and optionally `x_val`, `y_val`), and
+prints the audit report card; it exits with status 1 when a rule fails.
 """
 
 import sys
@@ -14,7 +19,7 @@ import sys
 from absl import app
 from absl import flags
 
-COMMANDS = ("train",)
+COMMANDS = ("train", "audit")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "digits",
@@ -29,6 +34,9 @@ flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
 flags.DEFINE_integer("seed", 0, "Seed for the split, initialization and shuffling.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory for named datasets.")
 flags.DEFINE_enum("verbose", "2", ["0", "1", "2"], "Keras verbosity (2: one line per epoch).")
+flags.DEFINE_string("keras_file", None, "audit: the saved .keras model.")
+flags.DEFINE_string("npz", None, "audit: an .npz with arrays x and y (optionally x_val, y_val).")
+flags.DEFINE_boolean("json", False, "audit: print the report as JSON.")
 
 
 def _usage():
@@ -73,12 +81,40 @@ def train():
     print(f"test_accuracy: {correct / total:.4f}")
 
 
+def audit():
+    import keras
+    import numpy as np
+
+    import keras_recipes  # registers the package's objects for loading
+    from keras_recipes.diagnostics.audit import audit as run_audit
+    from keras_recipes.diagnostics.audit import report_json
+
+    if not FLAGS.keras_file or not FLAGS.npz:
+        raise app.UsageError("audit needs --keras_file and --npz. "
+                             f"Received: --keras_file={FLAGS.keras_file} --npz={FLAGS.npz}")
+    try:
+        model = keras.saving.load_model(FLAGS.keras_file)
+    except Exception as error:
+        raise app.UsageError(f"Cannot load the model: {error}. Received: --keras_file={FLAGS.keras_file}")
+    try:
+        arrays = np.load(FLAGS.npz)
+        x, y = arrays["x"], arrays["y"]
+    except Exception as error:
+        raise app.UsageError(f"Cannot read arrays x and y from the npz: {error}. "
+                             f"Received: --npz={FLAGS.npz}")
+    validation = (arrays["x_val"], arrays["y_val"]) if "x_val" in arrays else None
+    report = run_audit(model, (x, y), batch_size=FLAGS.batch_size, validation_data=validation)
+    print(report_json(report) if FLAGS.json else report)
+    if not report.ok:
+        sys.exit(1)
+
+
 def main(argv):
     if len(argv) < 2 or argv[1] not in COMMANDS:
         raise app.UsageError(_usage() + (f"\nReceived: {argv[1:]}" if len(argv) > 1 else ""))
     if len(argv) > 2:
         raise app.UsageError(f"Unexpected arguments. Received: {argv[2:]}")
-    {"train": train}[argv[1]]()
+    {"train": train, "audit": audit}[argv[1]]()
 
 
 def _help():

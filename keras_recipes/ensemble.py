@@ -14,6 +14,7 @@ from keras import ops
 
 from keras_recipes.modelinfo import output_activation
 from keras_recipes.modelinfo import recurrent_layers
+from keras_recipes.modelinfo import walk_layers
 
 _PACKAGE = "keras_recipes"
 AVERAGES = ("probabilities", "logits", "geometric", "mean")
@@ -223,8 +224,10 @@ def stack_members(members, input_shape):
 
 
 def architecture_signature(model):
-    """The model's config with every name removed: equal for models that
-    differ only in names (and weights)."""
+    """The model's layers, in order, with their configs minus names and
+    seeds: equal for models that differ only in names and weights.
+    (Layer configs, not the model's: a functional config refers to layers by
+    name, and a build function names them differently on every call.)"""
     def strip(value):
         if isinstance(value, dict):
             return {k: strip(v) for k, v in value.items() if k not in ("name", "seed")}
@@ -233,7 +236,8 @@ def architecture_signature(model):
         return value
 
     try:
-        return repr(strip(model.get_config()))
+        return repr([(type(layer).__name__, strip(layer.get_config()))
+                     for layer in walk_layers(model) if layer is not model])
     except NotImplementedError:
         return None
 

@@ -18,8 +18,10 @@ from keras_recipes import preprocessing
 from keras_recipes.callbacks import ReduceLROnPlateau
 from keras_recipes.callbacks import StopOnNaN
 from keras_recipes.callbacks import UpdateRatioMonitor
+from keras_recipes.losses import check_labels
+from keras_recipes.losses import infer_loss
+from keras_recipes.losses import mean_reduced
 from keras_recipes.modelinfo import dropout_layers
-from keras_recipes.modelinfo import output_activation
 from keras_recipes.modelinfo import recurrent_layers
 from keras_recipes.modelinfo import walk_layers
 from keras_recipes.optimizers import ClippedOptimizer
@@ -141,57 +143,6 @@ def _interactive():
 
 
 # -- decisions -------------------------------------------------------------
-
-
-def _infer_loss(model, labels, units):
-    """Tip 3: a mean-reduced loss chosen from the labels and the output layer."""
-    activation = output_activation(model)
-    if labels.kind == "integer" and units > 1:
-        from_logits = activation != "softmax"
-        return (keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
-                ["accuracy"],
-                f"integer labels, {units} outputs, last activation {activation}"
-                f" -> sparse categorical cross-entropy (from_logits={from_logits})")
-    if labels.kind == "onehot":
-        from_logits = activation != "softmax"
-        return (keras.losses.CategoricalCrossentropy(from_logits=from_logits), ["accuracy"],
-                f"one-hot labels, last activation {activation} -> categorical "
-                f"cross-entropy (from_logits={from_logits})")
-    if units == 1 and labels.kind == "integer" and labels.min >= 0 and labels.max <= 1:
-        from_logits = activation != "sigmoid"
-        return (keras.losses.BinaryCrossentropy(from_logits=from_logits),
-                [keras.metrics.BinaryAccuracy(threshold=0.0 if from_logits else 0.5)],
-                f"0/1 labels, one output, last activation {activation} -> binary "
-                f"cross-entropy (from_logits={from_logits})")
-    return (keras.losses.MeanSquaredError(), [keras.metrics.R2Score()]
-            if labels.shape in ((), (1,)) and units == 1 else [],
-            "continuous labels -> mean squared error")
-
-
-def _check_labels(loss, labels, units):
-    if labels.kind != "integer":
-        return
-    sparse = isinstance(loss, keras.losses.SparseCategoricalCrossentropy) or (
-        isinstance(loss, str) and "sparse_categorical" in loss)
-    if sparse and (labels.min < 0 or labels.max >= units):
-        raise ValueError(
-            f"Labels must lie in [0, {units - 1}] for a model with {units} outputs. "
-            f"Received: labels from {int(labels.min)} to {int(labels.max)}"
-        )
-    binary = isinstance(loss, keras.losses.BinaryCrossentropy)
-    if binary and (labels.min < 0 or labels.max > 1):
-        raise ValueError(
-            "Binary cross-entropy needs 0/1 labels. "
-            f"Received: labels from {int(labels.min)} to {int(labels.max)}"
-        )
-
-
-def _mean_reduced(loss):
-    """Tip 3: converts a sum-reduced Keras loss to the batch mean."""
-    if isinstance(loss, keras.losses.Loss) and getattr(loss, "reduction", None) == "sum":
-        config = dict(loss.get_config(), reduction="sum_over_batch_size")
-        return type(loss).from_config(config), True
-    return loss, False
 
 
 def _fresh(optimizer):
@@ -349,6 +300,7 @@ def fit_with_tips(
     verbose="auto",
     data_dir=None,
     ensemble=None,
+    audit=True,
     _members=None,
 ):
     """Trains `model` on `data` with Sutskever's advice applied, visibly.
@@ -410,6 +362,9 @@ def fit_with_tips(
             defaults to `seed`.
         verbose: `"auto"`, 0, 1 or 2. Prints the tips table first when not 0.
         data_dir: TFDS data directory for named datasets.
+        audit: Boolean. Run `keras_recipes.audit` first: a failing rule stops
+            with an error listing the findings, warnings go into the tips
+            table and `result.audit`. Defaults to `True`.
         ensemble: Integer or `None`. Shortcut for tip 12: train this many
             copies of `model` (re-initialized, seeds `seed + i`) with
             `keras_recipes.fit_ensemble` and return its `EnsembleResult`.
@@ -433,7 +388,8 @@ def fit_with_tips(
                             clip_norm=clip_norm, patience=patience, stop_ratio=stop_ratio,
                             preprocess=preprocess, augment=augment, noise_bank=noise_bank,
                             callbacks=callbacks, jit_compile=jit_compile, seed=seed,
-                            split_seed=split_seed, verbose=verbose, data_dir=data_dir)
+                            split_seed=split_seed, verbose=verbose, data_dir=data_dir,
+                            audit=audit)
     start = time.perf_counter()
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
@@ -488,7 +444,7 @@ def fit_with_tips(
     compiled = (bool(getattr(model, "compiled", False)) and model.optimizer is not None
                 and model.loss is not None)
     if compiled:
-        loss, converted = _mean_reduced(model.loss)
+        loss, converted = mean_reduced(model.loss)
         config = model.get_compile_config() or {}
         metrics = keras.saving.deserialize_keras_object(config.get("metrics")) or []
         user_optimizer = model.optimizer
@@ -497,10 +453,10 @@ def fit_with_tips(
             why += "; it summed over the batch, converted to the batch mean so the LR does not depend on the batch size"
         tips.append(Tip(3, "loss", getattr(loss, "name", str(loss)), why))
     else:
-        loss, metrics, why = _infer_loss(model, data.labels, units)
+        loss, metrics, why = infer_loss(model, data.labels, units)
         user_optimizer = None
         tips.append(Tip(3, "loss", loss.name, why + "; mean over the batch"))
-    _check_labels(loss, data.labels, units)
+    check_labels(loss, data.labels, units)
 
     tips.append(Tip(2, "minibatch", f"batch_size={batch_size}", "about 128, as advised"
                     + (f"; {data.notes[0]}" if data.notes else "")))
@@ -567,6 +523,26 @@ def fit_with_tips(
     tips.append(Tip(7, "gradient clipping",
                     f"global norm {max_norm:g}" if max_norm else "off", clip_why))
 
+    report = None
+    if audit:
+        from keras_recipes.diagnostics.audit import audit_data
+
+        # Rules whose advice this call applies itself are not reported.
+        skip = {"dropout", "gradient clipping", "batch size"}
+        if preprocess:
+            skip |= {"inputs standardized", "log1p"}
+        report = audit_data(model, data, batch_size, loss=loss, will_clip=max_norm is not None,
+                            compile_probe=False, skip=skip)
+        if report.failures:
+            raise ValueError(
+                "The audit found problems that would spoil training (fix them, or pass "
+                "audit=False to train anyway):\n"
+                + "\n".join(f"  tip {f.tip} {f.rule}: {f.message} (fix: {f.fix})"
+                             for f in report.failures))
+        if report.warnings:
+            tips.append(Tip(0, "audit", "; ".join(f"{f.rule}: {f.message}" for f in report.warnings),
+                            "warnings only; see result.audit"))
+
     if user_optimizer is not None:
         make_optimizer = lambda: _wrap(user_optimizer, max_norm)
         tips.append(Tip(4, "optimizer", f"{type(user_optimizer).__name__} (from model.compile)",
@@ -631,6 +607,7 @@ def fit_with_tips(
         full = keras.Model(raw, outputs, name=full.name)
     result = FitResult(full, dict(history.history), tips, data, execution,
                      monitor.layer_history, time.perf_counter() - start, events)
+    result.audit = report
     if _members:
         from keras_recipes.ensemble import assemble_fused
 

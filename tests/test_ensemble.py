@@ -121,3 +121,12 @@ def test_fit_with_tips_ensemble_shortcut():
     result = fit_with_tips(build_mlp(), (x[:600], y[:600]), ensemble=2, epochs=2, seed=0, verbose=0,
                            jit_compile=True)
     assert result.path == "fused" and len(result.members) == 2
+
+
+def test_architecture_signature_ignores_names_but_not_structure():
+    from keras_recipes.ensemble import architecture_signature
+    from keras_recipes.models import preset
+
+    a, b = preset("mlp", (8,), 3), preset("mlp", (8,), 3)
+    assert architecture_signature(a) == architecture_signature(b)
+    assert architecture_signature(a) != architecture_signature(preset("mlp", (8,), 4))

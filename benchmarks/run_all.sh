@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Reruns every CPU benchmark one after another (never two at once: the
+# machine has 2 cores and the ratios are side by side), writing the printed
+# tables to benchmarks/results/<name>_cpu.log. Needs ../shared/data and
+# `pip install -e ".[bench]"`. About 25 minutes on 2 cores.
+# Usage: bash benchmarks/run_all.sh [name ...]   (default: all)
+set -uo pipefail
+cd "$(dirname "$0")"
+export TF_CPP_MIN_LOG_LEVEL=3 PYTHONUNBUFFERED=1
+declare -A CMD=(
+  [clip_overhead]="bench_clip_overhead.py"
+  [lstm_rows28]="bench_lstm_forget_bias.py --pixels_per_step 28 --epochs 6"
+  [lstm_196steps]="bench_lstm_forget_bias.py --pixels_per_step 4 --epochs 6"
+  [fit_quality]="bench_fit.py --part quality"
+  [fit_overhead]="bench_fit.py --part overhead"
+  [fit_execution]="bench_fit.py --part execution"
+  [default_optimizer]="bench_default_optimizer.py"
+  [augment_throughput]="bench_augment_throughput.py"
+  [augment_effect]="bench_augment_effect.py"
+  [ensemble]="bench_ensemble.py"
+)
+names=("$@")
+[ ${#names[@]} -eq 0 ] && names=(clip_overhead lstm_rows28 lstm_196steps fit_quality fit_overhead fit_execution default_optimizer augment_throughput augment_effect ensemble)
+mkdir -p results
+for name in "${names[@]}"; do
+  echo "== $name: python benchmarks/${CMD[$name]}"
+  python ${CMD[$name]} 2>&1 | grep -v -E '^(I0000|W0000|E0000|WARNING|To enable)|[Ww]arn|callback\.on|AutoGraph|Cause:|Match [0-9]|^lambda' \
+    | tee "results/${name}_cpu.log"
+done

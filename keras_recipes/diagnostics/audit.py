@@ -1,0 +1,447 @@
+"""`audit(model, data)`: a report card on every tip, before any training.
+
+Each rule is a small function that looks at the model and at what the data
+adapters measured on the training split, and returns findings with the
+numbers it saw and one line of code that fixes the problem.
+"""
+
+import dataclasses
+import hashlib
+import json
+import math
+
+import keras
+import numpy as np
+
+from keras_recipes.losses import infer_loss
+from keras_recipes.modelinfo import dropout_layers
+from keras_recipes.modelinfo import recurrent_layers
+from keras_recipes.modelinfo import walk_layers
+from keras_recipes.preprocessing import _normalizing_layers
+from keras_recipes.preprocessing import log1p_candidates
+
+STATUSES = ("pass", "warn", "fail")
+
+
+@dataclasses.dataclass
+class Finding:
+    """One audit rule's verdict.
+
+    Attributes:
+        tip: The tip number (1-12) the rule belongs to.
+        rule: Short rule name.
+        status: "pass", "warn" or "fail".
+        message: What was measured.
+        fix: One line of code that addresses it ("" when passing).
+    """
+
+    tip: int
+    rule: str
+    status: str
+    message: str
+    fix: str = ""
+
+
+class AuditReport:
+    """The findings of `audit`, worst first."""
+
+    def __init__(self, findings, seconds):
+        order = {"fail": 0, "warn": 1, "pass": 2}
+        self.findings = sorted(findings, key=lambda f: (order[f.status], f.tip))
+        self.seconds = seconds
+
+    @property
+    def failures(self):
+        return [f for f in self.findings if f.status == "fail"]
+
+    @property
+    def warnings(self):
+        return [f for f in self.findings if f.status == "warn"]
+
+    @property
+    def ok(self):
+        return not self.failures
+
+    def rule(self, name):
+        """The finding of one rule (None when the rule did not apply)."""
+        for finding in self.findings:
+            if finding.rule == name:
+                return finding
+        return None
+
+    def to_dict(self):
+        return {"ok": self.ok, "seconds": self.seconds,
+                "findings": [dataclasses.asdict(f) for f in self.findings]}
+
+    def __str__(self):
+        lines = [f"audit: {len(self.failures)} fail, {len(self.warnings)} warn, "
+                 f"{len(self.findings) - len(self.failures) - len(self.warnings)} pass "
+                 f"({self.seconds:.1f} s)"]
+        for f in self.findings:
+            lines.append(f"[{f.status:4}] tip {f.tip:2d} {f.rule}: {f.message}")
+            if f.fix:
+                lines.append(f"       fix: {f.fix}")
+        return "\n".join(lines)
+
+
+# -- rules ---------------------------------------------------------------------
+
+
+def _names(indices, names=None, limit=6):
+    names = names or {}
+    shown = [names.get(i, f"feature {i}") for i in indices[:limit]]
+    more = f" and {len(indices) - limit} more" if len(indices) > limit else ""
+    return ", ".join(shown) + more
+
+
+def rule_labels_in_range(model, data, ctx):
+    labels, units = data.labels, ctx["units"]
+    if labels.kind != "integer" or ctx["loss_kind"] not in ("sparse", "binary"):
+        return Finding(1, "labels in output range", "pass", "labels are not class indices")
+    high = units - 1 if ctx["loss_kind"] == "sparse" else 1
+    if labels.min < 0 or labels.max > high:
+        return Finding(1, "labels in output range", "fail",
+                       f"labels span {int(labels.min)}..{int(labels.max)} but the model has "
+                       f"{units} outputs (valid: 0..{high})",
+                       f"keras.layers.Dense({int(labels.max) + 1})  # as the last layer")
+    return Finding(1, "labels in output range", "pass",
+                   f"labels {int(labels.min)}..{int(labels.max)} fit {units} outputs")
+
+
+def rule_class_balance(model, data, ctx):
+    counts = data.labels.class_counts
+    if data.labels.kind != "integer" or len(counts) < 2:
+        return Finding(1, "class balance", "pass", "not a classification task")
+    ratio = max(counts.values()) / max(min(counts.values()), 1)
+    text = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())[:12])
+    if ratio > 10:
+        return Finding(1, "class balance", "warn",
+                       f"classes are imbalanced {ratio:.0f}:1 ({text})",
+                       "model.fit(..., class_weight={c: n_total / (n_classes * n_c) for c in classes})")
+    return Finding(1, "class balance", "pass", f"largest/smallest class {ratio:.1f}:1 ({text})")
+
+
+def _hashes(dataset):
+    out = []
+    for x, y in dataset.unbatch().batch(1024).as_numpy_iterator():
+        flat = np.ascontiguousarray(x).reshape(len(x), -1)
+        labels = np.asarray(y).reshape(len(y), -1)
+        for row, label in zip(flat, labels):
+            out.append((hashlib.blake2b(row.tobytes(), digest_size=12).digest(),
+                        label.tobytes()))
+    return out
+
+
+def rule_duplicates(model, data, ctx):
+    train = ctx["train_hashes"]
+    labels_of = {}
+    for h, label in train:
+        labels_of.setdefault(h, set()).add(label)
+    conflicting = sum(1 for v in labels_of.values() if len(v) > 1)
+    duplicates = len(train) - len(labels_of)
+    if conflicting:
+        return Finding(1, "duplicates", "warn",
+                       f"{conflicting} inputs appear with different labels ({duplicates} exact "
+                       "duplicate rows in all)",
+                       "drop or relabel the conflicting rows before training")
+    return Finding(1, "duplicates", "pass", f"{duplicates} exact duplicates, none with conflicting labels")
+
+
+def rule_train_validation_overlap(model, data, ctx):
+    train = {h for h, _ in ctx["train_hashes"]}
+    shared = sum(1 for h, _ in ctx["val_hashes"] if h in train)
+    if shared:
+        return Finding(4, "train/validation overlap", "warn",
+                       f"{shared} of {len(ctx['val_hashes'])} validation examples also appear in "
+                       "the training set: the validation metric is optimistic",
+                       "deduplicate before splitting: x, idx = np.unique(x, axis=0, return_index=True)")
+    return Finding(4, "train/validation overlap", "pass", "no validation example is in the training set")
+
+
+def rule_standardized(model, data, ctx):
+    stats = data.features
+    existing = _normalizing_layers(model)
+    if existing:
+        return Finding(1, "inputs standardized", "pass", f"the model normalizes ({', '.join(existing)})")
+    varying = stats.std > 1e-8
+    off = np.flatnonzero(varying & ((np.abs(stats.mean) > 0.5) | (np.abs(np.log(np.maximum(stats.std, 1e-12))) > math.log(3))))
+    if len(off):
+        where = {"feature": "features", "channel": "channels", "global": "values"}[stats.axis]
+        worst = off[np.argmax(np.abs(stats.mean[off]) + stats.std[off])]
+        return Finding(1, "inputs standardized", "warn",
+                       f"{len(off)} {where} are not centred/scaled ({_names(list(off))}; e.g. "
+                       f"mean {stats.mean[worst]:.3g}, std {stats.std[worst]:.3g}) and the model has "
+                       "no normalization layer",
+                       "norm = keras.layers.Normalization(); norm.adapt(x_train)  # first layer")
+    return Finding(1, "inputs standardized", "pass", "inputs have mean ~0 and std ~1")
+
+
+def rule_log1p(model, data, ctx):
+    candidates = log1p_candidates(data.features)
+    if candidates:
+        spans = [data.features.max[i] / max(data.features.min[i], 1.0) for i in candidates]
+        return Finding(1, "log1p", "warn",
+                       f"non-negative {_names(candidates)} span orders of magnitude "
+                       f"(max/min up to {max(spans):.0f}x)",
+                       f"keras_recipes.layers.Log1p(features={candidates})  # before normalization")
+    return Finding(1, "log1p", "pass", "no non-negative feature spans orders of magnitude")
+
+
+def rule_batch_size(model, data, ctx):
+    b = ctx["batch_size"]
+    if b < 16 or b > 1024:
+        return Finding(2, "batch size", "warn", f"batch size {b} is far from about 128",
+                       "batch_size=128")
+    return Finding(2, "batch size", "pass", f"batch size {b}")
+
+
+def rule_loss_reduction(model, data, ctx):
+    loss = ctx["loss"]
+    reduction = getattr(loss, "reduction", None)
+    if reduction == "sum":
+        return Finding(3, "mean loss", "fail",
+                       "the loss sums over the batch, so the gradient (and the right LR) grows "
+                       "with the batch size",
+                       'loss = type(loss).from_config({**loss.get_config(), "reduction": "sum_over_batch_size"})')
+    return Finding(3, "mean loss", "pass", f"loss reduction: {reduction or 'mean'}")
+
+
+def rule_initial_loss(model, data, ctx):
+    if ctx["loss_kind"] != "sparse" or ctx["units"] < 2:
+        return Finding(6, "loss at initialization", "pass", "not a softmax classifier")
+    x, y = ctx["batch"]
+    value = float(keras.ops.convert_to_numpy(ctx["loss"](y, model(x, training=False))))
+    expected = math.log(ctx["units"])
+    if not math.isfinite(value) or value > 3 * expected:
+        return Finding(6, "loss at initialization", "warn",
+                       f"initial loss {value:.3g} vs log(K) = {expected:.3g} for K={ctx['units']} "
+                       "classes: the initial predictions are overconfident (weights too large)",
+                       "kernel_initializer=keras_recipes.initializers.ScaledNormal(1.0)")
+    return Finding(6, "loss at initialization", "pass",
+                   f"initial loss {value:.3g} vs log(K) = {expected:.3g}")
+
+
+def rule_init_scale(model, data, ctx):
+    from keras_recipes.initializers import compute_fan_in
+
+    bad = []
+    for layer in walk_layers(model):
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None or isinstance(layer, keras.Model) or len(kernel.shape) < 2:
+            continue
+        fan_in = compute_fan_in(kernel.shape)
+        std = float(np.std(keras.ops.convert_to_numpy(kernel)))
+        low, high = 0.1 / math.sqrt(fan_in) / 2, 1.0 / math.sqrt(fan_in) * 2
+        if not (low <= std <= high or 0.01 <= std <= 0.04):
+            bad.append(f"{layer.name} (std {std:.3g}, fan_in {fan_in}, expected "
+                       f"{0.1 / math.sqrt(fan_in):.3g}..{1 / math.sqrt(fan_in):.3g} or 0.02)")
+    if bad:
+        return Finding(6, "initialization scale", "warn", "kernels off the advised scale: " + "; ".join(bad[:4]),
+                       "kernel_initializer=keras_recipes.initializers.ScaledNormal(init_scale=1.0)")
+    return Finding(6, "initialization scale", "pass",
+                   "kernel stds within init_scale/sqrt(fan_in), init_scale 0.1-1, or near 0.02")
+
+
+def _clips(optimizer):
+    from keras_recipes.callbacks import find_clipped_optimizer
+
+    clipped = find_clipped_optimizer(optimizer)
+    if clipped is not None and clipped.max_norm is not None:
+        return True
+    return any(getattr(optimizer, a, None) is not None for a in ("clipnorm", "global_clipnorm"))
+
+
+def rule_rnn_clipping(model, data, ctx):
+    recurrent = recurrent_layers(model)
+    if not recurrent:
+        return Finding(7, "gradient clipping", "pass", "no recurrent layers")
+    if ctx["will_clip"] or (getattr(model, "optimizer", None) is not None and _clips(model.optimizer)):
+        return Finding(7, "gradient clipping", "pass", f"recurrent layers ({', '.join(recurrent)}) are clipped")
+    return Finding(7, "gradient clipping", "warn",
+                   f"recurrent layers ({', '.join(recurrent)}) train without gradient-norm clipping",
+                   "optimizer = keras_recipes.optimizers.ClippedOptimizer(optimizer, max_norm=5.0)")
+
+
+def rule_forget_bias(model, data, ctx):
+    lstms = [l for l in walk_layers(model) if isinstance(l, keras.layers.LSTM)]
+    steps = data.x_shape[0] if len(data.x_shape) >= 2 and data.x_shape[0] else 0
+    if not lstms:
+        return Finding(9, "forget-gate bias", "pass", "no LSTM")
+    small = []
+    for layer in lstms:
+        bias = getattr(layer.cell, "bias", None)
+        if bias is None:
+            continue
+        units = layer.cell.units
+        forget = float(np.mean(keras.ops.convert_to_numpy(bias)[units:2 * units]))
+        if steps >= 100 and forget < 2.0:
+            small.append(f"{layer.name} (forget bias {forget:.2g})")
+    if small:
+        return Finding(9, "forget-gate bias", "warn",
+                       f"sequences of {steps} steps but small forget-gate bias: {', '.join(small)}",
+                       "keras.layers.LSTM(units, unit_forget_bias=False, "
+                       "bias_initializer=keras_recipes.initializers.ForgetGateBias(3.0))")
+    return Finding(9, "forget-gate bias", "pass", f"LSTM forget bias fine for {steps}-step sequences")
+
+
+def rule_dropout(model, data, ctx):
+    dropout = dropout_layers(model)
+    if dropout:
+        return Finding(11, "dropout", "warn",
+                       f"dropout ({', '.join(dropout)}): plan to train longer; rates are worth tuning",
+                       "fit_with_tips(..., patience=6)  # fit_with_tips does this by itself")
+    return Finding(11, "dropout", "pass", "no dropout")
+
+
+def rule_inference_deterministic(model, data, ctx):
+    x, _ = ctx["batch"]
+    a = keras.ops.convert_to_numpy(model(x, training=False))
+    b = keras.ops.convert_to_numpy(model(x, training=False))
+    if not np.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True):
+        return Finding(11, "inference deterministic", "fail",
+                       f"two training=False calls differ (max |diff| {np.nanmax(np.abs(a - b)):.3g}): "
+                       "dropout, noise or augmentation is active at inference",
+                       "in custom layers: `if training: ...` around the random op")
+    return Finding(11, "inference deterministic", "pass",
+                   "dropout and augmentation are off at inference (two calls equal)")
+
+
+def rule_finite(model, data, ctx):
+    return Finding(1, "finite data", "pass", "no NaN/Inf in features or labels")
+
+
+def rule_xla(model, data, ctx):
+    blockers = sorted({l.name for l in walk_layers(model) if getattr(l, "supports_jit", True) is False})
+    if blockers:
+        return Finding(0, "XLA", "warn",
+                       f"layers {', '.join(blockers)} do not support XLA: Keras turns jit_compile "
+                       "off for the whole model",
+                       "keras_recipes.layers.RandomShiftRotate(...)  # an XLA-compatible replacement")
+    x, _ = ctx["batch"]
+    if ctx["compile_probe"] and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        try:
+            tf.function(lambda v: model(v, training=False), jit_compile=True)(x[:2])
+        except Exception as error:  # a TF op without an XLA kernel
+            return Finding(0, "XLA", "warn",
+                           f"the compile probe failed: {str(error).splitlines()[0][:200]}",
+                           "jit_compile=False  # or replace the op named above")
+    return Finding(0, "XLA", "pass", "the forward pass compiles with XLA")
+
+
+def rule_batch_independence(model, data, ctx):
+    from keras_recipes.diagnostics.gradients import check_batch_independence
+
+    x, _ = ctx["batch"]
+    if x.dtype.kind != "f" or len(x) < 2:
+        return Finding(0, "batch independence", "pass", "not checked (integer inputs)")
+    report = check_batch_independence(model, x[:8], examples=2)
+    if not report.ok:
+        return Finding(0, "batch independence", "fail", str(report),
+                       "find the layer that reduces or reshapes over the batch axis")
+    return Finding(0, "batch independence", "pass", "no example's output depends on another's input")
+
+
+RULES = (rule_finite, rule_labels_in_range, rule_class_balance, rule_duplicates, rule_train_validation_overlap,
+         rule_standardized, rule_log1p, rule_batch_size, rule_loss_reduction, rule_initial_loss,
+         rule_init_scale, rule_rnn_clipping, rule_forget_bias, rule_dropout,
+         rule_inference_deterministic, rule_xla, rule_batch_independence)
+
+
+def _loss_kind(loss):
+    if isinstance(loss, keras.losses.SparseCategoricalCrossentropy):
+        return "sparse"
+    if isinstance(loss, keras.losses.BinaryCrossentropy):
+        return "binary"
+    name = getattr(loss, "name", str(loss))
+    if "sparse_categorical" in str(name):
+        return "sparse"
+    return "other"
+
+
+def audit_data(model, data, batch_size=128, loss=None, will_clip=False, compile_probe=True,
+               skip=()):
+    """Runs every rule on a model and an already resolved `Data`.
+
+    `fit_with_tips` calls it with `compile_probe=False`: it measures XLA
+    itself, and the probe's compile would cost more than the rest, and
+    `skip` naming the rules whose advice it applies by itself."""
+    import time
+
+    start = time.perf_counter()
+    if not model.built:
+        model.build((None,) + tuple(data.x_shape))
+    output = model(keras.ops.zeros((1,) + tuple(data.x_shape)), training=False)
+    units = int(output.shape[-1]) if len(output.shape) > 1 else 1
+    if loss is None:
+        compiled = getattr(model, "compiled", False) and getattr(model, "loss", None) is not None
+        loss = keras.losses.get(model.loss) if compiled else infer_loss(model, data.labels, units)[0]
+    x, y = next(iter(data.train.unbatch().batch(min(batch_size, 256)).as_numpy_iterator()))
+    ctx = {
+        "units": units, "loss": loss, "loss_kind": _loss_kind(loss), "batch_size": batch_size,
+        "batch": (x, y), "will_clip": will_clip, "compile_probe": compile_probe,
+        "train_hashes": _hashes(data.train), "val_hashes": _hashes(data.validation),
+    }
+    findings = []
+    for rule in RULES:
+        if rule.__name__[5:].replace("_", " ") in skip or rule.__name__ in skip:
+            continue
+        try:
+            findings.append(rule(model, data, ctx))
+        except Exception as error:  # a rule must never hide the others
+            findings.append(Finding(0, rule.__name__[5:], "warn",
+                                    f"the rule could not run: {type(error).__name__}: {error}"))
+    return AuditReport(findings, time.perf_counter() - start)
+
+
+def audit(model, data, batch_size=128, validation_data=None, validation_split=0.2, seed=None,
+          data_dir=None):
+    """A report card on every tip, before any training.
+
+    Checks the data (NaN/Inf, labels against the output, class balance,
+    duplicates with conflicting labels, examples shared by the training and
+    validation sets, centring and scale, log1p candidates), the setup (batch
+    size, loss reduction, loss at initialization against log(K), kernel scales
+    against `init_scale / sqrt(fan_in)`, clipping for recurrent layers, the
+    LSTM forget-gate bias on long sequences, dropout) and the model's
+    behaviour (inference deterministic, XLA compile probe, batch
+    independence). NaN/Inf in the data is refused by the data adapters with
+    counts and positions before anything else runs.
+
+    Example:
+
+    ```python
+    report = audit(model, (x, y))
+    print(report)
+    for finding in report.findings:
+        print(finding.tip, finding.status, finding.message, finding.fix)
+    ```
+
+    Args:
+        model: A `keras.Model`.
+        data: As for `fit_with_tips`.
+        batch_size: Integer. The batch size you plan to use. Defaults to 128.
+        validation_data, validation_split, seed, data_dir: As for
+            `fit_with_tips`.
+
+    Returns:
+        An `AuditReport` (`.findings`, `.ok`, `str()`, `.to_dict()`).
+    """
+    from keras_recipes.data import make_data
+
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
+    try:
+        resolved = make_data(data, validation_data, validation_split, batch_size, seed, data_dir)
+    except ValueError as error:
+        if "NaN/Inf" not in str(error):
+            raise
+        # Nothing else can be measured on data that is not finite.
+        return AuditReport([Finding(1, "finite data", "fail", str(error),
+                                    "x = x[np.isfinite(x).all(axis=1)]  # or impute")], 0.0)
+    return audit_data(model, resolved, batch_size)
+
+
+def report_json(report):
+    return json.dumps(report.to_dict(), indent=2)
