@@ -61,8 +61,8 @@ def audio():
 
     bank = NoiseBank.from_files(noise_dir, sample_rate=8000)
 
-    def compiled(layer):
-        f = tf.function(lambda b: layer(b, training=True), jit_compile=True)
+    def compiled(layer, jit=True):
+        f = tf.function(lambda b: layer(b, training=True), jit_compile=jit)
         return lambda b: f(b).numpy()
 
     rows = [
@@ -71,12 +71,19 @@ def audio():
         ("audiomentations AddBackgroundNoise", clips_per_second(per_clip(background), batch, 256, repeats=2)),
         ("NoiseMix real-noise bank", clips_per_second(compiled(NoiseMix(noise=bank, colors=(), seed=0)), batch, 32768)),
         ("NoiseMix bank + white/pink/brown", clips_per_second(compiled(NoiseMix(noise=bank, seed=0)), batch, 16384)),
+        # Without XLA (what jit_compile="auto" picks on this CPU): XLA's CPU
+        # random-number generator is much slower than TensorFlow's kernels.
+        ("NoiseMix white, no XLA", clips_per_second(compiled(NoiseMix(colors=("white",), seed=0), False), batch, 32768)),
+        ("NoiseMix bank, no XLA", clips_per_second(compiled(NoiseMix(noise=bank, colors=(), seed=0), False), batch, 32768)),
+        ("NoiseMix bank + colors, no XLA", clips_per_second(compiled(NoiseMix(noise=bank, seed=0), False), batch, 16384)),
     ]
     print("\n## audio: clips per second (1 s at 8 kHz, batches of 128)")
     for name, rate in rows:
         print(f"{name:36} {rate:12.0f}")
     print(f"NoiseMix white / AddGaussianSNR = {rows[1][1] / rows[0][1]:.1f}x")
     print(f"NoiseMix bank / AddBackgroundNoise = {rows[3][1] / rows[2][1]:.1f}x")
+    print(f"no XLA: NoiseMix white / AddGaussianSNR = {rows[5][1] / rows[0][1]:.1f}x, "
+          f"NoiseMix bank / AddBackgroundNoise = {rows[6][1] / rows[2][1]:.1f}x")
 
 
 def images():

@@ -120,22 +120,25 @@ def overhead(data, repeats=3, epochs=8):
     print(f"overhead ratio fit_with_tips / hand-written = {med['fit_with_tips'] / med['hand-written']:.3f}")
 
 
-def execution(data, epochs=3):
-    print("\n## execution choice on the conv net (MNIST 8k, cnn preset)")
+def execution(data, epochs=3, rounds=2):
+    print("\n## execution choice on the conv net (MNIST 8k, cnn preset), interleaved rounds")
     (x, y), _, _ = data["mnist"]
     x = x.reshape(-1, 28, 28, 1)
-    med = {}
-    for jit in ("auto", True, False):
-        timer = EpochTimer()
-        res = fit_with_tips(preset("cnn", (28, 28, 1), 10), (x, y), epochs=epochs, stop_ratio=None,
-                            jit_compile=jit, seed=0, verbose=0, callbacks=[timer])
-        med[str(jit)] = statistics.median(timer.times[1:])
-        extra = ""
-        if jit == "auto":
-            e = res.execution
-            extra = (f" chose jit_compile={e['jit_compile']} (probe: plain/XLA step ratio "
-                     f"{e['plain_over_xla']:.2f})")
-        print(f"jit_compile={jit!s:5} median epoch {med[str(jit)]:.2f} s{extra}", flush=True)
+    times = {"auto": [], "True": [], "False": []}
+    chosen = []
+    for _ in range(rounds):
+        for jit in ("auto", True, False):
+            timer = EpochTimer()
+            res = fit_with_tips(preset("cnn", (28, 28, 1), 10), (x, y), epochs=epochs,
+                                stop_ratio=None, jit_compile=jit, seed=0, verbose=0, callbacks=[timer])
+            times[str(jit)].extend(timer.times[1:])
+            if jit == "auto":
+                chosen.append((res.execution["jit_compile"], res.execution["plain_over_xla"]))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for k in times:
+        print(f"jit_compile={k:5} median epoch {med[k]:.2f} s (n={len(times[k])})")
+    print("auto chose: " + ", ".join(f"jit_compile={c} (probe plain/XLA step ratio {r:.2f})"
+                                     for c, r in chosen))
     best = min(med["True"], med["False"])
     print(f"auto / faster of (XLA on, XLA off) = {med['auto'] / best:.3f}")
     print(f"XLA off / XLA on = {med['False'] / med['True']:.3f}")

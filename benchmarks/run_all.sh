@@ -18,9 +18,10 @@ declare -A CMD=(
   [augment_throughput]="bench_augment_throughput.py"
   [augment_effect]="bench_augment_effect.py"
   [ensemble]="bench_ensemble.py"
+  [diagnostics]="bench_diagnostics.py"
 )
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(clip_overhead lstm_rows28 lstm_196steps fit_quality fit_overhead fit_execution default_optimizer augment_throughput augment_effect ensemble)
+[ ${#names[@]} -eq 0 ] && names=(clip_overhead lstm_rows28 lstm_196steps fit_quality fit_overhead fit_execution default_optimizer augment_throughput augment_effect ensemble diagnostics)
 mkdir -p results
 for name in "${names[@]}"; do
   echo "== $name: python benchmarks/${CMD[$name]}"

@@ -19,6 +19,19 @@ def _numpy(variable):
     return keras.ops.convert_to_numpy(keras.ops.convert_to_tensor(variable))
 
 
+def _cross_replica_sum(grads):
+    """Under a TensorFlow distribution strategy, all-reduces the per-replica
+    gradients (sum). Returns (grads, number of replicas)."""
+    if keras.backend.backend() != "tensorflow":
+        return grads, 1
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return grads, 1
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, grads), context.num_replicas_in_sync
+
+
 def _layer_name(variable):
     """The name of the layer that owns a variable, from its path."""
     path = getattr(variable, "path", None) or variable.name
@@ -143,12 +156,16 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
         # assignments: the scalars (steps, clipped steps, sum of pre-clip
         # norms, sum of update ratios) and, per layer, the summed squared
         # update norm and squared weight norm.
-        self._stat_scalars = self.add_variable((4,), "zeros", "float32", name="step_stats")
+        # "only_first_replica": every replica computes the same values from
+        # the all-reduced gradients, and Keras' iterations counter does the same.
+        self._stat_scalars = self.add_variable((4,), "zeros", "float32",
+                                               aggregation="only_first_replica", name="step_stats")
         self.layer_names = sorted({_layer_name(v) for v in var_list})
         layer_of = [self.layer_names.index(_layer_name(v)) for v in var_list]
         self._layer_one_hot = np.eye(max(len(self.layer_names), 1), dtype="float32")[layer_of]
         self._stat_layers = self.add_variable(
-            (2, max(len(self.layer_names), 1)), "zeros", "float32", name="layer_stats"
+            (2, max(len(self.layer_names), 1)), "zeros", "float32",
+            aggregation="only_first_replica", name="layer_stats"
         )
         self.inner_optimizer.build(var_list)
         super().build(var_list)
@@ -193,7 +210,12 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
         )
         grads = list(grads)
         present = [i for i, g in enumerate(grads) if g is not None]
-        dense = {i: ops.convert_to_tensor(grads[i]) for i in present}
+        # Under tf.distribute each replica holds its share of the global-batch
+        # gradient; clipping must see their sum (clipping per replica skews
+        # it). The wrapped optimizer all-reduces again with a sum, so it is
+        # handed the clipped sum divided by the number of replicas.
+        summed, replicas = _cross_replica_sum([ops.convert_to_tensor(grads[i]) for i in present])
+        dense = dict(zip(present, summed))
 
         sq = [ops.sum(ops.square(ops.cast(dense[i], "float32"))) for i in present]
         norm = ops.sqrt(ops.sum(ops.stack(sq))) if sq else ops.zeros(())
@@ -204,12 +226,14 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
                 norm > self.max_norm, self.max_norm / (norm + _EPS), 1.0
             )
             clipped = ops.cast(norm > self.max_norm, "float32")
-            grads = [
-                g if g is None else dense[i] * ops.cast(scale, dense[i].dtype)
-                for i, g in enumerate(grads)
-            ]
+            factor = scale / replicas
         else:
             clipped = ops.zeros((), "float32")
+            factor = ops.convert_to_tensor(1.0 / replicas)
+        grads = [
+            g if g is None else dense[i] * ops.cast(factor, dense[i].dtype)
+            for i, g in enumerate(grads)
+        ]
 
         if self.track_update_ratio and present:
             # ops.copy forces a read now: on TensorFlow, converting a

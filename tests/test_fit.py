@@ -332,3 +332,19 @@ def test_augment_image_and_audio_and_layers():
         fit_with_tips(audio_model, (wave, labels), augment="image", verbose=0)
     with pytest.raises(ValueError, match="Received: augment='video'"):
         fit_with_tips(audio_model, (wave, labels), augment="video", verbose=0)
+
+
+def test_preprocessing_skipped_with_the_reason_shown():
+    x, y = small(*load_digits("train"))
+    keras.utils.set_random_seed(0)
+    norm = keras.layers.Normalization()
+    norm.adapt(x)
+    normalizing = keras.Sequential([keras.Input((64,)), norm, keras.layers.Dense(10)])
+    result = fit_with_tips(normalizing, (x, y), epochs=1, seed=0, verbose=0, jit_compile=True)
+    inputs = [t for t in result.tips if t.name == "inputs"][0]
+    assert inputs.setting == "unchanged" and "already normalizes" in inputs.reason
+    standard = ((x - x.mean(0)) / np.maximum(x.std(0), 1e-6)).astype("float32")
+    result = fit_with_tips(mlp(), (standard, y), epochs=1, seed=0, verbose=0, jit_compile=True,
+                           validation_data=(standard[:50], y[:50]))
+    inputs = [t for t in result.tips if t.name == "inputs"][0]
+    assert inputs.setting == "unchanged" and "already standardized" in inputs.reason

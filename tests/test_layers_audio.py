@@ -187,3 +187,15 @@ def test_unreadable_file_rejected(tmp_path):
     empty.mkdir()
     with pytest.raises(ValueError, match="No .wav files"):
         NoiseBank.from_files(empty, 8000)
+
+
+def test_works_in_a_tf_data_map():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tf.data maps run TensorFlow ops: TensorFlow backend only")
+    import tensorflow as tf
+
+    layer = NoiseMix(noise=_bank(), snr_db=10.0, seed=0)
+    clean = _clean(8)
+    ds = tf.data.Dataset.from_tensor_slices(clean).batch(4).map(lambda b: layer(b, training=True))
+    mixed = np.concatenate([b.numpy() for b in ds])
+    np.testing.assert_allclose(_measured_snr(clean, mixed), 10.0, atol=0.1)
