@@ -226,14 +226,15 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
                 norm > self.max_norm, self.max_norm / (norm + _EPS), 1.0
             )
             clipped = ops.cast(norm > self.max_norm, "float32")
-            factor = scale / replicas
+            factor = scale / replicas if replicas > 1 else scale
         else:
             clipped = ops.zeros((), "float32")
-            factor = ops.convert_to_tensor(1.0 / replicas)
-        grads = [
-            g if g is None else dense[i] * ops.cast(factor, dense[i].dtype)
-            for i, g in enumerate(grads)
-        ]
+            factor = 1.0 / replicas if replicas > 1 else None
+        if factor is not None:
+            grads = [
+                g if g is None else dense[i] * ops.cast(factor, dense[i].dtype)
+                for i, g in enumerate(grads)
+            ]
 
         if self.track_update_ratio and present:
             # ops.copy forces a read now: on TensorFlow, converting a
