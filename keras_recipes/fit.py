@@ -233,11 +233,11 @@ def _augmentation(augment, noise_bank, x_shape, seed):
     from keras_recipes.audio import NoiseBank
     from keras_recipes.layers import NoiseMix, RandomShiftRotate
 
-    if augment is None:
-        return []
     if noise_bank is not None and not isinstance(noise_bank, NoiseBank):
         raise TypeError("`noise_bank` must be a keras_recipes.audio.NoiseBank. "
                         f"Received: noise_bank={noise_bank!r}")
+    if augment is None:
+        return []
     if augment == "image":
         if len(x_shape) != 3:
             raise ValueError("augment='image' needs image inputs (height, width, channels). "
@@ -585,8 +585,9 @@ def fit_with_tips(
     # Order matters at the end of training: the guard restores the last
     # finite weights first, then the plateau callback the best ones.
     callback_list = [monitor, guard, plateau] + list(callbacks or [])
+    # The dataset is already shuffled (seeded); Keras' own flag would only warn.
     history = full.fit(data.train, validation_data=data.validation, epochs=epochs,
-                       callbacks=callback_list, verbose=keras_verbose)
+                       callbacks=callback_list, verbose=keras_verbose, shuffle=False)
     execution["jit_compile_after_fit"] = bool(full.jit_compile)
     events = []
     if guard.event is not None:

@@ -247,26 +247,16 @@ def _check_gradients(model, x, y, loss, num_params, seed, tolerance, epsilon, ch
     if len(variables):
         # Spread the sample over variables in proportion to size, at least one each.
         counts = np.maximum(1, np.round(num_params * sizes / sizes.sum()).astype(int))
-    rows = []
-    for variable, grad, count in zip(variables, grads[:-1], counts):
-        if grad is None:
-            rows.append(GradientRow(variable.path, 0, 0, 0.0, (), 0.0, 0.0))
-            continue
-        value = np.asarray(keras.ops.convert_to_numpy(variable), "float64")
+    def check(name, value, grad, count, evaluate):
+        """Samples `count` smooth entries of `value`; `evaluate(index, delta)`
+        gives f with that entry moved by delta."""
         worst = (0.0, (), 0.0, 0.0)
         checked = kinks = tries = 0
         while checked < count and tries < count * 5:
             tries += 1
             index = tuple(int(rng.integers(0, d)) for d in value.shape)
             h = epsilon * max(1.0, abs(value[index]))
-            evals = []
-            for delta in (h, -h):
-                shifted = value.copy()
-                shifted[index] += delta
-                variable.assign(shifted.astype(variable.dtype))
-                evals.append(f.value())
-            variable.assign(value.astype(variable.dtype))
-            numerical, kink = _central(evals[0], evals[1], f0, h)
+            numerical, kink = _central(evaluate(index, h), evaluate(index, -h), f0, h)
             if kink:
                 kinks += 1
                 continue
@@ -274,30 +264,33 @@ def _check_gradients(model, x, y, loss, num_params, seed, tolerance, epsilon, ch
             err = _relative(grad[index], numerical, floor)
             if err >= worst[0]:
                 worst = (err, index, float(grad[index]), float(numerical))
-        rows.append(GradientRow(variable.path, checked, kinks, *worst))
+        return GradientRow(name, checked, kinks, *worst)
 
+    def perturb_variable(variable, value):
+        def evaluate(index, delta):
+            shifted = value.copy()
+            shifted[index] += delta
+            variable.assign(shifted.astype(variable.dtype))
+            result = f.value()
+            variable.assign(value.astype(variable.dtype))
+            return result
+
+        return evaluate
+
+    def perturb_input(index, delta):
+        shifted = x64.copy()
+        shifted[index] += delta
+        return f.value(shifted)
+
+    rows = []
+    for variable, grad, count in zip(variables, grads[:-1], counts):
+        if grad is None:
+            rows.append(GradientRow(variable.path, 0, 0, 0.0, (), 0.0, 0.0))
+            continue
+        value = np.asarray(keras.ops.convert_to_numpy(variable), "float64")
+        rows.append(check(variable.path, value, grad, count, perturb_variable(variable, value)))
     if check_inputs and x64.dtype.kind == "f" and grads[-1] is not None:
-        worst = (0.0, (), 0.0, 0.0)
-        checked = kinks = tries = 0
-        count = max(1, num_params // 4)
-        while checked < count and tries < count * 5:
-            tries += 1
-            index = tuple(int(rng.integers(0, d)) for d in x64.shape)
-            h = epsilon * max(1.0, abs(x64[index]))
-            evals = []
-            for delta in (h, -h):
-                shifted = x64.copy()
-                shifted[index] += delta
-                evals.append(f.value(shifted))
-            numerical, kink = _central(evals[0], evals[1], f0, h)
-            if kink:
-                kinks += 1
-                continue
-            checked += 1
-            err = _relative(grads[-1][index], numerical, floor)
-            if err >= worst[0]:
-                worst = (err, index, float(grads[-1][index]), float(numerical))
-        rows.append(GradientRow("input", checked, kinks, *worst))
+        rows.append(check("input", x64, grads[-1], max(1, num_params // 4), perturb_input))
     return GradientCheckReport(rows, tolerance, dtype, note)
 
 
