@@ -57,10 +57,51 @@ class Data:
     labels: LabelStats
     n_train: int
     n_validation: int
-    source: str
+    description: str
     split: str
     batch_size: int
     notes: list = dataclasses.field(default_factory=list)
+    source: tf.data.Dataset = None  # unbatched training split, unshuffled
+    shuffle_buffer: int = 10_000
+    shuffle_seed: int = 0
+    maps: list = dataclasses.field(default_factory=list)
+
+    def map_pairs(self, fn):
+        """Applies `fn(x, y) -> (x, y)` to the training and validation data."""
+        self.train = self.train.map(fn)
+        self.validation = self.validation.map(fn)
+        self.maps.append(fn)
+
+    def epochs(self, first, last):
+        """Batches of epochs `first`..`last - 1`, one dataset.
+
+        Epoch e is shuffled with a seed derived from (shuffle_seed, e), so an
+        epoch's order does not depend on how many passes came before it: a
+        resumed run sees exactly the orders of an uninterrupted one.
+        """
+        def one_epoch(epoch):
+            # A Python int seed: with a global TF seed set (as Keras' seeding
+            # does), tf.data cannot take a tensor seed.
+            seed = (self.shuffle_seed * 1_000_003 + epoch * 7_919 + 1) % (2**31 - 1)
+            ds = self.source.shuffle(self.shuffle_buffer, seed=seed,
+                                     reshuffle_each_iteration=False).batch(self.batch_size)
+            for fn in self.maps:
+                ds = ds.map(fn)
+            return ds
+
+        epochs = list(range(first, last))
+        if not epochs:
+            return self.train.take(0)
+        steps = self.steps_per_epoch
+        # Batches of epoch k come from the k-th dataset, epochs in order.
+        choice = tf.data.Dataset.range(len(epochs)).flat_map(
+            lambda i: tf.data.Dataset.from_tensors(i).repeat(steps))
+        return tf.data.Dataset.choose_from_datasets(
+            [one_epoch(e) for e in epochs], choice).prefetch(tf.data.AUTOTUNE)
+
+    @property
+    def steps_per_epoch(self):
+        return -(-self.n_train // self.batch_size)
 
 
 def _describe(value):
@@ -423,12 +464,12 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
     shuffle_seed = seed if shuffle_seed is None else int(shuffle_seed)
 
     if isinstance(data, str):
-        source = f"dataset {data!r}" + (" (embedded, via TFDS)" if data in EMBEDDED else " (TFDS)")
+        description = f"dataset {data!r}" + (" (embedded, via TFDS)" if data in EMBEDDED else " (TFDS)")
         data = load_named(data, data_dir)
     elif isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], tf.data.Dataset):
-        source = "arrays"
+        description = "arrays"
     elif isinstance(data, tf.data.Dataset):
-        source = "tf.data.Dataset"
+        description = "tf.data.Dataset"
     else:
         raise TypeError(
             "`data` must be an (x, y) tuple of arrays, a tf.data.Dataset of (x, y), "
@@ -452,8 +493,9 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
             xv, yv, split = None, None, "validation_data given"
         features = array_feature_stats(x)
         labels = _label_stats(y)
-        train = tf.data.Dataset.from_tensor_slices((x, y))
-        train = train.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
+        source = tf.data.Dataset.from_tensor_slices((x, y))
+        shuffle_buffer = len(x)
+        train = source.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
         n_train = len(x)
         x_shape, x_dtype = tuple(x.shape[1:]), str(x.dtype)
     else:
@@ -475,6 +517,7 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
         else:
             train_stream, val_stream, split = dataset, None, "validation_data given"
         features, labels, n_train = _dataset_stats(train_stream, verbose)
+        source = train_stream.apply(tf.data.experimental.assert_cardinality(n_train))
         train = train_stream.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
         x_shape, x_dtype = tuple(x_spec.shape), x_spec.dtype.name
         if val_stream is not None:
@@ -511,4 +554,5 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
     train = train.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     val = val.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     return Data(train, val, x_shape, x_dtype, features, labels, n_train, n_val,
-                source, split, batch_size, notes)
+                description, split, batch_size, notes, source=source,
+                shuffle_buffer=shuffle_buffer, shuffle_seed=shuffle_seed)

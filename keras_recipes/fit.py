@@ -301,6 +301,7 @@ def fit_with_tips(
     data_dir=None,
     ensemble=None,
     audit=True,
+    checkpoint_dir=None,
     _members=None,
 ):
     """Trains `model` on `data` with Sutskever's advice applied, visibly.
@@ -365,6 +366,12 @@ def fit_with_tips(
         audit: Boolean. Run `keras_recipes.audit` first: a failing rule stops
             with an error listing the findings, warnings go into the tips
             table and `result.audit`. Defaults to `True`.
+        checkpoint_dir: Path or `None`. Write a checkpoint after every epoch
+            (atomically: written, then renamed) and, when the folder already
+            holds one, resume from it: weights, optimizer state, learning rate,
+            the plateau callback's counters and best weights, the history and
+            the data order. The finished model is saved there as
+            `final.keras`. Start the same call again after a kill.
         ensemble: Integer or `None`. Shortcut for tip 12: train this many
             copies of `model` (re-initialized, seeds `seed + i`) with
             `keras_recipes.fit_ensemble` and return its `EnsembleResult`.
@@ -389,7 +396,7 @@ def fit_with_tips(
                             preprocess=preprocess, augment=augment, noise_bank=noise_bank,
                             callbacks=callbacks, jit_compile=jit_compile, seed=seed,
                             split_seed=split_seed, verbose=verbose, data_dir=data_dir,
-                            audit=audit)
+                            audit=audit, checkpoint_dir=checkpoint_dir)
     start = time.perf_counter()
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
@@ -478,8 +485,7 @@ def fit_with_tips(
         target = data_lib.target_scale(data)
         if target is not None:
             mean_y, std_y = target
-            data.train = data.train.map(lambda x, y: (x, (y - mean_y) / std_y))
-            data.validation = data.validation.map(lambda x, y: (x, (y - mean_y) / std_y))
+            data.map_pairs(lambda x, y: (x, (y - mean_y) / std_y))
             tips.append(Tip(1, "targets", f"standardized (mean {mean_y:.4g}, std {std_y:.4g}), "
                             "inverted inside result.model",
                             "the MSE gradient, and so the right LR, scale with the targets"))
@@ -571,12 +577,42 @@ def fit_with_tips(
     tips.append(Tip(5, "update ratio", "logged per epoch and per layer",
                     "||update||/||weights|| near 1e-3 is healthy; warns outside [1e-4, 1e-2]"))
 
-    # Execution: XLA where it pays.
-    jit, exec_tip, execution = _choose_jit(jit_compile, full, make_optimizer, loss, metrics,
-                                           _first_batch(data.train))
+    checkpointer = resume = None
+    if checkpoint_dir is not None:
+        from keras_recipes.checkpoint import Checkpointer
+
+        checkpointer = Checkpointer(checkpoint_dir)
+        resume = checkpointer.peek()
+
+    # Execution: XLA where it pays (a resumed run keeps the first run's choice).
+    first_batch = _first_batch(data.train)
+    if resume is not None:
+        jit = resume["jit_compile"]
+        exec_tip = Tip(0, "execution", f"jit_compile={jit}", "as chosen by the run being resumed")
+        execution = {"jit_compile": jit, "blocked_by": _jit_blockers(full)}
+    else:
+        jit, exec_tip, execution = _choose_jit(jit_compile, full, make_optimizer, loss, metrics,
+                                               first_batch)
     tips.append(exec_tip)
     optimizer = make_optimizer()
     full.compile(optimizer, loss, metrics=metrics, jit_compile=jit)
+
+    initial_epoch, past_history, past_layers = 0, {}, []
+    if resume is not None:
+        latest = checkpointer.latest()
+        checkpointer.read(latest, full, optimizer)
+        initial_epoch = resume["epoch"] + 1
+        past_history, past_layers = resume["history"], resume["layer_history"]
+        plateau.set_state(resume["plateau"])
+        plateau.best_weights = checkpointer.read_arrays(latest, "best_weights")
+        if resume.get("schedule_scale") is not None:
+            from keras_recipes.callbacks import ScaledSchedule, learning_rate_schedule
+
+            base = learning_rate_schedule(optimizer)
+            if base is not None:
+                optimizer.learning_rate = ScaledSchedule(base, resume["schedule_scale"])
+        tips.append(Tip(0, "resumed", f"from the checkpoint after epoch {initial_epoch}",
+                        f"found in {checkpointer.directory}"))
 
     if keras_verbose:
         print(_table([[t.number, t.name, t.setting, t.reason] for t in tips],
@@ -585,9 +621,40 @@ def fit_with_tips(
     # Order matters at the end of training: the guard restores the last
     # finite weights first, then the plateau callback the best ones.
     callback_list = [monitor, guard, plateau] + list(callbacks or [])
+    run_history = {k: list(v) for k, v in past_history.items()}
+    if checkpointer is not None:
+        from keras_recipes.callbacks import ScaledSchedule, learning_rate_schedule
+        from keras_recipes.checkpoint import CheckpointCallback
+
+        def checkpoint_state(epoch, logs):
+            for key, value in logs.items():
+                run_history.setdefault(key, []).append(float(value))
+            schedule = learning_rate_schedule(full.optimizer)
+            state = {
+                "epoch": epoch,
+                "history": run_history,
+                "layer_history": past_layers + monitor.layer_history,
+                "plateau": plateau.get_state(),
+                "jit_compile": bool(jit),
+                "schedule_scale": schedule.scale if isinstance(schedule, ScaledSchedule) else None,
+            }
+            return state, {"best_weights": plateau.best_weights}
+
+        # Last, so that every callback before it has updated its state.
+        callback_list.append(CheckpointCallback(checkpointer, checkpoint_state))
     # The dataset is already shuffled (seeded); Keras' own flag would only warn.
-    history = full.fit(data.train, validation_data=data.validation, epochs=epochs,
-                       callbacks=callback_list, verbose=keras_verbose, shuffle=False)
+    # A run that had already stopped (the stopping rule) stays stopped.
+    last_epoch = initial_epoch if plateau.stopped_epoch is not None else epochs
+    # One dataset of all remaining epochs, each shuffled by (seed, epoch):
+    # the same orders whether or not the run was interrupted and resumed.
+    history = full.fit(data.epochs(initial_epoch, max(last_epoch, initial_epoch)),
+                       steps_per_epoch=data.steps_per_epoch,
+                       validation_data=data.validation, epochs=last_epoch,
+                       callbacks=callback_list, verbose=keras_verbose, shuffle=False,
+                       initial_epoch=initial_epoch)
+    merged = {k: list(v) for k, v in past_history.items()}
+    for key, values in history.history.items():
+        merged[key] = merged.get(key, []) + list(values)
     execution["jit_compile_after_fit"] = bool(full.jit_compile)
     events = []
     if guard.event is not None:
@@ -606,9 +673,11 @@ def fit_with_tips(
         outputs = keras.layers.Rescaling(scale=std_y, offset=mean_y, name="unstandardize_targets")(
             trained_output)
         full = keras.Model(raw, outputs, name=full.name)
-    result = FitResult(full, dict(history.history), tips, data, execution,
-                     monitor.layer_history, time.perf_counter() - start, events)
+    result = FitResult(full, merged, tips, data, execution,
+                     past_layers + monitor.layer_history, time.perf_counter() - start, events)
     result.audit = report
+    if checkpointer is not None:
+        checkpointer.save_final(full)
     if _members:
         from keras_recipes.ensemble import assemble_fused
 

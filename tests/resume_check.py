@@ -1,0 +1,57 @@
+"""Run as a script by test_reliability.py: trains with a checkpoint folder,
+optionally killing itself with SIGKILL at a chosen point, and writes the final
+history and weights.
+
+    python resume_check.py MODE CHECKPOINT_DIR OUTPUT.npz
+    MODE: run | kill-mid-epoch | kill-mid-write
+"""
+
+import json
+import os
+import signal
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_recipes import fit_with_tips  # noqa: E402
+from keras_recipes.checkpoint import Checkpointer  # noqa: E402
+from keras_recipes.datasets import load_digits  # noqa: E402
+
+mode, checkpoint_dir, output = sys.argv[1:4]
+
+
+class KillMidEpoch(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 3 and batch == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+if mode == "kill-mid-write":
+    original = Checkpointer._write_files
+
+    def write_then_die(self, folder, model, optimizer, state, arrays):
+        if state["epoch"] == 2:
+            model.save_weights(folder / "model.weights.h5")  # half a checkpoint
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(self, folder, model, optimizer, state, arrays)
+
+    Checkpointer._write_files = write_then_die
+
+x, y = load_digits("train")
+keras.utils.set_random_seed(0)
+model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
+                          keras.layers.Dense(10)])
+callbacks = [KillMidEpoch()] if mode == "kill-mid-epoch" else []
+result = fit_with_tips(model, (x[:600], y[:600]), epochs=8, patience=1, learning_rate=0.5, stop_ratio=None, seed=0,
+                       jit_compile=False, verbose=0, checkpoint_dir=checkpoint_dir,
+                       callbacks=callbacks)
+np.savez(output, *result.model.get_weights())
+with open(output + ".json", "w") as f:
+    json.dump({"history": result.history,
+               "resumed": [t.setting for t in result.tips if t.name == "resumed"]}, f)
