@@ -19,9 +19,10 @@ declare -A CMD=(
   [augment_effect]="bench_augment_effect.py"
   [ensemble]="bench_ensemble.py"
   [diagnostics]="bench_diagnostics.py"
+  [reliability]="bench_reliability.py"
 )
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(clip_overhead lstm_rows28 lstm_196steps fit_quality fit_overhead fit_execution default_optimizer augment_throughput augment_effect ensemble diagnostics)
+[ ${#names[@]} -eq 0 ] && names=(clip_overhead lstm_rows28 lstm_196steps fit_quality fit_overhead fit_execution default_optimizer augment_throughput augment_effect ensemble diagnostics reliability)
 mkdir -p results
 for name in "${names[@]}"; do
   echo "== $name: python benchmarks/${CMD[$name]}"

@@ -5,6 +5,8 @@ optimizer's variables and a JSON state (the epoch, the history so far and the
 callbacks' counters). It is written under a temporary name and renamed into
 place, so a kill during a write leaves no folder that looks complete; on
 start, temporary folders are removed and the newest complete one is loaded.
+Files are not fsynced: that protects against power loss, not against a
+killed process, and would cost more than the rest of the write.
 """
 
 import json
@@ -17,17 +19,6 @@ import numpy as np
 
 _PREFIX = "epoch-"
 _TMP = ".tmp-"
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Checkpointer:
@@ -68,41 +59,58 @@ class Checkpointer:
         tmp = self.directory / f"{_TMP}{epoch:05d}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
+        # No fsync: a killed process loses nothing the kernel already has;
+        # only the rename must be the last step (and it is atomic).
         self._write_files(tmp, model, optimizer, state, arrays or {})
-        _fsync_dir(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
-        _fsync_dir(self.directory)
         for old in self.directory.glob(_PREFIX + "*"):
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
 
     def _write_files(self, folder, model, optimizer, state, arrays):
-        model.save_weights(folder / "model.weights.h5")
-        for name, values in arrays.items():
-            if values is not None:
-                np.savez(folder / f"{name}.npz", *values)
-        values = {str(i): keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)}
-        np.savez(folder / "optimizer.npz", **values)
+        # One uncompressed .npz for every array (model weights, optimizer
+        # variables, extra lists): the cheapest write, which matters when it
+        # happens every epoch.
+        # model.variables, not get_weights(): it also holds the random-number
+        # generators' states (dropout, augmentation), so those draws resume too.
+        values = {f"model_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
+        values.update({f"optimizer_{i}": keras.ops.convert_to_numpy(v)
+                       for i, v in enumerate(optimizer.variables)})
+        for name, items in arrays.items():
+            if items is not None:
+                values.update({f"{name}_{i}": a for i, a in enumerate(items)})
+        with open(folder / "arrays.npz", "wb") as f:
+            np.savez(f, **values)
         with open(folder / "state.json", "w") as f:
             json.dump(state, f)
-            f.flush()
-            os.fsync(f.fileno())
+
+    @staticmethod
+    def _group(values, prefix):
+        keys = sorted((k for k in values.files if k.startswith(prefix + "_")),
+                      key=lambda k: int(k.rsplit("_", 1)[1]))
+        return [values[k] for k in keys]
 
     def read(self, folder, model, optimizer):
         """Loads weights and optimizer variables; returns the JSON state."""
         try:
             state = json.loads((folder / "state.json").read_text())
-            model.load_weights(folder / "model.weights.h5")
             if not optimizer.built:
                 optimizer.build(model.trainable_variables)
-            with np.load(folder / "optimizer.npz") as values:
-                if len(values.files) != len(optimizer.variables):
+            with np.load(folder / "arrays.npz") as values:
+                saved_model = self._group(values, "model")
+                if len(saved_model) != len(model.variables):
                     raise ValueError(
-                        f"{len(values.files)} optimizer variables saved, {len(optimizer.variables)} now")
-                for i, variable in enumerate(optimizer.variables):
-                    variable.assign(values[str(i)])
+                        f"{len(saved_model)} model variables saved, {len(model.variables)} now")
+                for variable, value in zip(model.variables, saved_model):
+                    variable.assign(value)
+                saved = self._group(values, "optimizer")
+                if len(saved) != len(optimizer.variables):
+                    raise ValueError(
+                        f"{len(saved)} optimizer variables saved, {len(optimizer.variables)} now")
+                for variable, value in zip(optimizer.variables, saved):
+                    variable.assign(value)
         except Exception as error:
             raise ValueError(
                 f"The checkpoint in {folder} does not match this run or is damaged "
@@ -112,11 +120,9 @@ class Checkpointer:
 
     def read_arrays(self, folder, name):
         """A list of arrays written with `arrays={name: ...}`, or None."""
-        path = folder / f"{name}.npz"
-        if not path.exists():
-            return None
-        with np.load(path) as values:
-            return [values[f"arr_{i}"] for i in range(len(values.files))]
+        with np.load(folder / "arrays.npz") as values:
+            items = self._group(values, name)
+        return items or None
 
     def save_final(self, model):
         """The finished model as `final.keras` (written, then renamed)."""

@@ -3,7 +3,7 @@ optionally killing itself with SIGKILL at a chosen point, and writes the final
 history and weights.
 
     python resume_check.py MODE CHECKPOINT_DIR OUTPUT.npz
-    MODE: run | kill-mid-epoch | kill-mid-write
+    MODE: run | kill-mid-epoch | kill-mid-write | kill-epoch-start
 """
 
 import json
@@ -26,6 +26,8 @@ mode, checkpoint_dir, output = sys.argv[1:4]
 class KillMidEpoch(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+        if mode == "kill-epoch-start" and epoch == 5:  # right after a checkpoint
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.epoch == 3 and batch == 2:
@@ -37,7 +39,7 @@ if mode == "kill-mid-write":
 
     def write_then_die(self, folder, model, optimizer, state, arrays):
         if state["epoch"] == 2:
-            model.save_weights(folder / "model.weights.h5")  # half a checkpoint
+            (folder / "arrays.npz").write_bytes(b"PK\x03\x04 half a checkpoint")
             os.kill(os.getpid(), signal.SIGKILL)
         return original(self, folder, model, optimizer, state, arrays)
 
@@ -45,9 +47,10 @@ if mode == "kill-mid-write":
 
 x, y = load_digits("train")
 keras.utils.set_random_seed(0)
+# Dropout: its random-number generator's state must resume too.
 model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
-                          keras.layers.Dense(10)])
-callbacks = [KillMidEpoch()] if mode == "kill-mid-epoch" else []
+                          keras.layers.Dropout(0.2, seed=1), keras.layers.Dense(10)])
+callbacks = [KillMidEpoch()] if mode in ("kill-mid-epoch", "kill-epoch-start") else []
 result = fit_with_tips(model, (x[:600], y[:600]), epochs=8, patience=1, learning_rate=0.5, stop_ratio=None, seed=0,
                        jit_compile=False, verbose=0, checkpoint_dir=checkpoint_dir,
                        callbacks=callbacks)

@@ -161,8 +161,9 @@ def _load(output):
 
 
 def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path):
-    """SIGKILL mid-epoch and mid-checkpoint-write; the same call started again
-    ends with the same history (LR drops included) and weights."""
+    """SIGKILL mid-epoch, mid-checkpoint-write and right after a checkpoint;
+    the same call started again ends with the same history (LR drops
+    included, dropout draws included) and weights."""
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the data pipeline and its replayed shuffle are tf.data's")
     ref = _run_resume_check("run", tmp_path / "ref", tmp_path / "ref.npz")
@@ -170,7 +171,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path):
     ref_weights, ref_info = _load(tmp_path / "ref.npz")
     assert (tmp_path / "ref" / "final.keras").exists()
     assert min(ref_info["history"]["learning_rate"]) < 0.5  # the plateau rule acted
-    for mode in ("kill-mid-epoch", "kill-mid-write"):
+    for mode in ("kill-mid-epoch", "kill-mid-write", "kill-epoch-start"):
         folder = tmp_path / mode
         killed = _run_resume_check(mode, folder, tmp_path / f"{mode}.npz")
         assert killed.returncode == -9, killed.stderr[-3000:]
@@ -187,3 +188,39 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path):
         for a, b in zip(weights, ref_weights):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
         assert keras.saving.load_model(folder / "final.keras") is not None
+
+
+def test_damaged_or_foreign_checkpoint_gives_a_clear_error(tmp_path):
+    kr.fit_with_tips(mlp(), (X, Y), epochs=1, seed=0, verbose=0, jit_compile=False,
+                     checkpoint_dir=tmp_path / "a")
+    weights = next((tmp_path / "a").glob("epoch-*")) / "arrays.npz"
+    weights.write_bytes(weights.read_bytes()[:200])  # truncated
+    with pytest.raises(ValueError, match="damaged.*Received: checkpoint_dir="):
+        kr.fit_with_tips(mlp(), (X, Y), epochs=2, seed=0, verbose=0, jit_compile=False,
+                         checkpoint_dir=tmp_path / "a")
+    kr.fit_with_tips(mlp(), (X, Y), epochs=1, seed=0, verbose=0, jit_compile=False,
+                     checkpoint_dir=tmp_path / "b")
+    wider = keras.Sequential([keras.Input((4,)), keras.layers.Dense(7), keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="does not match this run"):
+        kr.fit_with_tips(wider, (X, Y), epochs=2, seed=0, verbose=0, jit_compile=False,
+                         checkpoint_dir=tmp_path / "b")
+    with pytest.raises(ValueError, match="is a file.*Received: checkpoint_dir="):
+        kr.fit_with_tips(mlp(), (X, Y), epochs=1, verbose=0, checkpoint_dir=weights)
+
+
+def test_truncated_keras_file_gives_a_clear_error_in_the_cli(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    model = mlp()
+    model.save(tmp_path / "m.keras")
+    data = (tmp_path / "m.keras").read_bytes()
+    (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
+    np.savez(tmp_path / "d.npz", x=X, y=Y)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-m", "keras_recipes", "audit", "--keras_file",
+                           str(tmp_path / "cut.keras"), "--npz", str(tmp_path / "d.npz")],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "Cannot load the model" in proc.stderr and "Received: --keras_file=" in proc.stderr
