@@ -11,7 +11,6 @@ Images: RandomShiftRotate against Keras RandomTranslation + RandomRotation
 on 28x28 MNIST digits, in a model (fit, XLA asked) and in a tf.data map.
 """
 
-import pathlib
 import time
 
 import keras

@@ -12,7 +12,6 @@ import argparse
 import statistics
 
 import keras
-import numpy as np
 
 from common import Timer, device_line, load_mnist_split
 from keras_recipes.callbacks import UpdateRatioMonitor

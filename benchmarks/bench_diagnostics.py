@@ -10,7 +10,6 @@
 """
 
 import keras
-import numpy as np
 
 from common import Timer, device_line, load_mnist_split
 from keras_recipes import check_gradients, fit_with_tips

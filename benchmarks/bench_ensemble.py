@@ -12,7 +12,6 @@ members' mean and best, and the ensemble of the first k members, k = 1..N.
 
 import argparse
 
-import keras
 import numpy as np
 
 from common import Timer, device_line, load_mnist_split

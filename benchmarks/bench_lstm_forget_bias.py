@@ -16,7 +16,6 @@ import argparse
 import math
 
 import keras
-import numpy as np
 
 from common import Timer, device_line, load_mnist_split
 from keras_recipes.initializers import ForgetGateBias

@@ -85,7 +85,7 @@ def audit():
     import keras
     import numpy as np
 
-    import keras_recipes  # registers the package's objects for loading
+    import keras_recipes  # noqa: F401  (registers the package's objects for loading)
     from keras_recipes.diagnostics.audit import audit as run_audit
     from keras_recipes.diagnostics.audit import report_json
 

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from keras_recipes.datasets.digits import DIGITS_NAME, default_data_dir, digits_builder
+from keras_recipes.datasets.digits import DIGITS_NAME, digits_builder
 
 EMBEDDED = ("digits", DIGITS_NAME)
 # Per-class counters for the streaming stratified split: labels are bucketed

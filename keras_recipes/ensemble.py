@@ -6,8 +6,6 @@
   architecture) with the whole recipe of `fit_with_tips`.
 """
 
-import math
-
 import keras
 import numpy as np
 from keras import ops
@@ -166,7 +164,9 @@ class MemberwiseLoss(keras.losses.Loss):
         loss: A Keras loss (mean-reduced).
     """
 
-    def __init__(self, loss, name="memberwise_loss", reduction="sum_over_batch_size", **kwargs):
+    def __init__(self, loss, name="memberwise_loss", **kwargs):
+        # The members' losses reduce themselves (mean); the sum over members
+        # needs no further reduction.
         super().__init__(name=name, reduction=None, **kwargs)
         self.loss = keras.losses.get(loss)
         if getattr(self.loss, "reduction", None) == "sum":
@@ -428,7 +428,7 @@ def fit_ensemble(build_model, data, members=10, **fit_kwargs):
 
 def _validation_arrays(dataset):
     xs, ys = [], []
-    for x, y in dataset.as_numpy_iterator() if hasattr(dataset, "as_numpy_iterator") else dataset:
+    for x, y in dataset.as_numpy_iterator():
         xs.append(x)
         ys.append(y)
     return np.concatenate(xs), np.concatenate(ys)

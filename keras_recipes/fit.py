@@ -22,8 +22,8 @@ from keras_recipes.losses import check_labels
 from keras_recipes.losses import infer_loss
 from keras_recipes.losses import mean_reduced
 from keras_recipes.modelinfo import dropout_layers
+from keras_recipes.modelinfo import jit_blockers
 from keras_recipes.modelinfo import recurrent_layers
-from keras_recipes.modelinfo import walk_layers
 from keras_recipes.optimizers import ClippedOptimizer
 
 _JIT_PROBE_STEPS = 6
@@ -169,10 +169,6 @@ def _wrap(optimizer, max_norm):
     return ClippedOptimizer(_fresh(optimizer), max_norm=max_norm)
 
 
-def _jit_blockers(model):
-    return sorted({l.name for l in walk_layers(model) if getattr(l, "supports_jit", True) is False})
-
-
 def _probe_step_seconds(model, make_optimizer, loss, metrics, batch, jit):
     """Median seconds of a train step with or without XLA (weights restored)."""
     weights = model.get_weights()
@@ -191,7 +187,7 @@ def _probe_step_seconds(model, make_optimizer, loss, metrics, batch, jit):
 def _choose_jit(jit_compile, model, make_optimizer, loss, metrics, batch):
     """Tip for the XLA target: returns (jit, Tip, execution dict)."""
     backend = keras.backend.backend()
-    blockers = _jit_blockers(model)
+    blockers = jit_blockers(model)
     blocked = f"; layers blocking XLA: {', '.join(blockers)}" if blockers else ""
     if jit_compile is True or jit_compile is False:
         if jit_compile and blockers:
@@ -589,7 +585,7 @@ def fit_with_tips(
     if resume is not None:
         jit = resume["jit_compile"]
         exec_tip = Tip(0, "execution", f"jit_compile={jit}", "as chosen by the run being resumed")
-        execution = {"jit_compile": jit, "blocked_by": _jit_blockers(full)}
+        execution = {"jit_compile": jit, "blocked_by": jit_blockers(full)}
     else:
         jit, exec_tip, execution = _choose_jit(jit_compile, full, make_optimizer, loss, metrics,
                                                first_batch)

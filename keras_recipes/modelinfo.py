@@ -39,6 +39,12 @@ def recurrent_layers(model):
     return [l.name for l in walk_layers(model) if isinstance(l, RECURRENT)]
 
 
+def jit_blockers(model):
+    """Names of the layers that declare they cannot be compiled with XLA
+    (Keras then turns jit_compile off for the whole model)."""
+    return sorted({l.name for l in walk_layers(model) if getattr(l, "supports_jit", True) is False})
+
+
 def dropout_layers(model):
     """Names of the dropout layers in the model."""
     return [l.name for l in walk_layers(model) if isinstance(l, DROPOUT)]

@@ -24,7 +24,8 @@ STANDARD_TOL = 0.1
 _OWN_FEATURES = (keras.layers.MelSpectrogram, keras.layers.STFTSpectrogram)
 
 
-def _normalizing_layers(model):
+def normalizing_layers(model):
+    """Names of the layers that already normalize inputs or compute features."""
     found = []
 
     def walk(layer):
@@ -54,7 +55,7 @@ def plan(model, stats, feature_names=None):
         what they do, and why anything was skipped.
     """
     names = feature_names or {}
-    existing = _normalizing_layers(model)
+    existing = normalizing_layers(model)
     if existing:
         return [], None, ("the model already normalizes its inputs or computes its own "
                           f"features ({', '.join(existing)})")

@@ -4,7 +4,6 @@ import pytest
 
 from helpers import (config_round_trip, fit_keeps_xla, save_load_same_outputs,
                      serialized_round_trip, tiny_classifier, tiny_data)
-from keras_recipes.callbacks import ReduceLROnPlateau
 from keras_recipes.optimizers import ClippedOptimizer
 
 

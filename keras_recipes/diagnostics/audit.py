@@ -15,9 +15,10 @@ import numpy as np
 
 from keras_recipes.losses import infer_loss
 from keras_recipes.modelinfo import dropout_layers
+from keras_recipes.modelinfo import jit_blockers
 from keras_recipes.modelinfo import recurrent_layers
 from keras_recipes.modelinfo import walk_layers
-from keras_recipes.preprocessing import _normalizing_layers
+from keras_recipes.preprocessing import normalizing_layers
 from keras_recipes.preprocessing import log1p_candidates
 
 STATUSES = ("pass", "warn", "fail")
@@ -160,7 +161,7 @@ def rule_train_validation_overlap(model, data, ctx):
 
 def rule_standardized(model, data, ctx):
     stats = data.features
-    existing = _normalizing_layers(model)
+    existing = normalizing_layers(model)
     if existing:
         return Finding(1, "inputs standardized", "pass", f"the model normalizes ({', '.join(existing)})")
     varying = stats.std > 1e-8
@@ -311,7 +312,7 @@ def rule_finite(model, data, ctx):
 
 
 def rule_xla(model, data, ctx):
-    blockers = sorted({l.name for l in walk_layers(model) if getattr(l, "supports_jit", True) is False})
+    blockers = jit_blockers(model)
     if blockers:
         return Finding(0, "XLA", "warn",
                        f"layers {', '.join(blockers)} do not support XLA: Keras turns jit_compile "
