@@ -20,9 +20,10 @@ declare -A CMD=(
   [ensemble]="bench_ensemble.py"
   [diagnostics]="bench_diagnostics.py"
   [reliability]="bench_reliability.py"
+  [distribute]="bench_distribute.py"
 )
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(clip_overhead lstm_rows28 lstm_196steps fit_quality fit_overhead fit_execution default_optimizer augment_throughput augment_effect ensemble diagnostics reliability)
+[ ${#names[@]} -eq 0 ] && names=(clip_overhead lstm_rows28 lstm_196steps fit_quality fit_overhead fit_execution default_optimizer augment_throughput augment_effect ensemble diagnostics reliability distribute)
 mkdir -p results
 for name in "${names[@]}"; do
   echo "== $name: python benchmarks/${CMD[$name]}"

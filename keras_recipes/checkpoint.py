@@ -22,14 +22,24 @@ _TMP = ".tmp-"
 
 
 class Checkpointer:
-    """Reads and writes the checkpoints of one training run in `directory`."""
+    """Reads and writes the checkpoints of one training run in `directory`.
 
-    def __init__(self, directory):
+    Args:
+        directory: Path of the run's folder (created if missing).
+        writes: Boolean. Whether this process writes. Under multi-worker
+            training every worker reads the checkpoints, only the chief
+            writes them. Defaults to `True`.
+    """
+
+    def __init__(self, directory, writes=True):
         if not isinstance(directory, (str, os.PathLike)) or not str(directory):
             raise TypeError(f"`checkpoint_dir` must be a path. Received: checkpoint_dir={directory!r}")
         self.directory = pathlib.Path(directory)
         if self.directory.exists() and not self.directory.is_dir():
             raise ValueError(f"`checkpoint_dir` is a file, not a folder. Received: checkpoint_dir={str(directory)!r}")
+        self.writes = bool(writes)
+        if not self.writes:
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
         for leftover in self.directory.glob(_TMP + "*"):
             shutil.rmtree(leftover, ignore_errors=True)
@@ -54,7 +64,10 @@ class Checkpointer:
     def write(self, epoch, model, optimizer, state, arrays=None):
         """Writes checkpoint `epoch` atomically and removes older ones.
 
-        `arrays` maps names to lists of numpy arrays (e.g. best weights)."""
+        `arrays` maps names to lists of numpy arrays (e.g. best weights).
+        Does nothing in a process that does not write (a non-chief worker)."""
+        if not self.writes:
+            return
         final = self.directory / f"{_PREFIX}{epoch:05d}"
         tmp = self.directory / f"{_TMP}{epoch:05d}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -125,7 +138,10 @@ class Checkpointer:
         return items or None
 
     def save_final(self, model):
-        """The finished model as `final.keras` (written, then renamed)."""
+        """The finished model as `final.keras` (written, then renamed); only
+        in the process that writes."""
+        if not self.writes:
+            return
         tmp = self.directory / f"{_TMP}final.keras"
         model.save(tmp)
         os.replace(tmp, self.directory / "final.keras")

@@ -375,7 +375,9 @@ def fit_ensemble(build_model, data, members=10, **fit_kwargs):
             `keras.Model`.
         data: As for `fit_with_tips`.
         members: Integer >= 1. Defaults to `10`.
-        **fit_kwargs: Passed to `fit_with_tips` (`seed`, `epochs`, ...).
+        **fit_kwargs: Passed to `fit_with_tips` (`seed`, `epochs`,
+            `strategy`, ...). Under a `strategy` the members are built in its
+            scope and each training step is split over its replicas.
 
     Returns:
         An `EnsembleResult`.
@@ -391,10 +393,19 @@ def fit_ensemble(build_model, data, members=10, **fit_kwargs):
         raise TypeError("Pass the number of members as `members`. Received: ensemble=...")
     seed = fit_kwargs.pop("seed", None)
     base_seed = 0 if seed is None else int(seed)
+    # Members are built under the strategy's scope (no clone needed) and
+    # then train data-parallel over its replicas.
+    from keras_recipes import distribute
+
+    strategy = distribute.resolve(fit_kwargs.get("strategy"))
+    distribute.check_outside_scope(strategy)
+    if fit_kwargs.get("strategy") is not None:
+        fit_kwargs["strategy"] = strategy
     models = []
     for i in range(members):
         keras.utils.set_random_seed(base_seed + i)
-        model = build_model()
+        with distribute.Scope(strategy):
+            model = build_model()
         if not isinstance(model, keras.Model):
             raise TypeError(f"`build_model` must return a keras.Model. Received: {type(model).__name__}")
         models.append(model)

@@ -14,6 +14,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_recipes import distribute
 from keras_recipes import preprocessing
 from keras_recipes.callbacks import ReduceLROnPlateau
 from keras_recipes.callbacks import StopOnNaN
@@ -184,11 +185,16 @@ def _probe_step_seconds(model, make_optimizer, loss, metrics, batch, jit):
     return statistics.median(times)
 
 
-def _choose_jit(jit_compile, model, make_optimizer, loss, metrics, batch):
-    """Tip for the XLA target: returns (jit, Tip, execution dict)."""
+def _choose_jit(jit_compile, model, make_optimizer, loss, metrics, batch, no_xla=None):
+    """Tip for the XLA target: returns (jit, Tip, execution dict).
+
+    `no_xla` is the reason XLA is impossible under the strategy, if it is."""
     backend = keras.backend.backend()
     blockers = jit_blockers(model)
     blocked = f"; layers blocking XLA: {', '.join(blockers)}" if blockers else ""
+    if no_xla is not None:
+        return False, Tip(0, "execution", "jit_compile=False", no_xla), {
+            "jit_compile": False, "blocked_by": blockers, "no_xla": no_xla}
     if jit_compile is True or jit_compile is False:
         if jit_compile and blockers:
             warnings.warn(
@@ -291,6 +297,7 @@ def fit_with_tips(
     noise_bank=None,
     callbacks=None,
     jit_compile="auto",
+    strategy=None,
     seed=None,
     split_seed=None,
     verbose="auto",
@@ -351,7 +358,17 @@ def fit_with_tips(
         callbacks: List of extra Keras callbacks, run after ours.
         jit_compile: `"auto"`, `True` or `False`. `"auto"` uses XLA on
             GPU/TPU and on JAX; on CPU it times a few steps both ways and keeps
-            the faster. Defaults to `"auto"`.
+            the faster. Under a multi-replica strategy XLA fails in Keras 3
+            (see `keras_recipes.distribute`): `"auto"` turns it off, `True`
+            is refused. Defaults to `"auto"`.
+        strategy: `None` (the strategy whose scope the call is in, if any),
+            `"auto"` (MirroredStrategy over all local GPUs when there are
+            several) or a `tf.distribute.Strategy`. The model and optimizer
+            are built under its scope (a model built outside it is cloned in
+            with its weights); `batch_size` is the global batch, split over
+            the replicas, and the loss is its mean, so the learning rate is
+            not changed. Under MultiWorkerMirroredStrategy only the chief
+            writes checkpoints and `final.keras`; every worker reads them.
         seed: Integer or `None`. Seeds Keras (initialization, dropout,
             augmentation), the data order and, unless `split_seed` is given,
             the validation split.
@@ -390,7 +407,8 @@ def fit_with_tips(
                             batch_size=batch_size, learning_rate=learning_rate, momentum=momentum,
                             clip_norm=clip_norm, patience=patience, stop_ratio=stop_ratio,
                             preprocess=preprocess, augment=augment, noise_bank=noise_bank,
-                            callbacks=callbacks, jit_compile=jit_compile, seed=seed,
+                            callbacks=callbacks, jit_compile=jit_compile, strategy=strategy,
+                            seed=seed,
                             split_seed=split_seed, verbose=verbose, data_dir=data_dir,
                             audit=audit, checkpoint_dir=checkpoint_dir)
     start = time.perf_counter()
@@ -420,263 +438,292 @@ def fit_with_tips(
         raise TypeError(f"`callbacks` must be a list of keras.callbacks.Callback. "
                         f"Received: callbacks={callbacks!r}")
     keras_verbose = 1 if verbose == "auto" else verbose
+    strategy_arg = strategy
+    strategy = distribute.resolve(strategy)
+    distribute.check_outside_scope(strategy)
+    distribute.check_batch_size(batch_size, strategy)
+    no_xla = distribute.check_jit(jit_compile, strategy)
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
+    # Everything that creates variables (the model, preprocessing,
+    # optimizer, metrics) and the fit itself run inside the strategy's scope.
+    with distribute.Scope(strategy) as scope:
 
-    # Imported here: the data adapters need TensorFlow (tf.data), while the
-    # rest of the package also runs where only JAX is installed.
-    from keras_recipes import data as data_lib
+        # Imported here: the data adapters need TensorFlow (tf.data), while the
+        # rest of the package also runs where only JAX is installed.
+        from keras_recipes import data as data_lib
 
-    tips = []
-    data = data_lib.make_data(data, validation_data, validation_split, batch_size,
-                              seed if split_seed is None else split_seed, data_dir,
-                              verbose=keras_verbose, shuffle_seed=seed)
-    tips.append(Tip(4, "validation set", f"{data.n_validation} examples ({data.split})",
-                    "decides LR drops, stopping and the best weights"))
+        tips = []
+        data = data_lib.make_data(data, validation_data, validation_split, batch_size,
+                                  seed if split_seed is None else split_seed, data_dir,
+                                  verbose=keras_verbose, shuffle_seed=seed)
+        tips.append(Tip(4, "validation set", f"{data.n_validation} examples ({data.split})",
+                        "decides LR drops, stopping and the best weights"))
 
-    # The user's model, built on the input shape, and its output width.
-    if not model.built:
-        model.build((None,) + tuple(data.x_shape))
-    output = model(keras.ops.zeros((1,) + tuple(data.x_shape)))
-    if isinstance(output, (list, tuple, dict)):
-        raise ValueError("fit_with_tips supports models with one output. "
-                         f"Received: a model with {len(output)} outputs")
-    units = int(output.shape[-1]) if len(output.shape) > 1 else 1
+        if strategy is not None and (strategy_arg is not None
+                                     or distribute.replicas(strategy) > 1):
+            tips.append(Tip(0, "distribution", distribute.describe(strategy) + (
+                f"; global batch {batch_size} = {batch_size // distribute.replicas(strategy)} "
+                "per replica" if distribute.replicas(strategy) > 1 else ""),
+                "batch_size is the global batch and the loss its mean: the gradient, and so "
+                "the LR, do not change with the replica count (no LR rule applied)"))
+        # Compile settings are read from the user's model; training uses it,
+        # or its clone inside the strategy's scope.
+        source = model
+        model, cloned = distribute.in_scope(model, strategy)
+        if cloned:
+            tips.append(Tip(0, "model", "cloned into the strategy's scope", cloned
+                            + "; the trained model is result.model"))
+        # The user's model, built on the input shape, and its output width.
+        if not model.built:
+            model.build((None,) + tuple(data.x_shape))
+        output = model(keras.ops.zeros((1,) + tuple(data.x_shape)))
+        if isinstance(output, (list, tuple, dict)):
+            raise ValueError("fit_with_tips supports models with one output. "
+                             f"Received: a model with {len(output)} outputs")
+        units = int(output.shape[-1]) if len(output.shape) > 1 else 1
 
-    # Tip 3: the loss, mean-reduced; the user's compile settings respected.
-    compiled = (bool(getattr(model, "compiled", False)) and model.optimizer is not None
-                and model.loss is not None)
-    if compiled:
-        loss, converted = mean_reduced(model.loss)
-        config = model.get_compile_config() or {}
-        metrics = keras.saving.deserialize_keras_object(config.get("metrics")) or []
-        user_optimizer = model.optimizer
-        why = "from model.compile"
-        if converted:
-            why += "; it summed over the batch, converted to the batch mean so the LR does not depend on the batch size"
-        tips.append(Tip(3, "loss", getattr(loss, "name", str(loss)), why))
-    else:
-        loss, metrics, why = infer_loss(model, data.labels, units)
-        user_optimizer = None
-        tips.append(Tip(3, "loss", loss.name, why + "; mean over the batch"))
-    check_labels(loss, data.labels, units)
+        # Tip 3: the loss, mean-reduced; the user's compile settings respected.
+        compiled = (bool(getattr(source, "compiled", False)) and source.optimizer is not None
+                    and source.loss is not None)
+        if compiled:
+            loss, converted = mean_reduced(source.loss)
+            config = source.get_compile_config() or {}
+            metrics = keras.saving.deserialize_keras_object(config.get("metrics")) or []
+            user_optimizer = source.optimizer
+            why = "from model.compile"
+            if converted:
+                why += "; it summed over the batch, converted to the batch mean so the LR does not depend on the batch size"
+            tips.append(Tip(3, "loss", getattr(loss, "name", str(loss)), why))
+        else:
+            loss, metrics, why = infer_loss(model, data.labels, units)
+            user_optimizer = None
+            tips.append(Tip(3, "loss", loss.name, why + "; mean over the batch"))
+        check_labels(loss, data.labels, units)
 
-    tips.append(Tip(2, "minibatch", f"batch_size={batch_size}", "about 128, as advised"
-                    + (f"; {data.notes[0]}" if data.notes else "")))
+        tips.append(Tip(2, "minibatch", f"batch_size={batch_size}", "about 128, as advised"
+                        + (f"; {data.notes[0]}" if data.notes else "")))
 
-    # Tip 1: preprocessing that becomes part of the model.
-    pre_layers, applied, skipped = ([], None, "preprocess=False") if not preprocess else \
-        preprocessing.plan(model, data.features)
-    if pre_layers:
-        tips.append(Tip(1, "inputs", applied, f"statistics of {data.n_train} training examples; "
-                        "saved inside the model"))
-    else:
-        tips.append(Tip(1, "inputs", "unchanged", skipped))
-    # Regression targets on a large scale make the MSE gradient (and so the
-    # right LR) scale with them: train on standardized targets, and put the
-    # inverse map after the model so `result.model` predicts in raw units.
-    target = None
-    if (not compiled and preprocess and isinstance(loss, keras.losses.MeanSquaredError)
-            and data.labels.kind == "continuous"):
-        target = data_lib.target_scale(data)
-        if target is not None:
-            mean_y, std_y = target
-            data.map_pairs(lambda x, y: (x, (y - mean_y) / std_y))
-            tips.append(Tip(1, "targets", f"standardized (mean {mean_y:.4g}, std {std_y:.4g}), "
-                            "inverted inside result.model",
-                            "the MSE gradient, and so the right LR, scale with the targets"))
-    augment_layers = _augmentation(augment, noise_bank, data.x_shape, seed)
-    if augment_layers:
-        tips.append(Tip(10, "augmentation", ", ".join(_describe_layer(l) for l in augment_layers),
-                        "training only (identity at inference), on the raw inputs"))
-    raw = keras.Input(tuple(data.x_shape), name="raw_input")
-    z = raw
-    for layer in augment_layers + pre_layers:
-        z = layer(z)
-    if _members:
-        # Tip 12, fused: every member in one compiled program, each scored
-        # by its own mean loss; one step updates all of them.
-        from keras_recipes.ensemble import MemberLoss, MemberwiseLoss, stack_members
+        # Tip 1: preprocessing that becomes part of the model.
+        pre_layers, applied, skipped = ([], None, "preprocess=False") if not preprocess else \
+            preprocessing.plan(model, data.features)
+        if pre_layers:
+            tips.append(Tip(1, "inputs", applied, f"statistics of {data.n_train} training examples; "
+                            "saved inside the model"))
+        else:
+            tips.append(Tip(1, "inputs", "unchanged", skipped))
+        # Regression targets on a large scale make the MSE gradient (and so the
+        # right LR) scale with them: train on standardized targets, and put the
+        # inverse map after the model so `result.model` predicts in raw units.
+        target = None
+        if (not compiled and preprocess and isinstance(loss, keras.losses.MeanSquaredError)
+                and data.labels.kind == "continuous"):
+            target = data_lib.target_scale(data)
+            if target is not None:
+                mean_y, std_y = target
+                data.map_pairs(lambda x, y: (x, (y - mean_y) / std_y))
+                tips.append(Tip(1, "targets", f"standardized (mean {mean_y:.4g}, std {std_y:.4g}), "
+                                "inverted inside result.model",
+                                "the MSE gradient, and so the right LR, scale with the targets"))
+        augment_layers = _augmentation(augment, noise_bank, data.x_shape, seed)
+        if augment_layers:
+            tips.append(Tip(10, "augmentation", ", ".join(_describe_layer(l) for l in augment_layers),
+                            "training only (identity at inference), on the raw inputs"))
+        raw = keras.Input(tuple(data.x_shape), name="raw_input")
+        z = raw
+        for layer in augment_layers + pre_layers:
+            z = layer(z)
+        if _members:
+            # Tip 12, fused: every member in one compiled program, each scored
+            # by its own mean loss; one step updates all of them.
+            from keras_recipes.ensemble import MemberLoss, MemberwiseLoss, stack_members
 
-        stacked = stack_members(_members, tuple(z.shape[1:]))
-        trained_output = stacked(z)
-        full = keras.Model(raw, trained_output, name="ensemble_training")
-        member_loss = loss
-        loss = MemberwiseLoss(member_loss)
-        metrics = [MemberLoss(member_loss, i) for i in range(len(_members))]
-        tips.append(Tip(12, "ensemble", f"{len(_members)} members trained as one compiled program",
-                        "same architecture: one step updates every member (own optimizer state)"))
-    elif pre_layers or augment_layers or target is not None:
-        trained_output = model(z)
-        full = keras.Model(raw, trained_output, name=f"{model.name}_with_tips")
-    else:
-        full = model
+            stacked = stack_members(_members, tuple(z.shape[1:]))
+            trained_output = stacked(z)
+            full = scope.training_model(raw, trained_output, "ensemble_training")
+            member_loss = loss
+            loss = MemberwiseLoss(member_loss)
+            metrics = [MemberLoss(member_loss, i) for i in range(len(_members))]
+            tips.append(Tip(12, "ensemble", f"{len(_members)} members trained as one compiled program",
+                            "same architecture: one step updates every member (own optimizer state)"))
+        elif (pre_layers or augment_layers or target is not None
+              or distribute.is_multi_worker(strategy)):
+            trained_output = model(z)
+            full = scope.training_model(raw, trained_output, f"{model.name}_with_tips")
+        else:
+            full = model
 
-    # Tips 4-7: optimizer, clipping.
-    recurrent = recurrent_layers(model)
-    dropout = dropout_layers(model)
-    if clip_norm == "auto":
-        max_norm = 5.0 if recurrent else None
-        clip_why = (f"recurrent layers ({', '.join(recurrent)})" if recurrent
-                    else "no recurrent layers: norms are recorded, not clipped")
-    else:
-        max_norm = clip_norm
-        clip_why = "as passed"
-    tips.append(Tip(7, "gradient clipping",
-                    f"global norm {max_norm:g}" if max_norm else "off", clip_why))
+        # Tips 4-7: optimizer, clipping.
+        recurrent = recurrent_layers(model)
+        dropout = dropout_layers(model)
+        if clip_norm == "auto":
+            max_norm = 5.0 if recurrent else None
+            clip_why = (f"recurrent layers ({', '.join(recurrent)})" if recurrent
+                        else "no recurrent layers: norms are recorded, not clipped")
+        else:
+            max_norm = clip_norm
+            clip_why = "as passed"
+        tips.append(Tip(7, "gradient clipping",
+                        f"global norm {max_norm:g}" if max_norm else "off", clip_why))
 
-    report = None
-    if audit:
-        from keras_recipes.diagnostics.audit import audit_data
+        report = None
+        if audit:
+            from keras_recipes.diagnostics.audit import audit_data
 
-        # Rules whose advice this call applies itself are not reported.
-        skip = {"dropout", "gradient clipping", "batch size"}
-        if preprocess:
-            skip |= {"inputs standardized", "log1p"}
-        report = audit_data(model, data, batch_size, loss=loss, will_clip=max_norm is not None,
-                            compile_probe=False, skip=skip)
-        if report.failures:
-            raise ValueError(
-                "The audit found problems that would spoil training (fix them, or pass "
-                "audit=False to train anyway):\n"
-                + "\n".join(f"  tip {f.tip} {f.rule}: {f.message} (fix: {f.fix})"
-                             for f in report.failures))
-        if report.warnings:
-            tips.append(Tip(0, "audit", "; ".join(f"{f.rule}: {f.message}" for f in report.warnings),
-                            "warnings only; see result.audit"))
+            # Rules whose advice this call applies itself are not reported.
+            skip = {"dropout", "gradient clipping", "batch size"}
+            if preprocess:
+                skip |= {"inputs standardized", "log1p"}
+            report = audit_data(model, data, batch_size, loss=loss, will_clip=max_norm is not None,
+                                compile_probe=False, skip=skip)
+            if report.failures:
+                raise ValueError(
+                    "The audit found problems that would spoil training (fix them, or pass "
+                    "audit=False to train anyway):\n"
+                    + "\n".join(f"  tip {f.tip} {f.rule}: {f.message} (fix: {f.fix})"
+                                 for f in report.failures))
+            if report.warnings:
+                tips.append(Tip(0, "audit", "; ".join(f"{f.rule}: {f.message}" for f in report.warnings),
+                                "warnings only; see result.audit"))
 
-    if user_optimizer is not None:
-        make_optimizer = lambda: _wrap(user_optimizer, max_norm)
-        tips.append(Tip(4, "optimizer", f"{type(user_optimizer).__name__} (from model.compile)",
-                        "the user's choice is respected"))
-    else:
-        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
-                or not learning_rate > 0:
-            raise ValueError(f"`learning_rate` must be a number > 0. "
-                             f"Received: learning_rate={learning_rate!r}")
-        make_optimizer = lambda: ClippedOptimizer(
-            keras.optimizers.SGD(float(learning_rate), momentum=momentum), max_norm=max_norm)
-        tips.append(Tip(4, "optimizer", f"SGD(learning_rate={learning_rate:g}, momentum={momentum:g})",
-                        "a normal starting LR; see BUILD_NOTES.md for the measured choice"))
+        if user_optimizer is not None:
+            make_optimizer = lambda: _wrap(user_optimizer, max_norm)
+            tips.append(Tip(4, "optimizer", f"{type(user_optimizer).__name__} (from model.compile)",
+                            "the user's choice is respected"))
+        else:
+            if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
+                    or not learning_rate > 0:
+                raise ValueError(f"`learning_rate` must be a number > 0. "
+                                 f"Received: learning_rate={learning_rate!r}")
+            make_optimizer = lambda: ClippedOptimizer(
+                keras.optimizers.SGD(float(learning_rate), momentum=momentum), max_norm=max_norm)
+            tips.append(Tip(4, "optimizer", f"SGD(learning_rate={learning_rate:g}, momentum={momentum:g})",
+                            "a normal starting LR; see BUILD_NOTES.md for the measured choice"))
 
-    patience = patience or (6 if dropout else 3)
-    plateau = ReduceLROnPlateau.halve(patience=patience, stop_ratio=stop_ratio,
-                                      restore_best_weights=True, verbose=int(keras_verbose > 0))
-    stop_text = "never stop early" if stop_ratio is None else f"stop below {stop_ratio:g} x initial"
-    tips.append(Tip(4, "LR schedule", f"halve after {patience} flat validated epochs; "
-                    f"{stop_text}; restore best weights",
-                    "divide by 2 on plateau, stop when tiny"))
-    if dropout:
-        tips.append(Tip(11, "dropout", f"patience {patience} (not 3)",
-                        f"dropout layers ({', '.join(dropout)}) need longer training"))
-    monitor = UpdateRatioMonitor()
-    tips.append(Tip(5, "update ratio", "logged per epoch and per layer",
-                    "||update||/||weights|| near 1e-3 is healthy; warns outside [1e-4, 1e-2]"))
+        patience = patience or (6 if dropout else 3)
+        plateau = ReduceLROnPlateau.halve(patience=patience, stop_ratio=stop_ratio,
+                                          restore_best_weights=True, verbose=int(keras_verbose > 0))
+        stop_text = "never stop early" if stop_ratio is None else f"stop below {stop_ratio:g} x initial"
+        tips.append(Tip(4, "LR schedule", f"halve after {patience} flat validated epochs; "
+                        f"{stop_text}; restore best weights",
+                        "divide by 2 on plateau, stop when tiny"))
+        if dropout:
+            tips.append(Tip(11, "dropout", f"patience {patience} (not 3)",
+                            f"dropout layers ({', '.join(dropout)}) need longer training"))
+        monitor = UpdateRatioMonitor()
+        tips.append(Tip(5, "update ratio", "logged per epoch and per layer",
+                        "||update||/||weights|| near 1e-3 is healthy; warns outside [1e-4, 1e-2]"))
 
-    checkpointer = resume = None
-    if checkpoint_dir is not None:
-        from keras_recipes.checkpoint import Checkpointer
+        checkpointer = resume = None
+        if checkpoint_dir is not None:
+            from keras_recipes.checkpoint import Checkpointer
 
-        checkpointer = Checkpointer(checkpoint_dir)
-        resume = checkpointer.peek()
+            checkpointer = Checkpointer(checkpoint_dir, writes=distribute.is_chief(strategy))
+            resume = checkpointer.peek()
 
-    # Execution: XLA where it pays (a resumed run keeps the first run's choice).
-    first_batch = _first_batch(data.train)
-    if resume is not None:
-        jit = resume["jit_compile"]
-        exec_tip = Tip(0, "execution", f"jit_compile={jit}", "as chosen by the run being resumed")
-        execution = {"jit_compile": jit, "blocked_by": jit_blockers(full)}
-    else:
-        jit, exec_tip, execution = _choose_jit(jit_compile, full, make_optimizer, loss, metrics,
-                                               first_batch)
-    tips.append(exec_tip)
-    optimizer = make_optimizer()
-    full.compile(optimizer, loss, metrics=metrics, jit_compile=jit)
+        # Execution: XLA where it pays (a resumed run keeps the first run's choice).
+        first_batch = _first_batch(data.train)
+        if resume is not None:
+            jit = resume["jit_compile"]
+            exec_tip = Tip(0, "execution", f"jit_compile={jit}", "as chosen by the run being resumed")
+            execution = {"jit_compile": jit, "blocked_by": jit_blockers(full)}
+        else:
+            jit, exec_tip, execution = _choose_jit(jit_compile, full, make_optimizer, loss, metrics,
+                                                   first_batch, no_xla)
+        tips.append(exec_tip)
+        optimizer = make_optimizer()
+        full.compile(optimizer, loss, metrics=metrics, jit_compile=jit)
 
-    initial_epoch, past_history, past_layers = 0, {}, []
-    if resume is not None:
-        latest = checkpointer.latest()
-        checkpointer.read(latest, full, optimizer)
-        initial_epoch = resume["epoch"] + 1
-        past_history, past_layers = resume["history"], resume["layer_history"]
-        plateau.set_state(resume["plateau"])
-        plateau.best_weights = checkpointer.read_arrays(latest, "best_weights")
-        if resume.get("schedule_scale") is not None:
+        initial_epoch, past_history, past_layers = 0, {}, []
+        if resume is not None:
+            latest = checkpointer.latest()
+            checkpointer.read(latest, full, optimizer)
+            initial_epoch = resume["epoch"] + 1
+            past_history, past_layers = resume["history"], resume["layer_history"]
+            plateau.set_state(resume["plateau"])
+            plateau.best_weights = checkpointer.read_arrays(latest, "best_weights")
+            if resume.get("schedule_scale") is not None:
+                from keras_recipes.callbacks import ScaledSchedule, learning_rate_schedule
+
+                base = learning_rate_schedule(optimizer)
+                if base is not None:
+                    optimizer.learning_rate = ScaledSchedule(base, resume["schedule_scale"])
+            tips.append(Tip(0, "resumed", f"from the checkpoint after epoch {initial_epoch}",
+                            f"found in {checkpointer.directory}"))
+
+        if keras_verbose:
+            print(_table([[t.number, t.name, t.setting, t.reason] for t in tips],
+                         ["tip", "what", "setting", "why"]))
+        guard = StopOnNaN()
+        # Order matters at the end of training: the guard restores the last
+        # finite weights first, then the plateau callback the best ones.
+        callback_list = [monitor, guard, plateau] + list(callbacks or [])
+        run_history = {k: list(v) for k, v in past_history.items()}
+        if checkpointer is not None:
             from keras_recipes.callbacks import ScaledSchedule, learning_rate_schedule
+            from keras_recipes.checkpoint import CheckpointCallback
 
-            base = learning_rate_schedule(optimizer)
-            if base is not None:
-                optimizer.learning_rate = ScaledSchedule(base, resume["schedule_scale"])
-        tips.append(Tip(0, "resumed", f"from the checkpoint after epoch {initial_epoch}",
-                        f"found in {checkpointer.directory}"))
+            def checkpoint_state(epoch, logs):
+                for key, value in logs.items():
+                    run_history.setdefault(key, []).append(float(value))
+                schedule = learning_rate_schedule(full.optimizer)
+                state = {
+                    "epoch": epoch,
+                    "history": run_history,
+                    "layer_history": past_layers + monitor.layer_history,
+                    "plateau": plateau.get_state(),
+                    "jit_compile": bool(jit),
+                    "schedule_scale": schedule.scale if isinstance(schedule, ScaledSchedule) else None,
+                }
+                return state, {"best_weights": plateau.best_weights}
 
-    if keras_verbose:
-        print(_table([[t.number, t.name, t.setting, t.reason] for t in tips],
-                     ["tip", "what", "setting", "why"]))
-    guard = StopOnNaN()
-    # Order matters at the end of training: the guard restores the last
-    # finite weights first, then the plateau callback the best ones.
-    callback_list = [monitor, guard, plateau] + list(callbacks or [])
-    run_history = {k: list(v) for k, v in past_history.items()}
-    if checkpointer is not None:
-        from keras_recipes.callbacks import ScaledSchedule, learning_rate_schedule
-        from keras_recipes.checkpoint import CheckpointCallback
+            # Last, so that every callback before it has updated its state.
+            callback_list.append(CheckpointCallback(checkpointer, checkpoint_state))
+        # The dataset is already shuffled (seeded); Keras' own flag would only warn.
+        # A run that had already stopped (the stopping rule) stays stopped.
+        last_epoch = initial_epoch if plateau.stopped_epoch is not None else epochs
+        # One dataset of all remaining epochs, each shuffled by (seed, epoch):
+        # the same orders whether or not the run was interrupted and resumed.
+        history = full.fit(data.epochs(initial_epoch, max(last_epoch, initial_epoch)),
+                           steps_per_epoch=data.steps_per_epoch,
+                           validation_data=data.validation, epochs=last_epoch,
+                           callbacks=callback_list, verbose=keras_verbose, shuffle=False,
+                           initial_epoch=initial_epoch)
+        merged = {k: list(v) for k, v in past_history.items()}
+        for key, values in history.history.items():
+            merged[key] = merged.get(key, []) + list(values)
+        execution["jit_compile_after_fit"] = bool(full.jit_compile)
+        events = []
+        if guard.event is not None:
+            events.append(f"training diverged: loss {guard.event['loss']} at epoch "
+                          f"{guard.event['epoch'] + 1} with learning rate "
+                          f"{guard.event['learning_rate']:.4g}; stopped and restored the last "
+                          "finite weights")
+        if plateau.stopped_epoch is not None:
+            events.append(f"stopped at epoch {plateau.stopped_epoch + 1}: the learning rate fell "
+                          f"below {stop_ratio:g} x its initial value")
+        if plateau.best_epoch is not None:
+            events.append(f"weights restored from epoch {plateau.best_epoch + 1} "
+                          f"(val_loss {plateau.best_weights_value:.4g})")
+        execution["replicas"] = distribute.replicas(strategy)
+        execution["workers"] = distribute.workers(strategy)
+        if target is not None and not _members:
+            mean_y, std_y = target
+            outputs = keras.layers.Rescaling(scale=std_y, offset=mean_y, name="unstandardize_targets")(
+                trained_output)
+            full = keras.Model(raw, outputs, name=full.name)
+        elif distribute.is_multi_worker(strategy):
+            # A plain functional model for the user (the training one only
+            # exists to get through Keras' multi-worker reductions).
+            full = keras.Model(raw, trained_output, name=full.name)
+        result = FitResult(full, merged, tips, data, execution,
+                         past_layers + monitor.layer_history, time.perf_counter() - start, events)
+        result.audit = report
+        if checkpointer is not None:
+            checkpointer.save_final(full)
+        if _members:
+            from keras_recipes.ensemble import assemble_fused
 
-        def checkpoint_state(epoch, logs):
-            for key, value in logs.items():
-                run_history.setdefault(key, []).append(float(value))
-            schedule = learning_rate_schedule(full.optimizer)
-            state = {
-                "epoch": epoch,
-                "history": run_history,
-                "layer_history": past_layers + monitor.layer_history,
-                "plateau": plateau.get_state(),
-                "jit_compile": bool(jit),
-                "schedule_scale": schedule.scale if isinstance(schedule, ScaledSchedule) else None,
-            }
-            return state, {"best_weights": plateau.best_weights}
-
-        # Last, so that every callback before it has updated its state.
-        callback_list.append(CheckpointCallback(checkpointer, checkpoint_state))
-    # The dataset is already shuffled (seeded); Keras' own flag would only warn.
-    # A run that had already stopped (the stopping rule) stays stopped.
-    last_epoch = initial_epoch if plateau.stopped_epoch is not None else epochs
-    # One dataset of all remaining epochs, each shuffled by (seed, epoch):
-    # the same orders whether or not the run was interrupted and resumed.
-    history = full.fit(data.epochs(initial_epoch, max(last_epoch, initial_epoch)),
-                       steps_per_epoch=data.steps_per_epoch,
-                       validation_data=data.validation, epochs=last_epoch,
-                       callbacks=callback_list, verbose=keras_verbose, shuffle=False,
-                       initial_epoch=initial_epoch)
-    merged = {k: list(v) for k, v in past_history.items()}
-    for key, values in history.history.items():
-        merged[key] = merged.get(key, []) + list(values)
-    execution["jit_compile_after_fit"] = bool(full.jit_compile)
-    events = []
-    if guard.event is not None:
-        events.append(f"training diverged: loss {guard.event['loss']} at epoch "
-                      f"{guard.event['epoch'] + 1} with learning rate "
-                      f"{guard.event['learning_rate']:.4g}; stopped and restored the last "
-                      "finite weights")
-    if plateau.stopped_epoch is not None:
-        events.append(f"stopped at epoch {plateau.stopped_epoch + 1}: the learning rate fell "
-                      f"below {stop_ratio:g} x its initial value")
-    if plateau.best_epoch is not None:
-        events.append(f"weights restored from epoch {plateau.best_epoch + 1} "
-                      f"(val_loss {plateau.best_weights_value:.4g})")
-    if target is not None and not _members:
-        mean_y, std_y = target
-        outputs = keras.layers.Rescaling(scale=std_y, offset=mean_y, name="unstandardize_targets")(
-            trained_output)
-        full = keras.Model(raw, outputs, name=full.name)
-    result = FitResult(full, merged, tips, data, execution,
-                     past_layers + monitor.layer_history, time.perf_counter() - start, events)
-    result.audit = report
-    if checkpointer is not None:
-        checkpointer.save_final(full)
-    if _members:
-        from keras_recipes.ensemble import assemble_fused
-
-        result.execution["ensemble_path"] = "fused"
-        result.ensemble = assemble_fused(_members, raw, z, target, result)
-    return result
+            result.execution["ensemble_path"] = "fused"
+            result.ensemble = assemble_fused(_members, raw, z, target, result)
+        return result
