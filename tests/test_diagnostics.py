@@ -66,6 +66,52 @@ def test_wrong_custom_gradient_fails_and_right_one_passes():
 
 
 @tf_only
+def test_unregistered_custom_layer_is_checked_in_float64():
+    """A layer defined where the user works (a notebook, a script) is not
+    registered; the float64 clone still finds its class."""
+
+    class LocalCube(keras.layers.Layer):
+        def __init__(self, wrong=False, **kwargs):
+            super().__init__(**kwargs)
+            self.wrong = wrong
+
+        def call(self, x):
+            return Cube(wrong=self.wrong).call(x)
+
+        def get_config(self):
+            return {**super().get_config(), "wrong": self.wrong}
+
+    x = _rng().normal(size=(8, 4)).astype("float32")
+    for wrong in (True, False):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5), LocalCube(wrong=wrong),
+                                  keras.layers.Dense(2)])
+        report = check_gradients(model, x, num_params=40, seed=0)
+        assert report.dtype == "float64" and report.ok is (not wrong), str(report)
+
+
+@tf_only
+def test_model_that_cannot_be_cloned_is_checked_in_float32_without_a_loss():
+    class NoConfig(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(3, activation="tanh")
+
+        def call(self, x):
+            return self.dense(x)
+
+        def get_config(self):
+            raise NotImplementedError("no config")
+
+    model = NoConfig()
+    x = _rng().normal(size=(8, 4)).astype("float32")
+    model(x)
+    report = check_gradients(model, x, num_params=10, seed=0)
+    assert report.dtype == "float32" and "could not be cloned in float64" in str(report)
+    assert report.ok, str(report)
+
+
+@tf_only
 @pytest.mark.parametrize("kind", ["relu_mlp", "conv", "lstm"])
 def test_no_false_alarms_on_relu_conv_lstm(kind):
     rng = _rng()

@@ -211,6 +211,11 @@ def rule_initial_loss(model, data, ctx):
     if ctx["loss_kind"] != "sparse" or ctx["units"] < 2:
         return Finding(6, "loss at initialization", "pass", "not a softmax classifier")
     x, y = ctx["batch"]
+    labels = np.asarray(y)
+    if labels.size and (labels.min() < 0 or labels.max() >= ctx["units"]):
+        return Finding(6, "loss at initialization", "warn",
+                       "not measured: labels outside 0..K-1 (see the labels rule)",
+                       "fix the labels first")
     value = float(keras.ops.convert_to_numpy(ctx["loss"](y, model(x, training=False))))
     expected = math.log(ctx["units"])
     if not math.isfinite(value) or value > 3 * expected:

@@ -6,6 +6,8 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_recipes.modelinfo import walk_layers
+
 # The one-sided slopes of a smooth function differ by about f'' * h; a jump
 # larger than this fraction of the slope marks a kink (ReLU, abs, max).
 KINK_TOLERANCE = 1e-2
@@ -76,7 +78,11 @@ def _float64_clone(model):
         return value
 
     config = keras.saving.serialize_keras_object(model)
-    clone = keras.saving.deserialize_keras_object(retype(config))
+    # The model's own classes resolve its layers, registered or not (a layer
+    # defined in a notebook or a script is usually not registered).
+    own = {type(layer).__name__: type(layer) for layer in walk_layers(model)}
+    with keras.saving.custom_object_scope(own):
+        clone = keras.saving.deserialize_keras_object(retype(config))
     if not clone.built:
         clone.build(model.inputs[0].shape if getattr(model, "inputs", None) else None)
     clone.set_weights([np.asarray(w, "float64") if np.asarray(w).dtype.kind == "f" else w
@@ -98,7 +104,7 @@ class _Function:
     def _scalar(self, output):
         if self.loss is not None:
             return self.loss(self.y, output)
-        return keras.ops.sum(keras.ops.cast(output, "float64") * self.projection)
+        return keras.ops.sum(keras.ops.cast(output, self.projection.dtype) * self.projection)
 
     def value(self, x=None):
         out = self.model(self.x if x is None else x, training=False)

@@ -1,0 +1,45 @@
+"""The README's examples run as written. A block preceded by
+`<!-- not run by the tests: reason -->` is skipped (several GPUs, several
+machines, a TPU, a user's folder of recordings); every other block runs, in
+its own namespace, in a temporary folder."""
+
+import os
+import pathlib
+import re
+
+import keras
+import pytest
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+BLOCK = re.compile(r"(<!-- not run by the tests: ([^>]+?) -->\n)?```(\w+)\n(.*?)```", re.S)
+
+
+def blocks():
+    found = []
+    for match in BLOCK.finditer(README.read_text()):
+        skip, language, code = match.group(2), match.group(3), match.group(4)
+        line = README.read_text()[: match.start()].count("\n") + 1
+        found.append(pytest.param(language, code, skip, id=f"line{line}"))
+    return found
+
+
+def test_readme_has_runnable_examples():
+    runnable = [p for p in blocks() if p.values[0] == "python" and p.values[2] is None]
+    assert len(runnable) >= 3
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="the README examples use the TensorFlow backend (tf.data)")
+@pytest.mark.parametrize("language,code,skip", blocks())
+def test_readme_example_runs(language, code, skip, tmp_path, monkeypatch):
+    if skip is not None:
+        assert len(skip.strip()) > 10  # a skipped block says why
+        pytest.skip(f"README says: {skip}")
+    if language != "python":
+        pytest.skip(f"{language} block (commands, not Python)")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    exec(compile(code, f"README.md:{language}", "exec"), {"__name__": "readme_example"})
