@@ -460,8 +460,12 @@ def fit_with_tips(
         tips.append(Tip(4, "validation set", f"{data.n_validation} examples ({data.split})",
                         "decides LR drops, stopping and the best weights"))
 
-        if strategy is not None and (strategy_arg is not None
-                                     or distribute.replicas(strategy) > 1):
+        if strategy is None and strategy_arg == "auto":
+            tips.append(Tip(0, "distribution", distribute.describe(None),
+                            "strategy='auto': " + ("fewer than two GPUs"
+                                                   if keras.backend.backend() == "tensorflow" else
+                                                   "tf.distribute needs the TensorFlow backend")))
+        elif strategy is not None:
             tips.append(Tip(0, "distribution", distribute.describe(strategy) + (
                 f"; global batch {batch_size} = {batch_size // distribute.replicas(strategy)} "
                 "per replica" if distribute.replicas(strategy) > 1 else ""),

@@ -66,6 +66,14 @@ result = fit_with_tips(mlp(), (x[:1153], y[:1153]), validation_split=0.2, epochs
 out["split_validation"] = {"n_validation": result.data.n_validation,
                            "val_loss": result.history["val_loss"][-1]}
 
+# Called inside the strategy's scope without `strategy=`: that strategy is used.
+with mirrored.scope():
+    keras.utils.set_random_seed(3)
+    inside = mlp()
+    result = fit_with_tips(inside, (x, y), epochs=1, seed=3, verbose=0)
+out["inside_scope"] = {"replicas": result.execution["replicas"],
+                       "rows": [t.setting for t in result.tips if t.name == "model"]}
+
 # Bad input, refused before any work.
 errors = {}
 for name, kwargs in [("batch_size", {"batch_size": 127}), ("jit_compile", {"jit_compile": True})]:

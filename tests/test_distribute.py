@@ -55,6 +55,10 @@ def test_fit_with_tips_under_mirrored_strategy_matches_one_device(mirrored):
     assert two["execution"]["jit_compile_after_fit"] is False
 
 
+def test_call_inside_the_scope_uses_that_strategy_without_cloning(mirrored):
+    assert mirrored["inside_scope"] == {"replicas": 2, "rows": []}
+
+
 def test_validation_partial_batch_under_mirrored_strategy(mirrored):
     # 129 examples in batches of 128: the last batch has one example for two
     # replicas. The reported val_loss is the mean over all 129.
@@ -93,12 +97,19 @@ def test_strategy_of_the_wrong_type_is_refused():
         distribute.resolve(2)
 
 
-def test_auto_strategy_without_several_gpus_is_none():
+def test_auto_strategy_without_several_gpus_is_one_device_and_says_so():
     import tensorflow as tf
 
-    expected = None if len(tf.config.list_logical_devices("GPU")) < 2 else tf.distribute.MirroredStrategy
-    resolved = distribute.resolve("auto")
-    assert resolved is None if expected is None else isinstance(resolved, expected)
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        pytest.skip("this machine has several GPUs")
+    assert distribute.resolve("auto") is None
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 4)).astype("float32"), rng.integers(0, 2, 64)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    result = fit_with_tips(model, (x, y), strategy="auto", epochs=1, verbose=0, jit_compile=False)
+    rows = {t.name: (t.setting, t.reason) for t in result.tips}
+    assert rows["distribution"] == ("none (one device), 1 replica", "strategy='auto': fewer than two GPUs")
+    assert result.execution["replicas"] == 1
 
 
 # -- two workers on loopback -------------------------------------------------
