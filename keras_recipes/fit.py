@@ -8,6 +8,7 @@ its own. Every decision it takes is recorded as a `Tip` in the result.
 import dataclasses
 import math
 import statistics
+import textwrap
 import time
 import warnings
 
@@ -40,11 +41,17 @@ class Tip:
     reason: str
 
 
-def _table(rows, headers):
-    widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
-    widths[-1] = min(widths[-1], 70)
+def _table(rows, headers, max_width=56):
+    """A plain-text table; cells longer than `max_width` wrap onto more lines."""
+    widths = [min(max(len(str(r[i])) for r in rows + [headers]), max_width)
+              for i in range(len(headers))]
     line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+    lines = [line(headers), line(["-" * w for w in widths])]
+    for row in rows:
+        cells = [textwrap.wrap(str(c), w) or [""] for c, w in zip(row, widths)]
+        for k in range(max(len(c) for c in cells)):
+            lines.append(line([c[k] if k < len(c) else "" for c in cells]))
+    return "\n".join(lines)
 
 
 class FitResult:

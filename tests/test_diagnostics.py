@@ -51,24 +51,9 @@ def mlp(n_in=6, hidden=16, out=3):
                              keras.layers.Dense(out)])
 
 
-@tf_only
-def test_wrong_custom_gradient_fails_and_right_one_passes():
-    x = _rng().normal(size=(8, 4)).astype("float32")
-    for wrong in (True, False):
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5), Cube(wrong=wrong),
-                                  keras.layers.Dense(2)])
-        report = check_gradients(model, x, num_params=40, seed=0)
-        assert report.dtype == "float64"
-        assert report.ok is (not wrong), str(report)
-        if wrong:
-            assert report.max_relative_error > 0.1
-
-
-@tf_only
-def test_unregistered_custom_layer_is_checked_in_float64():
-    """A layer defined where the user works (a notebook, a script) is not
-    registered; the float64 clone still finds its class."""
+def _unregistered_cube():
+    """The same layer defined where a user works (a notebook, a script):
+    not registered, so the float64 clone must find the class itself."""
 
     class LocalCube(keras.layers.Layer):
         def __init__(self, wrong=False, **kwargs):
@@ -81,13 +66,23 @@ def test_unregistered_custom_layer_is_checked_in_float64():
         def get_config(self):
             return {**super().get_config(), "wrong": self.wrong}
 
+    return LocalCube
+
+
+@tf_only
+@pytest.mark.parametrize("registered", [True, False])
+def test_wrong_custom_gradient_fails_and_right_one_passes(registered):
+    layer = Cube if registered else _unregistered_cube()
     x = _rng().normal(size=(8, 4)).astype("float32")
     for wrong in (True, False):
         keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5), LocalCube(wrong=wrong),
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5), layer(wrong=wrong),
                                   keras.layers.Dense(2)])
         report = check_gradients(model, x, num_params=40, seed=0)
-        assert report.dtype == "float64" and report.ok is (not wrong), str(report)
+        assert report.dtype == "float64"
+        assert report.ok is (not wrong), str(report)
+        if wrong:
+            assert report.max_relative_error > 0.1
 
 
 @tf_only
@@ -316,6 +311,16 @@ def test_fit_with_tips_runs_the_audit_first():
     assert result.audit is not None and result.audit.ok
     assert result.audit.rule("dropout") is None and result.audit.rule("mean loss").status == "pass"
     assert result.audit.seconds < result.seconds
+    # Raw, unscaled inputs and a recurrent model: fit_with_tips standardizes
+    # and clips itself, so the audit reports neither.
+    rng = np.random.default_rng(0)
+    raw = (rng.normal(size=(96, 5, 3)) * 40 + 100).astype("float32")
+    labels = rng.integers(0, 3, 96)
+    rnn = keras.Sequential([keras.Input((5, 3)), keras.layers.GRU(4), keras.layers.Dense(3)])
+    result = fit_with_tips(rnn, (raw, labels), epochs=1, verbose=0, jit_compile=False)
+    assert result.audit.rule("inputs standardized") is None
+    assert result.audit.rule("gradient clipping") is None
+    assert not [t for t in result.tips if t.name == "audit"]
 
 
 def test_audit_cli(tmp_path):

@@ -399,10 +399,13 @@ def audit_data(model, data, batch_size=128, loss=None, will_clip=False, compile_
         if rule.__name__[5:].replace("_", " ") in skip or rule.__name__ in skip:
             continue
         try:
-            findings.append(rule(model, data, ctx))
+            finding = rule(model, data, ctx)
         except Exception as error:  # a rule must never hide the others
-            findings.append(Finding(0, rule.__name__[5:], "warn",
-                                    f"the rule could not run: {type(error).__name__}: {error}"))
+            finding = Finding(0, rule.__name__[5:], "warn",
+                              f"the rule could not run: {type(error).__name__}: {error}")
+        # `skip` may name a rule by its title ("inputs standardized") too.
+        if finding.rule not in skip:
+            findings.append(finding)
     return AuditReport(findings, time.perf_counter() - start)
 
 
