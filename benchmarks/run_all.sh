@@ -21,12 +21,13 @@ declare -A CMD=(
   [diagnostics]="bench_diagnostics.py"
   [reliability]="bench_reliability.py"
   [distribute]="bench_distribute.py"
+  [notebooks]="bench_notebooks.py --print_outputs"
 )
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(clip_overhead lstm_rows28 lstm_196steps fit_quality fit_overhead fit_execution default_optimizer augment_throughput augment_effect ensemble diagnostics reliability distribute)
+[ ${#names[@]} -eq 0 ] && names=(clip_overhead lstm_rows28 lstm_196steps fit_quality fit_overhead fit_execution default_optimizer augment_throughput augment_effect ensemble diagnostics reliability distribute notebooks)
 mkdir -p results
 for name in "${names[@]}"; do
   echo "== $name: python benchmarks/${CMD[$name]}"
-  python ${CMD[$name]} 2>&1 | grep -v -E '^(I0000|W0000|E0000|WARNING|To enable)|[Ww]arn|callback\.on|AutoGraph|Cause:|Match [0-9]|^lambda' \
+  python ${CMD[$name]} 2>&1 | grep -v -E '^(I0000|W0000|E0000|WARNING|To enable|\[IPKernelApp\])|Warning|callback\.on|AutoGraph|Cause:|Match [0-9]|^lambda' \
     | tee "results/${name}_cpu.log"
 done
