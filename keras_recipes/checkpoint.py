@@ -112,18 +112,14 @@ class Checkpointer:
             if not optimizer.built:
                 optimizer.build(model.trainable_variables)
             with np.load(folder / "arrays.npz") as values:
-                saved_model = self._group(values, "model")
-                if len(saved_model) != len(model.variables):
-                    raise ValueError(
-                        f"{len(saved_model)} model variables saved, {len(model.variables)} now")
-                for variable, value in zip(model.variables, saved_model):
-                    variable.assign(value)
-                saved = self._group(values, "optimizer")
-                if len(saved) != len(optimizer.variables):
-                    raise ValueError(
-                        f"{len(saved)} optimizer variables saved, {len(optimizer.variables)} now")
-                for variable, value in zip(optimizer.variables, saved):
-                    variable.assign(value)
+                for name, variables in (("model", model.variables),
+                                        ("optimizer", optimizer.variables)):
+                    saved = self._group(values, name)
+                    if len(saved) != len(variables):
+                        raise ValueError(
+                            f"{len(saved)} {name} variables saved, {len(variables)} now")
+                    for variable, value in zip(variables, saved):
+                        variable.assign(value)
         except Exception as error:
             raise ValueError(
                 f"The checkpoint in {folder} does not match this run or is damaged "
