@@ -17,9 +17,11 @@ from keras_recipes.diagnostics import check_gradients
 from keras_recipes.ensemble import AveragingEnsemble
 from keras_recipes.ensemble import EnsembleResult
 from keras_recipes.ensemble import fit_ensemble
-from keras_recipes.fit import FitResult
-from keras_recipes.fit import Tip
 from keras_recipes.fit import fit_with_tips
+from keras_recipes.plan import Plan
+from keras_recipes.plan import plan
+from keras_recipes.result import FitResult
+from keras_recipes.result import Tip
 
 __version__ = "0.1.0"
 
@@ -27,6 +29,7 @@ __all__ = [
     "AveragingEnsemble",
     "EnsembleResult",
     "FitResult",
+    "Plan",
     "Tip",
     "__version__",
     "audio",
@@ -41,4 +44,5 @@ __all__ = [
     "fit_ensemble",
     "initializers",
     "optimizers",
+    "plan",
 ]

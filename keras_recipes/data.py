@@ -16,6 +16,8 @@ import tensorflow as tf
 from keras_recipes.datasets.digits import DIGITS_NAME, digits_builder
 
 EMBEDDED = ("digits", DIGITS_NAME)
+# Distinct label values counted exactly up to this many.
+_DISTINCT_CAP = 1000
 # Per-class counters for the streaming stratified split: labels are bucketed
 # modulo this many counters.
 _STRATA = 1024
@@ -38,11 +40,37 @@ class FeatureStats:
 
 @dataclasses.dataclass
 class LabelStats:
-    kind: str  # "integer", "onehot" or "continuous"
+    """What the label values show (never their dtype alone).
+
+    `kind` is "integer" (integral values: class ids, or counts that the plan
+    may read as regression once it knows the output width), "onehot" (rows of
+    0/1 summing to 1, in any dtype), "multilabel" (rows of 0/1) or
+    "continuous"."""
+
+    kind: str
     min: float
     max: float
     shape: tuple
-    class_counts: dict  # label -> count (integer labels only)
+    class_counts: dict  # label -> count (integer and one-hot labels)
+    distinct: int = 0  # distinct values seen, capped at _DISTINCT_CAP + 1
+    mean: np.ndarray = None  # per column (last axis), float64
+    std: np.ndarray = None
+    dtype: str = ""
+
+    @property
+    def binary(self):
+        return self.kind == "integer" and self.min >= 0 and self.max <= 1
+
+    def evidence(self):
+        """The values that decided `kind`, in words."""
+        values = (f"{self.distinct} distinct values" if self.distinct <= _DISTINCT_CAP
+                  else f"more than {_DISTINCT_CAP} distinct values")
+        shape = f"shape {self.shape}" if self.shape else "one value per example"
+        text = {"integer": f"integral values {self.min:g}..{self.max:g}, {values}",
+                "onehot": "rows of 0/1 that sum to 1",
+                "multilabel": "rows of 0/1 (not summing to 1)",
+                "continuous": f"non-integral values {self.min:.4g}..{self.max:.4g}"}[self.kind]
+        return f"labels ({self.dtype}, {shape}): {text}"
 
 
 @dataclasses.dataclass
@@ -65,14 +93,37 @@ class Data:
     shuffle_buffer: int = 10_000
     shuffle_seed: int = 0
     maps: list = dataclasses.field(default_factory=list)
+    validation_labels: LabelStats = None
+    weighted: bool = False  # elements are (x, y, sample_weight)
+    max_steps: int = None
 
     def map_pairs(self, fn):
-        """Applies `fn(x, y) -> (x, y)` to the training and validation data."""
-        self.train = self.train.map(fn)
-        self.validation = self.validation.map(fn)
-        self.maps.append(fn)
+        """Applies `fn(x, y) -> (x, y)` to the training and validation data
+        (sample weights, when there are any, pass through)."""
+        def on_element(x, y, *weights):
+            return tuple(fn(x, y)) + weights
 
-    def epochs(self, first, last):
+        self.train = self.train.map(on_element)
+        self.validation = self.validation.map(on_element)
+        self.maps.append(on_element)
+
+    def standardize_targets(self, mean, std):
+        """Trains on (y - mean) / std, per label column."""
+        mean, std = np.asarray(mean, "float32"), np.asarray(std, "float32")
+        shape = self.labels.shape or ()
+        mean, std = mean.reshape(shape), std.reshape(shape)
+        self.map_pairs(lambda x, y: (x, (tf.cast(y, tf.float32) - mean) / std))
+
+    @staticmethod
+    def pairs(dataset):
+        """`dataset` as (x, y) elements (sample weights dropped)."""
+        return dataset.map(lambda x, y, *weights: (x, y))
+
+    def limit_steps(self, steps):
+        """At most `steps` batches per epoch (`steps_per_epoch=`)."""
+        self.max_steps = int(steps)
+
+    def epochs(self, first, last, shuffle=True):
         """Batches of epochs `first`..`last - 1`, one dataset.
 
         Epoch e is shuffled with a seed derived from (shuffle_seed, e), so an
@@ -83,8 +134,10 @@ class Data:
             # A Python int seed: with a global TF seed set (as Keras' seeding
             # does), tf.data cannot take a tensor seed.
             seed = (self.shuffle_seed * 1_000_003 + epoch * 7_919 + 1) % (2**31 - 1)
-            ds = self.source.shuffle(self.shuffle_buffer, seed=seed,
-                                     reshuffle_each_iteration=False).batch(self.batch_size)
+            ds = self.source
+            if shuffle:
+                ds = ds.shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+            ds = ds.batch(self.batch_size).take(self.steps_per_epoch)
             for fn in self.maps:
                 ds = ds.map(fn)
             return ds
@@ -101,7 +154,8 @@ class Data:
 
     @property
     def steps_per_epoch(self):
-        return -(-self.n_train // self.batch_size)
+        steps = -(-self.n_train // self.batch_size)
+        return min(steps, self.max_steps) if self.max_steps else steps
 
 
 def _describe(value):
@@ -114,7 +168,15 @@ def _describe(value):
 # -- checks ----------------------------------------------------------------
 
 
+def _as_array(value):
+    """pandas DataFrames and Series as numpy arrays (model.fit takes them)."""
+    if hasattr(value, "to_numpy") and hasattr(value, "dtypes"):
+        return value.to_numpy()
+    return value
+
+
 def _check_array_pair(x, y, name):
+    x, y = _as_array(x), _as_array(y)
     if isinstance(x, (list, tuple)) or isinstance(x, dict):
         raise ValueError(
             f"`{name}` must hold a single input array (multi-input data is not "
@@ -153,20 +215,71 @@ def _check_array_pair(x, y, name):
     return x, y
 
 
+class _LabelMoments:
+    """Streaming label statistics: integrality, 0/1 rows, distinct values,
+    per-column mean/std. The kind is read from the values, never the dtype."""
+
+    def __init__(self):
+        self.n = 0
+        self.integral = self.zero_one = self.rows_one = True
+        self.values = {}
+        self.s = self.ss = None
+        self.min, self.max = math.inf, -math.inf
+        self.shape, self.dtype = (), ""
+
+    def update(self, y):
+        y = np.asarray(y)
+        self.shape, self.dtype = tuple(y.shape[1:]), str(y.dtype)
+        yf = y.astype("float64")
+        if not np.isfinite(yf).all():
+            raise ValueError(f"holds {int((~np.isfinite(yf)).sum())} NaN/Inf labels")
+        if yf.size == 0:
+            return
+        self.integral &= bool(np.all(yf == np.round(yf)))
+        self.zero_one &= bool(np.isin(yf, (0.0, 1.0)).all())
+        if yf.ndim >= 2 and yf.shape[-1] > 1:
+            self.rows_one &= bool(np.all(yf.sum(-1) == 1.0))
+        else:
+            self.rows_one = False
+        if self.integral and len(self.values) <= _DISTINCT_CAP:
+            if self.rows_one and self.zero_one:
+                keys, counts = np.unique(yf.reshape(-1, yf.shape[-1]).argmax(-1), return_counts=True)
+                self.onehot_counts = getattr(self, "onehot_counts", {})
+                for k, c in zip(keys, counts):
+                    self.onehot_counts[int(k)] = self.onehot_counts.get(int(k), 0) + int(c)
+            keys, counts = np.unique(yf, return_counts=True)
+            for k, c in zip(keys, counts):
+                self.values[float(k)] = self.values.get(float(k), 0) + int(c)
+        cols = yf.reshape(len(yf), -1) if yf.ndim > 1 else yf.reshape(-1, 1)
+        s, ss = cols.sum(0), (cols * cols).sum(0)
+        self.s = s if self.s is None else self.s + s
+        self.ss = ss if self.ss is None else self.ss + ss
+        self.min, self.max = min(self.min, float(yf.min())), max(self.max, float(yf.max()))
+        self.n += len(yf)
+
+    def result(self):
+        if self.n == 0:
+            return LabelStats("continuous", 0.0, 0.0, self.shape, {}, 0, dtype=self.dtype)
+        distinct = len(self.values) if self.integral else _DISTINCT_CAP + 1
+        if self.zero_one and self.rows_one:
+            kind, counts = "onehot", dict(sorted(getattr(self, "onehot_counts", {}).items()))
+        elif self.zero_one and self.shape and self.shape[-1] > 1:
+            kind, counts = "multilabel", {}
+        elif self.integral and distinct <= _DISTINCT_CAP:
+            kind, counts = "integer", {int(k): c for k, c in sorted(self.values.items())}
+        else:
+            kind, counts = "continuous", {}
+        mean = self.s / self.n
+        std = np.sqrt(np.maximum(self.ss / self.n - mean**2, 0.0))
+        return LabelStats(kind, self.min, self.max, self.shape, counts, distinct, mean, std,
+                          self.dtype)
+
+
 def _label_stats(y):
-    y = np.asarray(y)
-    per_example = y.shape[1:]
-    if y.dtype.kind in "biu":
-        values, counts = np.unique(y, return_counts=True)
-        return LabelStats("integer", float(y.min()), float(y.max()), per_example,
-                          {int(v): int(c) for v, c in zip(values, counts)})
-    if (per_example and per_example[-1] > 1 and np.isin(y, (0.0, 1.0)).all()
-            and np.allclose(y.sum(axis=-1), 1.0)):
-        counts = np.bincount(y.reshape(-1, per_example[-1]).argmax(-1),
-                             minlength=per_example[-1])
-        return LabelStats("onehot", 0.0, 1.0, per_example,
-                          {i: int(c) for i, c in enumerate(counts)})
-    return LabelStats("continuous", float(y.min()), float(y.max()), per_example, {})
+    moments = _LabelMoments()
+    for start in range(0, len(y), 65536):
+        moments.update(y[start : start + 65536])
+    return moments.result()
 
 
 # -- statistics ---------------------------------------------------------------
@@ -279,7 +392,7 @@ def _stream_split(dataset, validation_split, seed, integer_labels):
     offsets = tf.constant(np.random.default_rng(seed).integers(0, k, _STRATA), tf.int64)
 
     def assign(counts, element):
-        x, y = element
+        y = element[1]
         if integer_labels:
             bucket = tf.math.floormod(tf.cast(tf.reshape(y, [-1])[0], tf.int64), _STRATA)
         else:
@@ -287,16 +400,16 @@ def _stream_split(dataset, validation_split, seed, integer_labels):
         count = counts[bucket]
         is_val = tf.equal(tf.math.floormod(count + offsets[bucket], k), 0)
         counts = tf.tensor_scatter_nd_add(counts, [[bucket]], [1])
-        return counts, (x, y, is_val)
+        return counts, (tuple(element), is_val)
 
-    def is_validation(x, y, flag):
+    def is_validation(element, flag):
         return flag
 
-    def is_training(x, y, flag):
+    def is_training(element, flag):
         return tf.logical_not(flag)
 
-    def untag(x, y, flag):
-        return x, y
+    def untag(element, flag):
+        return element
 
     tagged = dataset.scan(tf.zeros([_STRATA], tf.int64), assign)
     train = tagged.filter(is_training).map(untag)
@@ -307,25 +420,64 @@ def _stream_split(dataset, validation_split, seed, integer_labels):
 # -- dataset sources -------------------------------------------------------------
 
 
-def _is_batched(dataset):
-    """Detects `.batch()`: the label spec has a leading unknown dimension."""
+def _split_spec(dataset, name):
     spec = dataset.element_spec
-    if not isinstance(spec, (tuple, list)) or len(spec) != 2:
+    if not isinstance(spec, (tuple, list)) or len(spec) not in (2, 3):
         raise ValueError(
-            "A tf.data.Dataset passed as `data` must yield (x, y) pairs. "
+            f"A tf.data.Dataset passed as `{name}` must yield (x, y) or (x, y, sample_weight). "
             f"Received: element_spec={spec}"
         )
-    x_spec, y_spec = spec
-    if not isinstance(x_spec, tf.TensorSpec):
+    if not isinstance(spec[0], tf.TensorSpec):
         raise ValueError(
-            "fit_with_tips supports a single input tensor per example. "
-            f"Received: x element_spec={x_spec}"
+            "fit_with_tips supports a single input tensor per example (dict or tuple "
+            "features are not supported yet; concatenate them, or use model.fit). "
+            f"Received: x element_spec={spec[0]}"
         )
+    return spec
+
+
+def _is_batched(dataset, name="data", input_rank=None):
+    """Detects `.batch()`: from the model's input rank when it is known (so
+    `drop_remainder=True` is seen too), else from a leading unknown dimension."""
+    spec = _split_spec(dataset, name)
+    x_spec, y_spec = spec[0], spec[1]
+    if input_rank is not None and x_spec.shape.rank is not None:
+        return x_spec.shape.rank == input_rank
     if y_spec.shape.rank == 0:
         return False
     # A leading unknown dimension is what `.batch()` gives; a fixed one
     # (`drop_remainder=True`, or vector labels) is read as unbatched.
     return y_spec.shape[0] is None
+
+
+def _check_finite_cardinality(dataset, name):
+    if int(dataset.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+        raise ValueError(
+            f"`{name}` is an endless dataset (`.repeat()` with no count): fit_with_tips "
+            "needs one pass to take its statistics and define an epoch. Remove the "
+            "`.repeat()` (epochs are repeated for you) or use `.take(n)`. "
+            f"Received: {name} with infinite cardinality"
+        )
+
+
+def _check_deterministic_order(dataset, name, probe=256):
+    """Two passes over the first `probe` examples must agree: a split of a
+    dataset that reshuffles on each pass would overlap the training split."""
+    def fingerprint():
+        rows = []
+        for element in dataset.take(probe).as_numpy_iterator():
+            rows.append(hash(np.asarray(element[0]).tobytes()))
+        return rows
+
+    if fingerprint() != fingerprint():
+        raise ValueError(
+            f"`{name}` yields its examples in a different order on each pass (a "
+            "`.shuffle()` that reshuffles, or parallel reads without "
+            "`deterministic=True`), so a validation split taken from it would overlap the "
+            "training split. Pass `validation_data=`, or shuffle with a seed and "
+            "`reshuffle_each_iteration=False` (fit_with_tips shuffles every epoch itself). "
+            f"Received: {name} whose first {probe} examples change order between passes"
+        )
 
 
 def load_named(name, data_dir=None, split="train"):
@@ -358,99 +510,181 @@ def load_named(name, data_dir=None, split="train"):
         ) from None
 
 
-def _dataset_stats(dataset, verbose):
-    """One streaming pass: feature and label statistics, NaN/Inf counts."""
+def _check_batch_finite(xb, n, name):
+    if xb.dtype.kind in "USO":
+        raise TypeError(f"`{name}` x must be numeric. Received: x with dtype {xb.dtype}")
+    if xb.dtype.kind == "f":
+        bad = ~np.isfinite(xb.reshape(len(xb), -1))
+        if bad.any():
+            rows, cols = np.nonzero(bad)
+            positions = [(int(n + r), int(c)) for r, c in zip(rows[:5], cols[:5])]
+            raise ValueError(
+                f"`{name}` x holds {int(bad.sum())} NaN/Inf values in the batch "
+                f"starting at example {n} (first positions (example, flat feature) "
+                f"{positions}); clean the data before training. "
+                f"Received: x with non-finite values"
+            )
+
+
+def _dataset_stats(dataset, verbose, name="data", features=True):
+    """One streaming pass: feature and label statistics, NaN/Inf checks."""
     x_shape = tuple(dataset.element_spec[0].shape)
     axis = _stats_axis(x_shape)
-    moments = _Moments()
+    moments, labels = _Moments(), _LabelMoments()
     n = 0
-    y_min, y_max = math.inf, -math.inf
-    counts = {}
-    integer = dataset.element_spec[1].dtype.is_integer
-    nonfinite = []
     progbar = None
     if verbose:
         import keras
 
         progbar = keras.utils.Progbar(None, unit_name="example")
-    for xb, yb in dataset.batch(1024).as_numpy_iterator():
-        if xb.dtype.kind in "USO":
-            raise TypeError(f"`data` x must be numeric. Received: x with dtype {xb.dtype}")
-        if xb.dtype.kind == "f":
-            bad = ~np.isfinite(xb.reshape(len(xb), -1))
-            if bad.any():
-                rows, cols = np.nonzero(bad)
-                nonfinite.extend((int(n + r), int(c)) for r, c in zip(rows[:5], cols[:5]))
-                raise ValueError(
-                    f"`data` x holds {int(bad.sum())} NaN/Inf values in the batch "
-                    f"starting at example {n} (first positions (example, flat feature) "
-                    f"{nonfinite[:5]}); clean the data before training. "
-                    f"Received: x with non-finite values"
-                )
-        if yb.dtype.kind == "f" and not np.isfinite(yb).all():
-            raise ValueError(
-                f"`data` y holds {int((~np.isfinite(yb)).sum())} NaN/Inf labels near "
-                f"example {n}. Received: y with non-finite values"
-            )
-        moments.update(xb, axis)
-        y_min = min(y_min, float(yb.min()))
-        y_max = max(y_max, float(yb.max()))
-        if integer:
-            values, c = np.unique(yb, return_counts=True)
-            for v, cc in zip(values, c):
-                counts[int(v)] = counts.get(int(v), 0) + int(cc)
+    for element in dataset.batch(1024).as_numpy_iterator():
+        xb, yb = element[0], element[1]
+        _check_batch_finite(xb, n, name)
+        try:
+            labels.update(yb)
+        except ValueError as error:
+            raise ValueError(f"`{name}` y {error} near example {n}. "
+                             "Received: y with non-finite values") from None
+        if features:
+            moments.update(xb, axis)
         n += len(xb)
         if progbar is not None:
             progbar.update(n)
     if n == 0:
-        raise ValueError("`data` is empty: the dataset yielded no examples. Received: 0 examples")
-    if integer:
-        labels = LabelStats("integer", y_min, y_max, tuple(dataset.element_spec[1].shape), counts)
-    else:
-        labels = LabelStats("continuous", y_min, y_max, tuple(dataset.element_spec[1].shape), {})
-    return moments.result(n, axis), labels, n
+        raise ValueError(f"`{name}` is empty: the dataset yielded no examples. Received: 0 examples")
+    return (moments.result(n, axis) if features else None), labels.result(), n
 
 
 def target_scale(data):
-    """Mean and std of continuous labels over the training split, streamed.
+    """Per-column mean and std of continuous labels over the training split.
 
-    Returns `None` when the targets are already on a unit scale (|mean| < 1
-    and std in [0.1, 10]) or constant.
+    Returns `None` when every column is already on a unit scale (|mean| < 1
+    and std in [0.1, 10]) or constant; else `(mean, std)` arrays of the label
+    width (a constant column keeps mean 0, std 1).
     """
-    total = total_sq = 0.0
-    n = 0
-    for _, y in data.train.unbatch().batch(4096).as_numpy_iterator():
-        y = np.asarray(y, "float64")
-        total += y.sum()
-        total_sq += (y * y).sum()
-        n += y.size
-    mean = total / max(n, 1)
-    std = math.sqrt(max(total_sq / max(n, 1) - mean**2, 0.0))
-    if std < 1e-12 or (abs(mean) < 1.0 and 0.1 <= std <= 10.0):
+    mean, std = np.atleast_1d(data.labels.mean), np.atleast_1d(data.labels.std)
+    unit = (np.abs(mean) < 1.0) & (std >= 0.1) & (std <= 10.0)
+    constant = std < 1e-12
+    if np.all(unit | constant):
         return None
-    return float(mean), float(std)
+    mean = np.where(constant, 0.0, mean)
+    std = np.where(constant, 1.0, std)
+    return mean.astype("float64"), std.astype("float64")
 
 
 def _count(dataset):
-    return int(dataset.reduce(np.int64(0), lambda c, _: c + 1).numpy())
+    return int(dataset.reduce(np.int64(0), lambda c, *_: c + 1).numpy())
 
 
 # -- entry point -----------------------------------------------------------------
 
 
+def _resolve_source(data, sample_weight):
+    """(description, data) with names loaded and pandas converted."""
+    if isinstance(data, str):
+        description = f"dataset {data!r}" + (" (embedded, via TFDS)" if data in EMBEDDED else " (TFDS)")
+        return description, load_named(data, data_dir=None)
+    if isinstance(data, tf.data.Dataset):
+        if sample_weight is not None:
+            raise ValueError("`sample_weight` goes with array data; a dataset carries its "
+                             "weights as (x, y, sample_weight) elements. "
+                             f"Received: sample_weight={_describe(sample_weight)}")
+        return "tf.data.Dataset", data
+    if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not any(
+            isinstance(d, tf.data.Dataset) for d in data) and all(
+            d is None or isinstance(d, (dict, list, tuple)) or np.ndim(d) >= 1 for d in data):
+        return "arrays", data
+    raise TypeError(
+        "`data` must be an (x, y) or (x, y, sample_weight) tuple of arrays (numpy or "
+        "pandas), a tf.data.Dataset of (x, y) or (x, y, sample_weight), 'digits' or a "
+        f"TFDS name. Received: data={_describe(data)}"
+    )
+
+
+def _array_weights(data, sample_weight, n):
+    w = data[2] if len(data) == 3 else sample_weight
+    if len(data) == 3 and sample_weight is not None:
+        raise ValueError("Pass sample weights once: as the third element of `data` or as "
+                         "`sample_weight`. Received: both")
+    if w is None:
+        return None
+    w = np.asarray(_as_array(w), dtype="float32")
+    if w.shape[:1] != (n,) or not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("`sample_weight` must hold one finite weight >= 0 per example. "
+                         f"Received: sample_weight of shape {w.shape}")
+    return w
+
+
+def _array_split(data, validation_data, validation_split, seed, sample_weight):
+    x, y = _check_array_pair(data[0], data[1], "data")
+    w = _array_weights(data, sample_weight, len(x))
+    if validation_data is not None:
+        return (x, y, w), None, "validation_data given"
+    labels = _label_stats(y)
+    strata = y if labels.kind == "integer" and y.ndim == 1 else None
+    train_idx, val_idx = stratified_split(strata if strata is not None else np.zeros(len(y), "float32"),
+                                          validation_split, seed)
+    if len(val_idx) == 0 or len(train_idx) == 0:
+        raise ValueError(
+            f"`data` has too few examples ({len(x)}) for a validation split "
+            f"of {validation_split}. Received: {len(x)} examples"
+        )
+    pick = lambda idx: (x[idx], y[idx], None if w is None else w[idx])
+    split = (f"held out {len(val_idx)} of {len(x)} examples "
+             f"({'stratified, ' if strata is not None else ''}seed {seed})")
+    return pick(train_idx), pick(val_idx), split
+
+
+def _from_arrays(x, y, w):
+    return tf.data.Dataset.from_tensor_slices((x, y) if w is None else (x, y, w))
+
+
+def _validation_dataset(validation_data, x_shape, weighted, input_rank):
+    """The validation set as an unbatched dataset, checked like the training data."""
+    if isinstance(validation_data, tf.data.Dataset):
+        _check_finite_cardinality(validation_data, "validation_data")
+        batched = _is_batched(validation_data, "validation_data", input_rank)
+        val = validation_data.unbatch() if batched else validation_data
+    elif isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
+        vx, vy = _check_array_pair(validation_data[0], validation_data[1], "validation_data")
+        vw = _array_weights(validation_data, None, len(vx))
+        val = _from_arrays(vx, vy, vw)
+    else:
+        raise TypeError(
+            "`validation_data` must be an (x, y) or (x, y, sample_weight) tuple of arrays or "
+            f"a tf.data.Dataset. Received: validation_data={_describe(validation_data)}"
+        )
+    v_shape = tuple(val.element_spec[0].shape)
+    if v_shape != tuple(x_shape):
+        raise ValueError(
+            "`validation_data` x must have the same per-example shape as the "
+            f"training data {tuple(x_shape)}. Received: {v_shape}"
+        )
+    if weighted and len(val.element_spec) == 2:
+        val = val.map(lambda x, y: (x, y, tf.ones([], tf.float32)))
+    elif not weighted and len(val.element_spec) == 3:
+        val = val.map(lambda x, y, w: (x, y))
+    return val
+
+
 def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
-              seed=None, data_dir=None, shuffle_buffer=10_000, verbose=0, shuffle_seed=None):
+              seed=None, data_dir=None, shuffle_buffer=10_000, verbose=0, shuffle_seed=None,
+              sample_weight=None, input_rank=None):
     """Resolves `data` into batched train/validation datasets plus statistics.
 
     Args:
-        data: `(x, y)` arrays, a `tf.data.Dataset` of `(x, y)` (batched or
-            not), `"digits"` (embedded) or a TFDS name.
-        validation_data: `(x, y)` arrays or a dataset; if `None`, a seeded
-            (stratified for integer labels) `validation_split` of `data`.
+        data: `(x, y)` or `(x, y, sample_weight)` arrays (numpy or pandas), a
+            `tf.data.Dataset` of such elements (batched or not), `"digits"`
+            (embedded) or a TFDS name.
+        validation_data: The same forms; if `None`, a seeded (stratified for
+            integer labels) `validation_split` of `data`.
         batch_size: Integer. Batch size of both returned datasets.
         seed: Integer or None, for the split (and the shuffling, unless
             `shuffle_seed` is given).
         data_dir: TFDS data directory for named datasets.
+        sample_weight: Array of per-example weights for array data.
+        input_rank: The model's input rank with the batch axis, when known:
+            tells a batched dataset (also with `drop_remainder=True`) apart.
 
     Returns:
         A `Data`.
@@ -462,97 +696,62 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
     notes = []
     seed = 0 if seed is None else int(seed)
     shuffle_seed = seed if shuffle_seed is None else int(shuffle_seed)
-
     if isinstance(data, str):
         description = f"dataset {data!r}" + (" (embedded, via TFDS)" if data in EMBEDDED else " (TFDS)")
         data = load_named(data, data_dir)
-    elif isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], tf.data.Dataset):
-        description = "arrays"
-    elif isinstance(data, tf.data.Dataset):
-        description = "tf.data.Dataset"
     else:
-        raise TypeError(
-            "`data` must be an (x, y) tuple of arrays, a tf.data.Dataset of (x, y), "
-            f"'digits' or a TFDS name. Received: data={_describe(data)}"
-        )
+        description, data = _resolve_source(data, sample_weight)
 
-    if isinstance(data, tuple) or isinstance(data, list):
-        x, y = _check_array_pair(data[0], data[1], "data")
-        if validation_data is None:
-            train_idx, val_idx = stratified_split(y, validation_split, seed)
-            if len(val_idx) == 0 or len(train_idx) == 0:
-                raise ValueError(
-                    f"`data` has too few examples ({len(x)}) for a validation split "
-                    f"of {validation_split}. Received: {len(x)} examples"
-                )
-            xv, yv = x[val_idx], y[val_idx]
-            x, y = x[train_idx], y[train_idx]
-            split = (f"held out {len(val_idx)} of {len(val_idx) + len(train_idx)} examples "
-                     f"({'stratified, ' if y.dtype.kind in 'biu' else ''}seed {seed})")
-        else:
-            xv, yv, split = None, None, "validation_data given"
-        features = array_feature_stats(x)
-        labels = _label_stats(y)
-        source = tf.data.Dataset.from_tensor_slices((x, y))
-        shuffle_buffer = len(x)
-        train = source.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-        n_train = len(x)
+    val_source = None
+    if isinstance(data, (tuple, list)):
+        (x, y, w), held_out, split = _array_split(data, validation_data, validation_split, seed,
+                                                  sample_weight)
+        features, labels = array_feature_stats(x), _label_stats(y)
+        source = _from_arrays(x, y, w)
+        shuffle_buffer, n_train = len(x), len(x)
         x_shape, x_dtype = tuple(x.shape[1:]), str(x.dtype)
+        if held_out is not None:
+            val_source = _from_arrays(*held_out)
+            val_labels, n_val = _label_stats(held_out[1]), len(held_out[0])
     else:
+        _check_finite_cardinality(data, "data")
         dataset = data
-        if _is_batched(dataset):
+        if _is_batched(dataset, "data", input_rank):
             dataset = dataset.unbatch()
             notes.append(f"the dataset was batched; it was re-batched to batch_size={batch_size}")
-        x_spec, y_spec = dataset.element_spec
-        if x_spec.dtype == tf.string or y_spec.dtype == tf.string:
+        spec = dataset.element_spec
+        if spec[0].dtype == tf.string or spec[1].dtype == tf.string:
             raise TypeError(
                 "`data` must hold numeric tensors; encode strings first. "
-                f"Received: x dtype {x_spec.dtype.name}, y dtype {y_spec.dtype.name}"
+                f"Received: x dtype {spec[0].dtype.name}, y dtype {spec[1].dtype.name}"
             )
         if validation_data is None:
-            train_stream, val_stream, k = _stream_split(
-                dataset, validation_split, seed, y_spec.dtype.is_integer)
+            _check_deterministic_order(dataset, "data")
+            train_stream, val_source, k = _stream_split(dataset, validation_split, seed,
+                                                        spec[1].dtype.is_integer)
             split = (f"held out every {k}th example"
-                     f"{' of each class' if y_spec.dtype.is_integer else ''} (seed {seed}), streaming")
+                     f"{' of each class' if spec[1].dtype.is_integer else ''} (seed {seed}), streaming")
+            _, val_labels, n_val = _dataset_stats(val_source, 0, "data", features=False)
         else:
-            train_stream, val_stream, split = dataset, None, "validation_data given"
+            train_stream, split = dataset, "validation_data given"
         features, labels, n_train = _dataset_stats(train_stream, verbose)
         source = train_stream.apply(tf.data.experimental.assert_cardinality(n_train))
-        train = train_stream.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
-        x_shape, x_dtype = tuple(x_spec.shape), x_spec.dtype.name
-        if val_stream is not None:
-            xv = val_stream
+        x_shape, x_dtype = tuple(spec[0].shape), spec[0].dtype.name
+    weighted = len(source.element_spec) == 3
+    train = source.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
 
     if validation_data is not None:
-        if isinstance(validation_data, tf.data.Dataset):
-            val = validation_data.unbatch() if _is_batched(validation_data) else validation_data
-        elif isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
-            vx, vy = _check_array_pair(validation_data[0], validation_data[1], "validation_data")
-            if tuple(vx.shape[1:]) != x_shape:
-                raise ValueError(
-                    "`validation_data` x must have the same per-example shape as the "
-                    f"training data {x_shape}. Received: {tuple(vx.shape[1:])}"
-                )
-            val = tf.data.Dataset.from_tensor_slices((vx, vy))
-        else:
-            raise TypeError(
-                "`validation_data` must be an (x, y) tuple of arrays or a tf.data.Dataset. "
-                f"Received: validation_data={_describe(validation_data)}"
-            )
-    elif isinstance(xv, tf.data.Dataset):
-        val = xv
-    else:
-        val = tf.data.Dataset.from_tensor_slices((xv, yv))
-
-    n_val = len(xv) if isinstance(xv, np.ndarray) and validation_data is None else _count(val)
+        val_source = _validation_dataset(validation_data, x_shape, weighted, input_rank)
+        _, val_labels, n_val = _dataset_stats(val_source, 0, "validation_data", features=False)
     if n_val == 0:
         raise ValueError("The validation set is empty. Received: 0 validation examples")
     # Filtered streams have unknown cardinality; stating it lets Keras show
     # progress and not warn that the input "ran out of data".
     train = train.apply(tf.data.experimental.assert_cardinality(n_train))
-    val = val.apply(tf.data.experimental.assert_cardinality(n_val))
+    val = val_source.apply(tf.data.experimental.assert_cardinality(n_val))
     train = train.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     val = val.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     return Data(train, val, x_shape, x_dtype, features, labels, n_train, n_val,
                 description, split, batch_size, notes, source=source,
-                shuffle_buffer=shuffle_buffer, shuffle_seed=shuffle_seed)
+                shuffle_buffer=shuffle_buffer, shuffle_seed=shuffle_seed,
+                validation_labels=val_labels, weighted=weighted)

@@ -383,6 +383,7 @@ def fit_ensemble(build_model, data, members=10, **fit_kwargs):
         An `EnsembleResult`.
     """
     from keras_recipes.fit import fit_with_tips
+    from keras_recipes.plan import plan
 
     if not callable(build_model) or isinstance(build_model, keras.Model):
         raise TypeError("`build_model` must be a function returning a new keras.Model. "
@@ -414,8 +415,8 @@ def fit_ensemble(build_model, data, members=10, **fit_kwargs):
     clip = fit_kwargs.get("clip_norm", "auto")
     clipped = clip is not None and (clip != "auto" or bool(recurrent_layers(models[0])))
     if same and members > 1 and not clipped:
-        return fit_with_tips(models[0], data, seed=base_seed, _members=models,
-                             **fit_kwargs).ensemble
+        fused = FusedMembers(models)
+        return plan(models[0], data, seed=base_seed, **fit_kwargs).with_members(fused).fit().ensemble
     if not same:
         reason = "build_model returned different architectures"
     elif members == 1:
@@ -431,7 +432,7 @@ def fit_ensemble(build_model, data, members=10, **fit_kwargs):
     trained = [r.model for r in results]
     average = "mean" if results[0].data.labels.kind == "continuous" else "probabilities"
     ensemble = AveragingEnsemble(trained, average=average, name="averaging_ensemble")
-    x_val, y_val = _validation_arrays(results[0].data.validation)
+    x_val, y_val = _validation_arrays(results[0].data.pairs(results[0].data.validation))
     metric, member_scores, prefix = evaluate_members(trained, x_val, y_val, average)
     return EnsembleResult(ensemble, trained, [r.history for r in results], "sequential",
                           reason, metric, member_scores, prefix, results)
@@ -443,6 +444,34 @@ def _validation_arrays(dataset):
         xs.append(x)
         ys.append(y)
     return np.concatenate(xs), np.concatenate(ys)
+
+
+class FusedMembers:
+    """Tip 12, fused: members of one architecture trained as one compiled
+    program, each scored by its own mean loss; one step updates all of them.
+    `plan.with_members(FusedMembers(models))` trains them."""
+
+    def __init__(self, members):
+        self.members = list(members)
+
+    def output(self, features):
+        return stack_members(self.members, tuple(features.shape[1:]))(features)
+
+    def loss(self, member_loss):
+        return MemberwiseLoss(member_loss)
+
+    def metrics(self, member_loss):
+        return [MemberLoss(member_loss, i) for i in range(len(self.members))]
+
+    def tip(self):
+        from keras_recipes.result import Tip
+
+        return Tip(12, "ensemble", f"{len(self.members)} members trained as one compiled program",
+                   "same architecture: one step updates every member (own optimizer state)",
+                   "fit_ensemble(members=)")
+
+    def assemble(self, raw, features, target, result):
+        return assemble_fused(self.members, raw, features, target, result)
 
 
 def assemble_fused(members, raw, features, target, result):
@@ -459,7 +488,8 @@ def assemble_fused(members, raw, features, target, result):
 
     def raw_model(output, name):
         if target is not None:
-            output = keras.layers.Rescaling(scale=target[1], offset=target[0])(output)
+            output = keras.layers.Rescaling(scale=[float(v) for v in target[1]],
+                                            offset=[float(v) for v in target[0]])(output)
         return keras.Model(raw, output, name=name)
 
     ensemble = AveragingEnsemble(members, average=average, name="averaging_ensemble")
@@ -473,9 +503,9 @@ def assemble_fused(members, raw, features, target, result):
         if "learning_rate" in history:
             h["learning_rate"] = history["learning_rate"]
         member_histories.append(h)
-    x_val, y_val = _validation_arrays(result.data.validation)
+    x_val, y_val = _validation_arrays(result.data.pairs(result.data.validation))
     if target is not None:
-        y_val = y_val * target[1] + target[0]
+        y_val = y_val * target[1].reshape(y_val.shape[1:]) + target[0].reshape(y_val.shape[1:])
     metric, member_scores, prefix = evaluate_members(member_models, x_val, y_val, average)
     return EnsembleResult(model, member_models, member_histories, "fused",
                           "same architecture: one compiled program updates every member",

@@ -1,51 +1,158 @@
-"""Tip 3 as decisions: a mean-reduced loss chosen from the labels and the
-model's output layer, the check that labels fit the output, and the
-conversion of a sum-reduced loss to the batch mean."""
+"""Tip 3 as decisions: the task and a mean-reduced loss, inferred from the
+label values and the model's measured output (never from the labels' dtype
+or from layer order); the check that labels fit the output; the conversion
+of a sum-reduced loss to the batch mean."""
+
+import dataclasses
 
 import keras
+import numpy as np
 
 from keras_recipes.modelinfo import output_activation
 
+TASKS = ("classification", "binary", "multilabel", "regression")
 
-def infer_loss(model, labels, units):
-    """Tip 3: a mean-reduced loss chosen from the labels and the output layer."""
+
+@dataclasses.dataclass
+class OutputProbe:
+    """What the model's output does on real inputs and on inputs scaled x100.
+
+    An output that stays in [0, 1] (rows summing to 1) even for inputs far
+    outside the data comes from a bounded activation; one that leaves it is
+    logits. When only the real batch could be used, [0, 1] is ambiguous."""
+
+    units: int
+    low: float
+    high: float
+    bounded: bool  # every value in [0, 1]
+    sums_to_one: bool  # every row sums to 1 (units > 1)
+    stressed: bool  # the x100 inputs were used too
+
+    def describe(self):
+        shape = f"{self.units} output{'s' if self.units > 1 else ''}"
+        where = "a real batch and on it scaled x100" if self.stressed else "a real batch"
+        sums = ", rows sum to 1" if self.sums_to_one else ""
+        return f"{shape}, measured on {where}: range [{self.low:.3g}, {self.high:.3g}]{sums}"
+
+    @property
+    def probabilities(self):
+        """True (probabilities), False (logits) or None (cannot tell)."""
+        if not self.bounded:
+            return False
+        if self.units > 1:
+            return True if self.sums_to_one else (True if self.stressed else None)
+        return True if self.stressed else None
+
+
+def probe_output(model, x, stress=True):
+    """Measures `model` on the batch `x` (and on `x * 100` when `stress`)."""
+    batches = [np.asarray(x)]
+    if stress:
+        batches.append(np.asarray(x, dtype="float32") * 100.0 + 1.0)
+    outputs = [keras.ops.convert_to_numpy(model(b, training=False)) for b in batches]
+    outputs = [o.reshape(len(o), -1).astype("float64") for o in outputs]
+    values = np.concatenate([o.ravel() for o in outputs])
+    units = outputs[0].shape[-1]
+    finite = values[np.isfinite(values)]
+    low = float(finite.min()) if finite.size else float("nan")
+    high = float(finite.max()) if finite.size else float("nan")
+    bounded = bool(finite.size == values.size and low >= 0.0 and high <= 1.0)
+    sums = units > 1 and all(np.allclose(o.sum(-1), 1.0, atol=1e-3) for o in outputs)
+    return OutputProbe(units, low, high, bounded, bool(sums), stress)
+
+
+def _from_logits(probe, model, ambiguous_notes):
+    """Whether the output is logits, from the probe; the last activation
+    breaks a tie and the tie is said."""
+    measured = probe.probabilities
+    if measured is not None:
+        return not measured, ("probabilities" if measured else "logits")
     activation = output_activation(model)
-    if labels.kind == "integer" and units > 1:
-        from_logits = activation != "softmax"
-        return (keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
-                ["accuracy"],
-                f"integer labels, {units} outputs, last activation {activation}"
-                f" -> sparse categorical cross-entropy (from_logits={from_logits})")
+    guess = activation not in ("softmax", "sigmoid")
+    ambiguous_notes.append(
+        f"ambiguous: the output stayed in [0, 1] on the probe but could not be stressed; "
+        f"the last activation defined ({activation}) decides from_logits={guess}")
+    return guess, ("logits" if guess else "probabilities")
+
+
+def infer_task(labels, units):
+    """The task the labels and the output width show, with the evidence."""
+    evidence = labels.evidence()
     if labels.kind == "onehot":
-        from_logits = activation != "softmax"
-        return (keras.losses.CategoricalCrossentropy(from_logits=from_logits), ["accuracy"],
-                f"one-hot labels, last activation {activation} -> categorical "
-                f"cross-entropy (from_logits={from_logits})")
-    if units == 1 and labels.kind == "integer" and labels.min >= 0 and labels.max <= 1:
-        from_logits = activation != "sigmoid"
-        return (keras.losses.BinaryCrossentropy(from_logits=from_logits),
-                [keras.metrics.BinaryAccuracy(threshold=0.0 if from_logits else 0.5)],
-                f"0/1 labels, one output, last activation {activation} -> binary "
-                f"cross-entropy (from_logits={from_logits})")
-    return (keras.losses.MeanSquaredError(), [keras.metrics.R2Score()]
-            if labels.shape in ((), (1,)) and units == 1 else [],
-            "continuous labels -> mean squared error")
+        return "classification", evidence
+    if labels.kind == "multilabel":
+        return ("multilabel", evidence) if labels.shape[-1] == units else ("regression", evidence)
+    if labels.kind == "integer":
+        if units == 1:
+            if labels.distinct <= 2 and labels.min >= 0 and labels.max <= 1:
+                return "binary", evidence + ", one output"
+            return "regression", evidence + f", one output: read as a quantity, not {labels.distinct} classes"
+        if labels.shape in ((), (1,)):
+            return "classification", evidence + f", {units} outputs"
+    return "regression", evidence
 
 
-def check_labels(loss, labels, units):
+def infer_loss(model, labels, units, probe=None, task=None):
+    """Tip 3: `(loss, metrics, evidence)` from the labels and the measured output.
+
+    Args:
+        model: The model whose output the loss reads.
+        labels: `LabelStats` of the training labels.
+        units: Width of the model's output.
+        probe: `OutputProbe`, or `None` to use the last activation defined.
+        task: One of `TASKS` to override the inference, or `None`.
+    """
+    inferred, evidence = infer_task(labels, units)
+    if task is not None:
+        evidence = f"task={task!r} as passed ({evidence.split(':')[0]} suggested {inferred})"
+    task = task or inferred
+    notes = []
+    if probe is None:
+        activation = output_activation(model)
+        from_logits = activation not in ("softmax", "sigmoid")
+        output = f"last activation {activation}"
+    else:
+        from_logits, output = _from_logits(probe, model, notes)
+        output = f"{probe.describe()} -> {output}"
+    if task == "classification":
+        sparse = labels.kind != "onehot"
+        loss = (keras.losses.SparseCategoricalCrossentropy if sparse
+                else keras.losses.CategoricalCrossentropy)(from_logits=from_logits)
+        metrics = ["accuracy"]
+    elif task in ("binary", "multilabel"):
+        loss = keras.losses.BinaryCrossentropy(from_logits=from_logits)
+        metrics = [keras.metrics.BinaryAccuracy(threshold=0.0 if from_logits else 0.5)]
+    else:
+        loss = keras.losses.MeanSquaredError()
+        metrics = [keras.metrics.R2Score()] if units == 1 and labels.shape in ((), (1,)) else []
+        return loss, metrics, f"{evidence} -> {task}: mean squared error"
+    why = f"{evidence}; {output} -> {task}: {loss.name} (from_logits={from_logits})"
+    return loss, metrics, "; ".join([why] + notes)
+
+
+def check_labels(loss, labels, units, name="data"):
+    """Labels that cannot fit the output are an error before training."""
+    if labels is None or labels.kind not in ("integer", "onehot"):
+        return
+    if labels.kind == "onehot" and labels.shape[-1] != units and not isinstance(
+            loss, keras.losses.MeanSquaredError):
+        raise ValueError(
+            f"`{name}` has one-hot labels of width {labels.shape[-1]} for a model with "
+            f"{units} outputs. Received: labels of shape {labels.shape}")
     if labels.kind != "integer":
         return
     sparse = isinstance(loss, keras.losses.SparseCategoricalCrossentropy) or (
         isinstance(loss, str) and "sparse_categorical" in loss)
     if sparse and (labels.min < 0 or labels.max >= units):
         raise ValueError(
-            f"Labels must lie in [0, {units - 1}] for a model with {units} outputs. "
+            f"Labels must lie in [0, {units - 1}] for a model with {units} outputs "
+            f"(checked in `{name}`). "
             f"Received: labels from {int(labels.min)} to {int(labels.max)}"
         )
     binary = isinstance(loss, keras.losses.BinaryCrossentropy)
     if binary and (labels.min < 0 or labels.max > 1):
         raise ValueError(
-            "Binary cross-entropy needs 0/1 labels. "
+            f"Binary cross-entropy needs 0/1 labels (checked in `{name}`). "
             f"Received: labels from {int(labels.min)} to {int(labels.max)}"
         )
 

@@ -182,13 +182,18 @@ def test_subclassed_model_and_binary_labels():
     assert "val_binary_accuracy" in result.history
 
 
-def test_auto_execution_measures_on_cpu():
+def test_auto_execution_measures_on_cpu_and_follows_a_rule_with_a_seed():
     x, y = small(*load_digits("train"))
-    result = fit_with_tips(mlp(), (x, y), epochs=1, seed=0, verbose=0)
+    keras.utils.set_random_seed(0)
+    result = fit_with_tips(mlp(), (x, y), epochs=1, verbose=0)
     if keras.backend.backend() == "tensorflow" and not tf.config.list_logical_devices("GPU"):
         assert result.execution["plain_over_xla"] > 0
         assert result.execution["jit_compile"] == (result.execution["plain_over_xla"] > 1)
         assert result.model.jit_compile is result.execution["jit_compile"]
+        # With a seed the choice must not depend on a timing (runs repeat).
+        seeded = fit_with_tips(mlp(), (x, y), epochs=1, seed=0, verbose=0)
+        assert "plain_over_xla" not in seeded.execution
+        assert seeded.execution["jit_compile"] is False and "seed given" in seeded.execution["rule"]
 
 
 def test_same_seed_same_history():

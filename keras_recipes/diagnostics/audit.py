@@ -124,7 +124,7 @@ def rule_class_balance(model, data, ctx):
 
 def _hashes(dataset):
     out = []
-    for x, y in dataset.unbatch().batch(1024).as_numpy_iterator():
+    for x, y, *_ in dataset.unbatch().batch(1024).as_numpy_iterator():
         flat = np.ascontiguousarray(x).reshape(len(x), -1)
         labels = np.asarray(y).reshape(len(y), -1)
         for row, label in zip(flat, labels):
@@ -389,7 +389,7 @@ def audit_data(model, data, batch_size=128, loss=None, will_clip=False, compile_
     if loss is None:
         compiled = getattr(model, "compiled", False) and getattr(model, "loss", None) is not None
         loss = keras.losses.get(model.loss) if compiled else infer_loss(model, data.labels, units)[0]
-    x, y = next(iter(data.train.unbatch().batch(min(batch_size, 256)).as_numpy_iterator()))
+    x, y = next(iter(data.pairs(data.train).unbatch().batch(min(batch_size, 256)).as_numpy_iterator()))
     ctx = {
         "units": units, "loss": loss, "loss_kind": _loss_kind(loss), "batch_size": batch_size,
         "batch": (x, y), "will_clip": will_clip, "compile_probe": compile_probe,

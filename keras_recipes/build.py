@@ -1,0 +1,251 @@
+"""The build stage: from a plan's decisions to Keras objects (the training
+model, the optimizer, the callbacks). Owns no decision of its own except the
+measured XLA choice, which needs the built training model."""
+
+import statistics
+import time
+import warnings
+
+import keras
+
+from keras_recipes import distribute
+from keras_recipes.modelinfo import jit_blockers
+from keras_recipes.optimizers import ClippedOptimizer
+from keras_recipes.result import Tip
+
+_JIT_PROBE_STEPS = 6
+
+
+# -- optimizer -----------------------------------------------------------------------
+
+
+def _fresh(optimizer):
+    """An unbuilt copy, so a user's optimizer is never built twice."""
+    return type(optimizer).from_config(optimizer.get_config())
+
+
+def clipped_sgd(learning_rate, momentum, max_norm):
+    return ClippedOptimizer(keras.optimizers.SGD(learning_rate, momentum=momentum),
+                            max_norm=max_norm)
+
+
+def wrap_optimizer(optimizer, max_norm):
+    """The user's optimizer inside a `ClippedOptimizer` (fresh state)."""
+    if isinstance(optimizer, ClippedOptimizer):
+        return ClippedOptimizer(_fresh(optimizer.inner_optimizer), max_norm=optimizer.max_norm)
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return keras.optimizers.LossScaleOptimizer(
+            ClippedOptimizer(_fresh(optimizer.inner_optimizer), max_norm=max_norm),
+            initial_scale=optimizer.initial_scale,
+            dynamic_growth_steps=optimizer.dynamic_growth_steps)
+    for attr in ("clipnorm", "global_clipnorm", "clipvalue"):
+        if getattr(optimizer, attr, None) is not None:
+            raise ValueError(
+                f"The model's optimizer clips with `{attr}`; fit_with_tips clips the "
+                "global norm after aggregation itself. Remove it, or pass clip_norm=. "
+                f"Received: {attr}={getattr(optimizer, attr)}")
+    return ClippedOptimizer(_fresh(optimizer), max_norm=max_norm)
+
+
+# -- augmentation ----------------------------------------------------------------------
+
+
+def augmentation(augment, noise_bank, x_shape, seed):
+    """Tip 10: the augmentation layers `augment` asks for."""
+    from keras_recipes.audio import NoiseBank
+    from keras_recipes.layers import NoiseMix, RandomShiftRotate
+
+    if noise_bank is not None and not isinstance(noise_bank, NoiseBank):
+        raise TypeError("`noise_bank` must be a keras_recipes.audio.NoiseBank. "
+                        f"Received: noise_bank={noise_bank!r}")
+    if augment is None:
+        return []
+    if augment == "image":
+        if len(x_shape) != 3:
+            raise ValueError("augment='image' needs image inputs (height, width, channels). "
+                             f"Received: inputs of shape {tuple(x_shape)}")
+        return [RandomShiftRotate(seed=seed, name="augment_shift_rotate")]
+    if augment == "audio":
+        if len(x_shape) not in (1, 2):
+            raise ValueError("augment='audio' needs waveforms (time,) or (time, channels). "
+                             f"Received: inputs of shape {tuple(x_shape)}")
+        return [NoiseMix(noise=noise_bank, seed=seed, name="augment_noise_mix")]
+    layers = augment if isinstance(augment, (list, tuple)) else [augment]
+    if not layers or not all(isinstance(l, keras.layers.Layer) for l in layers):
+        raise ValueError("`augment` must be None, 'image', 'audio', a Keras layer or a list of "
+                         f"layers. Received: augment={augment!r}")
+    return list(layers)
+
+
+def describe_layer(layer):
+    config = layer.get_config()
+    keys = [k for k in ("max_shift", "max_degrees", "snr_db", "colors", "rate") if k in config]
+    inner = ", ".join(f"{k}={config[k]}" for k in keys)
+    if getattr(layer, "bank_lengths", None):
+        inner += f", noise bank of {len(layer.bank_lengths)} clips"
+    return f"{type(layer).__name__}({inner})"
+
+
+# -- the training model ------------------------------------------------------------------
+
+
+def _unstandardize(target):
+    mean, std = target
+    return keras.layers.Rescaling(scale=[float(s) for s in std], offset=[float(m) for m in mean],
+                                  name="unstandardize_targets")
+
+
+def _pipeline_map(parts, data):
+    """With the user's own train_step: preprocessing, augmentation and the
+    target scale applied in the input pipeline (the step sees them as data)."""
+    layers = parts["augment"] + parts["pre_layers"]
+    target = parts["target"]
+
+    def on_pair(x, y, training):
+        for layer in layers:
+            x = layer(x, training=training) if layer in parts["augment"] else layer(x)
+        if target is not None:
+            shape = data.labels.shape or ()
+            mean = target[0].astype("float32").reshape(shape)
+            y = (keras.ops.cast(y, "float32") - mean) / target[1].astype("float32").reshape(shape)
+        return x, y
+
+    data.train = data.train.map(lambda x, y, *w: on_pair(x, y, True) + w)
+    data.validation = data.validation.map(lambda x, y, *w: on_pair(x, y, False) + w)
+    data.maps.append(lambda x, y, *w: on_pair(x, y, True) + w)
+
+
+def training_model(parts, model, data):
+    """The model `fit` trains, and the pieces to turn it into `result.model`.
+
+    Returns a dict: `full` (trained), `raw` (its input), `features` (the
+    tensor after augmentation and preprocessing) and `trained_output`.
+    """
+    scope = distribute.Scope(parts["strategy"])
+    with scope:
+        raw = keras.Input(tuple(data.x_shape), name="raw_input")
+        z = raw
+        for layer in parts["augment"] + parts["pre_layers"]:
+            z = layer(z)
+        fused = parts.get("fused")
+        if fused is not None:
+            output = fused.output(z)
+            full = scope.training_model(raw, output, "ensemble_training")
+        elif parts["custom_step"]:
+            if not parts.get("mapped"):
+                _pipeline_map(parts, data)
+                parts["mapped"] = True
+            output, full = None, model
+        elif (parts["pre_layers"] or parts["augment"] or parts["target"] is not None
+              or distribute.is_multi_worker(parts["strategy"])):
+            output = model(z)
+            full = scope.training_model(raw, output, f"{model.name}_with_tips")
+        else:
+            output, full = None, model
+    return {"full": full, "raw": raw, "features": z, "trained_output": output}
+
+
+def result_model(parts, full, model):
+    """`result.model`: raw inputs in, raw-unit predictions out."""
+    raw, z, target = parts["raw"], parts["features"], parts["target"]
+    if parts["custom_step"]:
+        inference_z = raw
+        for layer in parts["pre_layers"]:
+            inference_z = layer(inference_z)
+        output = model(inference_z)
+        if target is not None:
+            output = _unstandardize(target)(output)
+        if inference_z is raw and target is None:
+            return model
+        return keras.Model(raw, output, name=f"{model.name}_with_tips")
+    if target is not None:
+        return keras.Model(raw, _unstandardize(target)(parts["trained_output"]), name=full.name)
+    if distribute.is_multi_worker(parts["strategy"]):
+        # A plain functional model for the user (the training one only exists
+        # to get through Keras' multi-worker reductions).
+        return keras.Model(raw, parts["trained_output"], name=full.name)
+    return full
+
+
+# -- execution -----------------------------------------------------------------------------
+
+
+def compile_model(parts, jit):
+    optimizer = parts["make_optimizer"]()
+    parts["full"].compile(optimizer, parts["loss"], metrics=parts["metrics"], jit_compile=jit,
+                          **parts.get("compile_kwargs", {}))
+    return optimizer
+
+
+def _probe_step_seconds(parts, batch, jit):
+    """Median seconds of a train step with or without XLA (weights restored)."""
+    full = parts["full"]
+    weights = full.get_weights()
+    compile_model(parts, jit)
+    full.train_on_batch(*batch)  # compiles
+    times = []
+    for _ in range(_JIT_PROBE_STEPS):
+        start = time.perf_counter()
+        full.train_on_batch(*batch)
+        times.append(time.perf_counter() - start)
+    full.set_weights(weights)
+    return statistics.median(times)
+
+
+def _accelerator():
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    found = tf.config.list_logical_devices("GPU") + tf.config.list_logical_devices("TPU")
+    return found[0].device_type if found else None
+
+
+def choose_jit(jit_compile, parts, data, seed):
+    """The XLA decision: returns (jit, Tip, execution dict)."""
+    full, no_xla = parts["full"], parts["no_xla"]
+    blockers = jit_blockers(full)
+    blocked = f"; layers blocking XLA: {', '.join(blockers)}" if blockers else ""
+    base = {"blocked_by": blockers}
+    user = (parts.get("compile") or {}).get("jit_compile")
+    if jit_compile == "auto" and user in (True, False):
+        jit_compile, why = user, "from model.compile"
+    else:
+        why = "as passed"
+    if no_xla is not None:
+        return False, Tip(0, "execution", "jit_compile=False", no_xla, "strategy="), {
+            **base, "jit_compile": False, "no_xla": no_xla}
+    if jit_compile in (True, False):
+        if jit_compile and blockers:
+            warnings.warn(f"jit_compile=True was asked, but layer(s) {blockers} do not support "
+                          "XLA; Keras will run the whole model without XLA.", stacklevel=4)
+        return jit_compile, Tip(0, "execution", f"jit_compile={jit_compile}", why + blocked,
+                                "jit_compile="), {**base, "jit_compile": jit_compile}
+    rule = _jit_rule(blockers, blocked)
+    if rule is not None or seed is not None:
+        jit, reason = rule or (False, "seed given: a fixed rule, not a timing, so runs repeat "
+                                      "(CPU with TensorFlow: plain steps, measured faster here "
+                                      "for conv nets; see BUILD_NOTES.md)")
+        return jit, Tip(0, "execution", f"jit_compile={jit}", reason, "jit_compile="), {
+            **base, "jit_compile": jit, "rule": reason}
+    batch = next(iter(data.pairs(data.train).take(1)))
+    xla = _probe_step_seconds(parts, batch, True)
+    plain = _probe_step_seconds(parts, batch, False)
+    jit, ratio = xla < plain, plain / xla
+    tip = Tip(0, "execution", f"jit_compile={jit}",
+              f"CPU: measured {_JIT_PROBE_STEPS} steps each way, XLA step {xla * 1e3:.2f} ms vs "
+              f"plain {plain * 1e3:.2f} ms (plain/XLA = {ratio:.2f})", "jit_compile=")
+    return jit, tip, {**base, "jit_compile": jit, "xla_step_s": xla, "plain_step_s": plain,
+                      "plain_over_xla": ratio}
+
+
+def _jit_rule(blockers, blocked):
+    """(jit, reason) where no measurement is needed, else None."""
+    if keras.backend.backend() == "jax":
+        return True, "the JAX backend always compiles with XLA"
+    if blockers:
+        return False, "XLA not possible" + blocked
+    device = _accelerator()
+    if device:
+        return True, f"accelerator present ({device})"
+    return None

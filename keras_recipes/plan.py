@@ -1,0 +1,459 @@
+"""The decide stage: `plan(model, data, ...)` -> `Plan`.
+
+Every inference the recipe makes lives here, each as a `Tip` with its
+evidence and the argument that overrides it. A plan trains nothing: it
+summarizes the data (`keras_recipes.data`), measures the model's output on a
+real batch, decides, and builds the training model it will fit
+(`keras_recipes.build`). `plan.fit()` runs it (`keras_recipes.train`).
+"""
+
+import hashlib
+import json
+import math
+
+import keras
+import numpy as np
+
+from keras_recipes import build
+from keras_recipes import distribute
+from keras_recipes import preprocessing
+from keras_recipes.callbacks import ReduceLROnPlateau
+from keras_recipes.losses import TASKS
+from keras_recipes.losses import check_labels
+from keras_recipes.losses import infer_loss
+from keras_recipes.losses import mean_reduced
+from keras_recipes.losses import probe_output
+from keras_recipes.modelinfo import dropout_layers
+from keras_recipes.modelinfo import jit_blockers
+from keras_recipes.modelinfo import recurrent_layers
+from keras_recipes.result import Tip
+from keras_recipes.result import table
+
+DEFAULTS = dict(
+    validation_data=None, validation_split=0.2, epochs=60, batch_size=128, learning_rate=0.1,
+    momentum=0.9, clip_norm="auto", patience=None, stop_ratio=1e-2, preprocess=True,
+    augment=None, noise_bank=None, callbacks=None, jit_compile="auto", strategy=None, seed=None,
+    split_seed=None, verbose="auto", data_dir=None, audit=True, checkpoint_dir=None, task=None,
+    loss=None, sample_weight=None, class_weight=None, steps_per_epoch=None,
+    validation_steps=None, shuffle=True,
+)
+# Settings of model.compile that fit_with_tips keeps as they are.
+_KEPT_COMPILE = ("loss_weights", "weighted_metrics", "run_eagerly", "steps_per_execution")
+_STEP_METHODS = ("train_step", "test_step", "compute_loss")
+
+
+class Plan:
+    """The decisions of one `fit_with_tips` call, before any training.
+
+    `print(plan)` shows the tips table (each decision, its setting, the
+    evidence, and the argument that overrides it); `plan.fit()` trains and
+    returns a `FitResult`. Two plans are equal when they take the same
+    decisions on the same data and model (`plan.fingerprint()`).
+    """
+
+    def __init__(self, tips, model, data, options, parts):
+        self.tips = tips
+        self.model = model
+        self.data = data
+        self.options = options
+        self.parts = parts
+
+    def rows(self):
+        return [[t.number, t.name, t.setting, t.reason, t.override] for t in self.tips]
+
+    def __str__(self):
+        return table(self.rows(), ["tip", "what", "setting", "why", "override with"])
+
+    def __repr__(self):
+        return f"<Plan tips={len(self.tips)} data={self.data.description!r}>"
+
+    def __eq__(self, other):
+        return isinstance(other, Plan) and self.fingerprint() == other.fingerprint()
+
+    __hash__ = None
+
+    def fingerprint(self):
+        """Hashes of the data, the model and the decisions: a checkpoint
+        records them, and resuming with any of them changed is an error."""
+        return fingerprint(self.data, self.model, self.tips)
+
+    def fit(self):
+        """Trains as planned; returns a `FitResult`."""
+        from keras_recipes import train
+
+        return train.run(self)
+
+    def with_members(self, fused):
+        """The same plan, training `fused.members` as one compiled program
+        (tip 12); `fused` is a `keras_recipes.ensemble.FusedMembers`."""
+        parts = dict(self.parts, fused=fused)
+        parts["member_loss"] = self.parts["loss"]
+        parts["loss"] = fused.loss(self.parts["loss"])
+        parts["metrics"] = fused.metrics(self.parts["loss"])
+        parts.update(build.training_model(parts, self.model, self.data))
+        tips = [t for t in self.tips if t.name != "execution"] + [fused.tip()]
+        with distribute.Scope(parts["strategy"]):
+            tips.append(_decide_execution(parts, self.data, self.options))
+        return Plan(tips, self.model, self.data, self.options, parts)
+
+
+def _digest(value):
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def fingerprint(data, model, tips):
+    features = data.features
+    data_part = [data.description, data.n_train, data.n_validation, list(data.x_shape),
+                 np.round(np.atleast_1d(features.mean), 4).tolist(),
+                 np.round(np.atleast_1d(features.std), 4).tolist(), data.labels.kind,
+                 sorted(data.labels.class_counts.items())]
+    model_part = [type(model).__name__, [(v.path, list(v.shape)) for v in model.weights]]
+    decisions = [[t.number, t.name, t.setting] for t in tips
+                 if t.name not in ("execution", "resumed", "audit")]
+    return {"data": _digest(data_part), "model": _digest(model_part),
+            "decisions": _digest(decisions)}
+
+
+# -- argument checks ------------------------------------------------------------
+
+
+def _positive_int(name, value, allow_none=False):
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
+
+
+def check_options(model, options):
+    """Bad arguments are rejected before any work, naming the value."""
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        raise TypeError(f"Unknown argument(s) {unknown}; fit_with_tips takes "
+                        f"{sorted(DEFAULTS)}. Received: {unknown[0]}={options[unknown[0]]!r}")
+    o = dict(DEFAULTS, **options)
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
+    inputs = getattr(model, "inputs", None)
+    if isinstance(inputs, (list, tuple)) and len(inputs) > 1:
+        raise ValueError(
+            "fit_with_tips supports models with one input; merge the inputs or call "
+            f"model.fit. Received: a model with {len(inputs)} inputs")
+    _positive_int("epochs", o["epochs"])
+    _positive_int("batch_size", o["batch_size"])
+    for name in ("patience", "steps_per_epoch", "validation_steps"):
+        _positive_int(name, o[name], allow_none=True)
+    clip = o["clip_norm"]
+    if clip != "auto" and clip is not None and (
+            isinstance(clip, bool) or not isinstance(clip, (int, float))
+            or not clip > 0 or not math.isfinite(clip)):
+        raise ValueError(f"`clip_norm` must be 'auto', None or a number > 0. Received: clip_norm={clip!r}")
+    lr = o["learning_rate"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"`learning_rate` must be a number > 0. Received: learning_rate={lr!r}")
+    choices = {"jit_compile": ("auto", True, False), "verbose": ("auto", 0, 1, 2),
+               "task": (None,) + TASKS, "shuffle": (True, False)}
+    for name, allowed in choices.items():
+        if not any(o[name] is a or (type(o[name]) is type(a) and o[name] == a) for a in allowed):
+            raise ValueError(f"`{name}` must be one of {allowed}. Received: {name}={o[name]!r}")
+    callbacks = o["callbacks"]
+    if callbacks is not None and not all(isinstance(c, keras.callbacks.Callback) for c in callbacks):
+        raise TypeError(f"`callbacks` must be a list of keras.callbacks.Callback. "
+                        f"Received: callbacks={callbacks!r}")
+    cw = o["class_weight"]
+    if cw is not None and (not isinstance(cw, dict) or not all(
+            isinstance(v, (int, float)) and v >= 0 for v in cw.values())):
+        raise ValueError("`class_weight` must be a dict {class id: weight >= 0}. "
+                         f"Received: class_weight={cw!r}")
+    return o
+
+
+# -- the call ---------------------------------------------------------------------
+
+
+def plan(model, data, **options):
+    """Decides how `fit_with_tips(model, data, **options)` would train.
+
+    Takes the same arguments as `fit_with_tips` and trains nothing: it takes
+    the data's statistics, measures the model's output on a real batch and
+    returns a `Plan` (print it to see every decision and its evidence; call
+    `.fit()` to train).
+
+    Example:
+
+    ```python
+    p = keras_recipes.plan(model, "digits")
+    print(p)            # the tips table, before any training
+    result = p.fit()    # the same as fit_with_tips(model, "digits")
+    ```
+    """
+    o = check_options(model, options)
+    strategy = distribute.resolve(o["strategy"])
+    distribute.check_outside_scope(strategy)
+    distribute.check_batch_size(o["batch_size"], strategy)
+    parts = {"strategy": strategy, "no_xla": distribute.check_jit(o["jit_compile"], strategy),
+             "verbose": 1 if o["verbose"] == "auto" else o["verbose"], "source": model}
+    if o["seed"] is not None:
+        keras.utils.set_random_seed(int(o["seed"]))
+    with distribute.Scope(strategy):
+        from keras_recipes import data as data_lib  # tf.data: TensorFlow only
+
+        seed = o["seed"] if o["split_seed"] is None else o["split_seed"]
+        data = data_lib.make_data(
+            data, o["validation_data"], o["validation_split"], o["batch_size"], seed,
+            o["data_dir"], verbose=parts["verbose"], shuffle_seed=o["seed"],
+            sample_weight=o["sample_weight"], input_rank=_input_rank(model))
+        tips = _decide_data(data, o, strategy)
+        model, cloned = distribute.in_scope(model, strategy)
+        if cloned:
+            tips.append(Tip(0, "model", "cloned into the strategy's scope",
+                            cloned + "; the trained model is result.model"))
+        tips += _decide_task(model, data, o, parts)
+        tips += _decide_inputs(model, data, o, parts)
+        tips += _decide_training(model, o, parts)
+        parts.update(build.training_model(parts, model, data))
+        tips += _audit(model, data, o, parts)
+        tips.append(_decide_execution(parts, data, o))
+    return Plan(tips, model, data, o, parts)
+
+
+def _input_rank(model):
+    inputs = getattr(model, "inputs", None)
+    try:
+        return len(inputs[0].shape) if inputs else None
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _decide_data(data, o, strategy):
+    tips = [Tip(4, "validation set", f"{data.n_validation} examples ({data.split})",
+                "decides LR drops, stopping and the best weights", "validation_data=, validation_split=")]
+    if data.weighted:
+        tips.append(Tip(3, "sample weights", "per-example weights in the loss and weighted metrics",
+                        "given with the data", "sample_weight="))
+    if o["class_weight"] is not None:
+        tips.append(Tip(3, "class weights", str(o["class_weight"]), "as passed", "class_weight="))
+    batch = o["batch_size"]
+    tips.append(Tip(2, "minibatch", f"batch_size={batch}", "about 128, as advised"
+                    + (f"; {data.notes[0]}" if data.notes else ""), "batch_size="))
+    if strategy is None and o["strategy"] == "auto":
+        tips.append(Tip(0, "distribution", distribute.describe(None),
+                        "strategy='auto': " + ("fewer than two GPUs" if keras.backend.backend()
+                                               == "tensorflow" else "tf.distribute needs TensorFlow"),
+                        "strategy="))
+    elif strategy is not None:
+        n = distribute.replicas(strategy)
+        tips.append(Tip(0, "distribution", distribute.describe(strategy) + (
+            f"; global batch {batch} = {batch // n} per replica" if n > 1 else ""),
+            "batch_size is the global batch and the loss its mean: the gradient, and so "
+            "the LR, do not change with the replica count (no LR rule applied)", "strategy="))
+    return tips
+
+
+def _live_compile(source):
+    """The arguments the user gave `model.compile`, as the live objects
+    (never a serialize/deserialize round trip); None when not compiled."""
+    if not (getattr(source, "compiled", False) and source.optimizer is not None
+            and source.loss is not None):
+        return None
+    config = getattr(getattr(source, "_compile_config", None), "config", None)
+    if config is None:  # not a Keras 3 Trainer: the public attributes only
+        config = {"optimizer": source.optimizer, "loss": source.loss}
+    return dict(config)
+
+
+def _first_batch(data):
+    for element in data.train.take(1):
+        return keras.ops.convert_to_numpy(element[0]), keras.ops.convert_to_numpy(element[1])
+
+
+def _measure(model, data):
+    """The output width and an `OutputProbe` on a real batch."""
+    x, _ = _first_batch(data)
+    x = x[:64]
+    if not model.built:
+        model.build((None,) + tuple(data.x_shape))
+    output = model(x, training=False)
+    if isinstance(output, (list, tuple, dict)):
+        raise ValueError("fit_with_tips supports models with one output. "
+                         f"Received: a model with {len(output)} outputs")
+    units = int(output.shape[-1]) if len(output.shape) > 1 else 1
+    try:
+        probe = probe_output(model, x, stress=np.asarray(x).dtype.kind == "f")
+    except Exception:  # an input range the model refuses (indices): real batch only
+        probe = probe_output(model, x, stress=False)
+    return units, probe
+
+
+def _decide_task(model, data, o, parts):
+    """Tip 3: the loss, from the labels and the measured output, or the user's."""
+    units, probe = _measure(model, data)
+    parts["units"] = units
+    compiled = _live_compile(parts["source"])
+    parts["compile"] = compiled
+    tips = []
+    if o["loss"] is not None or compiled is not None:
+        given = o["loss"] if o["loss"] is not None else compiled["loss"]
+        loss, converted = mean_reduced(given)
+        why = "as passed" if o["loss"] is not None else "from model.compile"
+        if converted:
+            why += ("; it summed over the batch, converted to the batch mean so the LR does "
+                    "not depend on the batch size")
+        metrics = (compiled or {}).get("metrics") or []
+        if isinstance(loss, keras.losses.MeanSquaredError) or loss in ("mse", "mean_squared_error"):
+            data.labels.kind = "continuous"
+        tips.append(Tip(3, "loss", getattr(loss, "name", str(loss)), why, "loss="))
+    else:
+        loss, metrics, why = infer_loss(model, data.labels, units, probe, o["task"])
+        if isinstance(loss, keras.losses.MeanSquaredError):
+            data.labels.kind = "continuous"
+        tips.append(Tip(3, "loss", loss.name, why + "; mean over the batch", "task=, loss="))
+    check_labels(loss, data.labels, units, "data")
+    check_labels(loss, data.validation_labels, units, "validation_data")
+    parts.update(loss=loss, metrics=metrics)
+    return tips
+
+
+def _decide_inputs(model, data, o, parts):
+    """Tip 1 (inputs and regression targets) and tip 10 (augmentation)."""
+    tips = []
+    custom = [m for m in _STEP_METHODS
+              if getattr(type(model), m, None) is not getattr(keras.Model, m, None)]
+    if custom:
+        tips.append(Tip(0, "model", f"your {', '.join(custom)} runs as written",
+                        "preprocessing and augmentation run in the input pipeline instead of "
+                        "wrapping the model; result.model includes them for inference", ""))
+    if o["preprocess"]:
+        pre_layers, applied, skipped = preprocessing.plan(model, data.features)
+    else:
+        pre_layers, applied, skipped = [], None, "preprocess=False"
+    if pre_layers:
+        tips.append(Tip(1, "inputs", applied, f"statistics of {data.n_train} training examples; "
+                        "saved inside the model", "preprocess=False"))
+    else:
+        tips.append(Tip(1, "inputs", "unchanged", skipped, "preprocess="))
+    target = None
+    if (parts["compile"] is None and o["loss"] is None and o["preprocess"]
+            and isinstance(parts["loss"], keras.losses.MeanSquaredError)):
+        from keras_recipes.data import target_scale
+
+        target = target_scale(data)
+        if target is not None:
+            mean, std = target
+            if not custom:  # with a custom step, build.training_model maps it
+                data.standardize_targets(mean, std)
+            shown = ", ".join(f"{m:.4g}/{s:.4g}" for m, s in zip(mean[:4], std[:4]))
+            more = f" (+{len(mean) - 4} more)" if len(mean) > 4 else ""
+            tips.append(Tip(1, "targets", f"standardized per column (mean/std {shown}{more}), "
+                            "inverted inside result.model",
+                            "the MSE gradient, and so the right LR, scale with the targets",
+                            "preprocess=False"))
+    augment = build.augmentation(o["augment"], o["noise_bank"], data.x_shape, o["seed"])
+    if augment:
+        tips.append(Tip(10, "augmentation", ", ".join(build.describe_layer(l) for l in augment),
+                        "training only (identity at inference), on the raw inputs", "augment="))
+    parts.update(pre_layers=pre_layers, target=target, augment=augment, custom_step=bool(custom))
+    return tips
+
+
+def _decide_training(model, o, parts):
+    """Tips 4, 5, 7, 11: optimizer, clipping, LR schedule, stopping."""
+    tips = []
+    recurrent, dropout = recurrent_layers(model), dropout_layers(model)
+    if o["clip_norm"] == "auto":
+        max_norm = 5.0 if recurrent else None
+        why = (f"recurrent layers ({', '.join(recurrent)})" if recurrent
+               else "no recurrent layers: norms are recorded, not clipped")
+    else:
+        max_norm, why = o["clip_norm"], "as passed"
+    tips.append(Tip(7, "gradient clipping", f"global norm {max_norm:g}" if max_norm else "off",
+                    why, "clip_norm="))
+    compiled = parts["compile"]
+    if compiled is not None:
+        user = compiled["optimizer"]
+        user = keras.optimizers.get(user) if isinstance(user, str) else user
+        parts["make_optimizer"] = lambda: build.wrap_optimizer(user, max_norm)
+        tips.append(Tip(4, "optimizer", f"{type(user).__name__} (from model.compile)",
+                        "the user's choice is respected", "model.compile(optimizer=...)"))
+        kept = {k: compiled.get(k) for k in _KEPT_COMPILE if compiled.get(k) not in (None, False, 1)}
+        if kept:
+            tips.append(Tip(0, "compile settings", ", ".join(f"{k}={v!r}" for k, v in kept.items()),
+                            "kept from model.compile", "model.compile(...)"))
+        parts["compile_kwargs"] = kept
+    else:
+        lr, momentum = float(o["learning_rate"]), o["momentum"]
+        parts["make_optimizer"] = lambda: build.clipped_sgd(lr, momentum, max_norm)
+        tips.append(Tip(4, "optimizer", f"SGD(learning_rate={lr:g}, momentum={momentum:g})",
+                        "a normal starting LR; see BUILD_NOTES.md for the measured choice",
+                        "learning_rate=, momentum=, or compile the model"))
+        parts["compile_kwargs"] = {}
+    tips += _decide_schedule(o, parts, dropout)
+    tips.append(Tip(5, "update ratio", "logged per epoch and per layer",
+                    "||update||/||weights|| near 1e-3 is healthy; warns outside [1e-4, 1e-2]", ""))
+    parts["max_norm"] = max_norm
+    return tips
+
+
+def _decide_schedule(o, parts, dropout):
+    """Tip 4: our plateau rule, unless the user's callbacks own the LR or stopping."""
+    user = list(o["callbacks"] or [])
+    lr_owners = [type(c).__name__ for c in user if isinstance(
+        c, (keras.callbacks.ReduceLROnPlateau, keras.callbacks.LearningRateScheduler))]
+    stoppers = [type(c).__name__ for c in user if isinstance(c, keras.callbacks.EarlyStopping)]
+    patience = o["patience"] or (6 if dropout else 3)
+    tips = []
+    if lr_owners:
+        parts["plateau"] = None
+        tips.append(Tip(4, "LR schedule", f"yours ({', '.join(lr_owners)})",
+                        "your callback takes precedence: ours (halve on plateau, stop when tiny, "
+                        "restore best) is not added", "callbacks="))
+        return tips
+    stop_ratio = None if stoppers else o["stop_ratio"]
+    restore = not stoppers
+    parts["plateau"] = dict(patience=patience, stop_ratio=stop_ratio, restore_best_weights=restore,
+                            verbose=int(parts["verbose"] > 0))
+    stop_text = "never stop early" if stop_ratio is None else f"stop below {stop_ratio:g} x initial"
+    tips.append(Tip(4, "LR schedule", f"halve after {patience} flat validated epochs; {stop_text}"
+                    + ("; restore best weights" if restore else ""),
+                    "divide by 2 on plateau, stop when tiny" + (
+                        f"; your {', '.join(stoppers)} decides stopping and best weights"
+                        if stoppers else ""), "patience=, stop_ratio=, callbacks="))
+    if dropout:
+        tips.append(Tip(11, "dropout", f"patience {patience} (not 3)",
+                        f"dropout layers ({', '.join(dropout)}) need longer training", "patience="))
+    return tips
+
+
+def _audit(model, data, o, parts):
+    if not o["audit"]:
+        parts["audit"] = None
+        return []
+    from keras_recipes.diagnostics.audit import audit_data
+
+    # Rules whose advice this call applies itself are not reported.
+    skip = {"dropout", "gradient clipping", "batch size"}
+    if o["preprocess"]:
+        skip |= {"inputs standardized", "log1p"}
+    # The model as it will be trained: after the preprocessing added here.
+    trained = model if parts.get("fused") is not None else parts["full"]
+    report = audit_data(trained, data, o["batch_size"], loss=parts["loss"],
+                        will_clip=parts["max_norm"] is not None, compile_probe=False, skip=skip)
+    parts["audit"] = report
+    if report.failures:
+        raise ValueError(
+            "The audit found problems that would spoil training (fix them, or pass "
+            "audit=False to train anyway):\n"
+            + "\n".join(f"  tip {f.tip} {f.rule}: {f.message} (fix: {f.fix})"
+                        for f in report.failures))
+    if report.warnings:
+        return [Tip(0, "audit", "; ".join(f"{f.rule}: {f.message}" for f in report.warnings),
+                    "warnings only; see result.audit", "audit=False")]
+    return []
+
+
+def _decide_execution(parts, data, o):
+    """XLA where it pays. With a seed the choice follows a rule (device,
+    blocking layers), so two runs of the same call compile alike."""
+    jit, tip, execution = build.choose_jit(o["jit_compile"], parts, data, o["seed"])
+    parts.update(jit=jit, execution=execution)
+    return tip
+

@@ -1,0 +1,143 @@
+"""What a fit returns: the decisions taken (`Tip`s), the trained model, the
+history and how the run ended; a plain-text table and a plot of it."""
+
+import dataclasses
+import textwrap
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Tip:
+    """One decision `fit_with_tips` took: which tip, what, and why."""
+
+    number: int
+    name: str
+    setting: str
+    reason: str
+    override: str = ""  # the argument that changes this decision
+
+
+def table(rows, headers, max_width=56):
+    """A plain-text table; cells longer than `max_width` wrap onto more lines."""
+    widths = [min(max(len(str(r[i])) for r in rows + [headers]), max_width)
+              for i in range(len(headers))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+    lines = [line(headers), line(["-" * w for w in widths])]
+    for row in rows:
+        cells = [textwrap.wrap(str(c), w) or [""] for c, w in zip(row, widths)]
+        for k in range(max(len(c) for c in cells)):
+            lines.append(line([c[k] if k < len(c) else "" for c in cells]))
+    return "\n".join(lines)
+
+
+class FitResult:
+    """What `fit_with_tips` returns.
+
+    Attributes:
+        model: The trained `keras.Model`, preprocessing included: it takes
+            raw inputs and saves/loads as one `.keras` file.
+        history: Dict of per-epoch lists (`loss`, `val_loss`, metrics,
+            `learning_rate`, `update_ratio`, `grad_norm`, `clip_fraction`).
+        tips: List of `Tip`: each applied (or skipped) tip, its setting and
+            the reason.
+        data: The `keras_recipes.data.Data` the model was trained on.
+        execution: Dict describing how the step was compiled (`jit_compile`,
+            the measured ratio when chosen automatically, blocking layers).
+        layer_update_ratios: Per-epoch dicts of the per-layer update ratios.
+        status: `"finished"`, `"stopped"` (the stopping rule), `"diverged"`
+            (NaN or exploding loss; the last finite weights are kept) or
+            `"interrupted"` (Ctrl-C; best weights and preprocessing kept).
+        events: What happened during training, in words.
+    """
+
+    def __init__(self, model, history, tips, data, execution, layer_update_ratios,
+                 seconds, events=None, status="finished"):
+        self.status = status
+        self.model = model
+        self.history = history
+        self.tips = tips
+        self.data = data
+        self.execution = execution
+        self.layer_update_ratios = layer_update_ratios
+        self.seconds = seconds
+        self.events = events or []
+
+    def tips_table(self):
+        rows = [[t.number, t.name, t.setting, t.reason, t.override] for t in self.tips]
+        return table(rows, ["tip", "what", "setting", "why", "override with"])
+
+    def __str__(self):
+        lines = [f"fit_with_tips: {self.status.upper()}" if self.status in ("diverged", "interrupted")
+                 else "fit_with_tips", self.tips_table(), ""]
+        epochs = len(self.history.get("loss", []))
+        summary = [f"status: {self.status}", f"epochs run: {epochs}",
+                   f"wall time: {self.seconds:.1f} s"]
+        for key in ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate",
+                    "update_ratio"):
+            if self.history.get(key):
+                summary.append(f"final {key}: {self.history[key][-1]:.4g}")
+        lines.append(" | ".join(summary))
+        lines.extend(self.events)
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return (f"<FitResult {self.status} epochs={len(self.history.get('loss', []))} "
+                f"tips={len(self.tips)}>")
+
+    def plot(self, path=None):
+        """A matplotlib figure: losses (best epoch marked), learning rate (its
+        drops marked) and the update/weight ratio against the healthy band of
+        tip 5. Saved to `path` when one is given (a script shows nothing)."""
+        import matplotlib
+
+        if matplotlib.get_backend().lower() in ("", "agg") or not _interactive():
+            matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        h = self.history
+        epochs = np.arange(1, len(h.get("loss", [])) + 1)
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+        ax = axes[0]
+        for key in ("loss", "val_loss"):
+            if h.get(key):
+                ax.plot(epochs[: len(h[key])], h[key], label=key)
+        best = getattr(self, "best_epoch", None)
+        if best is not None and h.get("val_loss"):
+            ax.plot([best + 1], [h["val_loss"][best]], "k*", ms=10, label=f"best (epoch {best + 1})")
+        ax.set(title="loss", xlabel="epoch")
+        ax.legend()
+        ax = axes[1]
+        if h.get("learning_rate"):
+            lr = np.asarray(h["learning_rate"])
+            ax.semilogy(epochs, lr, drawstyle="steps-post", label="learning rate")
+            drops = np.flatnonzero(np.diff(lr) < 0) + 2
+            for d in drops:
+                ax.axvline(d, color="0.8", lw=0.8)
+        ax.set(title="learning rate (drops marked)", xlabel="epoch")
+        ax = axes[2]
+        if h.get("update_ratio"):
+            ax.semilogy(epochs, h["update_ratio"], label="global")
+            for name in (self.layer_update_ratios[0] if self.layer_update_ratios else {}):
+                ax.semilogy(epochs[: len(self.layer_update_ratios)],
+                            [r[name] for r in self.layer_update_ratios], lw=0.8, alpha=0.6,
+                            label=name.split("/")[-1])
+            ax.axhspan(1e-4, 1e-2, color="tab:green", alpha=0.1, label="healthy band")
+            ax.axhline(1e-3, color="tab:green", lw=0.8)
+        ax.set(title="||update|| / ||weights||", xlabel="epoch")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=110)
+        return fig
+
+
+def _interactive():
+    try:
+        from IPython import get_ipython
+
+        return get_ipython() is not None
+    except ImportError:
+        return False
+
+

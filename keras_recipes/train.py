@@ -1,0 +1,217 @@
+"""The fit stage: runs a `Plan` (compile, resume, `model.fit`) and wraps
+what happened in a `FitResult`. A run that diverged or was interrupted says
+so, in `result.status`, `str(result)` and a warning."""
+
+import signal
+import threading
+import time
+import warnings
+
+import keras
+
+from keras_recipes import build
+from keras_recipes import distribute
+from keras_recipes.callbacks import ReduceLROnPlateau
+from keras_recipes.callbacks import ScaledSchedule
+from keras_recipes.callbacks import StopOnNaN
+from keras_recipes.callbacks import UpdateRatioMonitor
+from keras_recipes.callbacks import learning_rate_schedule
+from keras_recipes.result import FitResult
+from keras_recipes.result import Tip
+
+
+class GracefulInterrupt(keras.callbacks.Callback):
+    """Ctrl-C stops training after the current step (the result is kept and
+    marked interrupted); a second Ctrl-C aborts at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.interrupted = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.interrupted:
+            raise KeyboardInterrupt
+        self.interrupted = True
+        print("\nInterrupted: stopping after this step (Ctrl-C again to abort).", flush=True)
+
+    def on_train_begin(self, logs=None):
+        self.interrupted = False
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.interrupted:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+def _resume(plan, checkpointer, full, optimizer, plateau):
+    """Loads the newest checkpoint; returns (initial epoch, history, layer history)."""
+    resume = plan.parts["resume"]
+    recorded = resume.get("fingerprint")
+    if recorded is not None:
+        now = plan.fingerprint()
+        differ = [k for k in now if recorded.get(k) != now[k]]
+        if differ:
+            raise ValueError(
+                f"`checkpoint_dir` holds a run with other {' and '.join(differ)} than this call "
+                f"({checkpointer.directory}); resuming it would mix two runs. Use another "
+                "folder, or delete this one to start over. "
+                f"Received: checkpoint_dir={str(checkpointer.directory)!r}")
+    latest = checkpointer.latest()
+    checkpointer.read(latest, full, optimizer)
+    if plateau is not None:
+        plateau.set_state(resume["plateau"])
+        plateau.best_weights = checkpointer.read_arrays(latest, "best_weights")
+    if resume.get("schedule_scale") is not None:
+        base = learning_rate_schedule(optimizer)
+        if base is not None:
+            optimizer.learning_rate = ScaledSchedule(base, resume["schedule_scale"])
+    return resume["epoch"] + 1, resume["history"], resume["layer_history"]
+
+
+def _checkpoint_callback(plan, checkpointer, monitor, plateau, past, jit):
+    from keras_recipes.checkpoint import CheckpointCallback
+
+    run_history = {k: list(v) for k, v in past[0].items()}
+    full = plan.parts["full"]
+
+    def checkpoint_state(epoch, logs):
+        for key, value in logs.items():
+            run_history.setdefault(key, []).append(float(value))
+        schedule = learning_rate_schedule(full.optimizer)
+        state = {
+            "epoch": epoch,
+            "history": run_history,
+            "layer_history": past[1] + monitor.layer_history,
+            "plateau": plateau.get_state() if plateau is not None else None,
+            "jit_compile": bool(jit),
+            "schedule_scale": schedule.scale if isinstance(schedule, ScaledSchedule) else None,
+            "fingerprint": plan.fingerprint(),
+        }
+        return state, {"best_weights": plateau.best_weights if plateau is not None else None}
+
+    return CheckpointCallback(checkpointer, checkpoint_state)
+
+
+def _prepare(plan):
+    """Checkpointer, the resumed state and the compiled training model."""
+    parts, o = plan.parts, plan.options
+    checkpointer = None
+    parts["resume"] = None
+    if o["checkpoint_dir"] is not None:
+        from keras_recipes.checkpoint import Checkpointer
+
+        checkpointer = Checkpointer(o["checkpoint_dir"], writes=distribute.is_chief(parts["strategy"]))
+        parts["resume"] = checkpointer.peek()
+    jit = parts["jit"]
+    if parts["resume"] is not None:
+        jit = parts["resume"]["jit_compile"]
+        plan.tips = [t for t in plan.tips if t.name != "execution"] + [
+            Tip(0, "execution", f"jit_compile={jit}", "as chosen by the run being resumed")]
+    return checkpointer, jit
+
+
+def _callbacks(plan, checkpointer, jit):
+    parts, o = plan.parts, plan.options
+    plateau = (ReduceLROnPlateau.halve(**parts["plateau"]) if parts["plateau"] is not None
+               else None)
+    monitor, guard, interrupt = UpdateRatioMonitor(), StopOnNaN(), GracefulInterrupt()
+    optimizer = build.compile_model(parts, jit)
+    past = (0, {}, [])
+    if parts["resume"] is not None:
+        past = _resume(plan, checkpointer, parts["full"], optimizer, plateau)
+        plan.tips.append(Tip(0, "resumed", f"from the checkpoint after epoch {past[0]}",
+                             f"found in {checkpointer.directory}", "checkpoint_dir="))
+    # Order matters at the end of training: the guard restores the last
+    # finite weights first, then the plateau callback the best ones.
+    callbacks = [interrupt, monitor, guard] + ([plateau] if plateau else []) + list(o["callbacks"] or [])
+    if checkpointer is not None:
+        # Last, so that every callback before it has updated its state.
+        callbacks.append(_checkpoint_callback(plan, checkpointer, monitor, plateau, past[1:], jit))
+    return callbacks, past, dict(plateau=plateau, monitor=monitor, guard=guard, interrupt=interrupt)
+
+
+def _fit(plan, callbacks, initial_epoch, plateau):
+    parts, o, data = plan.parts, plan.options, plan.data
+    epochs = o["epochs"]
+    if o["steps_per_epoch"] is not None:
+        data.limit_steps(o["steps_per_epoch"])
+    # A run that had already stopped (the stopping rule) stays stopped.
+    last_epoch = initial_epoch if plateau is not None and plateau.stopped_epoch is not None else epochs
+    validation = data.validation
+    if o["validation_steps"] is not None:
+        validation = validation.take(o["validation_steps"])
+    # One dataset of all remaining epochs, each shuffled by (seed, epoch): the
+    # same orders whether or not the run was interrupted and resumed.
+    return parts["full"].fit(
+        data.epochs(initial_epoch, max(last_epoch, initial_epoch), shuffle=o["shuffle"]),
+        steps_per_epoch=data.steps_per_epoch, validation_data=validation, epochs=last_epoch,
+        callbacks=callbacks, verbose=parts["verbose"], shuffle=False, initial_epoch=initial_epoch,
+        class_weight=o["class_weight"])
+
+
+def _events(watch, stop_ratio):
+    guard, plateau, interrupt = watch["guard"], watch["plateau"], watch["interrupt"]
+    events, status = [], "finished"
+    if guard.event is not None:
+        status = "diverged"
+        events.append(f"training diverged: loss {guard.event['loss']} at epoch "
+                      f"{guard.event['epoch'] + 1} with learning rate "
+                      f"{guard.event['learning_rate']:.4g}; stopped and restored the last "
+                      "finite weights. Lower learning_rate= (or clip_norm=) and run again")
+    if interrupt.interrupted:
+        status = "interrupted" if status == "finished" else status
+        events.append("interrupted (Ctrl-C): stopped after the current step")
+    if plateau is not None and plateau.stopped_epoch is not None:
+        status = "stopped" if status == "finished" else status
+        events.append(f"stopped at epoch {plateau.stopped_epoch + 1}: the learning rate fell "
+                      f"below {stop_ratio:g} x its initial value")
+    if plateau is not None and plateau.best_epoch is not None:
+        events.append(f"weights restored from epoch {plateau.best_epoch + 1} "
+                      f"(val_loss {plateau.best_weights_value:.4g})")
+    return status, events
+
+
+def run(plan):
+    """Trains as `plan` says; returns a `FitResult` (or, for a plan with
+    members, the result whose `.ensemble` is the `EnsembleResult`)."""
+    start = time.perf_counter()
+    parts = plan.parts
+    with distribute.Scope(parts["strategy"]):
+        checkpointer, jit = _prepare(plan)
+        callbacks, past, watch = _callbacks(plan, checkpointer, jit)
+        if parts["verbose"]:
+            print(plan)
+        history = _fit(plan, callbacks, past[0], watch["plateau"])
+        merged = {k: list(v) for k, v in past[1].items()}
+        for key, values in history.history.items():
+            merged[key] = merged.get(key, []) + list(values)
+        full = parts["full"]
+        execution = dict(parts["execution"], jit_compile_after_fit=bool(full.jit_compile),
+                         replicas=distribute.replicas(parts["strategy"]),
+                         workers=distribute.workers(parts["strategy"]))
+        status, events = _events(watch, plan.options["stop_ratio"])
+        fused = parts.get("fused")
+        model = full if fused is not None else build.result_model(parts, full, plan.model)
+        result = FitResult(model, merged, plan.tips, plan.data, execution,
+                           past[2] + watch["monitor"].layer_history,
+                           time.perf_counter() - start, events, status)
+        result.audit = parts.get("audit")
+        result.plan = plan
+        plateau = watch["plateau"]
+        result.best_epoch = plateau.best_epoch if plateau is not None else None
+        if status in ("diverged", "interrupted"):
+            warnings.warn(f"fit_with_tips {status}: {events[0]}", RuntimeWarning, stacklevel=3)
+        if checkpointer is not None and status != "interrupted":
+            checkpointer.save_final(model)
+        if fused is not None:
+            result.execution["ensemble_path"] = "fused"
+            result.ensemble = fused.assemble(parts["raw"], parts["features"], parts["target"], result)
+    return result
+
