@@ -89,6 +89,11 @@ def describe_layer(layer):
 # -- the training model ------------------------------------------------------------------
 
 
+def _name(model):
+    """A functional model's name from the user's (a leading '_' is not allowed)."""
+    return (model.name.lstrip("_") or "model") + "_with_tips"
+
+
 def _unstandardize(target):
     mean, std = target
     return keras.layers.Rescaling(scale=[float(s) for s in std], offset=[float(m) for m in mean],
@@ -118,30 +123,30 @@ def _pipeline_map(parts, data):
 def training_model(parts, model, data):
     """The model `fit` trains, and the pieces to turn it into `result.model`.
 
+    Call it inside `parts["scope"]` (the strategy's entered `Scope`).
     Returns a dict: `full` (trained), `raw` (its input), `features` (the
     tensor after augmentation and preprocessing) and `trained_output`.
     """
-    scope = distribute.Scope(parts["strategy"])
-    with scope:
-        raw = keras.Input(tuple(data.x_shape), name="raw_input")
-        z = raw
-        for layer in parts["augment"] + parts["pre_layers"]:
-            z = layer(z)
-        fused = parts.get("fused")
-        if fused is not None:
-            output = fused.output(z)
-            full = scope.training_model(raw, output, "ensemble_training")
-        elif parts["custom_step"]:
-            if not parts.get("mapped"):
-                _pipeline_map(parts, data)
-                parts["mapped"] = True
-            output, full = None, model
-        elif (parts["pre_layers"] or parts["augment"] or parts["target"] is not None
-              or distribute.is_multi_worker(parts["strategy"])):
-            output = model(z)
-            full = scope.training_model(raw, output, f"{model.name}_with_tips")
-        else:
-            output, full = None, model
+    scope = parts["scope"]
+    raw = keras.Input(tuple(data.x_shape), name="raw_input")
+    z = raw
+    for layer in parts["augment"] + parts["pre_layers"]:
+        z = layer(z)
+    fused = parts.get("fused")
+    if fused is not None:
+        output = fused.output(z)
+        full = scope.training_model(raw, output, "ensemble_training")
+    elif parts["custom_step"]:
+        if not parts.get("mapped"):
+            _pipeline_map(parts, data)
+            parts["mapped"] = True
+        output, full = None, model
+    elif (parts["pre_layers"] or parts["augment"] or parts["target"] is not None
+          or distribute.is_multi_worker(parts["strategy"])):
+        output = model(z)
+        full = scope.training_model(raw, output, _name(model))
+    else:
+        output, full = None, model
     return {"full": full, "raw": raw, "features": z, "trained_output": output}
 
 
@@ -157,7 +162,7 @@ def result_model(parts, full, model):
             output = _unstandardize(target)(output)
         if inference_z is raw and target is None:
             return model
-        return keras.Model(raw, output, name=f"{model.name}_with_tips")
+        return keras.Model(raw, output, name=_name(model))
     if target is not None:
         return keras.Model(raw, _unstandardize(target)(parts["trained_output"]), name=full.name)
     if distribute.is_multi_worker(parts["strategy"]):

@@ -18,6 +18,8 @@ from keras_recipes.datasets.digits import DIGITS_NAME, digits_builder
 EMBEDDED = ("digits", DIGITS_NAME)
 # Distinct label values counted exactly up to this many.
 _DISTINCT_CAP = 1000
+# Integer labels with at most this many distinct values are split per value.
+_STRATIFY_MAX = 100
 # Per-class counters for the streaming stratified split: labels are bucketed
 # modulo this many counters.
 _STRATA = 1024
@@ -621,7 +623,8 @@ def _array_split(data, validation_data, validation_split, seed, sample_weight):
     if validation_data is not None:
         return (x, y, w), None, "validation_data given"
     labels = _label_stats(y)
-    strata = y if labels.kind == "integer" and y.ndim == 1 else None
+    # Stratified when the values look like class ids (a few distinct ones).
+    strata = y if labels.kind == "integer" and y.ndim == 1 and labels.distinct <= _STRATIFY_MAX else None
     train_idx, val_idx = stratified_split(strata if strata is not None else np.zeros(len(y), "float32"),
                                           validation_split, seed)
     if len(val_idx) == 0 or len(train_idx) == 0:

@@ -26,6 +26,7 @@ from keras_recipes.losses import probe_output
 from keras_recipes.modelinfo import dropout_layers
 from keras_recipes.modelinfo import jit_blockers
 from keras_recipes.modelinfo import recurrent_layers
+from keras_recipes.modelinfo import walk_layers
 from keras_recipes.result import Tip
 from keras_recipes.result import table
 
@@ -90,9 +91,10 @@ class Plan:
         parts["member_loss"] = self.parts["loss"]
         parts["loss"] = fused.loss(self.parts["loss"])
         parts["metrics"] = fused.metrics(self.parts["loss"])
-        parts.update(build.training_model(parts, self.model, self.data))
         tips = [t for t in self.tips if t.name != "execution"] + [fused.tip()]
-        with distribute.Scope(parts["strategy"]):
+        with distribute.Scope(parts["strategy"]) as scope:
+            parts["scope"] = scope
+            parts.update(build.training_model(parts, self.model, self.data))
             tips.append(_decide_execution(parts, self.data, self.options))
         return Plan(tips, self.model, self.data, self.options, parts)
 
@@ -107,9 +109,12 @@ def fingerprint(data, model, tips):
                  np.round(np.atleast_1d(features.mean), 4).tolist(),
                  np.round(np.atleast_1d(features.std), 4).tolist(), data.labels.kind,
                  sorted(data.labels.class_counts.items())]
-    model_part = [type(model).__name__, [(v.path, list(v.shape)) for v in model.weights]]
+    model_part = [type(model).__name__, [list(v.shape) for v in model.weights],
+                  [type(layer).__name__ for layer in walk_layers(model)]]
+    # Rows that differ between the processes or the runs of one training
+    # (which worker this is, the resumed epoch) are not decisions about it.
     decisions = [[t.number, t.name, t.setting] for t in tips
-                 if t.name not in ("execution", "resumed", "audit")]
+                 if t.name not in ("execution", "resumed", "audit", "distribution")]
     return {"data": _digest(data_part), "model": _digest(model_part),
             "decisions": _digest(decisions)}
 
@@ -194,9 +199,10 @@ def plan(model, data, **options):
              "verbose": 1 if o["verbose"] == "auto" else o["verbose"], "source": model}
     if o["seed"] is not None:
         keras.utils.set_random_seed(int(o["seed"]))
-    with distribute.Scope(strategy):
+    with distribute.Scope(strategy) as scope:
         from keras_recipes import data as data_lib  # tf.data: TensorFlow only
 
+        parts["scope"] = scope
         seed = o["seed"] if o["split_seed"] is None else o["split_seed"]
         data = data_lib.make_data(
             data, o["validation_data"], o["validation_split"], o["batch_size"], seed,
@@ -307,6 +313,13 @@ def _decide_task(model, data, o, parts):
         if isinstance(loss, keras.losses.MeanSquaredError):
             data.labels.kind = "continuous"
         tips.append(Tip(3, "loss", loss.name, why + "; mean over the batch", "task=, loss="))
+    width = int(np.prod(data.labels.shape)) if data.labels.shape else 1
+    if isinstance(loss, keras.losses.MeanSquaredError) and width != units:
+        raise ValueError(
+            f"Regression needs one output per label column: the labels have {width} label "
+            f"column{'s' if width > 1 else ''} ({data.labels.evidence()}), the model has "
+            f"{units} outputs. Pass task= if the labels are class ids. "
+            f"Received: labels of shape {data.labels.shape}, {units} outputs")
     check_labels(loss, data.labels, units, "data")
     check_labels(loss, data.validation_labels, units, "validation_data")
     parts.update(loss=loss, metrics=metrics)

@@ -201,7 +201,7 @@ def test_damaged_or_foreign_checkpoint_gives_a_clear_error(tmp_path):
     kr.fit_with_tips(mlp(), (X, Y), epochs=1, seed=0, verbose=0, jit_compile=False,
                      checkpoint_dir=tmp_path / "b")
     wider = keras.Sequential([keras.Input((4,)), keras.layers.Dense(7), keras.layers.Dense(3)])
-    with pytest.raises(ValueError, match="does not match this run"):
+    with pytest.raises(ValueError, match="holds a run with other model"):
         kr.fit_with_tips(wider, (X, Y), epochs=2, seed=0, verbose=0, jit_compile=False,
                          checkpoint_dir=tmp_path / "b")
     with pytest.raises(ValueError, match="is a file.*Received: checkpoint_dir="):
