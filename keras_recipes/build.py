@@ -94,30 +94,74 @@ def _name(model):
     return (model.name.lstrip("_") or "model") + "_with_tips"
 
 
-def _unstandardize(target):
+def _unstandardize(target, name="unstandardize_targets"):
     mean, std = target
     return keras.layers.Rescaling(scale=[float(s) for s in std], offset=[float(m) for m in mean],
-                                  name="unstandardize_targets")
+                                  name=name)
 
 
 def _pipeline_map(parts, data):
-    """With the user's own train_step: preprocessing, augmentation and the
-    target scale applied in the input pipeline (the step sees them as data)."""
-    layers = parts["augment"] + parts["pre_layers"]
-    target = parts["target"]
+    """With the user's own train_step, or several inputs or outputs:
+    preprocessing, augmentation and the target scales applied in the input
+    pipeline (the model's step sees them as data)."""
+    import tensorflow as tf
+
+    if parts.get("structured"):
+        input_layers, targets = parts["input_layers"], parts["targets"]
+    else:
+        input_layers = [parts["augment"] + parts["pre_layers"]]
+        targets = [parts["target"]]
+    augment = parts["augment"]
+    shapes = [tuple(spec.shape) for spec in tf.nest.flatten(data.y_spec)]
+    # Build the layers eagerly first: variables made inside a dataset's map
+    # function would belong to that function's graph.
+    sample = tf.nest.flatten(next(iter(data.train.take(1)))[0])
+    for leaf, layers in zip(sample, input_layers):
+        for layer in layers:
+            leaf = layer(leaf)
 
     def on_pair(x, y, training):
-        for layer in layers:
-            x = layer(x, training=training) if layer in parts["augment"] else layer(x)
-        if target is not None:
-            shape = data.labels.shape or ()
-            mean = target[0].astype("float32").reshape(shape)
-            y = (keras.ops.cast(y, "float32") - mean) / target[1].astype("float32").reshape(shape)
-        return x, y
+        xs = tf.nest.flatten(x)
+        for i, layers in enumerate(input_layers):
+            for layer in layers:
+                xs[i] = layer(xs[i], training=training) if layer in augment else layer(xs[i])
+        ys = tf.nest.flatten(y)
+        for i, (target, shape) in enumerate(zip(targets, shapes)):
+            if target is not None:
+                mean = target[0].astype("float32").reshape(shape)
+                std = target[1].astype("float32").reshape(shape)
+                ys[i] = (tf.cast(ys[i], tf.float32) - mean) / std
+        return tf.nest.pack_sequence_as(x, xs), tf.nest.pack_sequence_as(y, ys)
 
     data.train = data.train.map(lambda x, y, *w: on_pair(x, y, True) + w)
     data.validation = data.validation.map(lambda x, y, *w: on_pair(x, y, False) + w)
     data.maps.append(lambda x, y, *w: on_pair(x, y, True) + w)
+
+
+def _structured_result(parts, model, data):
+    """`result.model` for several inputs or outputs: raw inputs in (named as
+    the data's), each standardized, raw-unit outputs out."""
+    import tensorflow as tf
+
+    from keras_recipes.data import leaves
+
+    raws, features = [], []
+    for (name, spec), layers in zip(leaves(data.x_spec), parts["input_layers"]):
+        raw = keras.Input(tuple(spec.shape), dtype=spec.dtype.name, name=name or None)
+        z = raw
+        for layer in layers:
+            z = layer(z)
+        raws.append(raw)
+        features.append(z)
+    inputs = tf.nest.pack_sequence_as(data.x_spec, raws)
+    outputs = keras.tree.flatten(model(tf.nest.pack_sequence_as(data.x_spec, features)))
+    outputs = [_unstandardize(t, f"unstandardize_{i}")(o) if t is not None else o
+               for i, (o, t) in enumerate(zip(outputs, parts["targets"]))]
+    if isinstance(data.y_spec, dict):
+        outputs = dict(zip(sorted(data.y_spec), outputs))
+    elif len(outputs) == 1:
+        outputs = outputs[0]
+    return keras.Model(inputs, outputs, name=_name(model))
 
 
 def training_model(parts, model, data):
@@ -128,6 +172,11 @@ def training_model(parts, model, data):
     tensor after augmentation and preprocessing) and `trained_output`.
     """
     scope = parts["scope"]
+    if parts.get("structured"):
+        if not parts.get("mapped"):
+            _pipeline_map(parts, data)
+            parts["mapped"] = True
+        return {"full": model, "raw": None, "features": None, "trained_output": None}
     raw = keras.Input(tuple(data.x_shape), name="raw_input")
     z = raw
     for layer in parts["augment"] + parts["pre_layers"]:
@@ -150,8 +199,13 @@ def training_model(parts, model, data):
     return {"full": full, "raw": raw, "features": z, "trained_output": output}
 
 
-def result_model(parts, full, model):
+def result_model(parts, full, model, data):
     """`result.model`: raw inputs in, raw-unit predictions out."""
+    if parts.get("structured"):
+        if all(not layers for layers in parts["input_layers"]) and not any(
+                t is not None for t in parts["targets"]):
+            return model
+        return _structured_result(parts, model, data)
     raw, z, target = parts["raw"], parts["features"], parts["target"]
     if parts["custom_step"]:
         inference_z = raw

@@ -98,7 +98,17 @@ class Data:
     validation_labels: LabelStats = None
     weighted: bool = False  # elements are (x, y, sample_weight)
     max_steps: int = None
+    # Every input and output, in tf.nest order (also when there is one):
+    input_stats: list = None  # FeatureStats, or None for a text input
+    output_labels: list = None  # LabelStats per output
+    output_val_labels: list = None
+    x_spec: object = None  # one example's structure of tf.TensorSpec
+    y_spec: object = None
 
+    @property
+    def structured(self):
+        """Several inputs or outputs (dicts, lists or tuples of tensors)."""
+        return self.features is None
     def map_pairs(self, fn):
         """Applies `fn(x, y) -> (x, y)` to the training and validation data
         (sample weights, when there are any, pass through)."""
@@ -394,7 +404,7 @@ def _stream_split(dataset, validation_split, seed, integer_labels):
     offsets = tf.constant(np.random.default_rng(seed).integers(0, k, _STRATA), tf.int64)
 
     def assign(counts, element):
-        y = element[1]
+        y = tf.nest.flatten(element[1])[0]
         if integer_labels:
             bucket = tf.math.floormod(tf.cast(tf.reshape(y, [-1])[0], tf.int64), _STRATA)
         else:
@@ -429,20 +439,28 @@ def _split_spec(dataset, name):
             f"A tf.data.Dataset passed as `{name}` must yield (x, y) or (x, y, sample_weight). "
             f"Received: element_spec={spec}"
         )
-    if not isinstance(spec[0], tf.TensorSpec):
-        raise ValueError(
-            "fit_with_tips supports a single input tensor per example (dict or tuple "
-            "features are not supported yet; concatenate them, or use model.fit). "
-            f"Received: x element_spec={spec[0]}"
-        )
     return spec
+
+
+def leaves(spec):
+    """[(name, leaf)] of a nest: dict keys, tuple positions, or "" for one leaf."""
+    if isinstance(spec, dict):  # tf.nest's order: sorted keys
+        named = [(str(k), v) for k, v in sorted(spec.items())]
+    elif isinstance(spec, (list, tuple)):
+        named = [(str(i), v) for i, v in enumerate(spec)]
+    else:
+        return [("", spec)]
+    if any(_is_structure(v) for _, v in named):
+        raise ValueError("Inputs and outputs may be nested one level deep (a dict or a list of "
+                         f"tensors). Received: a nested structure {spec}")
+    return named
 
 
 def _is_batched(dataset, name="data", input_rank=None):
     """Detects `.batch()`: from the model's input rank when it is known (so
     `drop_remainder=True` is seen too), else from a leading unknown dimension."""
     spec = _split_spec(dataset, name)
-    x_spec, y_spec = spec[0], spec[1]
+    x_spec, y_spec = tf.nest.flatten(spec[0])[0], tf.nest.flatten(spec[1])[0]
     if input_rank is not None and x_spec.shape.rank is not None:
         return x_spec.shape.rank == input_rank
     if y_spec.shape.rank == 0:
@@ -468,7 +486,9 @@ def _check_deterministic_order(dataset, name, probe=256):
     def fingerprint():
         rows = []
         for element in dataset.take(probe).as_numpy_iterator():
-            rows.append(hash(np.asarray(element[0]).tobytes()))
+            rows.append(hash(b"".join(
+                repr(np.asarray(leaf).tolist()).encode() if np.asarray(leaf).dtype.kind == "O"
+                else np.asarray(leaf).tobytes() for leaf in tf.nest.flatten(element[0]))))
         return rows
 
     if fingerprint() != fingerprint():
@@ -529,10 +549,15 @@ def _check_batch_finite(xb, n, name):
 
 
 def _dataset_stats(dataset, verbose, name="data", features=True):
-    """One streaming pass: feature and label statistics, NaN/Inf checks."""
-    x_shape = tuple(dataset.element_spec[0].shape)
-    axis = _stats_axis(x_shape)
-    moments, labels = _Moments(), _LabelMoments()
+    """One streaming pass: per-input feature statistics (None for text
+    inputs), per-output label statistics, NaN/Inf checks.
+
+    Returns (list of FeatureStats or None, list of LabelStats, count)."""
+    x_leaves = [spec for _, spec in leaves(dataset.element_spec[0])]
+    numeric = [spec.dtype != tf.string for spec in x_leaves]
+    axes = [_stats_axis(tuple(spec.shape)) for spec in x_leaves]
+    moments = [_Moments() for _ in x_leaves]
+    labels = [_LabelMoments() for _ in tf.nest.flatten(dataset.element_spec[1])]
     n = 0
     progbar = None
     if verbose:
@@ -540,21 +565,28 @@ def _dataset_stats(dataset, verbose, name="data", features=True):
 
         progbar = keras.utils.Progbar(None, unit_name="example")
     for element in dataset.batch(1024).as_numpy_iterator():
-        xb, yb = element[0], element[1]
-        _check_batch_finite(xb, n, name)
-        try:
-            labels.update(yb)
-        except ValueError as error:
-            raise ValueError(f"`{name}` y {error} near example {n}. "
-                             "Received: y with non-finite values") from None
-        if features:
-            moments.update(xb, axis)
-        n += len(xb)
+        xs, ys = tf.nest.flatten(element[0]), tf.nest.flatten(element[1])
+        for xb, keep, axis, m in zip(xs, numeric, axes, moments):
+            if keep:
+                _check_batch_finite(xb, n, name)
+                if features:
+                    m.update(xb, axis)
+        for yb, label in zip(ys, labels):
+            if yb.dtype.kind in "USO":
+                raise TypeError(f"`{name}` y must be numeric. Received: y with dtype {yb.dtype}")
+            try:
+                label.update(yb)
+            except ValueError as error:
+                raise ValueError(f"`{name}` y {error} near example {n}. "
+                                 "Received: y with non-finite values") from None
+        n += len(xs[0])
         if progbar is not None:
             progbar.update(n)
     if n == 0:
         raise ValueError(f"`{name}` is empty: the dataset yielded no examples. Received: 0 examples")
-    return (moments.result(n, axis) if features else None), labels.result(), n
+    stats = [m.result(n, axis) if keep and features else None
+             for m, keep, axis in zip(moments, numeric, axes)]
+    return stats, [label.result() for label in labels], n
 
 
 def target_scale(data):
@@ -564,7 +596,12 @@ def target_scale(data):
     and std in [0.1, 10]) or constant; else `(mean, std)` arrays of the label
     width (a constant column keeps mean 0, std 1).
     """
-    mean, std = np.atleast_1d(data.labels.mean), np.atleast_1d(data.labels.std)
+    return target_scale_of(data.labels)
+
+
+def target_scale_of(labels):
+    """`target_scale` for one output's `LabelStats`."""
+    mean, std = np.atleast_1d(labels.mean), np.atleast_1d(labels.std)
     unit = (np.abs(mean) < 1.0) & (std >= 0.1) & (std <= 10.0)
     constant = std < 1e-12
     if np.all(unit | constant):
@@ -581,24 +618,108 @@ def _count(dataset):
 # -- entry point -----------------------------------------------------------------
 
 
-def _resolve_source(data, sample_weight):
-    """(description, data) with names loaded and pandas converted."""
-    if isinstance(data, str):
-        description = f"dataset {data!r}" + (" (embedded, via TFDS)" if data in EMBEDDED else " (TFDS)")
-        return description, load_named(data, data_dir=None)
+def _is_structure(value):
+    return isinstance(value, (dict, list, tuple))
+
+
+def _leaf_array(value):
+    array = np.asarray(_as_array(value))
+    return array.astype(str) if array.dtype.kind == "O" else array
+
+
+def _structured_dataset(data, sample_weight):
+    """Several inputs or outputs (dicts, lists, tuples of arrays) as a dataset
+    of examples, the structure kept; `model.fit` takes the same."""
+    x, y = data[0], data[1]
+    w = data[2] if len(data) == 3 else sample_weight
+    as_nest = lambda v: ({str(k): _leaf_array(a) for k, a in v.items()} if isinstance(v, dict)
+                         else tuple(_leaf_array(a) for a in v) if _is_structure(v)
+                         else _leaf_array(v))
+    x, y = as_nest(x), as_nest(y)
+    lengths = {len(a) for a in tf.nest.flatten(x) + tf.nest.flatten(y)}
+    if len(lengths) != 1:
+        raise ValueError("Every input and output array must have one row per example. "
+                         f"Received: lengths {sorted(lengths)}")
+    if w is not None:
+        return tf.data.Dataset.from_tensor_slices((x, y, np.asarray(w, "float32")))
+    return tf.data.Dataset.from_tensor_slices((x, y))
+
+
+def _spec_of(batch):
+    return tf.nest.map_structure(
+        lambda a: tf.TensorSpec((None,) + np.asarray(a).shape[1:],
+                                tf.string if np.asarray(a).dtype.kind in "USO"
+                                else tf.as_dtype(np.asarray(a).dtype)), batch)
+
+
+def _pydataset(data):
+    """A `keras.utils.PyDataset` as a dataset of its batches, read by index
+    (so every pass has the same order and a split of it is stable)."""
+    n = len(data)
+    if n == 0:
+        raise ValueError("`data` is an empty PyDataset. Received: len(data)=0")
+    first = tuple(data[0])
+    spec = _spec_of(first)
+
+    def batches():
+        for i in range(len(data)):
+            yield tuple(data[i])
+
+    return tf.data.Dataset.from_generator(batches, output_signature=tuple(spec)).apply(
+        tf.data.experimental.assert_cardinality(n))
+
+
+def _generator(data, steps_per_epoch):
+    """A Python generator: `steps_per_epoch` batches read once and kept."""
+    if steps_per_epoch is None:
+        raise ValueError(
+            "A generator has no length: pass `steps_per_epoch=` (the batches of one epoch), "
+            "as model.fit needs too, or wrap the data in a keras.utils.PyDataset. "
+            "Received: steps_per_epoch=None")
+    batches = []
+    for batch in data:
+        batches.append(tuple(batch))
+        if len(batches) == steps_per_epoch:
+            break
+    if not batches:
+        raise ValueError("The generator yielded nothing. Received: 0 batches")
+    stacked = tuple(tf.nest.map_structure(lambda *a: np.concatenate(a), *[b[i] for b in batches])
+                    for i in range(len(batches[0])))
+    return tf.data.Dataset.from_tensor_slices(stacked), len(batches)
+
+
+def _resolve_source(data, sample_weight, steps_per_epoch=None):
+    """(description, data, notes) with names loaded, pandas converted, and
+    structures, PyDatasets and generators turned into datasets."""
+    import inspect
+
+    import keras
+
     if isinstance(data, tf.data.Dataset):
         if sample_weight is not None:
             raise ValueError("`sample_weight` goes with array data; a dataset carries its "
                              "weights as (x, y, sample_weight) elements. "
                              f"Received: sample_weight={_describe(sample_weight)}")
-        return "tf.data.Dataset", data
+        return "tf.data.Dataset", data, []
+    if isinstance(data, keras.utils.PyDataset):
+        return f"PyDataset ({type(data).__name__}, {len(data)} batches)", _pydataset(data), [
+            "the PyDataset's batches were re-batched"]
+    if inspect.isgenerator(data) or (hasattr(data, "__next__") and hasattr(data, "__iter__")):
+        dataset, n = _generator(data, steps_per_epoch)
+        return "generator", dataset, [
+            f"generator: its first {n} batches (steps_per_epoch) were read once and are "
+            "reshuffled every epoch; a generator that makes new data every epoch should be a "
+            "PyDataset, or use augment="]
     if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not any(
             isinstance(d, tf.data.Dataset) for d in data) and all(
-            d is None or isinstance(d, (dict, list, tuple)) or np.ndim(d) >= 1 for d in data):
-        return "arrays", data
+            d is None or _is_structure(d) or np.ndim(d) >= 1 for d in data):
+        if _is_structure(data[0]) or _is_structure(data[1]):
+            return "arrays (several inputs or outputs)", _structured_dataset(data, sample_weight), []
+        return "arrays", data, []
     raise TypeError(
-        "`data` must be an (x, y) or (x, y, sample_weight) tuple of arrays (numpy or "
-        "pandas), a tf.data.Dataset of (x, y) or (x, y, sample_weight), 'digits' or a "
+        "`data` must be an (x, y) or (x, y, sample_weight) tuple of arrays (numpy or pandas; "
+        "dicts or lists of them for several inputs or outputs), a tf.data.Dataset of such "
+        "elements, a keras.utils.PyDataset, a generator with steps_per_epoch, 'digits' or a "
         f"TFDS name. Received: data={_describe(data)}"
     )
 
@@ -642,8 +763,23 @@ def _from_arrays(x, y, w):
     return tf.data.Dataset.from_tensor_slices((x, y) if w is None else (x, y, w))
 
 
+def _shapes(x_spec):
+    """Per-example shape of a single input, or {name: shape} of several."""
+    named = leaves(x_spec)
+    if len(named) == 1 and not _is_structure(x_spec):
+        return tuple(named[0][1].shape)
+    return {name: tuple(spec.shape) for name, spec in named}
+
+
 def _validation_dataset(validation_data, x_shape, weighted, input_rank):
     """The validation set as an unbatched dataset, checked like the training data."""
+    import keras
+
+    if isinstance(validation_data, keras.utils.PyDataset):
+        validation_data = _pydataset(validation_data)
+    elif (isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3)
+          and (_is_structure(validation_data[0]) or _is_structure(validation_data[1]))):
+        validation_data = _structured_dataset(validation_data, None)
     if isinstance(validation_data, tf.data.Dataset):
         _check_finite_cardinality(validation_data, "validation_data")
         batched = _is_batched(validation_data, "validation_data", input_rank)
@@ -657,11 +793,11 @@ def _validation_dataset(validation_data, x_shape, weighted, input_rank):
             "`validation_data` must be an (x, y) or (x, y, sample_weight) tuple of arrays or "
             f"a tf.data.Dataset. Received: validation_data={_describe(validation_data)}"
         )
-    v_shape = tuple(val.element_spec[0].shape)
-    if v_shape != tuple(x_shape):
+    v_shape = _shapes(val.element_spec[0])
+    if v_shape != x_shape:
         raise ValueError(
             "`validation_data` x must have the same per-example shape as the "
-            f"training data {tuple(x_shape)}. Received: {v_shape}"
+            f"training data {x_shape}. Received: {v_shape}"
         )
     if weighted and len(val.element_spec) == 2:
         val = val.map(lambda x, y: (x, y, tf.ones([], tf.float32)))
@@ -672,7 +808,7 @@ def _validation_dataset(validation_data, x_shape, weighted, input_rank):
 
 def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
               seed=None, data_dir=None, shuffle_buffer=10_000, verbose=0, shuffle_seed=None,
-              sample_weight=None, input_rank=None):
+              sample_weight=None, input_rank=None, steps_per_epoch=None):
     """Resolves `data` into batched train/validation datasets plus statistics.
 
     Args:
@@ -703,19 +839,20 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
         description = f"dataset {data!r}" + (" (embedded, via TFDS)" if data in EMBEDDED else " (TFDS)")
         data = load_named(data, data_dir)
     else:
-        description, data = _resolve_source(data, sample_weight)
+        description, data, more = _resolve_source(data, sample_weight, steps_per_epoch)
+        notes += more
 
     val_source = None
     if isinstance(data, (tuple, list)):
         (x, y, w), held_out, split = _array_split(data, validation_data, validation_split, seed,
                                                   sample_weight)
-        features, labels = array_feature_stats(x), _label_stats(y)
+        features, labels = [array_feature_stats(x)], [_label_stats(y)]
         source = _from_arrays(x, y, w)
         shuffle_buffer, n_train = len(x), len(x)
         x_shape, x_dtype = tuple(x.shape[1:]), str(x.dtype)
         if held_out is not None:
             val_source = _from_arrays(*held_out)
-            val_labels, n_val = _label_stats(held_out[1]), len(held_out[0])
+            val_labels, n_val = [_label_stats(held_out[1])], len(held_out[0])
     else:
         _check_finite_cardinality(data, "data")
         dataset = data
@@ -723,23 +860,25 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
             dataset = dataset.unbatch()
             notes.append(f"the dataset was batched; it was re-batched to batch_size={batch_size}")
         spec = dataset.element_spec
-        if spec[0].dtype == tf.string or spec[1].dtype == tf.string:
+        x_leaves = [leaf for _, leaf in leaves(spec[0])]
+        if len(x_leaves) == 1 and x_leaves[0].dtype == tf.string:
             raise TypeError(
                 "`data` must hold numeric tensors; encode strings first. "
-                f"Received: x dtype {spec[0].dtype.name}, y dtype {spec[1].dtype.name}"
+                f"Received: x dtype {x_leaves[0].dtype.name}"
             )
+        integer = len(tf.nest.flatten(spec[1])) == 1 and tf.nest.flatten(spec[1])[0].dtype.is_integer
         if validation_data is None:
             _check_deterministic_order(dataset, "data")
-            train_stream, val_source, k = _stream_split(dataset, validation_split, seed,
-                                                        spec[1].dtype.is_integer)
+            train_stream, val_source, k = _stream_split(dataset, validation_split, seed, integer)
             split = (f"held out every {k}th example"
-                     f"{' of each class' if spec[1].dtype.is_integer else ''} (seed {seed}), streaming")
+                     f"{' of each class' if integer else ''} (seed {seed}), streaming")
             _, val_labels, n_val = _dataset_stats(val_source, 0, "data", features=False)
         else:
             train_stream, split = dataset, "validation_data given"
         features, labels, n_train = _dataset_stats(train_stream, verbose)
         source = train_stream.apply(tf.data.experimental.assert_cardinality(n_train))
-        x_shape, x_dtype = tuple(spec[0].shape), spec[0].dtype.name
+        x_shape = _shapes(spec[0])
+        x_dtype = x_leaves[0].dtype.name if len(x_leaves) == 1 else "several"
     weighted = len(source.element_spec) == 3
     train = source.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
 
@@ -754,7 +893,12 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
     val = val_source.apply(tf.data.experimental.assert_cardinality(n_val))
     train = train.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     val = val.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    return Data(train, val, x_shape, x_dtype, features, labels, n_train, n_val,
+    structured = isinstance(x_shape, dict) or len(labels) > 1 or _is_structure(
+        source.element_spec[1])
+    return Data(train, val, x_shape, x_dtype, None if structured else features[0],
+                None if structured else labels[0], n_train, n_val,
                 description, split, batch_size, notes, source=source,
                 shuffle_buffer=shuffle_buffer, shuffle_seed=shuffle_seed,
-                validation_labels=val_labels, weighted=weighted)
+                validation_labels=None if structured else val_labels[0], weighted=weighted,
+                input_stats=features, output_labels=labels, output_val_labels=val_labels,
+                x_spec=source.element_spec[0], y_spec=source.element_spec[1])

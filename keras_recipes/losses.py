@@ -45,20 +45,26 @@ class OutputProbe:
 
 
 def probe_output(model, x, stress=True):
-    """Measures `model` on the batch `x` (and on `x * 100` when `stress`)."""
-    batches = [np.asarray(x)]
+    """Measures each output of `model` on the batch `x` (and on `x * 100 + 1`
+    when `stress`). Returns one `OutputProbe` per output."""
+    batches = [x]
     if stress:
-        batches.append(np.asarray(x, dtype="float32") * 100.0 + 1.0)
-    outputs = [keras.ops.convert_to_numpy(model(b, training=False)) for b in batches]
-    outputs = [o.reshape(len(o), -1).astype("float64") for o in outputs]
-    values = np.concatenate([o.ravel() for o in outputs])
-    units = outputs[0].shape[-1]
-    finite = values[np.isfinite(values)]
-    low = float(finite.min()) if finite.size else float("nan")
-    high = float(finite.max()) if finite.size else float("nan")
-    bounded = bool(finite.size == values.size and low >= 0.0 and high <= 1.0)
-    sums = units > 1 and all(np.allclose(o.sum(-1), 1.0, atol=1e-3) for o in outputs)
-    return OutputProbe(units, low, high, bounded, bool(sums), stress)
+        batches.append(keras.tree.map_structure(
+            lambda a: np.asarray(a, dtype="float32") * 100.0 + 1.0, x))
+    runs = [[keras.ops.convert_to_numpy(o) for o in keras.tree.flatten(model(b, training=False))]
+            for b in batches]
+    probes = []
+    for i in range(len(runs[0])):
+        outputs = [run[i].reshape(len(run[i]), -1).astype("float64") for run in runs]
+        values = np.concatenate([o.ravel() for o in outputs])
+        units = outputs[0].shape[-1]
+        finite = values[np.isfinite(values)]
+        low = float(finite.min()) if finite.size else float("nan")
+        high = float(finite.max()) if finite.size else float("nan")
+        bounded = bool(finite.size == values.size and low >= 0.0 and high <= 1.0)
+        sums = units > 1 and all(np.allclose(o.sum(-1), 1.0, atol=1e-3) for o in outputs)
+        probes.append(OutputProbe(units, low, high, bounded, bool(sums), stress))
+    return probes
 
 
 def _from_logits(probe, model, ambiguous_notes):

@@ -104,11 +104,13 @@ def _digest(value):
 
 
 def fingerprint(data, model, tips):
-    features = data.features
-    data_part = [data.description, data.n_train, data.n_validation, list(data.x_shape),
-                 np.round(np.atleast_1d(features.mean), 4).tolist(),
-                 np.round(np.atleast_1d(features.std), 4).tolist(), data.labels.kind,
-                 sorted(data.labels.class_counts.items())]
+    data_part = [data.description, data.n_train, data.n_validation, str(data.x_shape)]
+    for stats in data.input_stats:
+        if stats is not None:
+            data_part += [np.round(np.atleast_1d(stats.mean), 4).tolist(),
+                          np.round(np.atleast_1d(stats.std), 4).tolist()]
+    for labels in data.output_labels:
+        data_part += [labels.kind, sorted(labels.class_counts.items())]
     model_part = [type(model).__name__, [list(v.shape) for v in model.weights],
                   [type(layer).__name__ for layer in walk_layers(model)]]
     # Rows that differ between the processes or the runs of one training
@@ -138,11 +140,6 @@ def check_options(model, options):
     o = dict(DEFAULTS, **options)
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
-    inputs = getattr(model, "inputs", None)
-    if isinstance(inputs, (list, tuple)) and len(inputs) > 1:
-        raise ValueError(
-            "fit_with_tips supports models with one input; merge the inputs or call "
-            f"model.fit. Received: a model with {len(inputs)} inputs")
     _positive_int("epochs", o["epochs"])
     _positive_int("batch_size", o["batch_size"])
     for name in ("patience", "steps_per_epoch", "validation_steps"):
@@ -207,7 +204,9 @@ def plan(model, data, **options):
         data = data_lib.make_data(
             data, o["validation_data"], o["validation_split"], o["batch_size"], seed,
             o["data_dir"], verbose=parts["verbose"], shuffle_seed=o["seed"],
-            sample_weight=o["sample_weight"], input_rank=_input_rank(model))
+            sample_weight=o["sample_weight"], input_rank=_input_rank(model),
+            steps_per_epoch=o["steps_per_epoch"])
+        _check_inputs_match(model, data)
         tips = _decide_data(data, o, strategy)
         model, cloned = distribute.in_scope(model, strategy)
         if cloned:
@@ -222,10 +221,23 @@ def plan(model, data, **options):
     return Plan(tips, model, data, o, parts)
 
 
+def _check_inputs_match(model, data):
+    from keras_recipes.data import leaves
+
+    inputs = getattr(model, "inputs", None) or []
+    given = leaves(data.x_spec)
+    if len(inputs) > 1 and len(given) != len(inputs):
+        names = [getattr(i, "name", "?") for i in inputs]
+        raise ValueError(
+            f"The model has {len(inputs)} inputs ({', '.join(names)}); give one array per input, "
+            "as a dict keyed by input name or a list in the model's order. "
+            f"Received: a model with {len(inputs)} inputs and data with {len(given)} input array(s)")
+
+
 def _input_rank(model):
     inputs = getattr(model, "inputs", None)
     try:
-        return len(inputs[0].shape) if inputs else None
+        return len(inputs[0].shape) if inputs and len(inputs) == 1 else None
     except (AttributeError, TypeError, ValueError):
         return None
 
@@ -269,60 +281,107 @@ def _live_compile(source):
 
 def _first_batch(data):
     for element in data.train.take(1):
-        return keras.ops.convert_to_numpy(element[0]), keras.ops.convert_to_numpy(element[1])
+        return (keras.tree.map_structure(np.asarray, element[0]),
+                keras.tree.map_structure(np.asarray, element[1]))
 
 
 def _measure(model, data):
-    """The output width and an `OutputProbe` on a real batch."""
+    """Per output: its width and an `OutputProbe` on a real batch."""
     x, _ = _first_batch(data)
-    x = x[:64]
-    if not model.built:
+    x = keras.tree.map_structure(lambda a: a[:64], x)
+    if not model.built and not data.structured:
         model.build((None,) + tuple(data.x_shape))
-    output = model(x, training=False)
-    if isinstance(output, (list, tuple, dict)):
-        raise ValueError("fit_with_tips supports models with one output. "
-                         f"Received: a model with {len(output)} outputs")
-    units = int(output.shape[-1]) if len(output.shape) > 1 else 1
+    outputs = keras.tree.flatten(model(x, training=False))
+    numeric = [a for a in keras.tree.flatten(x) if np.asarray(a).dtype.kind in "biuf"]
+    stress = len(numeric) == len(keras.tree.flatten(x)) and all(
+        np.asarray(a).dtype.kind == "f" for a in numeric)
     try:
-        probe = probe_output(model, x, stress=np.asarray(x).dtype.kind == "f")
+        probes = probe_output(model, x, stress=stress)
     except Exception:  # an input range the model refuses (indices): real batch only
-        probe = probe_output(model, x, stress=False)
-    return units, probe
+        probes = probe_output(model, x, stress=False)
+    units = [int(o.shape[-1]) if len(o.shape) > 1 else 1 for o in outputs]
+    return units, probes
 
 
-def _decide_task(model, data, o, parts):
-    """Tip 3: the loss, from the labels and the measured output, or the user's."""
-    units, probe = _measure(model, data)
-    parts["units"] = units
-    compiled = _live_compile(parts["source"])
-    parts["compile"] = compiled
-    tips = []
-    if o["loss"] is not None or compiled is not None:
-        given = o["loss"] if o["loss"] is not None else compiled["loss"]
-        loss, converted = mean_reduced(given)
-        why = "as passed" if o["loss"] is not None else "from model.compile"
-        if converted:
-            why += ("; it summed over the batch, converted to the batch mean so the LR does "
-                    "not depend on the batch size")
-        metrics = (compiled or {}).get("metrics") or []
-        if isinstance(loss, keras.losses.MeanSquaredError) or loss in ("mse", "mean_squared_error"):
-            data.labels.kind = "continuous"
-        tips.append(Tip(3, "loss", getattr(loss, "name", str(loss)), why, "loss="))
-    else:
-        loss, metrics, why = infer_loss(model, data.labels, units, probe, o["task"])
-        if isinstance(loss, keras.losses.MeanSquaredError):
-            data.labels.kind = "continuous"
-        tips.append(Tip(3, "loss", loss.name, why + "; mean over the batch", "task=, loss="))
-    width = int(np.prod(data.labels.shape)) if data.labels.shape else 1
+def _output_names(model, data, count):
+    """Names of the outputs, in the labels' order (dict keys when y is a dict)."""
+    if isinstance(data.y_spec, dict):  # tf.nest's order, as the label statistics
+        return sorted(data.y_spec)
+    names = list(getattr(model, "output_names", None) or [])
+    return names if len(names) == count else [f"output {i}" for i in range(count)]
+
+
+def _label_checks(loss, labels, val_labels, units):
+    width = int(np.prod(labels.shape)) if labels.shape else 1
     if isinstance(loss, keras.losses.MeanSquaredError) and width != units:
         raise ValueError(
             f"Regression needs one output per label column: the labels have {width} label "
-            f"column{'s' if width > 1 else ''} ({data.labels.evidence()}), the model has "
+            f"column{'s' if width > 1 else ''} ({labels.evidence()}), the model has "
             f"{units} outputs. Pass task= if the labels are class ids. "
-            f"Received: labels of shape {data.labels.shape}, {units} outputs")
-    check_labels(loss, data.labels, units, "data")
-    check_labels(loss, data.validation_labels, units, "validation_data")
-    parts.update(loss=loss, metrics=metrics)
+            f"Received: labels of shape {labels.shape}, {units} outputs")
+    check_labels(loss, labels, units, "data")
+    check_labels(loss, val_labels, units, "validation_data")
+
+
+def _given_loss(o, compiled):
+    given = o["loss"] if o["loss"] is not None else compiled["loss"]
+    converted = False
+    if isinstance(given, dict):
+        pairs = {k: mean_reduced(v) for k, v in given.items()}
+        loss = {k: v[0] for k, v in pairs.items()}
+        converted = any(v[1] for v in pairs.values())
+    elif isinstance(given, (list, tuple)):
+        pairs = [mean_reduced(v) for v in given]
+        loss, converted = [v[0] for v in pairs], any(v[1] for v in pairs)
+    else:
+        loss, converted = mean_reduced(given)
+    why = "as passed" if o["loss"] is not None else "from model.compile"
+    if converted:
+        why += ("; it summed over the batch, converted to the batch mean so the LR does "
+                "not depend on the batch size")
+    name = (", ".join(f"{k}: {getattr(v, 'name', v)}" for k, v in loss.items())
+            if isinstance(loss, dict) else getattr(loss, "name", str(loss)))
+    return loss, (compiled or {}).get("metrics") or [], Tip(3, "loss", name, why, "loss=")
+
+
+def _decide_task(model, data, o, parts):
+    """Tip 3: the loss, from the labels and the measured output, or the user's;
+    one loss per output."""
+    units, probes = _measure(model, data)
+    compiled = _live_compile(parts["source"])
+    parts.update(units=units[0] if len(units) == 1 else units, compile=compiled)
+    labels, val_labels = data.output_labels, data.output_val_labels
+    if len(labels) != len(units):
+        raise ValueError(f"The model has {len(units)} output(s) and the data {len(labels)} "
+                         f"label array(s); give one label array per output. "
+                         f"Received: {len(labels)} label arrays")
+    if o["loss"] is not None or compiled is not None:
+        loss, metrics, tip = _given_loss(o, compiled)
+        tips = [tip]
+        losses = loss if isinstance(loss, (list, tuple)) else (
+            [loss.get(n) for n in _output_names(model, data, len(units))]
+            if isinstance(loss, dict) else [loss] * len(units))
+    else:
+        names = _output_names(model, data, len(units))
+        losses, metrics, tips = [], [], []
+        for i, (label, width, probe) in enumerate(zip(labels, units, probes)):
+            loss_i, metrics_i, why = infer_loss(model, label, width, probe, o["task"])
+            losses.append(loss_i)
+            metrics.append(metrics_i)
+            name = "loss" if len(units) == 1 else f"loss ({names[i]})"
+            tips.append(Tip(3, name, loss_i.name, why + "; mean over the batch", "task=, loss="))
+        if len(units) == 1:
+            loss, metrics = losses[0], metrics[0]
+        elif isinstance(data.y_spec, dict):
+            loss, metrics = dict(zip(names, losses)), dict(zip(names, metrics))
+        else:
+            loss = losses
+    for loss_i, label, val_label, width in zip(losses, labels, val_labels, units):
+        if isinstance(loss_i, keras.losses.MeanSquaredError) or loss_i in ("mse", "mean_squared_error"):
+            label.kind = "continuous"
+        if loss_i is not None:
+            _label_checks(loss_i, label, val_label, width)
+    parts.update(loss=loss, metrics=metrics, output_losses=losses)
     return tips
 
 
@@ -335,6 +394,8 @@ def _decide_inputs(model, data, o, parts):
         tips.append(Tip(0, "model", f"your {', '.join(custom)} runs as written",
                         "preprocessing and augmentation run in the input pipeline instead of "
                         "wrapping the model; result.model includes them for inference", ""))
+    if data.structured:
+        return tips + _decide_structured(model, data, o, parts, custom)
     if o["preprocess"]:
         pre_layers, applied, skipped = preprocessing.plan(model, data.features)
     else:
@@ -365,6 +426,49 @@ def _decide_inputs(model, data, o, parts):
         tips.append(Tip(10, "augmentation", ", ".join(build.describe_layer(l) for l in augment),
                         "training only (identity at inference), on the raw inputs", "augment="))
     parts.update(pre_layers=pre_layers, target=target, augment=augment, custom_step=bool(custom))
+    return tips
+
+
+def _decide_structured(model, data, o, parts, custom):
+    """Tip 1 for several inputs (each numeric one on its own statistics, text
+    passed through) and several outputs (each regression target on its own)."""
+    from keras_recipes.data import leaves
+    from keras_recipes.data import target_scale_of
+
+    tips, input_layers = [], []
+    for (name, spec), stats in zip(leaves(data.x_spec), data.input_stats):
+        label = "".join(c if c.isalnum() or c == "_" else "_" for c in name) or "input"
+        if stats is None:
+            input_layers.append([])
+            tips.append(Tip(1, f"input {label}", "passed through",
+                            f"{spec.dtype.name} values: not numeric", ""))
+            continue
+        layers, applied, skipped = ((preprocessing.plan(model, stats, suffix=f"_{label}"))
+                                    if o["preprocess"] else ([], None, "preprocess=False"))
+        input_layers.append(layers)
+        tips.append(Tip(1, f"input {label}", applied or "unchanged",
+                        f"statistics of {data.n_train} training examples" if layers else skipped,
+                        "preprocess="))
+    targets = []
+    names = _output_names(model, data, len(data.output_labels))
+    for name, loss, labels in zip(names, parts["output_losses"], data.output_labels):
+        scale = None
+        if (parts["compile"] is None and o["loss"] is None and o["preprocess"]
+                and isinstance(loss, keras.losses.MeanSquaredError)):
+            scale = target_scale_of(labels)
+        targets.append(scale)
+        if scale is not None:
+            tips.append(Tip(1, f"targets ({name})", "standardized per column, inverted inside "
+                            "result.model", "the MSE gradient, and so the right LR, scale with "
+                            "the targets", "preprocess=False"))
+    if o["augment"] is not None:
+        raise ValueError("`augment` needs a model with one input. Received: augment="
+                         f"{o['augment']!r} with several inputs")
+    parts.update(pre_layers=[], input_layers=input_layers, target=None, targets=targets,
+                 augment=[], custom_step=True, structured=True)
+    if not custom:
+        tips.append(Tip(0, "model", "trained as it is, preprocessing in the input pipeline",
+                        "several inputs or outputs; result.model includes the preprocessing", ""))
     return tips
 
 
@@ -442,6 +546,10 @@ def _audit(model, data, o, parts):
         return []
     from keras_recipes.diagnostics.audit import audit_data
 
+    if data.structured:
+        parts["audit"] = None
+        return [Tip(0, "audit", "not run", "the audit checks models with one input and one "
+                    "output; run keras_recipes.audit on each part", "")]
     # Rules whose advice this call applies itself are not reported.
     skip = {"dropout", "gradient clipping", "batch size"}
     if o["preprocess"]:

@@ -47,7 +47,7 @@ def log1p_candidates(stats):
     return [int(i) for i in np.flatnonzero(keep)]
 
 
-def plan(model, stats, feature_names=None):
+def plan(model, stats, feature_names=None, suffix=""):
     """The preprocessing layers and a list of (setting, reason) lines.
 
     Returns:
@@ -65,7 +65,7 @@ def plan(model, stats, feature_names=None):
     layers = []
     parts = []
     if log_features:
-        layers.append(Log1p(log_features, name="log1p"))
+        layers.append(Log1p(log_features, name="log1p" + suffix))
         # Statistics of ln(1 + x) from those of log10(1 + x).
         mean[log_features] = stats.log_mean[log_features] * math.log(10)
         std[log_features] = stats.log_std[log_features] * math.log(10)
@@ -89,7 +89,7 @@ def plan(model, stats, feature_names=None):
             axis=axis,
             mean=mean.astype("float32") if axis is not None else float(mean[0]),
             variance=variance.astype("float32") if axis is not None else float(variance[0]),
-            name="standardize",
+            name="standardize" + suffix,
         )
     )
     where = {"feature": f"{len(mean)} features", "channel": f"{len(mean)} channels",

@@ -198,7 +198,7 @@ def run(plan):
                          workers=distribute.workers(parts["strategy"]))
         status, events = _events(watch, plan.options["stop_ratio"])
         fused = parts.get("fused")
-        model = full if fused is not None else build.result_model(parts, full, plan.model)
+        model = full if fused is not None else build.result_model(parts, full, plan.model, plan.data)
         result = FitResult(model, merged, plan.tips, plan.data, execution,
                            past[2] + watch["monitor"].layer_history,
                            time.perf_counter() - start, events, status)

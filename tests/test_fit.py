@@ -246,7 +246,7 @@ def test_bad_model_rejected():
         fit_with_tips("mlp", (_x, _y), verbose=0)
     a, b = keras.Input((2,)), keras.Input((3,))
     two = keras.Model([a, b], keras.layers.Dense(1)(keras.layers.Concatenate()([a, b])))
-    with pytest.raises(ValueError, match="one input.*Received: a model with 2 inputs"):
+    with pytest.raises(ValueError, match="one array per input.*Received: a model with 2 inputs"):
         fit_with_tips(two, (_x, _y), verbose=0)
 
 

@@ -418,7 +418,88 @@ def keras_io_timeseries_with_callbacks(tmp_path):
     return swapped, written - 0.05
 
 
-PROGRAMS = [iris_softmax, iris_logits, iris_onehot_float, iris_onehot_int, iris_onehot_dataset,
+# -- several inputs or outputs, PyDataset, generators ------------------------------------
+
+
+def keras_io_structured_data():
+    # keras.io/examples/structured_data (one input per column, a string column
+    # looked up inside the model), on diabetes with sex as text.
+    bunch = sklearn_datasets.load_diabetes(as_frame=True, scaled=False)
+    frame = bunch.frame.copy()
+    frame["sex"] = np.where(frame["sex"] > 1.5, "male", "female")
+    target = frame.pop("target").to_numpy()
+    keras.utils.set_random_seed(0)
+    inputs = {c: keras.Input((1,), name=c, dtype="string" if c == "sex" else "float32")
+              for c in frame.columns}
+    sex = keras.layers.StringLookup(vocabulary=["male", "female"], output_mode="one_hot")
+    z = keras.layers.Concatenate()([sex(inputs["sex"])] + [inputs[c] for c in frame.columns
+                                                              if c != "sex"])
+    z = keras.layers.Dense(32, activation="relu")(z)
+    model = keras.Model(inputs, keras.layers.Dense(1)(z))
+    columns = lambda rows: {c: frame[c].to_numpy()[rows, None] for c in frame.columns}
+    r = fit_with_tips(model, (columns(slice(0, 350)), target[:350]), epochs=40, **FAST)
+    assert tip(r, "input sex").setting == "passed through"
+    assert "zero mean" in tip(r, "input bmi").setting
+    test = {c: tf.constant(v.astype(str) if c == "sex" else v.astype("float32"))
+            for c, v in columns(slice(350, None)).items()}
+    return float(r2(r.model, test, target[350:])), DIABETES_FLOOR
+
+
+def cancer_two_outputs():
+    # One input, two named outputs: a class and a quantity, one loss each.
+    x, y, xt, yt = load("breast_cancer")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((30,))
+    hidden = keras.layers.Dense(16, activation="relu")(inputs)
+    model = keras.Model(inputs, {"malignant": keras.layers.Dense(1, name="malignant")(hidden),
+                                 "area": keras.layers.Dense(1, name="area")(hidden)})
+    # The recipe's LR 0.1 with momentum diverges here (plain Keras too).
+    r = fit_with_tips(model, (x, {"malignant": y, "area": x[:, 3]}), epochs=20,
+                      **dict(FAST, learning_rate=0.01))
+    assert tip(r, "loss (malignant)").setting == "binary_crossentropy"
+    assert tip(r, "loss (area)").setting == "mean_squared_error"
+    out = r.model.predict(xt, verbose=0)
+    area_r2 = r2(keras.Sequential([keras.Input((30,)), keras.layers.Lambda(
+        lambda v: r.model(v)["area"])]), xt, xt[:, 3:4])
+    assert float(area_r2[0]) > 0.8
+    return float(((out["malignant"][:, 0] > 0) == yt).mean()), 0.9
+
+
+class WineBatches(keras.utils.PyDataset):
+    def __init__(self, x, y, batch_size=16, **kwargs):
+        super().__init__(**kwargs)
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __len__(self):
+        return -(-len(self.x) // self.batch_size)
+
+    def __getitem__(self, i):
+        rows = slice(i * self.batch_size, (i + 1) * self.batch_size)
+        return self.x[rows], self.y[rows]
+
+
+def wine_pydataset():
+    x, y, xt, yt = load("wine")
+    r = fit_with_tips(dense(13, 3), WineBatches(x, y), epochs=30, **FAST)
+    assert r.data.n_train + r.data.n_validation == len(x)
+    return accuracy(r.model, xt, yt), WINE_FLOOR
+
+
+def wine_generator():
+    x, y, xt, yt = load("wine")
+
+    def batches():
+        while True:  # endless, as generators for model.fit often are
+            for i in range(0, len(x), 16):
+                yield x[i : i + 16], y[i : i + 16]
+
+    r = fit_with_tips(dense(13, 3), batches(), steps_per_epoch=9, epochs=30, **FAST)
+    assert "generator" in " ".join(r.data.notes)
+    return accuracy(r.model, xt, yt), WINE_FLOOR
+
+
+PROGRAMS = [keras_io_structured_data, cancer_two_outputs, wine_pydataset, wine_generator,
+            iris_softmax, iris_logits, iris_onehot_float, iris_onehot_int, iris_onehot_dataset,
             iris_float_class_ids, cancer_sigmoid_float_labels, cancer_logit_int_labels,
             cancer_two_unit_softmax, cancer_pandas, cancer_subclassed_sigmoid,
             cancer_imbalanced_class_weight, wine_sample_weight, wine_weighted_dataset,
@@ -482,6 +563,8 @@ ERRORS = [
     ("dataset with sample_weight=",
      lambda x, y, xt, yt: (tf.data.Dataset.from_tensor_slices((x, y)), {"sample_weight": np.ones(len(x))}),
      ValueError, "a dataset carries its weights"),
+    ("generator without steps_per_epoch",
+     lambda x, y, xt, yt: ((b for b in [(x, y)]), {}), ValueError, "Received: steps_per_epoch=None"),
     ("continuous labels, several outputs",
      lambda x, y, xt, yt: ((x, y + 0.5), {}), ValueError, "1 label column.*3 outputs"),
 ]
