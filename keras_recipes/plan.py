@@ -443,7 +443,8 @@ def _decide_structured(model, data, o, parts, custom):
             tips.append(Tip(1, f"input {label}", "passed through",
                             f"{spec.dtype.name} values: not numeric", ""))
             continue
-        layers, applied, skipped = ((preprocessing.plan(model, stats, suffix=f"_{label}"))
+        layers, applied, skipped = ((preprocessing.plan(model, stats, suffix=f"_{label}",
+                                                        input_name=name or None))
                                     if o["preprocess"] else ([], None, "preprocess=False"))
         input_layers.append(layers)
         tips.append(Tip(1, f"input {label}", applied or "unchanged",

@@ -21,7 +21,11 @@ STANDARD_TOL = 0.1
 
 # Layers that compute their own features from a raw signal: per-position
 # standardization of a waveform in front of them would distort it.
-_OWN_FEATURES = (keras.layers.MelSpectrogram, keras.layers.STFTSpectrogram)
+# Embedding and lookup layers read integer ids or strings: shifting and scaling
+# those would destroy them.
+_OWN_FEATURES = (keras.layers.MelSpectrogram, keras.layers.STFTSpectrogram,
+                 keras.layers.Embedding, keras.layers.IntegerLookup, keras.layers.StringLookup,
+                 keras.layers.CategoryEncoding, keras.layers.Hashing)
 
 
 def normalizing_layers(model):
@@ -38,6 +42,25 @@ def normalizing_layers(model):
     return found
 
 
+def consumers(model, name):
+    """Names of the layers reading the model input `name` directly, and
+    whether one of them normalizes, looks up or embeds it (None when the
+    model's graph cannot be read, e.g. a subclassed model)."""
+    inputs = {getattr(t, "name", None): t for t in (getattr(model, "inputs", None) or [])}
+    if name not in inputs:
+        return None
+    found = []
+    for layer in getattr(model, "layers", []):
+        try:
+            seen = keras.tree.flatten(layer.input)
+        except (AttributeError, ValueError):
+            continue
+        if any(t is inputs[name] for t in seen):
+            found.append(layer)
+    own = (keras.layers.Normalization, keras.layers.Rescaling) + _OWN_FEATURES
+    return [l.name for l in found if isinstance(l, own)]
+
+
 def log1p_candidates(stats):
     """Indices of tabular features that are non-negative and span orders of magnitude."""
     if stats.axis != "feature":
@@ -47,7 +70,7 @@ def log1p_candidates(stats):
     return [int(i) for i in np.flatnonzero(keep)]
 
 
-def plan(model, stats, feature_names=None, suffix=""):
+def plan(model, stats, feature_names=None, suffix="", input_name=None):
     """The preprocessing layers and a list of (setting, reason) lines.
 
     Returns:
@@ -55,10 +78,11 @@ def plan(model, stats, feature_names=None, suffix=""):
         what they do, and why anything was skipped.
     """
     names = feature_names or {}
-    existing = normalizing_layers(model)
+    per_input = consumers(model, input_name) if input_name is not None else None
+    existing = per_input if per_input is not None else normalizing_layers(model)
     if existing:
-        return [], None, ("the model already normalizes its inputs or computes its own "
-                          f"features ({', '.join(existing)})")
+        return [], None, ("the model already normalizes its inputs, computes its own "
+                          f"features or reads ids ({', '.join(existing)})")
 
     mean, std = stats.mean.copy(), stats.std.copy()
     log_features = log1p_candidates(stats)
