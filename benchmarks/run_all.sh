@@ -22,9 +22,11 @@ declare -A CMD=(
   [reliability]="bench_reliability.py"
   [distribute]="bench_distribute.py"
   [notebooks]="bench_notebooks.py --print_outputs"
+  [programs]="bench_programs.py"
+  [determinism]="bench_determinism.py"
 )
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(clip_overhead lstm_rows28 lstm_196steps fit_quality fit_overhead fit_execution default_optimizer augment_throughput augment_effect ensemble diagnostics reliability distribute notebooks)
+[ ${#names[@]} -eq 0 ] && names=(clip_overhead lstm_rows28 lstm_196steps fit_quality fit_overhead fit_execution default_optimizer augment_throughput augment_effect ensemble diagnostics reliability distribute notebooks programs determinism)
 mkdir -p results
 for name in "${names[@]}"; do
   echo "== $name: python benchmarks/${CMD[$name]}"

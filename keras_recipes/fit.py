@@ -94,6 +94,10 @@ def fit_with_tips(model, data, *, ensemble=None, **options):
             "regression" to override the inference.
         loss: A Keras loss to use instead of the inferred one (converted to
             the batch mean if it sums).
+        deterministic: `"auto"` (on when `seed` is given), True or False.
+            The backend's deterministic kernels for this call (TensorFlow op
+            determinism, torch deterministic algorithms); the previous
+            setting is restored afterwards.
         sample_weight, class_weight, steps_per_epoch, validation_steps,
             shuffle: As for `model.fit` (`shuffle=False` keeps the data's
             order; with `True` each epoch is shuffled by `(seed, epoch)`).

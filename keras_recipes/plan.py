@@ -36,7 +36,7 @@ DEFAULTS = dict(
     augment=None, noise_bank=None, callbacks=None, jit_compile="auto", strategy=None, seed=None,
     split_seed=None, verbose="auto", data_dir=None, audit=True, checkpoint_dir=None, task=None,
     loss=None, sample_weight=None, class_weight=None, steps_per_epoch=None,
-    validation_steps=None, shuffle=True,
+    validation_steps=None, shuffle=True, deterministic="auto",
 )
 # Settings of model.compile that fit_with_tips keeps as they are.
 _KEPT_COMPILE = ("loss_weights", "weighted_metrics", "run_eagerly", "steps_per_execution")
@@ -153,7 +153,8 @@ def check_options(model, options):
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"`learning_rate` must be a number > 0. Received: learning_rate={lr!r}")
     choices = {"jit_compile": ("auto", True, False), "verbose": ("auto", 0, 1, 2),
-               "task": (None,) + TASKS, "shuffle": (True, False)}
+               "task": (None,) + TASKS, "shuffle": (True, False),
+               "deterministic": ("auto", True, False)}
     for name, allowed in choices.items():
         if not any(o[name] is a or (type(o[name]) is type(a) and o[name] == a) for a in allowed):
             raise ValueError(f"`{name}` must be one of {allowed}. Received: {name}={o[name]!r}")
@@ -218,6 +219,7 @@ def plan(model, data, **options):
         parts.update(build.training_model(parts, model, data))
         tips += _audit(model, data, o, parts)
         tips.append(_decide_execution(parts, data, o))
+        tips.append(_decide_determinism(o, parts))
     return Plan(tips, model, data, o, parts)
 
 
@@ -570,6 +572,17 @@ def _audit(model, data, o, parts):
         return [Tip(0, "audit", "; ".join(f"{f.rule}: {f.message}" for f in report.warnings),
                     "warnings only; see result.audit", "audit=False")]
     return []
+
+
+def _decide_determinism(o, parts):
+    """Same seed, same numbers: the backend's deterministic kernels for the
+    run when a seed is given (`deterministic="auto"`)."""
+    from keras_recipes import determinism
+
+    enabled = o["seed"] is not None if o["deterministic"] == "auto" else o["deterministic"]
+    parts["deterministic"] = bool(enabled)
+    setting, reason = determinism.describe(enabled)
+    return Tip(0, "determinism", setting, reason, "deterministic=")
 
 
 def _decide_execution(parts, data, o):

@@ -10,6 +10,7 @@ import warnings
 import keras
 
 from keras_recipes import build
+from keras_recipes import determinism
 from keras_recipes import distribute
 from keras_recipes.callbacks import ReduceLROnPlateau
 from keras_recipes.callbacks import ScaledSchedule
@@ -183,7 +184,7 @@ def run(plan):
     members, the result whose `.ensemble` is the `EnsembleResult`)."""
     start = time.perf_counter()
     parts = plan.parts
-    with distribute.Scope(parts["strategy"]):
+    with distribute.Scope(parts["strategy"]), determinism.deterministic(parts["deterministic"]):
         checkpointer, jit = _prepare(plan)
         callbacks, past, watch = _callbacks(plan, checkpointer, jit)
         if parts["verbose"]:

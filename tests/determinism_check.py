@@ -1,0 +1,73 @@
+"""Run as a script by test_determinism.py: one seeded fit_with_tips call on an
+MLP, optionally with a checkpoint folder and a SIGKILL at a chosen point;
+writes the history and the weights.
+
+    python determinism_check.py SIZE MODE OUTPUT.npz [CHECKPOINT_DIR]
+    SIZE: small (20-256-256-2, 8k examples) | large (20-512-512-512-2, 537k
+          parameters, 40k examples, dropout and a noise augmentation)
+    MODE: run | kill-mid-epoch | kill-mid-write | kill-epoch-start
+"""
+
+import json
+import os
+import signal
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_recipes import fit_with_tips  # noqa: E402
+from keras_recipes.checkpoint import Checkpointer  # noqa: E402
+
+size, mode, output = sys.argv[1:4]
+checkpoint_dir = sys.argv[4] if len(sys.argv) > 4 else None
+large = size == "large"
+EPOCHS = 4
+
+
+class Kill(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        if mode == "kill-epoch-start" and epoch == 3:  # right after a checkpoint
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if mode == "kill-mid-epoch" and self.epoch == 1 and batch == 20:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+if mode == "kill-mid-write":
+    original = Checkpointer._write_files
+
+    def write_then_die(self, folder, model, optimizer, state, arrays):
+        if state["epoch"] == 2:
+            (folder / "arrays.npz").write_bytes(b"PK\x03\x04 half a checkpoint")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(self, folder, model, optimizer, state, arrays)
+
+    Checkpointer._write_files = write_then_die
+
+# Two Gaussian blobs with a nonlinear boundary: enough data that float sums
+# over many rows and threads show any nondeterminism.
+rng = np.random.default_rng(0)
+n = 40_000 if large else 8_000
+x = rng.normal(size=(n, 20)).astype("float32")
+y = ((x[:, :5] ** 2).sum(1) > 5).astype("int32")
+keras.utils.set_random_seed(0)
+width = 512 if large else 256
+layers = [keras.Input((20,)), keras.layers.Dense(width, activation="relu"),
+          keras.layers.Dense(width, activation="relu")]
+if large:
+    layers += [keras.layers.Dropout(0.2, seed=1), keras.layers.Dense(width, activation="relu")]
+model = keras.Sequential(layers + [keras.layers.Dense(2)])
+extra = dict(augment=[keras.layers.GaussianNoise(0.05, seed=2)]) if large else {}
+result = fit_with_tips(model, (x, y), epochs=EPOCHS, seed=0, verbose=0, stop_ratio=None,
+                       checkpoint_dir=checkpoint_dir, callbacks=[Kill()], **extra)
+np.savez(output, *result.model.get_weights())
+with open(output + ".json", "w") as f:
+    json.dump({"history": result.history, "params": int(model.count_params()),
+               "resumed": [t.setting for t in result.tips if t.name == "resumed"],
+               "determinism": [t.setting for t in result.tips if t.name == "determinism"],
+               "execution": [t.setting for t in result.tips if t.name == "execution"]}, f)
