@@ -102,17 +102,17 @@ def quality(data):
         print(f"{name:9} {'hand-written tips':22} {score(full, xt, yt, n_out):7.4f} {ran:6d} {t.seconds:8.1f}", flush=True)
 
 
-def overhead(data, repeats=3, epochs=8):
-    print("\n## overhead: median epoch time, same model/data/jit, interleaved runs")
+def overhead(data, repeats=3, epochs=8, jit=False):
+    print(f"\n## overhead: median epoch time, same model/data, jit_compile={jit}, interleaved runs")
     (x, y), _, n_out = data["mnist"]
     times = {"fit_with_tips": [], "hand-written": []}
     for _ in range(repeats):
         timer = EpochTimer()
         fit_with_tips(model_for("mnist", 784, 10), (x, y), epochs=epochs, stop_ratio=None,
-                      jit_compile=False, seed=0, verbose=0, callbacks=[timer])
+                      jit_compile=jit, seed=0, verbose=0, callbacks=[timer])
         times["fit_with_tips"].extend(timer.times[1:])
         timer = EpochTimer()
-        hand_written(model_for("mnist", 784, 10), x, y, epochs, n_out, False, [timer])
+        hand_written(model_for("mnist", 784, 10), x, y, epochs, n_out, jit, [timer])
         times["hand-written"].extend(timer.times[1:])
     med = {k: statistics.median(v) for k, v in times.items()}
     for k, v in med.items():
@@ -147,13 +147,14 @@ def execution(data, epochs=3, rounds=2):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--part", default="all", choices=["all", "quality", "overhead", "execution"])
+    parser.add_argument("--jit", action="store_true", help="overhead part: both with XLA")
     args = parser.parse_args()
     print(device_line())
     data = datasets()
     if args.part in ("all", "quality"):
         quality(data)
     if args.part in ("all", "overhead"):
-        overhead(data)
+        overhead(data, jit=args.jit)
     if args.part in ("all", "execution"):
         execution(data)
 

@@ -23,6 +23,7 @@ declare -A CMD=(
   [distribute]="bench_distribute.py"
   [notebooks]="bench_notebooks.py --print_outputs"
   [programs]="bench_programs.py"
+  [fit_overhead_jax]="bench_fit.py --part overhead --jit"
   [determinism]="bench_determinism.py"
 )
 names=("$@")
