@@ -1,3 +1,5 @@
+import sys
+
 from keras_recipes.cli import run
 
-run()
+sys.exit(run() or 0)

@@ -389,6 +389,10 @@ def find_clipped_optimizer(optimizer):
     return None
 
 
+# Epochs in a row above the band before the monitor calls the ratio too high.
+_HIGH_EPOCHS = 3
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class UpdateRatioMonitor(keras.callbacks.Callback):
     """Logs ||update|| / ||weights|| per epoch and warns when it is off (tip 5).
@@ -400,9 +404,12 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
     without clipping); this callback adds their epoch means to the logs as
     `update_ratio`, `grad_norm` and `clip_fraction` (so they appear in
     `History`, TensorBoard and the progress bar when this callback comes
-    before them), keeps the per-layer ratios in `layer_history`, and warns,
-    naming the layers, when a layer's ratio leaves `[low, high]` (each layer
-    is named once per training).
+    before them), keeps the per-layer ratios in `layer_history`, and warns
+    (an `UpdateRatioWarning`) once per side when the ratio leaves
+    `[low, high]`, naming the layers out of the band and what to do. The
+    first epoch is not judged (steps away from the initialization are
+    large), and "too high" needs three epochs in a row above the band: the
+    early epochs of a healthy run often are, an unstable run stays there.
 
     Example:
 
@@ -416,7 +423,7 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
         target: Float. The healthy ratio. Defaults to `1e-3`.
         low: Float. Below this a layer learns too slowly. Defaults to `1e-4`.
         high: Float. Above this a layer is unstable. Defaults to `1e-2`.
-        warn: Boolean. Whether to warn when a layer leaves the range.
+        warn: Boolean. Whether to warn when the ratio leaves the range.
             Defaults to `True`.
     """
 
@@ -439,7 +446,8 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
         self.high = float(high)
         self.warn = bool(warn)
         self.layer_history = []
-        self.warned_layers = {}
+        self.warned_sides = set()
+        self._high_run = 0
 
     def _optimizer(self):
         optimizer = find_clipped_optimizer(self.model.optimizer)
@@ -457,7 +465,8 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
         optimizer = self._optimizer()
         optimizer.reset_stats()
         self.layer_history = []
-        self.warned_layers = {}
+        self.warned_sides = set()
+        self._high_run = 0
 
     def on_epoch_end(self, epoch, logs=None):
         stats = self._optimizer().read_stats(reset=True)
@@ -470,26 +479,31 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
         logs["update_ratio"] = stats["update_ratio"]
         layers = stats["layer_update_ratio"]
         self.layer_history.append(layers)
-        if not self.warn:
+        if not self.warn or epoch == 0:
+            # The first epoch moves weights away from their initialization by
+            # far more than later ones: a high ratio there is not a symptom.
             return
-        new = {
-            name: ratio
-            for name, ratio in layers.items()
-            if not self.low <= ratio <= self.high and name not in self.warned_layers
-        }
-        if new:
-            self.warned_layers.update(new)
-            parts = ", ".join(
-                f"{name}={ratio:.2e} ({'too slow' if ratio < self.low else 'unstable'})"
-                for name, ratio in sorted(new.items())
-            )
-            warnings.warn(
-                f"Epoch {epoch + 1}: update/weight ratio outside "
-                f"[{self.low:g}, {self.high:g}] (target {self.target:g}) for "
-                f"{parts}. A ratio far below the target means the learning rate "
-                "is too low for that layer; far above, too high.",
-                stacklevel=2,
-            )
+        ratio = stats["update_ratio"]
+        side = "low" if ratio < self.low else "high" if ratio > self.high else None
+        self._high_run = self._high_run + 1 if side == "high" else 0
+        if side is None or side in self.warned_sides:
+            return
+        if side == "high" and self._high_run < _HIGH_EPOCHS:
+            return  # early epochs of a healthy run are often above; an unstable one stays
+        self.warned_sides.add(side)
+        out = sorted(name.split("/")[-1] for name, r in layers.items()
+                     if (r < self.low if side == "low" else r > self.high))
+        advice = ("the weights barely move: the learning rate is too low for progress (after "
+                  "the plateau rule's drops this is how training ends; from the start, raise "
+                  "learning_rate)" if side == "low" else
+                  "the steps are large against the weights: lower learning_rate, or clip "
+                  "(ClippedOptimizer max_norm / fit_with_tips clip_norm=)")
+        # stacklevel=1: the warning names this file, not Keras' callback list.
+        warnings.warn(
+            f"Epoch {epoch + 1}: update/weight ratio {ratio:.2e} left the healthy band "
+            f"[{self.low:g}, {self.high:g}] (target {self.target:g}) on the {side} side"
+            + (f" (layers: {', '.join(out)})" if out else "") + f": {advice}.",
+            UpdateRatioWarning, stacklevel=1)
 
     def get_config(self):
         return {
@@ -502,6 +516,10 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+class UpdateRatioWarning(UserWarning):
+    """The update/weight ratio left its healthy band (tip 5)."""
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

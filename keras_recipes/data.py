@@ -560,7 +560,7 @@ def _dataset_stats(dataset, verbose, name="data", features=True):
     labels = [_LabelMoments() for _ in tf.nest.flatten(dataset.element_spec[1])]
     n = 0
     progbar = None
-    if verbose:
+    if verbose == 1:  # a terminal: a progress bar of the statistics pass
         import keras
 
         progbar = keras.utils.Progbar(None, unit_name="example")
@@ -582,6 +582,8 @@ def _dataset_stats(dataset, verbose, name="data", features=True):
         n += len(xs[0])
         if progbar is not None:
             progbar.update(n)
+    if progbar is not None:
+        progbar.update(n, finalize=True)
     if n == 0:
         raise ValueError(f"`{name}` is empty: the dataset yielded no examples. Received: 0 examples")
     stats = [m.result(n, axis) if keep and features else None

@@ -194,7 +194,7 @@ def plan(model, data, **options):
     distribute.check_outside_scope(strategy)
     distribute.check_batch_size(o["batch_size"], strategy)
     parts = {"strategy": strategy, "no_xla": distribute.check_jit(o["jit_compile"], strategy),
-             "verbose": 1 if o["verbose"] == "auto" else o["verbose"], "source": model}
+             "verbose": _verbosity(o["verbose"]), "source": model}
     if o["seed"] is not None:
         keras.utils.set_random_seed(int(o["seed"]))
     with distribute.Scope(strategy) as scope:
@@ -234,6 +234,17 @@ def _check_inputs_match(model, data):
             f"The model has {len(inputs)} inputs ({', '.join(names)}); give one array per input, "
             "as a dict keyed by input name or a list in the model's order. "
             f"Received: a model with {len(inputs)} inputs and data with {len(given)} input array(s)")
+
+
+def _verbosity(verbose):
+    """`"auto"`: Keras' progress bar on a terminal, one plain line per epoch
+    when the output goes to a file or a pipe (no cursor codes in logs)."""
+    if verbose != "auto":
+        return verbose
+    import sys
+
+    isatty = getattr(sys.stdout, "isatty", None)
+    return 1 if isatty is not None and isatty() else 2
 
 
 def _input_rank(model):

@@ -68,8 +68,12 @@ class FitResult:
         return table(rows, ["tip", "what", "setting", "why", "override with"])
 
     def __str__(self):
-        lines = [f"fit_with_tips: {self.status.upper()}" if self.status in ("diverged", "interrupted")
-                 else "fit_with_tips", self.tips_table(), ""]
+        head = (f"fit_with_tips: {self.status.upper()}" if self.status in ("diverged", "interrupted")
+                else "fit_with_tips")
+        # The table was printed before training (verbose): not twice.
+        table_text = ("tips: the table printed before training (result.tips_table())"
+                      if getattr(self, "table_shown", False) else self.tips_table())
+        lines = [head, table_text, ""]
         epochs = len(self.history.get("loss", []))
         summary = [f"status: {self.status}", f"epochs run: {epochs}",
                    f"wall time: {self.seconds:.1f} s"]
@@ -80,6 +84,10 @@ class FitResult:
         lines.append(" | ".join(summary))
         lines.extend(self.events)
         return "\n".join(lines)
+
+    def summary(self):
+        """`str(result)` without the tips table."""
+        return "\n".join(str(self).splitlines()[-(1 + len(self.events)):])
 
     def __repr__(self):
         return (f"<FitResult {self.status} epochs={len(self.history.get('loss', []))} "
@@ -97,27 +105,31 @@ class FitResult:
 
         h = self.history
         epochs = np.arange(1, len(h.get("loss", [])) + 1)
+        marker = "o" if len(epochs) < 5 else None  # a line of one point is invisible
+        lr = np.asarray(h.get("learning_rate", []), dtype="float64")
+        # An LR drop at the end of epoch e shows from epoch e + 1 on.
+        drops = np.flatnonzero(np.diff(lr) < 0) + 2 if lr.size else []
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
         ax = axes[0]
         for key in ("loss", "val_loss"):
             if h.get(key):
-                ax.plot(epochs[: len(h[key])], h[key], label=key)
+                ax.plot(epochs[: len(h[key])], h[key], label=key, marker=marker)
         best = getattr(self, "best_epoch", None)
         if best is not None and h.get("val_loss"):
             ax.plot([best + 1], [h["val_loss"][best]], "k*", ms=10, label=f"best (epoch {best + 1})")
-        ax.set(title="loss", xlabel="epoch")
-        ax.legend()
+        for i, d in enumerate(drops):
+            ax.axvline(d, color="0.6", lw=0.8, ls="--", label="LR drop" if i == 0 else None)
+        ax.set(title=f"loss ({self.status})", xlabel="epoch")
+        ax.legend(fontsize=8)
         ax = axes[1]
-        if h.get("learning_rate"):
-            lr = np.asarray(h["learning_rate"])
-            ax.semilogy(epochs, lr, drawstyle="steps-post", label="learning rate")
-            drops = np.flatnonzero(np.diff(lr) < 0) + 2
+        if lr.size:
+            ax.semilogy(epochs, lr, drawstyle="steps-post", label="learning rate", marker=marker)
             for d in drops:
-                ax.axvline(d, color="0.8", lw=0.8)
+                ax.axvline(d, color="0.6", lw=0.8, ls="--")
         ax.set(title="learning rate (drops marked)", xlabel="epoch")
         ax = axes[2]
         if h.get("update_ratio"):
-            ax.semilogy(epochs, h["update_ratio"], label="global")
+            ax.semilogy(epochs, h["update_ratio"], label="global", marker=marker)
             for name in (self.layer_update_ratios[0] if self.layer_update_ratios else {}):
                 ax.semilogy(epochs[: len(self.layer_update_ratios)],
                             [r[name] for r in self.layer_update_ratios], lw=0.8, alpha=0.6,

@@ -188,7 +188,7 @@ def run(plan):
         checkpointer, jit = _prepare(plan)
         callbacks, past, watch = _callbacks(plan, checkpointer, jit)
         if parts["verbose"]:
-            print(plan)
+            print(plan, flush=True)
         history = _fit(plan, callbacks, past[0], watch["plateau"])
         merged = {k: list(v) for k, v in past[1].items()}
         for key, values in history.history.items():
@@ -204,6 +204,7 @@ def run(plan):
                            past[2] + watch["monitor"].layer_history,
                            time.perf_counter() - start, events, status)
         result.audit = parts.get("audit")
+        result.table_shown = bool(parts["verbose"])
         result.plan = plan
         plateau = watch["plateau"]
         result.best_epoch = plateau.best_epoch if plateau is not None else None

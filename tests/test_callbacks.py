@@ -6,7 +6,7 @@ import pytest
 
 from helpers import config_round_trip, fit_keeps_xla, tiny_classifier, tiny_data
 from keras_recipes.callbacks import (ReduceLROnPlateau, ScaledSchedule,
-                                     UpdateRatioMonitor,
+                                     UpdateRatioMonitor, UpdateRatioWarning,
                                      learning_rate_schedule)
 from keras_recipes.optimizers import ClippedOptimizer
 
@@ -144,12 +144,24 @@ def test_update_ratio_monitor_logs_and_names_unstable_layers():
     model.compile(ClippedOptimizer(keras.optimizers.SGD(5.0), max_norm=None), SPARSE_CE,
                   jit_compile=True)
     monitor = UpdateRatioMonitor()
-    with pytest.warns(UserWarning, match=r"dense.*unstable"):
-        history = fit_keeps_xla(model, x, y, epochs=2, callbacks=[monitor])
+    with pytest.warns(UpdateRatioWarning, match=r"Epoch 4: .*high side \(layers: dense.*lower "
+                      "learning_rate") as caught:
+        history = fit_keeps_xla(model, x, y, epochs=5, callbacks=[monitor])
+    # Once per side, attributed to our file (not Keras' callback list).
+    ours = [w for w in caught if issubclass(w.category, UpdateRatioWarning)]
+    assert len(ours) == 1 and ours[0].filename.endswith("keras_recipes/callbacks.py")
     for key in ("update_ratio", "grad_norm", "clip_fraction"):
-        assert len(history.history[key]) == 2
-    assert history.history["update_ratio"][0] > 1e-2
+        assert len(history.history[key]) == 5
+    assert min(history.history["update_ratio"][1:4]) > 1e-2
     assert set(monitor.layer_history[0]) == {layer.path for layer in model.layers}
+
+
+def test_update_ratio_monitor_says_when_the_ratio_falls_below_the_band():
+    x, y = tiny_data()
+    model = tiny_classifier()
+    model.compile(ClippedOptimizer(keras.optimizers.SGD(1e-6), max_norm=None), SPARSE_CE)
+    with pytest.warns(UpdateRatioWarning, match="low side.*raise learning_rate"):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[UpdateRatioMonitor()])
 
 
 def test_update_ratio_monitor_quiet_on_a_healthy_run():

@@ -2,6 +2,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -250,27 +251,62 @@ def test_bad_model_rejected():
         fit_with_tips(two, (_x, _y), verbose=0)
 
 
-def _run(args, env=None):
-    return subprocess.run([sys.executable, "-m", "keras_recipes", *args], cwd=ROOT,
+def _run(args, env=None, module="keras_recipes"):
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, **(env or {})})
 
 
-def test_cli_train_prints_test_accuracy_last(tmp_path):
-    out = tmp_path / "cli.keras"
-    proc = _run(["train", "--epochs", "3", "--output", str(out), "--jit_compile", "true"])
+# What TensorFlow prints on stderr while it starts, on a CPU-only machine.
+_STARTUP = re.compile(r"InitializeLog|cuda|cuInit|oneDNN|cpu_feature_guard|AVX|^[IWE]0000",
+                      re.M | re.I)
+
+
+def test_cli_train_is_quiet_and_prints_test_accuracy_last(tmp_path):
+    out, plot = tmp_path / "cli.keras", tmp_path / "cli.png"
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-m", "keras_recipes_cli", "train", "--epochs", "3",
+                           "--output", str(out), "--plot", str(plot), "--jit_compile", "true"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     last = proc.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"test_accuracy: 0\.\d{4}", last), last
     assert float(last.split()[1]) > 0.5
-    assert "tip" in proc.stdout and out.exists()
+    assert out.exists() and plot.stat().st_size > 10_000
+    # The tips table once; no cursor codes in a log; no start-up noise.
+    assert proc.stdout.count("override with") == 1
+    assert "\x1b[" not in proc.stdout and "\b" not in proc.stdout
+    assert not _STARTUP.search(proc.stderr), proc.stderr[:2000]
 
 
-def test_cli_help_and_bad_command():
-    proc = _run(["--help"])
-    assert proc.returncode == 0 and "--dataset" in proc.stdout and "--jit_compile" in proc.stdout
-    proc = _run(["fly"])
-    assert proc.returncode != 0 and "Received: ['fly']" in proc.stderr
+def test_cli_help_per_command_and_bad_flags():
+    timings = {}
+    outputs = {}
+    for args in (["--help"], ["train", "--help"], ["audit", "--help"]):
+        start = time.perf_counter()
+        proc = _run(args, module="keras_recipes_cli")
+        timings[" ".join(args)] = time.perf_counter() - start
+        assert proc.returncode == 0 and proc.stderr == ""
+        outputs[args[0]] = proc.stdout
+    print("help wall times (s):", {k: round(v, 2) for k, v in timings.items()})
+    assert outputs["--help"].startswith("usage: keras-recipes COMMAND")
+    assert "--dataset" in outputs["train"] and "--keras_file" not in outputs["train"]
+    assert "--keras_file" in outputs["audit"] and "--dataset" not in outputs["audit"]
+    for args, needle in ((["fly"], "Received: ['fly']"),
+                         (["train", "--epochz", "3"], "Unknown command line flag 'epochz'"),
+                         (["audit", "--dataset", "x"], "--dataset is not a flag of `audit`"),
+                         (["train", "--output", "m.h5"], "Received: --output=m.h5")):
+        proc = _run(args, module="keras_recipes_cli")
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr, proc.stderr
+
+
+def test_cli_errors_name_the_flag(tmp_path):
+    proc = _run(["train", "--dataset", "mnist", "--data_dir", str(tmp_path)],
+                module="keras_recipes_cli")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "--data_dir=" in proc.stderr
+    assert "data_dir=None" not in proc.stderr and "not prepared" in proc.stderr
 
 
 def test_runs_under_the_jax_backend():
