@@ -265,6 +265,7 @@ _STARTUP = re.compile(r"InitializeLog|cuda|cuInit|oneDNN|cpu_feature_guard|AVX|^
 def test_cli_train_is_quiet_and_prints_test_accuracy_last(tmp_path):
     out, plot = tmp_path / "cli.keras", tmp_path / "cli.png"
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["KERAS_RECIPES_TFDS_DIR"] = str(tmp_path / "tfds")  # the embedded data is built here
     proc = subprocess.run([sys.executable, "-m", "keras_recipes_cli", "train", "--epochs", "3",
                            "--output", str(out), "--plot", str(plot), "--jit_compile", "true"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
@@ -277,6 +278,8 @@ def test_cli_train_is_quiet_and_prints_test_accuracy_last(tmp_path):
     assert proc.stdout.count("override with") == 1
     assert "\x1b[" not in proc.stdout and "\b" not in proc.stdout
     assert not _STARTUP.search(proc.stderr), proc.stderr[:2000]
+    assert "Downloading and preparing" not in proc.stdout + proc.stderr
+    assert "Generating" not in proc.stderr
 
 
 def test_cli_help_per_command_and_bad_flags():

@@ -90,6 +90,24 @@ def _builder_class():
 
 def digits_builder(data_dir=None):
     """The prepared TFDS builder of the embedded digits (built on first use)."""
+    import contextlib
+    import io
+
+    import tensorflow_datasets as tfds
+    from absl import logging
+
     builder = _builder_class()(data_dir=data_dir or default_data_dir())
-    builder.download_and_prepare()
+    if builder.is_prepared():
+        return builder
+    # Embedded data, built offline in a few seconds: TFDS' progress bars, its
+    # "Downloading and preparing" lines and its INFO logs would only alarm.
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.WARNING)
+    tfds.display_progress_bar(False)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            builder.download_and_prepare()
+    finally:
+        tfds.display_progress_bar(True)
+        logging.set_verbosity(verbosity)
     return builder
