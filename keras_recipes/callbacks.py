@@ -97,12 +97,15 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
     """Divide the learning rate when the validation metric plateaus; stop
     when it is tiny (tip 4).
 
-    Keras' `ReduceLROnPlateau` with three additions. Presets: `halve()`
-    (factor 0.5) and `fifth()` (factor 0.2), the two divisors of the advice.
-    A stopping rule: once the learning rate falls below `stop_ratio` times its
-    value at the start of training, training stops. Best weights: the weights
-    of the best epoch by `monitor` are restored when training ends (however it
-    ends) if `restore_best_weights=True`.
+    Keras' `ReduceLROnPlateau`, with Keras' defaults and behaviour when given
+    Keras' arguments, plus three opt-in additions that the presets turn on.
+    Presets: `halve()` (factor 0.5) and `fifth()` (factor 0.2), the two
+    divisors of the advice, with patience 5, `stop_ratio=1e-3` and
+    `restore_best_weights=True` unless overridden. A stopping rule: once the
+    learning rate falls below `stop_ratio` times its value at the start of
+    training, training stops. Best weights: the weights of the best epoch by
+    `monitor` are restored when training ends (however it ends) if
+    `restore_best_weights=True`.
 
     It also works when the optimizer's learning rate is a
     `LearningRateSchedule`: the schedule is multiplied by `factor` (wrapped in
@@ -123,9 +126,11 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
 
     Args:
         monitor: String. Quantity to be monitored. Defaults to `"val_loss"`.
-        factor: Float in (0, 1). `new_lr = lr * factor`. Defaults to `0.5`.
+        factor: Float in (0, 1). `new_lr = lr * factor`. Defaults to `0.1`
+            (Keras' default; the presets use 0.5 and 0.2).
         patience: Integer. Validated epochs with no improvement after which
-            the learning rate is reduced. Defaults to `5`.
+            the learning rate is reduced. Defaults to `10` (Keras'; the
+            presets use 5).
         verbose: Integer. 0: quiet, 1: a message per reduction and at the
             stop. Defaults to `0`.
         mode: String. One of `"auto"`, `"min"`, `"max"`. Defaults to
@@ -137,23 +142,24 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         min_lr: Float. Lower bound on the learning rate. Defaults to `0.0`.
         stop_ratio: Float in (0, 1) or `None`. Training stops once the learning
             rate is below `stop_ratio` times the initial one; `None` never
-            stops. Defaults to `1e-3`.
+            stops. Defaults to `None` (the presets: `1e-3`).
         restore_best_weights: Boolean. Restore the weights of the best epoch
-            by `monitor` at the end of training. Defaults to `True`.
+            by `monitor` at the end of training. Defaults to `False` (the
+            presets: `True`).
     """
 
     def __init__(
         self,
         monitor="val_loss",
-        factor=0.5,
-        patience=5,
+        factor=0.1,
+        patience=10,
         verbose=0,
         mode="auto",
         min_delta=1e-4,
         cooldown=0,
         min_lr=0.0,
-        stop_ratio=1e-3,
-        restore_best_weights=True,
+        stop_ratio=None,
+        restore_best_weights=False,
         **kwargs,
     ):
         factor = _check_fraction("factor", factor)
@@ -197,7 +203,9 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
                 "constructor for another factor. "
                 f"Received: factor={overrides['factor']}"
             )
-        return cls(factor=factor, **overrides)
+        options = dict(patience=5, stop_ratio=1e-3, restore_best_weights=True)
+        options.update(overrides)
+        return cls(factor=factor, **options)
 
     @classmethod
     def halve(cls, **overrides):

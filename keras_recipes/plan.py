@@ -91,11 +91,12 @@ class Plan:
         parts["member_loss"] = self.parts["loss"]
         parts["loss"] = fused.loss(self.parts["loss"])
         parts["metrics"] = fused.metrics(self.parts["loss"])
-        tips = [t for t in self.tips if t.name != "execution"] + [fused.tip()]
+        tips = [t for t in self.tips if t.name not in ("execution", "determinism")] + [fused.tip()]
         with distribute.Scope(parts["strategy"]) as scope:
             parts["scope"] = scope
             parts.update(build.training_model(parts, self.model, self.data))
             tips.append(_decide_execution(parts, self.data, self.options))
+            tips.append(_decide_determinism(self.options, parts))
         return Plan(tips, self.model, self.data, self.options, parts)
 
 
@@ -220,6 +221,9 @@ def plan(model, data, **options):
         tips += _audit(model, data, o, parts)
         tips.append(_decide_execution(parts, data, o))
         tips.append(_decide_determinism(o, parts))
+        if parts.get("jit_note"):
+            tips = [t for t in tips if t.name != "execution"] + [
+                Tip(0, "execution", "jit_compile=False", parts["jit_note"], "jit_compile=")]
     return Plan(tips, model, data, o, parts)
 
 
@@ -587,10 +591,30 @@ def _audit(model, data, o, parts):
 
 def _decide_determinism(o, parts):
     """Same seed, same numbers: the backend's deterministic kernels for the
-    run when a seed is given (`deterministic="auto"`)."""
+    run when a seed is given (`deterministic="auto"`). Keras turns XLA off
+    under TensorFlow's op determinism, so on TensorFlow the two exclude each
+    other; which one wins is said."""
     from keras_recipes import determinism
 
-    enabled = o["seed"] is not None if o["deterministic"] == "auto" else o["deterministic"]
+    wanted = o["deterministic"]
+    enabled = o["seed"] is not None if wanted == "auto" else wanted
+    conflict = enabled and parts["jit"] and keras.backend.backend() == "tensorflow"
+    if conflict and wanted is True and o["jit_compile"] is True:
+        raise ValueError(
+            "jit_compile=True and deterministic=True exclude each other on TensorFlow: Keras "
+            "runs without XLA under op determinism. Choose one. "
+            "Received: jit_compile=True, deterministic=True")
+    if conflict and wanted is True:
+        parts["jit"] = False
+        parts["execution"] = dict(parts["execution"], jit_compile=False)
+        parts["jit_note"] = ("deterministic=True: Keras runs without XLA under TensorFlow's "
+                             "op determinism")
+    elif conflict:
+        parts["deterministic"] = False
+        return Tip(0, "determinism", "off (XLA is on)",
+                   "Keras turns XLA off under TensorFlow's op determinism, so with XLA the "
+                   "last bits of two runs may differ; deterministic=True gives bitwise repeats "
+                   "without XLA", "deterministic=, jit_compile=")
     parts["deterministic"] = bool(enabled)
     setting, reason = determinism.describe(enabled)
     return Tip(0, "determinism", setting, reason, "deterministic=")

@@ -24,13 +24,13 @@ from keras_recipes.checkpoint import Checkpointer  # noqa: E402
 size, mode, output = sys.argv[1:4]
 checkpoint_dir = sys.argv[4] if len(sys.argv) > 4 else None
 large = size == "large"
-EPOCHS = 4
+EPOCHS = 3
 
 
 class Kill(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
-        if mode == "kill-epoch-start" and epoch == 3:  # right after a checkpoint
+        if mode == "kill-epoch-start" and epoch == EPOCHS - 1:  # right after a checkpoint
             os.kill(os.getpid(), signal.SIGKILL)
 
     def on_train_batch_end(self, batch, logs=None):
@@ -42,7 +42,7 @@ if mode == "kill-mid-write":
     original = Checkpointer._write_files
 
     def write_then_die(self, folder, model, optimizer, state, arrays):
-        if state["epoch"] == 2:
+        if state["epoch"] == EPOCHS - 2:
             (folder / "arrays.npz").write_bytes(b"PK\x03\x04 half a checkpoint")
             os.kill(os.getpid(), signal.SIGKILL)
         return original(self, folder, model, optimizer, state, arrays)

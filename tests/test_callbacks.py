@@ -220,3 +220,41 @@ def test_stop_on_nan_restores_last_finite_weights():
     guard.on_train_end()
     for w in model.get_weights():
         np.testing.assert_array_equal(w, 2.0)
+
+
+def _plateau_run(callback):
+    x, y = tiny_data(n=96)
+    keras.utils.set_random_seed(0)
+    model = tiny_classifier()
+    model.compile(keras.optimizers.SGD(0.5), SPARSE_CE)
+    lrs = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            lrs.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    model.fit(x, y, validation_data=(x[:32], y[:32]), epochs=8, batch_size=32, shuffle=False,
+              verbose=0, callbacks=[callback, Record()])
+    return lrs, model.get_weights()
+
+
+@pytest.mark.parametrize("kwargs", [{}, dict(factor=0.5, patience=1, min_delta=10.0),
+                                    dict(factor=0.2, patience=2, cooldown=1, min_lr=0.05)])
+def test_keras_arguments_give_keras_behaviour(kwargs):
+    # The parent's arguments: the parent's learning rates, epochs and final
+    # weights (nothing stops early, nothing is restored).
+    ours = _plateau_run(ReduceLROnPlateau(**kwargs))
+    theirs = _plateau_run(keras.callbacks.ReduceLROnPlateau(**kwargs))
+    assert ours[0] == pytest.approx(theirs[0])
+    assert len(ours[0]) == 8
+    for a, b in zip(ours[1], theirs[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_presets_turn_the_extras_on():
+    preset = ReduceLROnPlateau.halve()
+    assert (preset.factor, preset.patience, preset.stop_ratio, preset.restore_best_weights) == (
+        0.5, 5, 1e-3, True)
+    plain = ReduceLROnPlateau()
+    assert (plain.factor, plain.patience, plain.stop_ratio, plain.restore_best_weights) == (
+        0.1, 10, None, False)

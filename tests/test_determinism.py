@@ -56,17 +56,20 @@ def test_two_processes_same_seed_same_numbers(tmp_path):
     assert info["execution"] == ["jit_compile=False"]  # a rule, not a timing
 
 
-@pytest.mark.slow
-def test_two_processes_same_seed_same_numbers_at_size(tmp_path):
-    info = _same_process_pair(tmp_path, "large")
-    assert info["params"] >= 500_000
-
-
 def _kill_and_resume(tmp_path, size, backend=None):
-    ref_out = tmp_path / "ref.npz"
-    ref = _run(size, "run", ref_out, tmp_path / "ref", backend)
-    assert ref.returncode == 0, ref.stderr[-3000:]
-    ref_weights, ref_info = _load(ref_out)
+    """Two uninterrupted runs in two processes (bitwise equal), then three
+    runs killed at three points and started again (equal to them)."""
+    ref_weights, ref_info = None, None
+    for i in range(2):
+        ref_out = tmp_path / f"ref{i}.npz"
+        ref = _run(size, "run", ref_out, tmp_path / f"ref{i}", backend)
+        assert ref.returncode == 0, ref.stderr[-3000:]
+        weights, info = _load(ref_out)
+        if ref_info is not None:
+            assert info["history"] == ref_info["history"]
+            for a, b in zip(weights, ref_weights):
+                np.testing.assert_array_equal(a, b)
+        ref_weights, ref_info = weights, info
     for mode in ("kill-mid-epoch", "kill-mid-write", "kill-epoch-start"):
         folder = tmp_path / mode
         killed = _run(size, mode, tmp_path / f"{mode}.npz", folder, backend)
@@ -80,13 +83,15 @@ def _kill_and_resume(tmp_path, size, backend=None):
             np.testing.assert_allclose(info["history"][key], values, rtol=1e-6, err_msg=key)
         for a, b in zip(weights, ref_weights):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    return ref_info
 
 
 @pytest.mark.slow
-def test_killed_three_times_resumes_exactly_at_size(tmp_path):
+def test_at_size_two_processes_agree_and_three_kills_resume_exactly(tmp_path):
     if keras.backend.backend() != "tensorflow":
         pytest.skip("run under TensorFlow here; the JAX run is its own test")
-    _kill_and_resume(tmp_path, "large")
+    info = _kill_and_resume(tmp_path, "large")
+    assert info["params"] >= 500_000
 
 
 @pytest.mark.slow
@@ -117,3 +122,20 @@ def test_determinism_is_restored_after_the_call(deterministic, expected):
     assert determinism.is_enabled() is False
     setting = [t.setting for t in result.tips if t.name == "determinism"][0]
     assert setting.startswith("TensorFlow op determinism on") is expected
+
+
+def test_xla_and_op_determinism_exclude_each_other_visibly():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("Keras turns XLA off under TensorFlow's op determinism only")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    result = fit_with_tips(model, (x, y), epochs=1, seed=0, verbose=0, jit_compile=True)
+    assert result.model.jit_compile is True  # the explicit ask wins, and it says so
+    row = [t for t in result.tips if t.name == "determinism"][0]
+    assert row.setting == "off (XLA is on)" and "may differ" in row.reason
+    with pytest.raises(ValueError, match="exclude each other.*Received: jit_compile=True, "
+                                         "deterministic=True"):
+        fit_with_tips(model, (x, y), epochs=1, seed=0, verbose=0, jit_compile=True,
+                      deterministic=True)
