@@ -28,7 +28,8 @@ def describe(enabled):
     if backend == "tensorflow":
         return ("TensorFlow op determinism on for this call",
                 "seed given: the same call repeats bit for bit; your previous setting is "
-                "restored afterwards (cost: see BUILD_NOTES.md)")
+                "restored afterwards (cost measured on a 2-core CPU: 1.12x per epoch, "
+                "BUILD_NOTES.md)")
     if backend == "torch":
         return ("torch deterministic algorithms on for this call",
                 "seed given; your previous setting is restored afterwards")
