@@ -27,9 +27,11 @@ declare -A CMD=(
   [determinism]="bench_determinism.py"
 )
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(clip_overhead lstm_rows28 lstm_196steps fit_quality fit_overhead fit_execution default_optimizer augment_throughput augment_effect ensemble diagnostics reliability distribute notebooks programs determinism)
+[ ${#names[@]} -eq 0 ] && names=(clip_overhead lstm_rows28 lstm_196steps fit_quality fit_overhead fit_execution default_optimizer augment_throughput augment_effect ensemble diagnostics reliability distribute notebooks programs determinism fit_overhead_jax)
 mkdir -p results
 for name in "${names[@]}"; do
+  # Names ending in _jax run under the JAX backend.
+  if [[ $name == *_jax ]]; then export KERAS_BACKEND=jax; else unset KERAS_BACKEND; fi
   echo "== $name: python benchmarks/${CMD[$name]}"
   python ${CMD[$name]} 2>&1 | grep -v -E '^(I0000|W0000|E0000|WARNING|To enable|\[IPKernelApp\])|Warning|callback\.on|AutoGraph|Cause:|Match [0-9]|^lambda' \
     | tee "results/${name}_cpu.log"
