@@ -206,7 +206,7 @@ def result_model(parts, full, model, data):
                 t is not None for t in parts["targets"]):
             return model
         return _structured_result(parts, model, data)
-    raw, z, target = parts["raw"], parts["features"], parts["target"]
+    raw, target = parts["raw"], parts["target"]
     if parts["custom_step"]:
         inference_z = raw
         for layer in parts["pre_layers"]:

@@ -17,7 +17,6 @@ prints the audit report card; it exits with status 1 when a rule fails.
 """
 
 import re
-import sys
 
 
 def _flag_names(message):

@@ -17,14 +17,12 @@ import numpy as np
 from keras_recipes import build
 from keras_recipes import distribute
 from keras_recipes import preprocessing
-from keras_recipes.callbacks import ReduceLROnPlateau
 from keras_recipes.losses import TASKS
 from keras_recipes.losses import check_labels
 from keras_recipes.losses import infer_loss
 from keras_recipes.losses import mean_reduced
 from keras_recipes.losses import probe_output
 from keras_recipes.modelinfo import dropout_layers
-from keras_recipes.modelinfo import jit_blockers
 from keras_recipes.modelinfo import recurrent_layers
 from keras_recipes.modelinfo import walk_layers
 from keras_recipes.result import Tip
