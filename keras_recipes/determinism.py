@@ -27,7 +27,9 @@ def describe(enabled):
         return "off", "no seed: kernels may sum in any order (faster)"
     if backend == "tensorflow":
         return ("TensorFlow op determinism on for this call",
-                "seed given: the same call repeats bit for bit; your previous setting is "
+                "seed given: the same call on the same initial weights repeats bit for bit "
+                "(build the model after keras.utils.set_random_seed for those); your previous "
+                "setting is "
                 "restored afterwards (cost measured on a 2-core CPU: 1.12x per epoch, "
                 "BUILD_NOTES.md)")
     if backend == "torch":

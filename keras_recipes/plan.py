@@ -266,7 +266,11 @@ def _decide_data(data, o, strategy):
     if o["class_weight"] is not None:
         tips.append(Tip(3, "class weights", str(o["class_weight"]), "as passed", "class_weight="))
     batch = o["batch_size"]
-    tips.append(Tip(2, "minibatch", f"batch_size={batch}", "about 128, as advised"
+    steps = data.steps_per_epoch
+    few = (f"; only {steps} update{'s' if steps > 1 else ''} per epoch on {data.n_train} "
+           "training examples: a smaller batch gives more" if steps < 4 else "")
+    tips.append(Tip(2, "minibatch", f"batch_size={batch} ({steps} steps per epoch)",
+                    "about 128, as advised" + few
                     + (f"; {data.notes[0]}" if data.notes else ""), "batch_size="))
     if strategy is None and o["strategy"] == "auto":
         tips.append(Tip(0, "distribution", distribute.describe(None),
@@ -421,6 +425,7 @@ def _decide_inputs(model, data, o, parts):
     else:
         tips.append(Tip(1, "inputs", "unchanged", skipped, "preprocess="))
     target = None
+    tips += _kept_targets(data, o, parts)
     if (parts["compile"] is None and o["loss"] is None and o["preprocess"]
             and isinstance(parts["loss"], keras.losses.MeanSquaredError)):
         from keras_recipes.data import target_scale
@@ -442,6 +447,24 @@ def _decide_inputs(model, data, o, parts):
                         "training only (identity at inference), on the raw inputs", "augment="))
     parts.update(pre_layers=pre_layers, target=target, augment=augment, custom_step=bool(custom))
     return tips
+
+
+def _kept_targets(data, o, parts):
+    """A compiled (or `loss=`) regression keeps its targets as they are: say
+    so when their scale makes the loss, and so the right LR, large."""
+    from keras_recipes.data import target_scale
+
+    given = parts["compile"] is not None or o["loss"] is not None
+    if not given or data.structured or data.labels.kind != "continuous":
+        return []
+    scale = target_scale(data)
+    if scale is None:
+        return []
+    mean, std = scale
+    return [Tip(1, "targets", f"unchanged (mean {mean[0]:.4g}, std {std[0]:.4g})",
+                "your loss is used as is, so the targets are not standardized; at this scale "
+                "the MSE gradient, and so the right LR, scale with them: standardize y "
+                "yourself, or pass the model uncompiled", "model.compile / loss=")]
 
 
 def _decide_structured(model, data, o, parts, custom):
@@ -482,7 +505,7 @@ def _decide_structured(model, data, o, parts, custom):
                          f"{o['augment']!r} with several inputs")
     parts.update(pre_layers=[], input_layers=input_layers, target=None, targets=targets,
                  augment=[], custom_step=True, structured=True)
-    if not custom:
+    if not custom and (any(input_layers) or any(t is not None for t in targets)):
         tips.append(Tip(0, "model", "trained as it is, preprocessing in the input pipeline",
                         "several inputs or outputs; result.model includes the preprocessing", ""))
     return tips
@@ -506,7 +529,9 @@ def _decide_training(model, o, parts):
         user = keras.optimizers.get(user) if isinstance(user, str) else user
         parts["make_optimizer"] = lambda: build.wrap_optimizer(user, max_norm)
         tips.append(Tip(4, "optimizer", f"{type(user).__name__} (from model.compile)",
-                        "the user's choice is respected", "model.compile(optimizer=...)"))
+                        "the user's choice, with its settings, inside a ClippedOptimizer that "
+                        "records the update/weight ratio (it clips only as the clipping row says)",
+                        "model.compile(optimizer=...)"))
         kept = {k: compiled.get(k) for k in _KEPT_COMPILE if compiled.get(k) not in (None, False, 1)}
         if kept:
             tips.append(Tip(0, "compile settings", ", ".join(f"{k}={v!r}" for k, v in kept.items()),

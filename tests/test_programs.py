@@ -759,3 +759,15 @@ def test_plan_prints_the_table_the_fit_prints(capsys):
     r = p.fit()
     assert table in capsys.readouterr().out
     assert r.plan is p
+
+
+def test_compiled_regression_on_raw_targets_is_said():
+    # The user's loss wins, so the targets stay raw; the table says what that costs.
+    x, y, xt, yt = load("diabetes")
+    model = dense(10, 1)
+    model.compile(keras.optimizers.Adam(1e-2), "mse", metrics=["mae"])
+    p = plan(model, (x, y.astype("float32")), epochs=2, **FAST)
+    row = tip(p, "targets")
+    assert row.setting.startswith("unchanged (mean 1") and "standardize y" in row.reason
+    assert "inside a ClippedOptimizer" in tip(p, "optimizer").reason
+    assert tip(p, "minibatch").setting == "batch_size=16 (17 steps per epoch)"
