@@ -104,57 +104,29 @@ def _pipeline_map(parts, data):
     """With the user's own train_step, or several inputs or outputs:
     preprocessing, augmentation and the target scales applied in the input
     pipeline (the model's step sees them as data)."""
-    import tensorflow as tf
-
     if parts.get("structured"):
         input_layers, targets = parts["input_layers"], parts["targets"]
     else:
         input_layers = [parts["augment"] + parts["pre_layers"]]
         targets = [parts["target"]]
-    augment = parts["augment"]
-    shapes = [tuple(spec.shape) for spec in tf.nest.flatten(data.y_spec)]
-    # Build the layers eagerly first: variables made inside a dataset's map
-    # function would belong to that function's graph.
-    sample = tf.nest.flatten(next(iter(data.train.take(1)))[0])
-    for leaf, layers in zip(sample, input_layers):
-        for layer in layers:
-            leaf = layer(leaf)
-
-    def on_pair(x, y, training):
-        xs = tf.nest.flatten(x)
-        for i, layers in enumerate(input_layers):
-            for layer in layers:
-                xs[i] = layer(xs[i], training=training) if layer in augment else layer(xs[i])
-        ys = tf.nest.flatten(y)
-        for i, (target, shape) in enumerate(zip(targets, shapes)):
-            if target is not None:
-                mean = target[0].astype("float32").reshape(shape)
-                std = target[1].astype("float32").reshape(shape)
-                ys[i] = (tf.cast(ys[i], tf.float32) - mean) / std
-        return tf.nest.pack_sequence_as(x, xs), tf.nest.pack_sequence_as(y, ys)
-
-    data.train = data.train.map(lambda x, y, *w: on_pair(x, y, True) + w)
-    data.validation = data.validation.map(lambda x, y, *w: on_pair(x, y, False) + w)
-    data.maps.append(lambda x, y, *w: on_pair(x, y, True) + w)
+    data.preprocess_in_pipeline(input_layers, parts["augment"], targets)
 
 
 def _structured_result(parts, model, data):
     """`result.model` for several inputs or outputs: raw inputs in (named as
     the data's), each standardized, raw-unit outputs out."""
-    import tensorflow as tf
-
     from keras_recipes.data import leaves
 
     raws, features = [], []
     for (name, spec), layers in zip(leaves(data.x_spec), parts["input_layers"]):
-        raw = keras.Input(tuple(spec.shape), dtype=spec.dtype.name, name=name or None)
+        raw = keras.Input(tuple(spec.shape), dtype=spec.dtype, name=name or None)
         z = raw
         for layer in layers:
             z = layer(z)
         raws.append(raw)
         features.append(z)
-    inputs = tf.nest.pack_sequence_as(data.x_spec, raws)
-    outputs = keras.tree.flatten(model(tf.nest.pack_sequence_as(data.x_spec, features)))
+    inputs = keras.tree.pack_sequence_as(data.x_spec, raws)
+    outputs = keras.tree.flatten(model(keras.tree.pack_sequence_as(data.x_spec, features)))
     outputs = [_unstandardize(t, f"unstandardize_{i}")(o) if t is not None else o
                for i, (o, t) in enumerate(zip(outputs, parts["targets"]))]
     if isinstance(data.y_spec, dict):
@@ -287,7 +259,7 @@ def choose_jit(jit_compile, parts, data, seed):
                                       "for conv nets; see BUILD_NOTES.md)")
         return jit, Tip(0, "execution", f"jit_compile={jit}", reason, "jit_compile="), {
             **base, "jit_compile": jit, "rule": reason}
-    batch = next(iter(data.pairs(data.train).take(1)))
+    batch = data.first_batch()
     xla = _probe_step_seconds(parts, batch, True)
     plain = _probe_step_seconds(parts, batch, False)
     jit, ratio = xla < plain, plain / xla
@@ -302,6 +274,9 @@ def _jit_rule(blockers, blocked):
     """(jit, reason) where no measurement is needed, else None."""
     if keras.backend.backend() == "jax":
         return True, "the JAX backend always compiles with XLA"
+    if keras.backend.backend() == "torch":
+        return False, ("torch: Keras' own 'auto' (no torch.compile, whose first steps "
+                       "compile for minutes)")
     if blockers:
         return False, "XLA not possible" + blocked
     device = _accelerator()

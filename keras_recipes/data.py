@@ -1,28 +1,29 @@
-"""Turning arrays, tf.data datasets and dataset names into train and
-validation streams, with the statistics the rest of the recipe needs.
+"""What the recipe learns about its data, on every backend: the statistics
+of the training split, the label kinds, the checks of bad input, the split,
+and `make_data`, which hands the data to the path that will feed it.
 
-Everything here works on the training split only (statistics, the checks of
-tip 1), streams over tf.data sources in batches (never materialising them),
-and rejects bad input before any training with a message that names what was
-received.
+Two paths feed `model.fit`, with one interface (`Data`): in-memory data
+(arrays, pandas, dicts/lists of arrays, a `PyDataset`, a generator) on the
+JAX and torch backends goes through `keras_recipes.arraydata` (numpy and
+Keras' own `PyDataset` adapter, no TensorFlow); tf.data, TFDS names, and
+every input on the TensorFlow backend go through `keras_recipes.tfdata`.
+Everything here works on the training split only and rejects bad input
+before any training with a message that names what was received.
 """
 
 import dataclasses
 import math
+import sys
 
 import numpy as np
-import tensorflow as tf
 
-from keras_recipes.datasets.digits import DIGITS_NAME, digits_builder
+from keras_recipes.datasets.digits import DIGITS_NAME
 
 EMBEDDED = ("digits", DIGITS_NAME)
 # Distinct label values counted exactly up to this many.
 _DISTINCT_CAP = 1000
 # Integer labels with at most this many distinct values are split per value.
 _STRATIFY_MAX = 100
-# Per-class counters for the streaming stratified split: labels are bucketed
-# modulo this many counters.
-_STRATA = 1024
 
 
 @dataclasses.dataclass
@@ -75,12 +76,22 @@ class LabelStats:
         return f"labels ({self.dtype}, {shape}): {text}"
 
 
+
+@dataclasses.dataclass(frozen=True)
+class Leaf:
+    """One input's or output's per-example shape and dtype name ("string"
+    for text), the same on every path (a leaf of `Data.x_spec`)."""
+
+    shape: tuple
+    dtype: str
+
+
 @dataclasses.dataclass
 class Data:
-    """Batched train/validation datasets and what was learned about them."""
+    """The training and validation data, batched for `model.fit`, and what
+    was learned about them. The paths (`tfdata.TFData`,
+    `arraydata.ArrayData`) implement the methods at the end."""
 
-    train: tf.data.Dataset
-    validation: tf.data.Dataset
     x_shape: tuple
     x_dtype: str
     features: FeatureStats
@@ -91,83 +102,60 @@ class Data:
     split: str
     batch_size: int
     notes: list = dataclasses.field(default_factory=list)
-    source: tf.data.Dataset = None  # unbatched training split, unshuffled
-    shuffle_buffer: int = 10_000
     shuffle_seed: int = 0
-    maps: list = dataclasses.field(default_factory=list)
     validation_labels: LabelStats = None
     weighted: bool = False  # elements are (x, y, sample_weight)
     max_steps: int = None
-    # Every input and output, in tf.nest order (also when there is one):
+    # Every input and output, in sorted-key / position order (also when there is one):
     input_stats: list = None  # FeatureStats, or None for a text input
     output_labels: list = None  # LabelStats per output
     output_val_labels: list = None
-    x_spec: object = None  # one example's structure of tf.TensorSpec
+    x_spec: object = None  # one example's structure of `Leaf`
     y_spec: object = None
 
     @property
     def structured(self):
         """Several inputs or outputs (dicts, lists or tuples of tensors)."""
         return self.features is None
-    def map_pairs(self, fn):
-        """Applies `fn(x, y) -> (x, y)` to the training and validation data
-        (sample weights, when there are any, pass through)."""
-        def on_element(x, y, *weights):
-            return tuple(fn(x, y)) + weights
-
-        self.train = self.train.map(on_element)
-        self.validation = self.validation.map(on_element)
-        self.maps.append(on_element)
-
-    def standardize_targets(self, mean, std):
-        """Trains on (y - mean) / std, per label column."""
-        mean, std = np.asarray(mean, "float32"), np.asarray(std, "float32")
-        shape = self.labels.shape or ()
-        mean, std = mean.reshape(shape), std.reshape(shape)
-        self.map_pairs(lambda x, y: (x, (tf.cast(y, tf.float32) - mean) / std))
-
-    @staticmethod
-    def pairs(dataset):
-        """`dataset` as (x, y) elements (sample weights dropped)."""
-        return dataset.map(lambda x, y, *weights: (x, y))
 
     def limit_steps(self, steps):
         """At most `steps` batches per epoch (`steps_per_epoch=`)."""
         self.max_steps = int(steps)
 
-    def epochs(self, first, last, shuffle=True):
-        """Batches of epochs `first`..`last - 1`, one dataset.
-
-        Epoch e is shuffled with a seed derived from (shuffle_seed, e), so an
-        epoch's order does not depend on how many passes came before it: a
-        resumed run sees exactly the orders of an uninterrupted one.
-        """
-        def one_epoch(epoch):
-            # A Python int seed: with a global TF seed set (as Keras' seeding
-            # does), tf.data cannot take a tensor seed.
-            seed = (self.shuffle_seed * 1_000_003 + epoch * 7_919 + 1) % (2**31 - 1)
-            ds = self.source
-            if shuffle:
-                ds = ds.shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
-            ds = ds.batch(self.batch_size).take(self.steps_per_epoch)
-            for fn in self.maps:
-                ds = ds.map(fn)
-            return ds
-
-        epochs = list(range(first, last))
-        if not epochs:
-            return self.train.take(0)
-        steps = self.steps_per_epoch
-        # Batches of epoch k come from the k-th dataset, epochs in order.
-        choice = tf.data.Dataset.range(len(epochs)).flat_map(
-            lambda i: tf.data.Dataset.from_tensors(i).repeat(steps))
-        return tf.data.Dataset.choose_from_datasets(
-            [one_epoch(e) for e in epochs], choice).prefetch(tf.data.AUTOTUNE)
-
     @property
     def steps_per_epoch(self):
         steps = -(-self.n_train // self.batch_size)
         return min(steps, self.max_steps) if self.max_steps else steps
+
+    # What a path implements (numpy values in, numpy values out):
+
+    def first_batch(self, size=None):
+        """(x, y) of the first training batch (of `size` examples), as trained."""
+        raise NotImplementedError
+
+    def example_batches(self, split):
+        """(x, y) chunks of the "train" or "validation" split."""
+        raise NotImplementedError
+
+    def validation_arrays(self):
+        """The whole validation set as (x, y), as evaluated."""
+        raise NotImplementedError
+
+    def fit_inputs(self, first, last, shuffle, validation_steps):
+        """(x, validation_data) for `model.fit` over epochs `first`..`last - 1`.
+        Epoch e is shuffled by (shuffle_seed, e), so a resumed run sees the
+        orders of an uninterrupted one."""
+        raise NotImplementedError
+
+    def standardize_targets(self, mean, std):
+        """Trains and validates on (y - mean) / std, per label column."""
+        raise NotImplementedError
+
+    def preprocess_in_pipeline(self, input_layers, augment, targets):
+        """With the user's own train_step, or several inputs or outputs: each
+        input through its layers (those in `augment` in training only) and
+        each target scaled by its `(mean, std)`, in the input pipeline."""
+        raise NotImplementedError
 
 
 def _describe(value):
@@ -392,55 +380,6 @@ def stratified_split(y, validation_split, seed):
     return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
-def _stream_split(dataset, validation_split, seed, integer_labels):
-    """Streaming, seeded split of an unbatched dataset.
-
-    For integer labels it is stratified: a per-class counter sends every k-th
-    example of each class (k = round(1 / validation_split)) to validation,
-    starting at a seeded offset per class. Otherwise the example index decides.
-    The split follows the dataset's order, which must be deterministic.
-    """
-    k = max(int(round(1.0 / validation_split)), 2)
-    offsets = tf.constant(np.random.default_rng(seed).integers(0, k, _STRATA), tf.int64)
-
-    def assign(counts, element):
-        y = tf.nest.flatten(element[1])[0]
-        if integer_labels:
-            bucket = tf.math.floormod(tf.cast(tf.reshape(y, [-1])[0], tf.int64), _STRATA)
-        else:
-            bucket = tf.constant(0, tf.int64)
-        count = counts[bucket]
-        is_val = tf.equal(tf.math.floormod(count + offsets[bucket], k), 0)
-        counts = tf.tensor_scatter_nd_add(counts, [[bucket]], [1])
-        return counts, (tuple(element), is_val)
-
-    def is_validation(element, flag):
-        return flag
-
-    def is_training(element, flag):
-        return tf.logical_not(flag)
-
-    def untag(element, flag):
-        return element
-
-    tagged = dataset.scan(tf.zeros([_STRATA], tf.int64), assign)
-    train = tagged.filter(is_training).map(untag)
-    val = tagged.filter(is_validation).map(untag)
-    return train, val, k
-
-
-# -- dataset sources -------------------------------------------------------------
-
-
-def _split_spec(dataset, name):
-    spec = dataset.element_spec
-    if not isinstance(spec, (tuple, list)) or len(spec) not in (2, 3):
-        raise ValueError(
-            f"A tf.data.Dataset passed as `{name}` must yield (x, y) or (x, y, sample_weight). "
-            f"Received: element_spec={spec}"
-        )
-    return spec
-
 
 def leaves(spec):
     """[(name, leaf)] of a nest: dict keys, tuple positions, or "" for one leaf."""
@@ -454,82 +393,6 @@ def leaves(spec):
         raise ValueError("Inputs and outputs may be nested one level deep (a dict or a list of "
                          f"tensors). Received: a nested structure {spec}")
     return named
-
-
-def _is_batched(dataset, name="data", input_rank=None):
-    """Detects `.batch()`: from the model's input rank when it is known (so
-    `drop_remainder=True` is seen too), else from a leading unknown dimension."""
-    spec = _split_spec(dataset, name)
-    x_spec, y_spec = tf.nest.flatten(spec[0])[0], tf.nest.flatten(spec[1])[0]
-    if input_rank is not None and x_spec.shape.rank is not None:
-        return x_spec.shape.rank == input_rank
-    if y_spec.shape.rank == 0:
-        return False
-    # A leading unknown dimension is what `.batch()` gives; a fixed one
-    # (`drop_remainder=True`, or vector labels) is read as unbatched.
-    return y_spec.shape[0] is None
-
-
-def _check_finite_cardinality(dataset, name):
-    if int(dataset.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
-        raise ValueError(
-            f"`{name}` is an endless dataset (`.repeat()` with no count): fit_with_tips "
-            "needs one pass to take its statistics and define an epoch. Remove the "
-            "`.repeat()` (epochs are repeated for you) or use `.take(n)`. "
-            f"Received: {name} with infinite cardinality"
-        )
-
-
-def _check_deterministic_order(dataset, name, probe=256):
-    """Two passes over the first `probe` examples must agree: a split of a
-    dataset that reshuffles on each pass would overlap the training split."""
-    def fingerprint():
-        rows = []
-        for element in dataset.take(probe).as_numpy_iterator():
-            rows.append(hash(b"".join(
-                repr(np.asarray(leaf).tolist()).encode() if np.asarray(leaf).dtype.kind == "O"
-                else np.asarray(leaf).tobytes() for leaf in tf.nest.flatten(element[0]))))
-        return rows
-
-    if fingerprint() != fingerprint():
-        raise ValueError(
-            f"`{name}` yields its examples in a different order on each pass (a "
-            "`.shuffle()` that reshuffles, or parallel reads without "
-            "`deterministic=True`), so a validation split taken from it would overlap the "
-            "training split. Pass `validation_data=`, or shuffle with a seed and "
-            "`reshuffle_each_iteration=False` (fit_with_tips shuffles every epoch itself). "
-            f"Received: {name} whose first {probe} examples change order between passes"
-        )
-
-
-def load_named(name, data_dir=None, split="train"):
-    """An unbatched (x, y) dataset for the embedded digits or a TFDS name."""
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"A dataset name must be a non-empty string. Received: {name!r}")
-    import tensorflow_datasets as tfds
-
-    if name in EMBEDDED:
-        builder = digits_builder(data_dir)
-        return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
-    try:
-        # download=False: offline, an unprepared dataset must fail fast and
-        # clearly rather than hang on the network.
-        return tfds.load(name, split=split, as_supervised=True, data_dir=data_dir,
-                         shuffle_files=False, download=False)
-    except tfds.core.registered.DatasetNotFoundError as error:
-        raise ValueError(
-            "Unknown dataset name. Use 'digits' (embedded) or a TFDS name such as "
-            f"'mnist' or 'cifar10:3.*.*'. TFDS said: {str(error).splitlines()[0]} "
-            f"Received: data={name!r}"
-        ) from None
-    except AssertionError as error:  # TFDS' "could not find data in ..."
-        raise ValueError(
-            f"The TFDS dataset {name!r} is not prepared ({str(error).split('. Please')[0]}), "
-            "and this machine may be offline. Prepare it once where there is a "
-            f"network (`tfds build {name.split(':')[0]}` or "
-            f"`tfds.builder({name!r}).download_and_prepare()`), then pass "
-            f"`data_dir=` pointing at it. Received: data={name!r}, data_dir={data_dir!r}"
-        ) from None
 
 
 def _check_batch_finite(xb, n, name):
@@ -548,24 +411,35 @@ def _check_batch_finite(xb, n, name):
             )
 
 
-def _dataset_stats(dataset, verbose, name="data", features=True):
-    """One streaming pass: per-input feature statistics (None for text
-    inputs), per-output label statistics, NaN/Inf checks.
+
+def flat(value):
+    """The leaves of a one-level nest in `leaves()` order (sorted dict keys,
+    positions), or [value] for a single array."""
+    if isinstance(value, dict):
+        return [value[k] for k in sorted(value, key=str)]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def batch_stats(batches, x_leaves, verbose=0, name="data", features=True):
+    """One pass over `(x, y)` numpy batches: per-input feature statistics
+    (None for text inputs), per-output label statistics, NaN/Inf checks.
 
     Returns (list of FeatureStats or None, list of LabelStats, count)."""
-    x_leaves = [spec for _, spec in leaves(dataset.element_spec[0])]
-    numeric = [spec.dtype != tf.string for spec in x_leaves]
-    axes = [_stats_axis(tuple(spec.shape)) for spec in x_leaves]
+    numeric = [leaf.dtype != "string" for leaf in x_leaves]
+    axes = [_stats_axis(tuple(leaf.shape)) for leaf in x_leaves]
     moments = [_Moments() for _ in x_leaves]
-    labels = [_LabelMoments() for _ in tf.nest.flatten(dataset.element_spec[1])]
+    labels = None
     n = 0
     progbar = None
     if verbose == 1:  # a terminal: a progress bar of the statistics pass
         import keras
 
         progbar = keras.utils.Progbar(None, unit_name="example")
-    for element in dataset.batch(1024).as_numpy_iterator():
-        xs, ys = tf.nest.flatten(element[0]), tf.nest.flatten(element[1])
+    for x, y in batches:
+        xs, ys = [np.asarray(a) for a in flat(x)], [np.asarray(a) for a in flat(y)]
+        labels = labels or [_LabelMoments() for _ in ys]
         for xb, keep, axis, m in zip(xs, numeric, axes, moments):
             if keep:
                 _check_batch_finite(xb, n, name)
@@ -613,11 +487,7 @@ def target_scale_of(labels):
     return mean.astype("float64"), std.astype("float64")
 
 
-def _count(dataset):
-    return int(dataset.reduce(np.int64(0), lambda c, *_: c + 1).numpy())
-
-
-# -- entry point -----------------------------------------------------------------
+# -- arrays -----------------------------------------------------------------------
 
 
 def _is_structure(value):
@@ -629,101 +499,28 @@ def _leaf_array(value):
     return array.astype(str) if array.dtype.kind == "O" else array
 
 
-def _structured_dataset(data, sample_weight):
-    """Several inputs or outputs (dicts, lists, tuples of arrays) as a dataset
-    of examples, the structure kept; `model.fit` takes the same."""
-    x, y = data[0], data[1]
-    w = data[2] if len(data) == 3 else sample_weight
-    as_nest = lambda v: ({str(k): _leaf_array(a) for k, a in v.items()} if isinstance(v, dict)
-                         else tuple(_leaf_array(a) for a in v) if _is_structure(v)
-                         else _leaf_array(v))
-    x, y = as_nest(x), as_nest(y)
-    lengths = {len(a) for a in tf.nest.flatten(x) + tf.nest.flatten(y)}
-    if len(lengths) != 1:
-        raise ValueError("Every input and output array must have one row per example. "
-                         f"Received: lengths {sorted(lengths)}")
-    if w is not None:
-        return tf.data.Dataset.from_tensor_slices((x, y, np.asarray(w, "float32")))
-    return tf.data.Dataset.from_tensor_slices((x, y))
+def as_nest(value):
+    """Arrays, pandas objects, and dicts/lists of them as numpy (one level)."""
+    if isinstance(value, dict):
+        return {str(k): _leaf_array(a) for k, a in value.items()}
+    if _is_structure(value):
+        return tuple(_leaf_array(a) for a in value)
+    return _leaf_array(value)
 
 
-def _spec_of(batch):
-    return tf.nest.map_structure(
-        lambda a: tf.TensorSpec((None,) + np.asarray(a).shape[1:],
-                                tf.string if np.asarray(a).dtype.kind in "USO"
-                                else tf.as_dtype(np.asarray(a).dtype)), batch)
+def leaf_of(array):
+    """The `Leaf` of an array with a batch axis."""
+    array = np.asarray(array)
+    return Leaf(tuple(array.shape[1:]), "string" if array.dtype.kind in "USO" else array.dtype.name)
 
 
-def _pydataset(data):
-    """A `keras.utils.PyDataset` as a dataset of its batches, read by index
-    (so every pass has the same order and a split of it is stable)."""
-    n = len(data)
-    if n == 0:
-        raise ValueError("`data` is an empty PyDataset. Received: len(data)=0")
-    first = tuple(data[0])
-    spec = _spec_of(first)
-
-    def batches():
-        for i in range(len(data)):
-            yield tuple(data[i])
-
-    return tf.data.Dataset.from_generator(batches, output_signature=tuple(spec)).apply(
-        tf.data.experimental.assert_cardinality(n))
-
-
-def _generator(data, steps_per_epoch):
-    """A Python generator: `steps_per_epoch` batches read once and kept."""
-    if steps_per_epoch is None:
-        raise ValueError(
-            "A generator has no length: pass `steps_per_epoch=` (the batches of one epoch), "
-            "as model.fit needs too, or wrap the data in a keras.utils.PyDataset. "
-            "Received: steps_per_epoch=None")
-    batches = []
-    for batch in data:
-        batches.append(tuple(batch))
-        if len(batches) == steps_per_epoch:
-            break
-    if not batches:
-        raise ValueError("The generator yielded nothing. Received: 0 batches")
-    stacked = tuple(tf.nest.map_structure(lambda *a: np.concatenate(a), *[b[i] for b in batches])
-                    for i in range(len(batches[0])))
-    return tf.data.Dataset.from_tensor_slices(stacked), len(batches)
-
-
-def _resolve_source(data, sample_weight, steps_per_epoch=None):
-    """(description, data, notes) with names loaded, pandas converted, and
-    structures, PyDatasets and generators turned into datasets."""
-    import inspect
-
-    import keras
-
-    if isinstance(data, tf.data.Dataset):
-        if sample_weight is not None:
-            raise ValueError("`sample_weight` goes with array data; a dataset carries its "
-                             "weights as (x, y, sample_weight) elements. "
-                             f"Received: sample_weight={_describe(sample_weight)}")
-        return "tf.data.Dataset", data, []
-    if isinstance(data, keras.utils.PyDataset):
-        return f"PyDataset ({type(data).__name__}, {len(data)} batches)", _pydataset(data), [
-            "the PyDataset's batches were re-batched"]
-    if inspect.isgenerator(data) or (hasattr(data, "__next__") and hasattr(data, "__iter__")):
-        dataset, n = _generator(data, steps_per_epoch)
-        return "generator", dataset, [
-            f"generator: its first {n} batches (steps_per_epoch) were read once and are "
-            "reshuffled every epoch; a generator that makes new data every epoch should be a "
-            "PyDataset, or use augment="]
-    if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not any(
-            isinstance(d, tf.data.Dataset) for d in data) and all(
-            d is None or _is_structure(d) or np.ndim(d) >= 1 for d in data):
-        if _is_structure(data[0]) or _is_structure(data[1]):
-            return "arrays (several inputs or outputs)", _structured_dataset(data, sample_weight), []
-        return "arrays", data, []
-    raise TypeError(
-        "`data` must be an (x, y) or (x, y, sample_weight) tuple of arrays (numpy or pandas; "
-        "dicts or lists of them for several inputs or outputs), a tf.data.Dataset of such "
-        "elements, a keras.utils.PyDataset, a generator with steps_per_epoch, 'digits' or a "
-        f"TFDS name. Received: data={_describe(data)}"
-    )
+def take(nest, index):
+    """Rows `index` of every array of a one-level nest."""
+    if isinstance(nest, dict):
+        return {k: a[index] for k, a in nest.items()}
+    if isinstance(nest, (list, tuple)):
+        return tuple(a[index] for a in nest)
+    return nest[index]
 
 
 def _array_weights(data, sample_weight, n):
@@ -740,29 +537,33 @@ def _array_weights(data, sample_weight, n):
     return w
 
 
+def split_arrays(x, y, w, validation_split, seed):
+    """A seeded split of in-memory (x, y, w) nests: stratified when the
+    (first) labels' values look like class ids (a few distinct integers).
+    Returns (train triple, validation triple, the split in words)."""
+    first = flat(y)[0]
+    n = len(first)
+    labels = _label_stats(first)
+    stratify = labels.kind == "integer" and first.ndim == 1 and labels.distinct <= _STRATIFY_MAX
+    train_idx, val_idx = stratified_split(first if stratify else np.zeros(n, "float32"),
+                                          validation_split, seed)
+    if len(val_idx) == 0 or len(train_idx) == 0:
+        raise ValueError(
+            f"`data` has too few examples ({n}) for a validation split "
+            f"of {validation_split}. Received: {n} examples"
+        )
+    pick = lambda idx: (take(x, idx), take(y, idx), None if w is None else w[idx])
+    split = (f"held out {len(val_idx)} of {n} examples "
+             f"({'stratified, ' if stratify else ''}seed {seed})")
+    return pick(train_idx), pick(val_idx), split
+
+
 def _array_split(data, validation_data, validation_split, seed, sample_weight):
     x, y = _check_array_pair(data[0], data[1], "data")
     w = _array_weights(data, sample_weight, len(x))
     if validation_data is not None:
         return (x, y, w), None, "validation_data given"
-    labels = _label_stats(y)
-    # Stratified when the values look like class ids (a few distinct ones).
-    strata = y if labels.kind == "integer" and y.ndim == 1 and labels.distinct <= _STRATIFY_MAX else None
-    train_idx, val_idx = stratified_split(strata if strata is not None else np.zeros(len(y), "float32"),
-                                          validation_split, seed)
-    if len(val_idx) == 0 or len(train_idx) == 0:
-        raise ValueError(
-            f"`data` has too few examples ({len(x)}) for a validation split "
-            f"of {validation_split}. Received: {len(x)} examples"
-        )
-    pick = lambda idx: (x[idx], y[idx], None if w is None else w[idx])
-    split = (f"held out {len(val_idx)} of {len(x)} examples "
-             f"({'stratified, ' if strata is not None else ''}seed {seed})")
-    return pick(train_idx), pick(val_idx), split
-
-
-def _from_arrays(x, y, w):
-    return tf.data.Dataset.from_tensor_slices((x, y) if w is None else (x, y, w))
+    return split_arrays(x, y, w, validation_split, seed)
 
 
 def _shapes(x_spec):
@@ -773,50 +574,60 @@ def _shapes(x_spec):
     return {name: tuple(spec.shape) for name, spec in named}
 
 
-def _validation_dataset(validation_data, x_shape, weighted, input_rank):
-    """The validation set as an unbatched dataset, checked like the training data."""
+# -- entry point -----------------------------------------------------------------
+
+
+def _tensorflow_or_none():
+    """TensorFlow if the program has imported it (a tf.data.Dataset cannot
+    exist otherwise), else None: nothing here imports it to find out."""
+    tf = sys.modules.get("tensorflow")
+    return tf if tf is not None and hasattr(tf, "data") else None
+
+
+def _is_tf_dataset(value):
+    tf = _tensorflow_or_none()
+    return tf is not None and isinstance(value, tf.data.Dataset)
+
+
+def _tfdata(what):
+    """`keras_recipes.tfdata`, or a clear error naming what needed it."""
+    try:
+        from keras_recipes import tfdata
+    except ImportError as error:
+        raise ImportError(
+            f"{what} needs TensorFlow (tf.data), which cannot be imported here ({error}). "
+            "Install it (`pip install tensorflow`), or pass in-memory data (arrays, pandas, "
+            "dicts of arrays, a keras.utils.PyDataset), which runs on the JAX and torch "
+            f"backends without it. Received: {what}") from None
+    return tfdata
+
+
+def uses_tfdata(data, validation_data=None):
+    """Whether `make_data` takes the tf.data path for these inputs."""
     import keras
 
-    if isinstance(validation_data, keras.utils.PyDataset):
-        validation_data = _pydataset(validation_data)
-    elif (isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3)
-          and (_is_structure(validation_data[0]) or _is_structure(validation_data[1]))):
-        validation_data = _structured_dataset(validation_data, None)
-    if isinstance(validation_data, tf.data.Dataset):
-        _check_finite_cardinality(validation_data, "validation_data")
-        batched = _is_batched(validation_data, "validation_data", input_rank)
-        val = validation_data.unbatch() if batched else validation_data
-    elif isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
-        vx, vy = _check_array_pair(validation_data[0], validation_data[1], "validation_data")
-        vw = _array_weights(validation_data, None, len(vx))
-        val = _from_arrays(vx, vy, vw)
-    else:
-        raise TypeError(
-            "`validation_data` must be an (x, y) or (x, y, sample_weight) tuple of arrays or "
-            f"a tf.data.Dataset. Received: validation_data={_describe(validation_data)}"
-        )
-    v_shape = _shapes(val.element_spec[0])
-    if v_shape != x_shape:
-        raise ValueError(
-            "`validation_data` x must have the same per-example shape as the "
-            f"training data {x_shape}. Received: {v_shape}"
-        )
-    if weighted and len(val.element_spec) == 2:
-        val = val.map(lambda x, y: (x, y, tf.ones([], tf.float32)))
-    elif not weighted and len(val.element_spec) == 3:
-        val = val.map(lambda x, y, w: (x, y))
-    return val
+    if isinstance(data, str):
+        return data not in EMBEDDED or keras.backend.backend() == "tensorflow"
+    return (_is_tf_dataset(data) or _is_tf_dataset(validation_data)
+            or keras.backend.backend() == "tensorflow")
+
+
+def load_named(name, data_dir=None, split="train"):
+    """An unbatched (x, y) tf.data dataset for the embedded digits or a TFDS name."""
+    return _tfdata(f"data={name!r} (a TFDS dataset)").load_named(name, data_dir, split)
 
 
 def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
               seed=None, data_dir=None, shuffle_buffer=10_000, verbose=0, shuffle_seed=None,
               sample_weight=None, input_rank=None, steps_per_epoch=None):
-    """Resolves `data` into batched train/validation datasets plus statistics.
+    """Resolves `data` into batched train/validation data plus statistics.
 
     Args:
-        data: `(x, y)` or `(x, y, sample_weight)` arrays (numpy or pandas), a
-            `tf.data.Dataset` of such elements (batched or not), `"digits"`
-            (embedded) or a TFDS name.
+        data: `(x, y)` or `(x, y, sample_weight)` arrays (numpy or pandas;
+            dicts or lists of them for several inputs or outputs), a
+            `tf.data.Dataset` of such elements (batched or not), a
+            `keras.utils.PyDataset`, a generator (with `steps_per_epoch`),
+            `"digits"` (embedded) or a TFDS name.
         validation_data: The same forms; if `None`, a seeded (stratified for
             integer labels) `validation_split` of `data`.
         batch_size: Integer. Batch size of both returned datasets.
@@ -828,79 +639,22 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
             tells a batched dataset (also with `drop_remainder=True`) apart.
 
     Returns:
-        A `Data`.
+        A `Data`: `tfdata.TFData` for tf.data, TFDS names and the TensorFlow
+        backend, `arraydata.ArrayData` for in-memory data on JAX and torch.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"`batch_size` must be an integer >= 1. Received: batch_size={batch_size!r}")
     if validation_data is None:
         _check_split(validation_split)
-    notes = []
     seed = 0 if seed is None else int(seed)
     shuffle_seed = seed if shuffle_seed is None else int(shuffle_seed)
-    if isinstance(data, str):
-        description = f"dataset {data!r}" + (" (embedded, via TFDS)" if data in EMBEDDED else " (TFDS)")
-        data = load_named(data, data_dir)
-    else:
-        description, data, more = _resolve_source(data, sample_weight, steps_per_epoch)
-        notes += more
+    args = dict(validation_data=validation_data, validation_split=validation_split,
+                batch_size=batch_size, seed=seed, verbose=verbose, shuffle_seed=shuffle_seed,
+                sample_weight=sample_weight, steps_per_epoch=steps_per_epoch)
+    if uses_tfdata(data, validation_data):
+        what = f"data={data!r} (a TFDS dataset)" if isinstance(data, str) else "a tf.data.Dataset"
+        return _tfdata(what).make_tf_data(data, data_dir=data_dir, shuffle_buffer=shuffle_buffer,
+                                          input_rank=input_rank, **args)
+    from keras_recipes import arraydata
 
-    val_source = None
-    if isinstance(data, (tuple, list)):
-        (x, y, w), held_out, split = _array_split(data, validation_data, validation_split, seed,
-                                                  sample_weight)
-        features, labels = [array_feature_stats(x)], [_label_stats(y)]
-        source = _from_arrays(x, y, w)
-        shuffle_buffer, n_train = len(x), len(x)
-        x_shape, x_dtype = tuple(x.shape[1:]), str(x.dtype)
-        if held_out is not None:
-            val_source = _from_arrays(*held_out)
-            val_labels, n_val = [_label_stats(held_out[1])], len(held_out[0])
-    else:
-        _check_finite_cardinality(data, "data")
-        dataset = data
-        if _is_batched(dataset, "data", input_rank):
-            dataset = dataset.unbatch()
-            notes.append(f"the dataset was batched; it was re-batched to batch_size={batch_size}")
-        spec = dataset.element_spec
-        x_leaves = [leaf for _, leaf in leaves(spec[0])]
-        if len(x_leaves) == 1 and x_leaves[0].dtype == tf.string:
-            raise TypeError(
-                "`data` must hold numeric tensors; encode strings first. "
-                f"Received: x dtype {x_leaves[0].dtype.name}"
-            )
-        integer = len(tf.nest.flatten(spec[1])) == 1 and tf.nest.flatten(spec[1])[0].dtype.is_integer
-        if validation_data is None:
-            _check_deterministic_order(dataset, "data")
-            train_stream, val_source, k = _stream_split(dataset, validation_split, seed, integer)
-            split = (f"held out every {k}th example"
-                     f"{' of each class' if integer else ''} (seed {seed}), streaming")
-            _, val_labels, n_val = _dataset_stats(val_source, 0, "data", features=False)
-        else:
-            train_stream, split = dataset, "validation_data given"
-        features, labels, n_train = _dataset_stats(train_stream, verbose)
-        source = train_stream.apply(tf.data.experimental.assert_cardinality(n_train))
-        x_shape = _shapes(spec[0])
-        x_dtype = x_leaves[0].dtype.name if len(x_leaves) == 1 else "several"
-    weighted = len(source.element_spec) == 3
-    train = source.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
-
-    if validation_data is not None:
-        val_source = _validation_dataset(validation_data, x_shape, weighted, input_rank)
-        _, val_labels, n_val = _dataset_stats(val_source, 0, "validation_data", features=False)
-    if n_val == 0:
-        raise ValueError("The validation set is empty. Received: 0 validation examples")
-    # Filtered streams have unknown cardinality; stating it lets Keras show
-    # progress and not warn that the input "ran out of data".
-    train = train.apply(tf.data.experimental.assert_cardinality(n_train))
-    val = val_source.apply(tf.data.experimental.assert_cardinality(n_val))
-    train = train.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    val = val.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    structured = isinstance(x_shape, dict) or len(labels) > 1 or _is_structure(
-        source.element_spec[1])
-    return Data(train, val, x_shape, x_dtype, None if structured else features[0],
-                None if structured else labels[0], n_train, n_val,
-                description, split, batch_size, notes, source=source,
-                shuffle_buffer=shuffle_buffer, shuffle_seed=shuffle_seed,
-                validation_labels=None if structured else val_labels[0], weighted=weighted,
-                input_stats=features, output_labels=labels, output_val_labels=val_labels,
-                x_spec=source.element_spec[0], y_spec=source.element_spec[1])
+    return arraydata.make_array_data(data, **args)

@@ -432,18 +432,10 @@ def fit_ensemble(build_model, data, members=10, **fit_kwargs):
     trained = [r.model for r in results]
     average = "mean" if results[0].data.labels.kind == "continuous" else "probabilities"
     ensemble = AveragingEnsemble(trained, average=average, name="averaging_ensemble")
-    x_val, y_val = _validation_arrays(results[0].data.pairs(results[0].data.validation))
+    x_val, y_val = results[0].data.validation_arrays()
     metric, member_scores, prefix = evaluate_members(trained, x_val, y_val, average)
     return EnsembleResult(ensemble, trained, [r.history for r in results], "sequential",
                           reason, metric, member_scores, prefix, results)
-
-
-def _validation_arrays(dataset):
-    xs, ys = [], []
-    for x, y in dataset.as_numpy_iterator():
-        xs.append(x)
-        ys.append(y)
-    return np.concatenate(xs), np.concatenate(ys)
 
 
 class FusedMembers:
@@ -503,7 +495,7 @@ def assemble_fused(members, raw, features, target, result):
         if "learning_rate" in history:
             h["learning_rate"] = history["learning_rate"]
         member_histories.append(h)
-    x_val, y_val = _validation_arrays(result.data.pairs(result.data.validation))
+    x_val, y_val = result.data.validation_arrays()
     if target is not None:
         y_val = y_val * target[1].reshape(y_val.shape[1:]) + target[0].reshape(y_val.shape[1:])
     metric, member_scores, prefix = evaluate_members(member_models, x_val, y_val, average)

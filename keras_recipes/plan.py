@@ -197,7 +197,7 @@ def plan(model, data, **options):
     if o["seed"] is not None:
         keras.utils.set_random_seed(int(o["seed"]))
     with distribute.Scope(strategy) as scope:
-        from keras_recipes import data as data_lib  # tf.data: TensorFlow only
+        from keras_recipes import data as data_lib
 
         parts["scope"] = scope
         seed = o["seed"] if o["split_seed"] is None else o["split_seed"]
@@ -298,15 +298,9 @@ def _live_compile(source):
     return dict(config)
 
 
-def _first_batch(data):
-    for element in data.train.take(1):
-        return (keras.tree.map_structure(np.asarray, element[0]),
-                keras.tree.map_structure(np.asarray, element[1]))
-
-
 def _measure(model, data):
     """Per output: its width and an `OutputProbe` on a real batch."""
-    x, _ = _first_batch(data)
+    x, _ = data.first_batch()
     x = keras.tree.map_structure(lambda a: a[:64], x)
     if not model.built and not data.structured:
         model.build((None,) + tuple(data.x_shape))
@@ -479,7 +473,7 @@ def _decide_structured(model, data, o, parts, custom):
         if stats is None:
             input_layers.append([])
             tips.append(Tip(1, f"input {label}", "passed through",
-                            f"{spec.dtype.name} values: not numeric", ""))
+                            f"{spec.dtype} values: not numeric", ""))
             continue
         layers, applied, skipped = ((preprocessing.plan(model, stats, suffix=f"_{label}",
                                                         input_name=name or None))

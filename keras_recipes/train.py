@@ -145,14 +145,12 @@ def _fit(plan, callbacks, initial_epoch, plateau):
         data.limit_steps(o["steps_per_epoch"])
     # A run that had already stopped (the stopping rule) stays stopped.
     last_epoch = initial_epoch if plateau is not None and plateau.stopped_epoch is not None else epochs
-    validation = data.validation
-    if o["validation_steps"] is not None:
-        validation = validation.take(o["validation_steps"])
-    # One dataset of all remaining epochs, each shuffled by (seed, epoch): the
-    # same orders whether or not the run was interrupted and resumed.
+    # All remaining epochs, each shuffled by (seed, epoch): the same orders
+    # whether or not the run was interrupted and resumed.
+    train, validation = data.fit_inputs(initial_epoch, max(last_epoch, initial_epoch),
+                                        o["shuffle"], o["validation_steps"])
     return parts["full"].fit(
-        data.epochs(initial_epoch, max(last_epoch, initial_epoch), shuffle=o["shuffle"]),
-        steps_per_epoch=data.steps_per_epoch, validation_data=validation, epochs=last_epoch,
+        train, steps_per_epoch=data.steps_per_epoch, validation_data=validation, epochs=last_epoch,
         callbacks=callbacks, verbose=parts["verbose"], shuffle=False, initial_epoch=initial_epoch,
         class_weight=o["class_weight"])
 

@@ -122,9 +122,9 @@ def rule_class_balance(model, data, ctx):
     return Finding(1, "class balance", "pass", f"largest/smallest class {ratio:.1f}:1 ({text})")
 
 
-def _hashes(dataset):
+def _hashes(data, split):
     out = []
-    for x, y, *_ in dataset.unbatch().batch(1024).as_numpy_iterator():
+    for x, y in data.example_batches(split):
         flat = np.ascontiguousarray(x).reshape(len(x), -1)
         labels = np.asarray(y).reshape(len(y), -1)
         for row, label in zip(flat, labels):
@@ -389,11 +389,11 @@ def audit_data(model, data, batch_size=128, loss=None, will_clip=False, compile_
     if loss is None:
         compiled = getattr(model, "compiled", False) and getattr(model, "loss", None) is not None
         loss = keras.losses.get(model.loss) if compiled else infer_loss(model, data.labels, units)[0]
-    x, y = next(iter(data.pairs(data.train).unbatch().batch(min(batch_size, 256)).as_numpy_iterator()))
+    x, y = data.first_batch(min(batch_size, 256))
     ctx = {
         "units": units, "loss": loss, "loss_kind": _loss_kind(loss), "batch_size": batch_size,
         "batch": (x, y), "will_clip": will_clip, "compile_probe": compile_probe,
-        "train_hashes": _hashes(data.train), "val_hashes": _hashes(data.validation),
+        "train_hashes": _hashes(data, "train"), "val_hashes": _hashes(data, "validation"),
     }
     findings = []
     for rule in RULES:

@@ -133,8 +133,20 @@ class _Function:
             g_params, g_x = jax.grad(f, argnums=(0, 1))([v.value for v in variables],
                                                        keras.ops.convert_to_tensor(self.x))
             grads = list(g_params) + [g_x]
+        elif self.backend == "torch":
+            import torch
+
+            x = keras.ops.convert_to_tensor(self.x)
+            differentiable = torch.is_floating_point(x)
+            if differentiable:
+                x = x.detach().requires_grad_(True)
+            value = self._scalar(self.model(x, training=False))
+            targets = [v.value for v in variables] + ([x] if differentiable else [])
+            grads = list(torch.autograd.grad(value, targets, allow_unused=True))
+            if not differentiable:
+                grads.append(None)
         else:
-            raise ValueError(f"check_gradients supports the tensorflow and jax backends. "
+            raise ValueError("check_gradients supports the tensorflow, jax and torch backends. "
                              f"Received: backend={self.backend!r}")
         return [None if g is None else np.asarray(keras.ops.convert_to_numpy(g), "float64")
                 for g in grads]
@@ -191,13 +203,6 @@ def check_gradients(model, x, y=None, loss=None, num_params=200, seed=None, tole
     Returns:
         A `GradientCheckReport`.
     """
-    if keras.backend.backend() == "jax":
-        import jax
-
-        # JAX computes in 32 bits unless 64-bit types are enabled.
-        with jax.enable_x64(True):
-            return _check_gradients(model, x, y, loss, num_params, seed, tolerance, epsilon,
-                                    check_inputs)
     return _check_gradients(model, x, y, loss, num_params, seed, tolerance, epsilon, check_inputs)
 
 
@@ -224,6 +229,11 @@ def _check_gradients(model, x, y, loss, num_params, seed, tolerance, epsilon, ch
     rng = np.random.default_rng(seed)
     note = ""
     try:
+        if keras.backend.backend() != "tensorflow":
+            # keras.backend.result_type maps float64 to float32 on JAX and
+            # torch (to match JAX's default), so Keras' matmul there computes a
+            # float64 model in float32.
+            raise TypeError(f"Keras computes float64 as float32 on {keras.backend.backend()}")
         checked_model = _float64_clone(model)
         dtype = "float64"
         x64 = x.astype("float64") if x.dtype.kind == "f" else x
@@ -231,8 +241,9 @@ def _check_gradients(model, x, y, loss, num_params, seed, tolerance, epsilon, ch
         checked_model = model
         dtype = "float32"
         x64 = x
-        note = (f"note: the model could not be cloned in float64 ({type(error).__name__}); "
-                "checked in float32 with a looser tolerance")
+        reason = str(error) if isinstance(error, TypeError) and "float32 on" in str(error) else (
+            f"the model could not be cloned in float64 ({type(error).__name__})")
+        note = f"note: {reason}; checked in float32 with a looser tolerance"
         tolerance = max(tolerance, 1e-2)
         epsilon = max(epsilon, 1e-3)
     out = np.asarray(keras.ops.convert_to_numpy(checked_model(x64[:1], training=False)))
@@ -293,7 +304,9 @@ def _check_gradients(model, x, y, loss, num_params, seed, tolerance, epsilon, ch
         if grad is None:
             rows.append(GradientRow(variable.path, 0, 0, 0.0, (), 0.0, 0.0))
             continue
-        value = np.asarray(keras.ops.convert_to_numpy(variable), "float64")
+        # A copy: on torch, convert_to_numpy shares the variable's memory,
+        # which `assign` below overwrites.
+        value = np.array(keras.ops.convert_to_numpy(variable), "float64", copy=True)
         rows.append(check(variable.path, value, grad, count, perturb_variable(variable, value)))
     if check_inputs and x64.dtype.kind == "f" and grads[-1] is not None:
         rows.append(check("input", x64, grads[-1], max(1, num_params // 4), perturb_input))
@@ -369,11 +382,22 @@ def check_batch_independence(model, x, examples=4, training=False, tolerance=1e-
         elif backend == "jax":
             import jax
 
+            trainable = [v.value for v in model.trainable_variables]
+            non_trainable = [v.value for v in model.non_trainable_variables]
+
             def f(xv, i=i):
-                out = model(xv, training=training)
+                # Stateless: a layer that updates state in training
+                # (BatchNormalization) must not leak tracers into it.
+                out, _ = model.stateless_call(trainable, non_trainable, xv, training=training)
                 return keras.ops.sum(out[i])
 
             g = jax.grad(f)(keras.ops.convert_to_tensor(x))
+        elif backend == "torch":
+            import torch
+
+            xt = keras.ops.convert_to_tensor(x).detach().requires_grad_(True)
+            out = model(xt, training=training)
+            g = torch.autograd.grad(keras.ops.sum(out[i]), xt)[0]
         else:
             raise ValueError(f"Unsupported backend. Received: backend={backend!r}")
         g = np.abs(np.asarray(keras.ops.convert_to_numpy(g))).reshape(len(x), -1).max(axis=1)

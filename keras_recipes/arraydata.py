@@ -1,0 +1,316 @@
+"""The in-memory path, for the JAX and torch backends: arrays, pandas,
+dicts/lists of arrays, a `keras.utils.PyDataset` or a generator, held as
+numpy and fed to `model.fit` by a `PyDataset` of our own, which Keras' own
+adapter turns into the backend's batches. Needs no TensorFlow.
+
+The statistics, checks and split are those of `keras_recipes.data` (the
+tf.data path uses the same). Epoch e is shuffled by a permutation seeded with
+(shuffle_seed, e), so a resumed run sees the orders of an uninterrupted one.
+"""
+
+import dataclasses
+import inspect
+
+import keras
+import numpy as np
+
+from keras_recipes.data import Data
+from keras_recipes.data import _array_weights
+from keras_recipes.data import _check_array_pair
+from keras_recipes.data import _describe
+from keras_recipes.data import _is_structure
+from keras_recipes.data import _shapes
+from keras_recipes.data import as_nest
+from keras_recipes.data import batch_stats
+from keras_recipes.data import flat
+from keras_recipes.data import leaf_of
+from keras_recipes.data import split_arrays
+from keras_recipes.data import take
+
+_CHUNK = 1024
+
+
+def _map_nest(fn, nest):
+    if isinstance(nest, dict):
+        return {k: fn(a) for k, a in nest.items()}
+    if isinstance(nest, (list, tuple)):
+        return tuple(fn(a) for a in nest)
+    return fn(nest)
+
+
+def _pack(like, values):
+    """`values` (in `flat` order) in the structure of `like`."""
+    if isinstance(like, dict):
+        return dict(zip(sorted(like, key=str), values))
+    if isinstance(like, (list, tuple)):
+        return tuple(values)
+    return values[0]
+
+
+def _rows(arrays):
+    return len(flat(arrays[0])[0])
+
+
+def _chunks(arrays, size=_CHUNK):
+    for start in range(0, _rows(arrays), size):
+        index = slice(start, start + size)
+        yield take(arrays[0], index), take(arrays[1], index)
+
+
+class EpochBatches(keras.utils.PyDataset):
+    """Batches of (x, y[, w]) arrays for `model.fit`: `epochs` epochs of
+    `steps` batches each, epoch `first + k` ordered by `order(first + k)`.
+    Read by index, it holds no state: Keras may read ahead or start over."""
+
+    def __init__(self, arrays, batch_size, steps, order, first=0, epochs=1, transform=None,
+                 training=True):
+        super().__init__()
+        self.arrays = tuple(a for a in arrays if a is not None)
+        self.batch_size, self.steps, self.order = batch_size, steps, order
+        self.first, self.epochs = first, epochs
+        self.transform, self.training = transform, training
+        self._cached = (None, None)
+
+    def __len__(self):
+        return self.steps * self.epochs
+
+    def __getitem__(self, i):
+        epoch, step = self.first + i // self.steps, i % self.steps
+        if self._cached[0] != epoch:
+            self._cached = (epoch, self.order(epoch))
+        index = self._cached[1][step * self.batch_size:(step + 1) * self.batch_size]
+        batch = tuple(take(a, index) for a in self.arrays)
+        return self.transform(batch, self.training) if self.transform else batch
+
+
+@dataclasses.dataclass
+class ArrayData(Data):
+    """`Data` held as numpy: `train_arrays` and `val_arrays` are
+    (x, y, w) nests (w None without sample weights); `transform(batch,
+    training)` is applied to every batch."""
+
+    train_arrays: tuple = None
+    val_arrays: tuple = None
+    transform: object = None
+
+    def _order(self, shuffle):
+        n, seed = self.n_train, self.shuffle_seed
+
+        def order(epoch):
+            if not shuffle:
+                return np.arange(n)
+            return np.random.default_rng([seed, epoch]).permutation(n)
+
+        return order
+
+    def _transformed(self, arrays, training):
+        batch = tuple(a for a in arrays if a is not None)
+        return self.transform(batch, training) if self.transform else batch
+
+    def first_batch(self, size=None):
+        index = self._order(True)(0)[:size or self.batch_size]
+        batch = self._transformed(tuple(take(a, index) if a is not None else None
+                                        for a in self.train_arrays), True)
+        return batch[0], batch[1]
+
+    def example_batches(self, split):
+        arrays = self.train_arrays if split == "train" else self.val_arrays
+        yield from _chunks(arrays)
+
+    def validation_arrays(self):
+        parts = [self._transformed((x, y), False) for x, y in _chunks(self.val_arrays)]
+        return tuple(np.concatenate([np.asarray(p[i]) for p in parts]) for i in (0, 1))
+
+    def fit_inputs(self, first, last, shuffle, validation_steps):
+        steps = self.steps_per_epoch
+        # At least one epoch's batches: Keras reads one to build, also when
+        # a resumed run has nothing left to train.
+        train = EpochBatches(self.train_arrays, self.batch_size, steps, self._order(shuffle),
+                             first, max(last - first, 1), self.transform, training=True)
+        n_val = self.n_validation
+        val_steps = -(-n_val // self.batch_size)
+        if validation_steps is not None:
+            val_steps = min(val_steps, validation_steps)
+        validation = EpochBatches(self.val_arrays, self.batch_size, val_steps,
+                                  lambda epoch: np.arange(n_val), transform=self.transform,
+                                  training=False)
+        return train, validation
+
+    def standardize_targets(self, mean, std):
+        shape = self.labels.shape or ()
+        mean = np.asarray(mean, "float32").reshape(shape)
+        std = np.asarray(std, "float32").reshape(shape)
+        scale = lambda arrays: (arrays[0], (arrays[1].astype("float32") - mean) / std, arrays[2])
+        self.train_arrays, self.val_arrays = scale(self.train_arrays), scale(self.val_arrays)
+
+    def preprocess_in_pipeline(self, input_layers, augment, targets):
+        y_shapes = [leaf.shape for leaf in flat(self.y_spec)]
+        before = self.transform
+
+        def transform(batch, training):
+            if before is not None:
+                batch = before(batch, training)
+            x, y, *w = batch
+            xs, ys = flat(x), flat(y)
+            for i, layers in enumerate(input_layers):
+                for layer in layers:
+                    xs[i] = layer(xs[i], training=training) if layer in augment else layer(xs[i])
+                if layers:
+                    xs[i] = keras.ops.convert_to_numpy(xs[i])
+            for i, (target, shape) in enumerate(zip(targets, y_shapes)):
+                if target is not None:
+                    mean = target[0].astype("float32").reshape(shape)
+                    std = target[1].astype("float32").reshape(shape)
+                    ys[i] = (np.asarray(ys[i], "float32") - mean) / std
+            return (_pack(x, xs), _pack(y, ys), *w)
+
+        self.transform = transform
+
+
+# -- sources ----------------------------------------------------------------------
+
+
+def _concatenate(batches):
+    """A list of (x, y[, w]) batches as one (x, y[, w]) of arrays."""
+    width = len(batches[0])
+    joined = []
+    for i in range(width):
+        parts = [b[i] for b in batches]
+        first = parts[0]
+        if isinstance(first, dict):
+            joined.append({k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in first})
+        elif isinstance(first, (list, tuple)):
+            joined.append(tuple(np.concatenate([np.asarray(p[j]) for p in parts])
+                                for j in range(len(first))))
+        else:
+            joined.append(np.concatenate([np.asarray(p) for p in parts]))
+    return tuple(joined)
+
+
+def _pydataset(data):
+    n = len(data)
+    if n == 0:
+        raise ValueError("`data` is an empty PyDataset. Received: len(data)=0")
+    return _concatenate([tuple(data[i]) for i in range(n)])
+
+
+def _generator(data, steps_per_epoch):
+    if steps_per_epoch is None:
+        raise ValueError(
+            "A generator has no length: pass `steps_per_epoch=` (the batches of one epoch), "
+            "as model.fit needs too, or wrap the data in a keras.utils.PyDataset. "
+            "Received: steps_per_epoch=None")
+    batches = []
+    for batch in data:
+        batches.append(tuple(batch))
+        if len(batches) == steps_per_epoch:
+            break
+    if not batches:
+        raise ValueError("The generator yielded nothing. Received: 0 batches")
+    return _concatenate(batches), len(batches)
+
+
+def _is_generator(data):
+    return inspect.isgenerator(data) or (hasattr(data, "__next__") and hasattr(data, "__iter__"))
+
+
+def _resolve(data, sample_weight, steps_per_epoch, name="data"):
+    """(description, (x, y, w) nests, notes, plain) for in-memory `data`;
+    `plain` when it is one x array and one y array."""
+    if isinstance(data, keras.utils.PyDataset):
+        arrays = _pydataset(data)
+        return (f"PyDataset ({type(data).__name__}, {len(data)} batches)", arrays,
+                [f"the PyDataset's {len(data)} batches were read into memory "
+                 f"({_rows(arrays)} examples) and re-batched"])
+    if _is_generator(data):
+        arrays, n = _generator(data, steps_per_epoch)
+        return "generator", arrays, [
+            f"generator: its first {n} batches (steps_per_epoch) were read once and are "
+            "reshuffled every epoch; a generator that makes new data every epoch should be a "
+            "PyDataset, or use augment="]
+    if isinstance(data, (tuple, list)) and len(data) in (2, 3) and all(
+            d is None or _is_structure(d) or np.ndim(d) >= 1 for d in data):
+        if _is_structure(data[0]) or _is_structure(data[1]):
+            return "arrays (several inputs or outputs)", tuple(data), []
+        return "arrays", tuple(data), []
+    raise TypeError(
+        f"`{name}` must be an (x, y) or (x, y, sample_weight) tuple of arrays (numpy or pandas; "
+        "dicts or lists of them for several inputs or outputs), a tf.data.Dataset of such "
+        "elements, a keras.utils.PyDataset, a generator with steps_per_epoch, 'digits' or a "
+        f"TFDS name. Received: {name}={_describe(data)}"
+    )
+
+
+def _checked(arrays, sample_weight, name):
+    """(x, y, w) as numpy nests, one row per example in every array."""
+    if not (_is_structure(arrays[0]) or _is_structure(arrays[1])):
+        x, y = _check_array_pair(arrays[0], arrays[1], name)
+        return x, y, _array_weights(arrays, sample_weight, len(x))
+    x, y = as_nest(arrays[0]), as_nest(arrays[1])
+    lengths = {len(a) for a in flat(x) + flat(y)}
+    if len(lengths) != 1:
+        raise ValueError("Every input and output array must have one row per example. "
+                         f"Received: lengths {sorted(lengths)}")
+    return x, y, _array_weights(arrays, sample_weight, lengths.pop())
+
+
+def _stats(arrays, verbose, name, features=True):
+    x_leaves = [leaf_of(a) for a in flat(arrays[0])]
+    return batch_stats(_chunks(arrays), x_leaves, verbose, name, features)
+
+
+def _validation(validation_data, x_shape, weighted):
+    if isinstance(validation_data, keras.utils.PyDataset):
+        arrays = _pydataset(validation_data)
+    elif isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
+        arrays = tuple(validation_data)
+    else:
+        raise TypeError(
+            "`validation_data` must be an (x, y) or (x, y, sample_weight) tuple of arrays, a "
+            "keras.utils.PyDataset or a tf.data.Dataset. "
+            f"Received: validation_data={_describe(validation_data)}")
+    x, y, w = _checked(arrays, None, "validation_data")
+    v_shape = _shapes(_map_nest(leaf_of, x))
+    if v_shape != x_shape:
+        raise ValueError(
+            "`validation_data` x must have the same per-example shape as the "
+            f"training data {x_shape}. Received: {v_shape}"
+        )
+    if weighted and w is None:
+        w = np.ones(len(flat(x)[0]), "float32")
+    return x, y, w if weighted else None
+
+
+def make_array_data(data, validation_data, validation_split, batch_size, seed, shuffle_seed,
+                    verbose=0, sample_weight=None, steps_per_epoch=None):
+    """`keras_recipes.data.make_data` for in-memory data (arguments checked
+    there; `seed` and `shuffle_seed` are integers). Returns an `ArrayData`."""
+    if isinstance(data, str):  # the embedded digits (uses_tfdata sends TFDS names away)
+        from keras_recipes.datasets import load_digits
+
+        description, arrays, notes = "dataset 'digits' (embedded, in memory)", load_digits("train"), []
+    else:
+        description, arrays, notes = _resolve(data, sample_weight, steps_per_epoch)
+        if len(arrays) == 3 and arrays[2] is None:
+            arrays = arrays[:2]
+    x, y, w = _checked(arrays, sample_weight, "data")
+    if validation_data is None:
+        train, val, split = split_arrays(x, y, w, validation_split, seed)
+    else:
+        train, split = (x, y, w), "validation_data given"
+        val = _validation(validation_data, _shapes(_map_nest(leaf_of, x)), w is not None)
+    features, labels, n_train = _stats(train, verbose, "data")
+    _, val_labels, n_val = _stats(val, 0, "validation_data", features=False)
+    x_spec, y_spec = _map_nest(leaf_of, train[0]), _map_nest(leaf_of, train[1])
+    x_shape = _shapes(x_spec)
+    x_leaves = flat(train[0])
+    structured = isinstance(x_shape, dict) or _is_structure(train[1])
+    return ArrayData(
+        x_shape=x_shape, x_dtype=str(x_leaves[0].dtype) if len(x_leaves) == 1 else "several",
+        features=None if structured else features[0],
+        labels=None if structured else labels[0], n_train=n_train, n_validation=n_val,
+        description=description, split=split, batch_size=batch_size, notes=notes,
+        shuffle_seed=shuffle_seed, validation_labels=None if structured else val_labels[0],
+        weighted=w is not None, input_stats=features, output_labels=labels,
+        output_val_labels=val_labels, x_spec=x_spec, y_spec=y_spec, train_arrays=train,
+        val_arrays=val)

@@ -1,0 +1,502 @@
+"""The tf.data path: tf.data datasets, TFDS names (the embedded digits
+too), and every input on the TensorFlow backend, as batched tf.data
+pipelines. Streams in batches (never materialising a dataset), with the
+statistics of `keras_recipes.data`.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from keras_recipes.data import EMBEDDED
+from keras_recipes.data import Data
+from keras_recipes.data import Leaf
+from keras_recipes.data import _array_split
+from keras_recipes.data import _array_weights
+from keras_recipes.data import _check_array_pair
+from keras_recipes.data import _describe
+from keras_recipes.data import _is_structure
+from keras_recipes.data import _label_stats
+from keras_recipes.data import _leaf_array
+from keras_recipes.data import _shapes
+from keras_recipes.data import array_feature_stats
+from keras_recipes.data import batch_stats
+from keras_recipes.data import leaves
+from keras_recipes.datasets.digits import digits_builder
+
+# Per-class counters for the streaming stratified split: labels are bucketed
+# modulo this many counters.
+_STRATA = 1024
+
+
+def _leaf_spec(spec):
+    return Leaf(tuple(spec.shape), spec.dtype.name)
+
+
+@dataclasses.dataclass
+class TFData(Data):
+    """`Data` as tf.data pipelines: batched `train` (shuffled every pass)
+    and `validation`, and the unbatched, unshuffled training `source`."""
+
+    train: tf.data.Dataset = None
+    validation: tf.data.Dataset = None
+    source: tf.data.Dataset = None
+    shuffle_buffer: int = 10_000
+    maps: list = dataclasses.field(default_factory=list)
+
+    def map_pairs(self, fn):
+        """Applies `fn(x, y) -> (x, y)` to the training and validation data
+        (sample weights, when there are any, pass through)."""
+        def on_element(x, y, *weights):
+            return tuple(fn(x, y)) + weights
+
+        self.train = self.train.map(on_element)
+        self.validation = self.validation.map(on_element)
+        self.maps.append(on_element)
+
+    def standardize_targets(self, mean, std):
+        mean, std = np.asarray(mean, "float32"), np.asarray(std, "float32")
+        shape = self.labels.shape or ()
+        mean, std = mean.reshape(shape), std.reshape(shape)
+        self.map_pairs(lambda x, y: (x, (tf.cast(y, tf.float32) - mean) / std))
+
+    def preprocess_in_pipeline(self, input_layers, augment, targets):
+        shapes = [tuple(spec.shape) for spec in tf.nest.flatten(self.y_spec)]
+        # Build the layers eagerly first: variables made inside a dataset's map
+        # function would belong to that function's graph.
+        sample = tf.nest.flatten(next(iter(self.train.take(1)))[0])
+        for leaf, layers in zip(sample, input_layers):
+            for layer in layers:
+                leaf = layer(leaf)
+
+        def on_pair(x, y, training):
+            xs = tf.nest.flatten(x)
+            for i, layers in enumerate(input_layers):
+                for layer in layers:
+                    xs[i] = layer(xs[i], training=training) if layer in augment else layer(xs[i])
+            ys = tf.nest.flatten(y)
+            for i, (target, shape) in enumerate(zip(targets, shapes)):
+                if target is not None:
+                    mean = target[0].astype("float32").reshape(shape)
+                    std = target[1].astype("float32").reshape(shape)
+                    ys[i] = (tf.cast(ys[i], tf.float32) - mean) / std
+            return tf.nest.pack_sequence_as(x, xs), tf.nest.pack_sequence_as(y, ys)
+
+        self.train = self.train.map(lambda x, y, *w: on_pair(x, y, True) + w)
+        self.validation = self.validation.map(lambda x, y, *w: on_pair(x, y, False) + w)
+        self.maps.append(lambda x, y, *w: on_pair(x, y, True) + w)
+
+    @staticmethod
+    def pairs(dataset):
+        """`dataset` as (x, y) elements (sample weights dropped)."""
+        return dataset.map(lambda x, y, *weights: (x, y))
+
+    def first_batch(self, size=None):
+        dataset = self.pairs(self.train)
+        if size is not None:
+            dataset = dataset.unbatch().batch(size)
+        x, y = next(iter(dataset.take(1)))
+        return tf.nest.map_structure(np.asarray, x), tf.nest.map_structure(np.asarray, y)
+
+    def example_batches(self, split):
+        dataset = {"train": self.train, "validation": self.validation}[split]
+        for x, y, *_ in dataset.unbatch().batch(1024).as_numpy_iterator():
+            yield x, y
+
+    def validation_arrays(self):
+        xs, ys = [], []
+        for x, y in self.pairs(self.validation).as_numpy_iterator():
+            xs.append(x)
+            ys.append(y)
+        return np.concatenate(xs), np.concatenate(ys)
+
+    def fit_inputs(self, first, last, shuffle, validation_steps):
+        validation = self.validation
+        if validation_steps is not None:
+            validation = validation.take(validation_steps)
+        return self.epochs(first, last, shuffle), validation
+
+    def epochs(self, first, last, shuffle=True):
+        """Batches of epochs `first`..`last - 1`, one dataset.
+
+        Epoch e is shuffled with a seed derived from (shuffle_seed, e), so an
+        epoch's order does not depend on how many passes came before it: a
+        resumed run sees exactly the orders of an uninterrupted one.
+        """
+        def one_epoch(epoch):
+            # A Python int seed: with a global TF seed set (as Keras' seeding
+            # does), tf.data cannot take a tensor seed.
+            seed = (self.shuffle_seed * 1_000_003 + epoch * 7_919 + 1) % (2**31 - 1)
+            ds = self.source
+            if shuffle:
+                ds = ds.shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+            ds = ds.batch(self.batch_size).take(self.steps_per_epoch)
+            for fn in self.maps:
+                ds = ds.map(fn)
+            return ds
+
+        epochs = list(range(first, last))
+        if not epochs:
+            return self.train.take(0)
+        steps = self.steps_per_epoch
+        # Batches of epoch k come from the k-th dataset, epochs in order.
+        choice = tf.data.Dataset.range(len(epochs)).flat_map(
+            lambda i: tf.data.Dataset.from_tensors(i).repeat(steps))
+        return tf.data.Dataset.choose_from_datasets(
+            [one_epoch(e) for e in epochs], choice).prefetch(tf.data.AUTOTUNE)
+
+
+def _stream_split(dataset, validation_split, seed, integer_labels):
+    """Streaming, seeded split of an unbatched dataset.
+
+    For integer labels it is stratified: a per-class counter sends every k-th
+    example of each class (k = round(1 / validation_split)) to validation,
+    starting at a seeded offset per class. Otherwise the example index decides.
+    The split follows the dataset's order, which must be deterministic.
+    """
+    k = max(int(round(1.0 / validation_split)), 2)
+    offsets = tf.constant(np.random.default_rng(seed).integers(0, k, _STRATA), tf.int64)
+
+    def assign(counts, element):
+        y = tf.nest.flatten(element[1])[0]
+        if integer_labels:
+            bucket = tf.math.floormod(tf.cast(tf.reshape(y, [-1])[0], tf.int64), _STRATA)
+        else:
+            bucket = tf.constant(0, tf.int64)
+        count = counts[bucket]
+        is_val = tf.equal(tf.math.floormod(count + offsets[bucket], k), 0)
+        counts = tf.tensor_scatter_nd_add(counts, [[bucket]], [1])
+        return counts, (tuple(element), is_val)
+
+    def is_validation(element, flag):
+        return flag
+
+    def is_training(element, flag):
+        return tf.logical_not(flag)
+
+    def untag(element, flag):
+        return element
+
+    tagged = dataset.scan(tf.zeros([_STRATA], tf.int64), assign)
+    train = tagged.filter(is_training).map(untag)
+    val = tagged.filter(is_validation).map(untag)
+    return train, val, k
+
+
+# -- dataset sources -------------------------------------------------------------
+
+
+def _split_spec(dataset, name):
+    spec = dataset.element_spec
+    if not isinstance(spec, (tuple, list)) or len(spec) not in (2, 3):
+        raise ValueError(
+            f"A tf.data.Dataset passed as `{name}` must yield (x, y) or (x, y, sample_weight). "
+            f"Received: element_spec={spec}"
+        )
+    return spec
+
+
+
+def _is_batched(dataset, name="data", input_rank=None):
+    """Detects `.batch()`: from the model's input rank when it is known (so
+    `drop_remainder=True` is seen too), else from a leading unknown dimension."""
+    spec = _split_spec(dataset, name)
+    x_spec, y_spec = tf.nest.flatten(spec[0])[0], tf.nest.flatten(spec[1])[0]
+    if input_rank is not None and x_spec.shape.rank is not None:
+        return x_spec.shape.rank == input_rank
+    if y_spec.shape.rank == 0:
+        return False
+    # A leading unknown dimension is what `.batch()` gives; a fixed one
+    # (`drop_remainder=True`, or vector labels) is read as unbatched.
+    return y_spec.shape[0] is None
+
+
+def _check_finite_cardinality(dataset, name):
+    if int(dataset.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+        raise ValueError(
+            f"`{name}` is an endless dataset (`.repeat()` with no count): fit_with_tips "
+            "needs one pass to take its statistics and define an epoch. Remove the "
+            "`.repeat()` (epochs are repeated for you) or use `.take(n)`. "
+            f"Received: {name} with infinite cardinality"
+        )
+
+
+def _check_deterministic_order(dataset, name, probe=256):
+    """Two passes over the first `probe` examples must agree: a split of a
+    dataset that reshuffles on each pass would overlap the training split."""
+    def fingerprint():
+        rows = []
+        for element in dataset.take(probe).as_numpy_iterator():
+            rows.append(hash(b"".join(
+                repr(np.asarray(leaf).tolist()).encode() if np.asarray(leaf).dtype.kind == "O"
+                else np.asarray(leaf).tobytes() for leaf in tf.nest.flatten(element[0]))))
+        return rows
+
+    if fingerprint() != fingerprint():
+        raise ValueError(
+            f"`{name}` yields its examples in a different order on each pass (a "
+            "`.shuffle()` that reshuffles, or parallel reads without "
+            "`deterministic=True`), so a validation split taken from it would overlap the "
+            "training split. Pass `validation_data=`, or shuffle with a seed and "
+            "`reshuffle_each_iteration=False` (fit_with_tips shuffles every epoch itself). "
+            f"Received: {name} whose first {probe} examples change order between passes"
+        )
+
+
+def load_named(name, data_dir=None, split="train"):
+    """An unbatched (x, y) dataset for the embedded digits or a TFDS name."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"A dataset name must be a non-empty string. Received: {name!r}")
+    import tensorflow_datasets as tfds
+
+    if name in EMBEDDED:
+        builder = digits_builder(data_dir)
+        return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+    try:
+        # download=False: offline, an unprepared dataset must fail fast and
+        # clearly rather than hang on the network.
+        return tfds.load(name, split=split, as_supervised=True, data_dir=data_dir,
+                         shuffle_files=False, download=False)
+    except tfds.core.registered.DatasetNotFoundError as error:
+        raise ValueError(
+            "Unknown dataset name. Use 'digits' (embedded) or a TFDS name such as "
+            f"'mnist' or 'cifar10:3.*.*'. TFDS said: {str(error).splitlines()[0]} "
+            f"Received: data={name!r}"
+        ) from None
+    except AssertionError as error:  # TFDS' "could not find data in ..."
+        raise ValueError(
+            f"The TFDS dataset {name!r} is not prepared ({str(error).split('. Please')[0]}), "
+            "and this machine may be offline. Prepare it once where there is a "
+            f"network (`tfds build {name.split(':')[0]}` or "
+            f"`tfds.builder({name!r}).download_and_prepare()`), then pass "
+            f"`data_dir=` pointing at it. Received: data={name!r}, data_dir={data_dir!r}"
+        ) from None
+
+
+
+def _dataset_stats(dataset, verbose, name="data", features=True):
+    """`batch_stats` over one streaming pass of an unbatched dataset."""
+    x_leaves = [_leaf_spec(spec) for _, spec in leaves(dataset.element_spec[0])]
+    batches = ((element[0], element[1]) for element in dataset.batch(1024).as_numpy_iterator())
+    return batch_stats(batches, x_leaves, verbose, name, features)
+
+
+def _count(dataset):
+    return int(dataset.reduce(np.int64(0), lambda c, *_: c + 1).numpy())
+
+
+def _structured_dataset(data, sample_weight):
+    """Several inputs or outputs (dicts, lists, tuples of arrays) as a dataset
+    of examples, the structure kept; `model.fit` takes the same."""
+    x, y = data[0], data[1]
+    w = data[2] if len(data) == 3 else sample_weight
+    as_nest = lambda v: ({str(k): _leaf_array(a) for k, a in v.items()} if isinstance(v, dict)
+                         else tuple(_leaf_array(a) for a in v) if _is_structure(v)
+                         else _leaf_array(v))
+    x, y = as_nest(x), as_nest(y)
+    lengths = {len(a) for a in tf.nest.flatten(x) + tf.nest.flatten(y)}
+    if len(lengths) != 1:
+        raise ValueError("Every input and output array must have one row per example. "
+                         f"Received: lengths {sorted(lengths)}")
+    if w is not None:
+        return tf.data.Dataset.from_tensor_slices((x, y, np.asarray(w, "float32")))
+    return tf.data.Dataset.from_tensor_slices((x, y))
+
+
+def _spec_of(batch):
+    return tf.nest.map_structure(
+        lambda a: tf.TensorSpec((None,) + np.asarray(a).shape[1:],
+                                tf.string if np.asarray(a).dtype.kind in "USO"
+                                else tf.as_dtype(np.asarray(a).dtype)), batch)
+
+
+def _pydataset(data):
+    """A `keras.utils.PyDataset` as a dataset of its batches, read by index
+    (so every pass has the same order and a split of it is stable)."""
+    n = len(data)
+    if n == 0:
+        raise ValueError("`data` is an empty PyDataset. Received: len(data)=0")
+    first = tuple(data[0])
+    spec = _spec_of(first)
+
+    def batches():
+        for i in range(len(data)):
+            yield tuple(data[i])
+
+    return tf.data.Dataset.from_generator(batches, output_signature=tuple(spec)).apply(
+        tf.data.experimental.assert_cardinality(n))
+
+
+def _generator(data, steps_per_epoch):
+    """A Python generator: `steps_per_epoch` batches read once and kept."""
+    if steps_per_epoch is None:
+        raise ValueError(
+            "A generator has no length: pass `steps_per_epoch=` (the batches of one epoch), "
+            "as model.fit needs too, or wrap the data in a keras.utils.PyDataset. "
+            "Received: steps_per_epoch=None")
+    batches = []
+    for batch in data:
+        batches.append(tuple(batch))
+        if len(batches) == steps_per_epoch:
+            break
+    if not batches:
+        raise ValueError("The generator yielded nothing. Received: 0 batches")
+    stacked = tuple(tf.nest.map_structure(lambda *a: np.concatenate(a), *[b[i] for b in batches])
+                    for i in range(len(batches[0])))
+    return tf.data.Dataset.from_tensor_slices(stacked), len(batches)
+
+
+def _resolve_source(data, sample_weight, steps_per_epoch=None):
+    """(description, data, notes) with names loaded, pandas converted, and
+    structures, PyDatasets and generators turned into datasets."""
+    import inspect
+
+    import keras
+
+    if isinstance(data, tf.data.Dataset):
+        if sample_weight is not None:
+            raise ValueError("`sample_weight` goes with array data; a dataset carries its "
+                             "weights as (x, y, sample_weight) elements. "
+                             f"Received: sample_weight={_describe(sample_weight)}")
+        return "tf.data.Dataset", data, []
+    if isinstance(data, keras.utils.PyDataset):
+        return f"PyDataset ({type(data).__name__}, {len(data)} batches)", _pydataset(data), [
+            "the PyDataset's batches were re-batched"]
+    if inspect.isgenerator(data) or (hasattr(data, "__next__") and hasattr(data, "__iter__")):
+        dataset, n = _generator(data, steps_per_epoch)
+        return "generator", dataset, [
+            f"generator: its first {n} batches (steps_per_epoch) were read once and are "
+            "reshuffled every epoch; a generator that makes new data every epoch should be a "
+            "PyDataset, or use augment="]
+    if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not any(
+            isinstance(d, tf.data.Dataset) for d in data) and all(
+            d is None or _is_structure(d) or np.ndim(d) >= 1 for d in data):
+        if _is_structure(data[0]) or _is_structure(data[1]):
+            return "arrays (several inputs or outputs)", _structured_dataset(data, sample_weight), []
+        return "arrays", data, []
+    raise TypeError(
+        "`data` must be an (x, y) or (x, y, sample_weight) tuple of arrays (numpy or pandas; "
+        "dicts or lists of them for several inputs or outputs), a tf.data.Dataset of such "
+        "elements, a keras.utils.PyDataset, a generator with steps_per_epoch, 'digits' or a "
+        f"TFDS name. Received: data={_describe(data)}"
+    )
+
+
+
+def _from_arrays(x, y, w):
+    return tf.data.Dataset.from_tensor_slices((x, y) if w is None else (x, y, w))
+
+
+
+def _validation_dataset(validation_data, x_shape, weighted, input_rank):
+    """The validation set as an unbatched dataset, checked like the training data."""
+    import keras
+
+    if isinstance(validation_data, keras.utils.PyDataset):
+        validation_data = _pydataset(validation_data)
+    elif (isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3)
+          and (_is_structure(validation_data[0]) or _is_structure(validation_data[1]))):
+        validation_data = _structured_dataset(validation_data, None)
+    if isinstance(validation_data, tf.data.Dataset):
+        _check_finite_cardinality(validation_data, "validation_data")
+        batched = _is_batched(validation_data, "validation_data", input_rank)
+        val = validation_data.unbatch() if batched else validation_data
+    elif isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
+        vx, vy = _check_array_pair(validation_data[0], validation_data[1], "validation_data")
+        vw = _array_weights(validation_data, None, len(vx))
+        val = _from_arrays(vx, vy, vw)
+    else:
+        raise TypeError(
+            "`validation_data` must be an (x, y) or (x, y, sample_weight) tuple of arrays or "
+            f"a tf.data.Dataset. Received: validation_data={_describe(validation_data)}"
+        )
+    v_shape = _shapes(val.element_spec[0])
+    if v_shape != x_shape:
+        raise ValueError(
+            "`validation_data` x must have the same per-example shape as the "
+            f"training data {x_shape}. Received: {v_shape}"
+        )
+    if weighted and len(val.element_spec) == 2:
+        val = val.map(lambda x, y: (x, y, tf.ones([], tf.float32)))
+    elif not weighted and len(val.element_spec) == 3:
+        val = val.map(lambda x, y, w: (x, y))
+    return val
+
+
+def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuffle_seed,
+                 verbose=0, sample_weight=None, steps_per_epoch=None, data_dir=None,
+                 shuffle_buffer=10_000, input_rank=None):
+    """`keras_recipes.data.make_data` on the tf.data path (arguments checked
+    there; `seed` and `shuffle_seed` are integers). Returns a `TFData`."""
+    notes = []
+    if isinstance(data, str):
+        description = f"dataset {data!r}" + (" (embedded, via TFDS)" if data in EMBEDDED else " (TFDS)")
+        data = load_named(data, data_dir)
+    else:
+        description, data, more = _resolve_source(data, sample_weight, steps_per_epoch)
+        notes += more
+
+    val_source = None
+    if isinstance(data, (tuple, list)):
+        (x, y, w), held_out, split = _array_split(data, validation_data, validation_split, seed,
+                                                  sample_weight)
+        features, labels = [array_feature_stats(x)], [_label_stats(y)]
+        source = _from_arrays(x, y, w)
+        shuffle_buffer, n_train = len(x), len(x)
+        x_shape, x_dtype = tuple(x.shape[1:]), str(x.dtype)
+        if held_out is not None:
+            val_source = _from_arrays(*held_out)
+            val_labels, n_val = [_label_stats(held_out[1])], len(held_out[0])
+    else:
+        _check_finite_cardinality(data, "data")
+        dataset = data
+        if _is_batched(dataset, "data", input_rank):
+            dataset = dataset.unbatch()
+            notes.append(f"the dataset was batched; it was re-batched to batch_size={batch_size}")
+        spec = dataset.element_spec
+        x_leaves = [leaf for _, leaf in leaves(spec[0])]
+        if len(x_leaves) == 1 and x_leaves[0].dtype == tf.string:
+            raise TypeError(
+                "`data` must hold numeric tensors; encode strings first. "
+                f"Received: x dtype {x_leaves[0].dtype.name}"
+            )
+        integer = len(tf.nest.flatten(spec[1])) == 1 and tf.nest.flatten(spec[1])[0].dtype.is_integer
+        if validation_data is None:
+            _check_deterministic_order(dataset, "data")
+            train_stream, val_source, k = _stream_split(dataset, validation_split, seed, integer)
+            split = (f"held out every {k}th example"
+                     f"{' of each class' if integer else ''} (seed {seed}), streaming")
+            _, val_labels, n_val = _dataset_stats(val_source, 0, "data", features=False)
+        else:
+            train_stream, split = dataset, "validation_data given"
+        features, labels, n_train = _dataset_stats(train_stream, verbose)
+        source = train_stream.apply(tf.data.experimental.assert_cardinality(n_train))
+        x_shape = _shapes(spec[0])
+        x_dtype = x_leaves[0].dtype.name if len(x_leaves) == 1 else "several"
+    weighted = len(source.element_spec) == 3
+    train = source.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
+
+    if validation_data is not None:
+        val_source = _validation_dataset(validation_data, x_shape, weighted, input_rank)
+        _, val_labels, n_val = _dataset_stats(val_source, 0, "validation_data", features=False)
+    if n_val == 0:
+        raise ValueError("The validation set is empty. Received: 0 validation examples")
+    # Filtered streams have unknown cardinality; stating it lets Keras show
+    # progress and not warn that the input "ran out of data".
+    train = train.apply(tf.data.experimental.assert_cardinality(n_train))
+    val = val_source.apply(tf.data.experimental.assert_cardinality(n_val))
+    train = train.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    val = val.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    spec_x, spec_y = source.element_spec[0], source.element_spec[1]
+    structured = isinstance(x_shape, dict) or len(labels) > 1 or _is_structure(
+        source.element_spec[1])
+    return TFData(
+        x_shape=x_shape, x_dtype=x_dtype, features=None if structured else features[0],
+        labels=None if structured else labels[0], n_train=n_train, n_validation=n_val,
+        description=description, split=split, batch_size=batch_size, notes=notes,
+        shuffle_seed=shuffle_seed, validation_labels=None if structured else val_labels[0],
+        weighted=weighted, input_stats=features, output_labels=labels,
+        output_val_labels=val_labels, x_spec=tf.nest.map_structure(_leaf_spec, spec_x),
+        y_spec=tf.nest.map_structure(_leaf_spec, spec_y), train=train, validation=val,
+        source=source, shuffle_buffer=shuffle_buffer)

@@ -1,0 +1,161 @@
+"""Runs the in-memory front door on the backend in KERAS_BACKEND, in its own
+process, optionally where TensorFlow cannot be imported (as on a machine
+that has only JAX or torch). Used by tests/test_backends.py.
+
+    python tests/backend_check.py tour OUT.json [--no-tf]
+    python tests/backend_check.py train OUT.npz INIT.npz SHUFFLE [--no-tf]
+"""
+
+import importlib.abc
+import importlib.machinery
+import json
+import sys
+
+
+class _Blocked(importlib.abc.Loader):
+    def create_module(self, spec):
+        raise ModuleNotFoundError(f"No module named {spec.name!r}", name=spec.name)
+
+    def exec_module(self, module):
+        pass
+
+
+class _NoTensorFlow(importlib.abc.MetaPathFinder):
+    """`import tensorflow` (and TFDS) fail as where they are not installed.
+    A finder, not `sys.modules["tensorflow"] = None`: Keras reads
+    `"tensorflow" in sys.modules` as "a TF graph may be running"."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "tensorflow_datasets"):
+            return importlib.machinery.ModuleSpec(name, _Blocked())
+        return None
+
+
+if "--no-tf" in sys.argv:
+    sys.meta_path.insert(0, _NoTensorFlow())
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_recipes  # noqa: E402
+from keras_recipes.datasets import load_digits  # noqa: E402
+
+
+def mlp(width=32):
+    return keras.Sequential([keras.Input((64,)), keras.layers.Dense(width, activation="relu"),
+                             keras.layers.Dense(10)])
+
+
+class Batches(keras.utils.PyDataset):
+    def __init__(self, x, y, size):
+        super().__init__()
+        self.x, self.y, self.size = x, y, size
+
+    def __len__(self):
+        return -(-len(self.x) // self.size)
+
+    def __getitem__(self, i):
+        part = slice(i * self.size, (i + 1) * self.size)
+        return self.x[part], self.y[part]
+
+
+def tour(out):
+    x, y = load_digits("train")
+    xt, yt = load_digits("test")
+    report = {"backend": keras.backend.backend()}
+    plan = keras_recipes.plan(mlp(), (x, y), seed=0, verbose=0)
+    report["plan_rows"] = [t.name for t in plan.tips]
+    result = plan.fit()
+    report["plan_fit_status"] = result.status
+    result = keras_recipes.fit_with_tips(mlp(), (x, y), epochs=4, seed=0, verbose=0)
+    report["accuracy"] = float((result.model.predict(xt, verbose=0).argmax(-1) == yt).mean())
+    report["epochs"] = len(result.history["loss"])
+    report["jit_compile"] = bool(result.model.jit_compile)
+    report["has_standardize"] = any(layer.name == "standardize" for layer in result.model.layers)
+
+    ensemble = keras_recipes.fit_ensemble(lambda: mlp(16), (x, y), members=3, epochs=2, seed=0,
+                                          verbose=0)
+    report["ensemble_path"] = ensemble.path
+    report["ensemble_accuracy"] = float(
+        (ensemble.model.predict(xt, verbose=0).argmax(-1) == yt).mean())
+
+    audit = keras_recipes.audit(mlp(), (x, y))
+    report["audit_rules"] = len(audit.findings)
+    report["audit_could_not_run"] = [f.rule for f in audit.findings if "could not run" in f.message]
+
+    model = mlp()
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    report["gradients_ok"] = bool(keras_recipes.check_gradients(model, x[:8], y[:8], loss=loss,
+                                                                seed=0))
+    report["gradients_wrong_caught"] = not keras_recipes.check_gradients(
+        _wrong_gradient_model(), x[:8], seed=0).ok
+
+    # Several inputs (a dict), regression targets standardized, a PyDataset.
+    inputs = {"left": keras.Input((32,), name="left"), "right": keras.Input((32,), name="right")}
+    joined = keras.layers.Concatenate()([inputs["left"], inputs["right"]])
+    two = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Dense(16, "relu")(joined)))
+    result = keras_recipes.fit_with_tips(two, ({"left": x[:, :32], "right": x[:, 32:]}, y),
+                                         epochs=2, seed=0, verbose=0)
+    report["dict_inputs_accuracy"] = float((keras.ops.convert_to_numpy(result.model.predict(
+        {"left": xt[:, :32], "right": xt[:, 32:]}, verbose=0)).argmax(-1) == yt).mean())
+    regression = keras.Sequential([keras.Input((63,)), keras.layers.Dense(1)])
+    # A linear target far from unit scale: standardized for training, and
+    # predicted back in its own units.
+    target = x[:, :63] @ np.random.default_rng(0).normal(size=63) * 10.0 + 500.0
+    result = keras_recipes.fit_with_tips(regression, (x[:, :63], target), epochs=10, seed=0,
+                                         learning_rate=0.01, verbose=0)
+    report["regression_rows"] = [t.name for t in result.tips]
+    prediction = result.model.predict(xt[:, :63], verbose=0).ravel()
+    truth = xt[:, :63] @ np.random.default_rng(0).normal(size=63) * 10.0 + 500.0
+    report["regression_r2"] = float(1 - ((prediction - truth) ** 2).mean() / truth.var())
+    result = keras_recipes.fit_with_tips(mlp(), Batches(x, y, 100), epochs=2, seed=0, verbose=0)
+    report["pydataset_n"] = result.data.n_train + result.data.n_validation
+
+    try:
+        keras_recipes.fit_with_tips(mlp(), "mnist", verbose=0)
+        report["tfds_error"] = None
+    except (ImportError, ValueError) as error:
+        report["tfds_error"] = f"{type(error).__name__}: {error}"
+    report["tensorflow_imported"] = "tensorflow" in sys.modules
+    with open(out, "w") as f:
+        json.dump(report, f)
+
+
+def _wrong_gradient_model():
+    """A layer whose hand-written gradient is twice the true one (tip 8)."""
+
+    @keras.ops.custom_gradient
+    def square(v):
+        def grad(*args, upstream=None):
+            upstream = args[0] if upstream is None else upstream
+            return upstream * 4.0 * v  # the true gradient is 2 * v
+
+        return v * v, grad
+
+    class Square(keras.layers.Layer):
+        def call(self, v):
+            return square(v)
+
+    return keras.Sequential([keras.Input((64,)), keras.layers.Dense(8), Square(),
+                             keras.layers.Dense(3)])
+
+
+def train(out, init, shuffle):
+    """A seeded run from given initial weights: its final weights and losses."""
+    x, y = load_digits("train")
+    model = mlp()
+    start = np.load(init)
+    model.set_weights([start[f"w{i}"] for i in range(len(start.files))])
+    result = keras_recipes.fit_with_tips(model, (x, y), epochs=3, seed=0, verbose=0,
+                                         shuffle=shuffle == "shuffle", audit=False)
+    weights = result.model.get_weights()
+    np.savez(out, loss=np.array(result.history["loss"]),
+             val_loss=np.array(result.history["val_loss"]),
+             **{f"w{i}": w for i, w in enumerate(weights)})
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "tour":
+        tour(sys.argv[2])
+    else:
+        train(sys.argv[2], sys.argv[3], sys.argv[4])
