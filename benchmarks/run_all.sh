@@ -25,6 +25,9 @@ declare -A CMD=(
   [programs]="bench_programs.py"
   [fit_overhead_jax]="bench_fit.py --part overhead --jit"
   [determinism]="bench_determinism.py"
+  [plan]="bench_plan.py"
+  [plan_jax]="bench_plan.py"
+  [front_door_jax]="gpu_front_door.py --n 2048 --epochs 3 --members 4"
 )
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=(clip_overhead lstm_rows28 lstm_196steps fit_quality fit_overhead fit_execution default_optimizer augment_throughput augment_effect ensemble diagnostics reliability distribute notebooks programs determinism fit_overhead_jax)

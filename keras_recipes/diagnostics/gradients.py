@@ -206,7 +206,9 @@ def check_gradients(model, x, y=None, loss=None, num_params=200, seed=None, tole
     return _check_gradients(model, x, y, loss, num_params, seed, tolerance, epsilon, check_inputs)
 
 
-def _check_gradients(model, x, y, loss, num_params, seed, tolerance, epsilon, check_inputs):
+def _checked_arguments(model, x, y, loss, num_params):
+    """(x, loss), refused before any work when unusable; a Keras loss is
+    rebuilt to compute in float64."""
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
     if isinstance(num_params, bool) or not isinstance(num_params, (int, np.integer)) or num_params < 1:
@@ -226,90 +228,110 @@ def _check_gradients(model, x, y, loss, num_params, seed, tolerance, epsilon, ch
             loss = type(loss).from_config({**loss.get_config(), "dtype": "float64"})
         except (TypeError, ValueError):
             pass
-    rng = np.random.default_rng(seed)
-    note = ""
+    return x, loss
+
+
+def _checked_model(model, x, tolerance, epsilon):
+    """(model, x, dtype, note, tolerance, epsilon): a float64 clone where
+    the backend computes float64, else the model itself in float32 with a
+    looser tolerance, and why."""
     try:
         if keras.backend.backend() != "tensorflow":
             # keras.backend.result_type maps float64 to float32 on JAX and
             # torch (to match JAX's default), so Keras' matmul there computes a
             # float64 model in float32.
             raise TypeError(f"Keras computes float64 as float32 on {keras.backend.backend()}")
-        checked_model = _float64_clone(model)
-        dtype = "float64"
-        x64 = x.astype("float64") if x.dtype.kind == "f" else x
-    except Exception as error:  # subclassed models without a config
-        checked_model = model
-        dtype = "float32"
-        x64 = x
+        return (_float64_clone(model), x.astype("float64") if x.dtype.kind == "f" else x,
+                "float64", "", tolerance, epsilon)
+    except Exception as error:  # also subclassed models without a config
         reason = str(error) if isinstance(error, TypeError) and "float32 on" in str(error) else (
             f"the model could not be cloned in float64 ({type(error).__name__})")
-        note = f"note: {reason}; checked in float32 with a looser tolerance"
-        tolerance = max(tolerance, 1e-2)
-        epsilon = max(epsilon, 1e-3)
-    out = np.asarray(keras.ops.convert_to_numpy(checked_model(x64[:1], training=False)))
-    projection = rng.normal(size=(len(x64),) + out.shape[1:]) / np.sqrt(out.size)
-    f = _Function(checked_model, x64, None if y is None else np.asarray(y), loss,
-                  keras.ops.convert_to_tensor(projection, "float64" if dtype == "float64" else "float32"))
+        return (model, x, "float32", f"note: {reason}; checked in float32 with a looser tolerance",
+                max(tolerance, 1e-2), max(epsilon, 1e-3))
+
+
+class _Sampler:
+    """Checks `count` smooth entries of one value against central
+    differences; `evaluate(index, delta)` gives f with that entry moved."""
+
+    def __init__(self, rng, f0, epsilon, floor):
+        self.rng, self.f0, self.epsilon, self.floor = rng, f0, epsilon, floor
+
+    def check(self, name, value, grad, count, evaluate):
+        worst = (0.0, (), 0.0, 0.0)
+        checked = kinks = tries = 0
+        while checked < count and tries < count * 5:
+            tries += 1
+            index = tuple(int(self.rng.integers(0, d)) for d in value.shape)
+            h = self.epsilon * max(1.0, abs(value[index]))
+            numerical, kink = _central(evaluate(index, h), evaluate(index, -h), self.f0, h)
+            if kink:
+                kinks += 1
+                continue
+            checked += 1
+            err = _relative(grad[index], numerical, self.floor)
+            if err >= worst[0]:
+                worst = (err, index, float(grad[index]), float(numerical))
+        return GradientRow(name, checked, kinks, *worst)
+
+
+def _perturb_variable(f, variable, value):
+    def evaluate(index, delta):
+        shifted = value.copy()
+        shifted[index] += delta
+        variable.assign(shifted.astype(variable.dtype))
+        result = f.value()
+        variable.assign(value.astype(variable.dtype))
+        return result
+
+    return evaluate
+
+
+def _perturb_input(f, x):
+    def evaluate(index, delta):
+        shifted = x.copy()
+        shifted[index] += delta
+        return f.value(shifted)
+
+    return evaluate
+
+
+def _check_gradients(model, x, y, loss, num_params, seed, tolerance, epsilon, check_inputs):
+    x, loss = _checked_arguments(model, x, y, loss, num_params)
+    rng = np.random.default_rng(seed)
+    checked_model, x, dtype, note, tolerance, epsilon = _checked_model(model, x, tolerance,
+                                                                       epsilon)
+    out = np.asarray(keras.ops.convert_to_numpy(checked_model(x[:1], training=False)))
+    projection = rng.normal(size=(len(x),) + out.shape[1:]) / np.sqrt(out.size)
+    f = _Function(checked_model, x, None if y is None else np.asarray(y), loss,
+                  keras.ops.convert_to_tensor(projection, dtype))
     grads = f.gradients()
     variables = checked_model.trainable_variables
     f0 = f.value()
     # Gradients at the level of the differences' round-off noise
     # (~eps * |f| / h) cannot be judged relatively: below this floor the
     # error is measured against the floor instead.
-    machine_eps = float(np.finfo("float64" if dtype == "float64" else "float32").eps)
-    floor = max(1e-7, 2 * machine_eps * max(1.0, abs(f0)) / (epsilon * tolerance))
-
+    machine_eps = float(np.finfo(dtype).eps)
+    sampler = _Sampler(rng, f0, epsilon,
+                       max(1e-7, 2 * machine_eps * max(1.0, abs(f0)) / (epsilon * tolerance)))
     sizes = np.array([int(np.prod(v.shape)) for v in variables], dtype=float)
     counts = np.zeros(len(variables), int)
     if len(variables):
         # Spread the sample over variables in proportion to size, at least one each.
         counts = np.maximum(1, np.round(num_params * sizes / sizes.sum()).astype(int))
-    def check(name, value, grad, count, evaluate):
-        """Samples `count` smooth entries of `value`; `evaluate(index, delta)`
-        gives f with that entry moved by delta."""
-        worst = (0.0, (), 0.0, 0.0)
-        checked = kinks = tries = 0
-        while checked < count and tries < count * 5:
-            tries += 1
-            index = tuple(int(rng.integers(0, d)) for d in value.shape)
-            h = epsilon * max(1.0, abs(value[index]))
-            numerical, kink = _central(evaluate(index, h), evaluate(index, -h), f0, h)
-            if kink:
-                kinks += 1
-                continue
-            checked += 1
-            err = _relative(grad[index], numerical, floor)
-            if err >= worst[0]:
-                worst = (err, index, float(grad[index]), float(numerical))
-        return GradientRow(name, checked, kinks, *worst)
-
-    def perturb_variable(variable, value):
-        def evaluate(index, delta):
-            shifted = value.copy()
-            shifted[index] += delta
-            variable.assign(shifted.astype(variable.dtype))
-            result = f.value()
-            variable.assign(value.astype(variable.dtype))
-            return result
-
-        return evaluate
-
-    def perturb_input(index, delta):
-        shifted = x64.copy()
-        shifted[index] += delta
-        return f.value(shifted)
-
     rows = []
     for variable, grad, count in zip(variables, grads[:-1], counts):
         if grad is None:
             rows.append(GradientRow(variable.path, 0, 0, 0.0, (), 0.0, 0.0))
             continue
         # A copy: on torch, convert_to_numpy shares the variable's memory,
-        # which `assign` below overwrites.
+        # which `assign` overwrites.
         value = np.array(keras.ops.convert_to_numpy(variable), "float64", copy=True)
-        rows.append(check(variable.path, value, grad, count, perturb_variable(variable, value)))
-    if check_inputs and x64.dtype.kind == "f" and grads[-1] is not None:
-        rows.append(check("input", x64, grads[-1], max(1, num_params // 4), perturb_input))
+        rows.append(sampler.check(variable.path, value, grad, count,
+                                  _perturb_variable(f, variable, value)))
+    if check_inputs and x.dtype.kind == "f" and grads[-1] is not None:
+        rows.append(sampler.check("input", x, grads[-1], max(1, num_params // 4),
+                                  _perturb_input(f, x)))
     return GradientCheckReport(rows, tolerance, dtype, note)
 
 
