@@ -7,7 +7,6 @@
 """
 
 import math
-import random as _pyrandom
 import sys
 
 import keras
@@ -17,13 +16,16 @@ _PACKAGE = "keras_recipes"
 
 
 def _check_seed(seed):
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-    ):
+    """Every seed form Keras' random initializers take: None, an integer, a
+    `keras.random.SeedGenerator` (or its serialized dict, from a config)."""
+    if seed is None or isinstance(seed, (keras.random.SeedGenerator, dict)):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(
-            "`seed` must be an integer or None. " f"Received: seed={seed!r}"
+            "`seed` must be an integer, a keras.random.SeedGenerator or None. "
+            f"Received: seed={seed!r}"
         )
-    return None if seed is None else int(seed)
+    return int(seed)
 
 
 def _check_positive(name, value):
@@ -52,36 +54,19 @@ def compute_fan_in(shape):
     return int(np.prod(shape[:-2], dtype=np.int64)) * shape[-2]
 
 
-class _SeededNormal(keras.initializers.Initializer):
-    """Shared seed handling, the way Keras' random initializers do it.
-
-    An integer seed (or None, which draws one integer now) gives the same
-    values on every call, so a model rebuilt from its config starts the same.
-    The raw `seed` is what `get_config` returns.
-    """
-
-    def __init__(self, seed=None):
-        self.seed = _check_seed(seed)
-        self._draw_seed = (
-            self.seed if self.seed is not None else _pyrandom.randint(1, 10**9)
-        )
-
-    def _normal(self, shape, stddev, dtype):
-        return keras.random.normal(
-            shape, mean=0.0, stddev=stddev, dtype=dtype, seed=self._draw_seed
-        )
-
-    def get_config(self):
-        return {"seed": self.seed}
+def _seed_config(initializer):
+    """The seed as Keras' random initializers save it (the raw argument)."""
+    return keras.saving.serialize_keras_object(initializer._recipes_seed)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class SmallNormal(_SeededNormal):
+class SmallNormal(keras.initializers.RandomNormal):
     """The "lazy" initialization of tip 6: `stddev * randn`, stddev 0.02.
 
     Untruncated normal noise with a fixed, small standard deviation. It works
     for most networks of moderate depth and width without any thought about
-    fan-in; for very wide or deep networks prefer `ScaledNormal`.
+    fan-in; for very wide or deep networks prefer `ScaledNormal`. It is
+    Keras' `RandomNormal(mean=0.0, stddev=stddev)`, with its seed handling.
 
     Example:
 
@@ -92,29 +77,32 @@ class SmallNormal(_SeededNormal):
     Args:
         stddev: Float. Standard deviation of the normal draw. Defaults to
             `0.02`.
-        seed: Integer or `None`. Seed for the draw; an integer gives the same
-            values on every call. Defaults to `None`.
+        seed: Integer, `keras.random.SeedGenerator` or `None`, as for Keras'
+            random initializers: an integer or `None` gives the same values on
+            every call, a `SeedGenerator` new values on each. Defaults to
+            `None`.
     """
 
     def __init__(self, stddev=0.02, seed=None):
-        self.stddev = _check_positive("stddev", stddev)
-        super().__init__(seed=seed)
-
-    def __call__(self, shape, dtype=None):
-        return self._normal(shape, self.stddev, dtype)
+        self._recipes_seed = _check_seed(seed)
+        super().__init__(mean=0.0, stddev=_check_positive("stddev", stddev), seed=seed)
 
     def get_config(self):
-        return {"stddev": self.stddev, **super().get_config()}
+        return {"stddev": self.stddev, "seed": _seed_config(self)}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class ScaledNormal(_SeededNormal):
+class ScaledNormal(keras.initializers.VarianceScaling):
     """`init_scale / sqrt(fan_in) * randn`, untruncated (tip 6).
 
-    `fan_in` is computed as Keras does for Dense and convolution kernels:
-    the receptive field size times the number of input channels. With
-    `init_scale=1` each unit's pre-activation has roughly the variance of its
-    inputs; the advice suggests trying 0.1 and 1.
+    Keras' `VarianceScaling(scale=init_scale**2, mode="fan_in",
+    distribution="untruncated_normal")`, so `fan_in` is Keras' own for every
+    kernel layout: Dense `(in, out)` gives `in`, convolutions
+    `(*spatial, in, out)` give `prod(spatial) * in`, and the kernels of
+    `EinsumDense` and `MultiHeadAttention` the product of their input axes
+    (those layers pass `input_axes` / `output_axes`). With `init_scale=1`
+    each unit's pre-activation has roughly the variance of its inputs; the
+    advice suggests trying 0.1 and 1.
 
     Example:
 
@@ -127,19 +115,25 @@ class ScaledNormal(_SeededNormal):
     Args:
         init_scale: Float. Multiplier of `1 / sqrt(fan_in)`. Defaults to
             `1.0`.
-        seed: Integer or `None`. Seed for the draw. Defaults to `None`.
+        seed: Integer, `keras.random.SeedGenerator` or `None`, as for Keras'
+            random initializers. Defaults to `None`.
+        input_axes, output_axes: Lists of axes of the kernel that count as
+            input / output units, as for `VarianceScaling` (set by
+            `EinsumDense`). Default to `None` (Keras' rule from the shape).
     """
 
-    def __init__(self, init_scale=1.0, seed=None):
+    def __init__(self, init_scale=1.0, seed=None, input_axes=None, output_axes=None):
         self.init_scale = _check_positive("init_scale", init_scale)
-        super().__init__(seed=seed)
-
-    def __call__(self, shape, dtype=None):
-        stddev = self.init_scale / math.sqrt(max(compute_fan_in(shape), 1))
-        return self._normal(shape, stddev, dtype)
+        self._recipes_seed = _check_seed(seed)
+        super().__init__(scale=self.init_scale**2, mode="fan_in",
+                         distribution="untruncated_normal", seed=seed,
+                         input_axes=input_axes, output_axes=output_axes)
 
     def get_config(self):
-        return {"init_scale": self.init_scale, **super().get_config()}
+        config = {"init_scale": self.init_scale, "seed": _seed_config(self)}
+        if self.input_axes is not None or self.output_axes is not None:
+            config.update(input_axes=self.input_axes, output_axes=self.output_axes)
+        return config
 
 
 def _calling_lstm_cell():
@@ -152,7 +146,8 @@ def _calling_lstm_cell():
     """
     frame = sys._getframe(2)
     owner = frame.f_locals.get("self")
-    if isinstance(owner, keras.layers.LSTMCell) and owner.unit_forget_bias:
+    # LSTMCell and the ConvLSTM cells build their bias the same way.
+    if isinstance(owner, keras.layers.Layer) and getattr(owner, "unit_forget_bias", False):
         return owner
     return None
 

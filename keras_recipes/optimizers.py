@@ -32,6 +32,12 @@ def _cross_replica_sum(grads):
     return context.all_reduce(tf.distribute.ReduceOp.SUM, grads), context.num_replicas_in_sync
 
 
+def _overwritten(variable):
+    """Float8 scaling factors and the like: Keras assigns their gradient as
+    the new value and leaves them out of clipping."""
+    return bool(getattr(variable, "overwrite_with_gradient", False))
+
+
 def _layer_name(variable):
     """The name of the layer that owns a variable, from its path."""
     path = getattr(variable, "path", None) or variable.name
@@ -49,7 +55,14 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
     of the mean-reduced loss, so they are already divided by the batch size
     and `max_norm` does not depend on it. Under `LossScaleOptimizer` (mixed
     precision), the loss-scale optimizer unscales first and this one clips the
-    true gradient: wrap as `LossScaleOptimizer(ClippedOptimizer(opt))`.
+    true gradient; around it (`ClippedOptimizer(LossScaleOptimizer(opt))`) it
+    divides by the current loss scale before measuring, so both nestings clip
+    the same gradient. So does an inner `loss_scale_factor`. The clipping is
+    that of Keras' `global_clipnorm` on the inner optimizer: variables with
+    `overwrite_with_gradient` are left out of the norm and not scaled, and with
+    `gradient_accumulation_steps` the accumulated mean is clipped on the
+    update step (the statistics then count update steps). Under a
+    `MultiOptimizer`, its `optimizers` are exposed for learning-rate callbacks.
 
     Inside the compiled train step it also records the pre-clip global norm,
     whether the step was clipped, and (when `track_update_ratio=True`) the
@@ -91,13 +104,6 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
             raise TypeError(
                 "`optimizer` must be a keras.optimizers.Optimizer instance. "
                 f"Received: optimizer={optimizer!r}"
-            )
-        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            raise ValueError(
-                "ClippedOptimizer must sit inside LossScaleOptimizer, not "
-                "around it, so that it clips unscaled gradients: use "
-                "`LossScaleOptimizer(ClippedOptimizer(opt))`. "
-                f"Received: optimizer={optimizer.__class__.__name__}"
             )
         if isinstance(optimizer, ClippedOptimizer):
             raise ValueError(
@@ -143,6 +149,7 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
             )
         super().__init__(learning_rate=0.0, name=name)
         self.inner_optimizer = optimizer
+        self._accumulation = getattr(optimizer, "gradient_accumulation_steps", None)
         self.max_norm = max_norm
         self.track_update_ratio = track_update_ratio
         self.layer_names = []
@@ -151,6 +158,18 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
 
     def build(self, var_list):
         var_list = list(var_list)
+        if self._accumulation:
+            # The unscaled micro-batch gradients since the last update, so the
+            # clip can see the mean the inner optimizer will apply.
+            self._micro_steps = self.add_variable((), "zeros", "int32",
+                                                  aggregation="only_first_replica",
+                                                  name="micro_steps")
+            self._accumulated = [
+                None if _overwritten(v) else self.add_variable(
+                    tuple(v.shape), "zeros", v.dtype, aggregation="only_first_replica",
+                    name="clip_accumulator")
+                for v in var_list
+            ]
         # Step statistics, accumulated over the steps of an epoch and read and
         # reset by UpdateRatioMonitor. Two variables so that a step costs two
         # assignments: the scalars (steps, clipped steps, sum of pre-clip
@@ -173,6 +192,27 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
     @property
     def variables(self):
         return self._variables + self.inner_optimizer.variables
+
+    @property
+    def loss_scale_factor(self):
+        return getattr(getattr(self, "inner_optimizer", None), "loss_scale_factor", None)
+
+    @loss_scale_factor.setter
+    def loss_scale_factor(self, value):
+        # Set by Optimizer.__init__ (None) before the inner optimizer exists,
+        # and by LossScaleOptimizer (None) when it wraps this one: the inner
+        # optimizer's own factor would otherwise unscale a gradient that was
+        # never scaled by it.
+        if getattr(self, "inner_optimizer", None) is not None:
+            self.inner_optimizer.loss_scale_factor = value
+
+    @property
+    def optimizers(self):
+        """The sub-optimizers of an inner `MultiOptimizer` (Keras' LR
+        callbacks look for this attribute)."""
+        if not hasattr(self.inner_optimizer, "optimizers"):
+            raise AttributeError("optimizers")
+        return self.inner_optimizer.optimizers
 
     @property
     def learning_rate(self):
@@ -209,38 +249,38 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
             else self._trainable_variables
         )
         grads = list(grads)
-        present = [i for i, g in enumerate(grads) if g is not None]
+        present = [i for i, g in enumerate(grads)
+                   if g is not None and not _overwritten(variables[i])]
         # Under tf.distribute each replica holds its share of the global-batch
         # gradient; clipping must see their sum (clipping per replica skews
         # it). The wrapped optimizer all-reduces again with a sum, so it is
         # handed the clipped sum divided by the number of replicas.
         summed, replicas = _cross_replica_sum([ops.convert_to_tensor(grads[i]) for i in present])
-        dense = dict(zip(present, summed))
+        loss_scale = self._loss_scale()
+        # The true gradient: unscaled (loss scaling) and, with accumulation,
+        # the mean the inner optimizer applies on its update step.
+        true = [g if loss_scale is None else g / ops.cast(loss_scale, g.dtype) for g in summed]
+        update = None
+        if self._accumulation and present:
+            update = ops.equal(ops.mod(self._micro_steps + 1, self._accumulation), 0)
+            acc = [self._accumulated[i] for i in present]
+            true = [(g + a) / self._accumulation for g, a in zip(true, acc)]
 
-        sq = [ops.sum(ops.square(ops.cast(dense[i], "float32"))) for i in present]
+        sq = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in true]
         norm = ops.sqrt(ops.sum(ops.stack(sq))) if sq else ops.zeros(())
-        if self.max_norm is not None:
-            # A non-finite norm is left for the loss-scale / NaN handling to
-            # see; scaling by it would turn every gradient into NaN.
-            scale = ops.where(
-                norm > self.max_norm, self.max_norm / (norm + _EPS), 1.0
-            )
-            clipped = ops.cast(norm > self.max_norm, "float32")
-            factor = scale / replicas if replicas > 1 else scale
-        else:
-            clipped = ops.zeros((), "float32")
-            factor = 1.0 / replicas if replicas > 1 else None
-        if factor is not None:
-            grads = [
-                g if g is None else dense[i] * ops.cast(factor, dense[i].dtype)
-                for i, g in enumerate(grads)
-            ]
+        scale, clipped = self._clip_scale(norm)
+        if update is not None:
+            self._accumulate(present, summed, loss_scale, replicas, scale, update, grads)
+        elif scale is not None or replicas > 1:
+            factor = (1.0 if scale is None else scale) / replicas
+            for i, g in zip(present, summed):
+                grads[i] = g * ops.cast(factor, g.dtype)
 
         if self.track_update_ratio and present:
             # ops.copy forces a read now: on TensorFlow, converting a
             # variable gives a handle that would be read after the update.
             before = [ops.copy(variables[i]) for i in present]
-        self.inner_optimizer.apply(grads, trainable_variables)
+        self._inner_apply(grads, variables)
 
         ratio = ops.zeros((), "float32")
         if self.track_update_ratio and present:
@@ -255,9 +295,58 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
             totals = ops.sum(sums, axis=1)
             ratio = ops.sqrt(totals[0]) / (ops.sqrt(totals[1]) + _EPS)
             self._stat_layers.assign_add(ops.matmul(sums, self._layer_one_hot[present]))
-        self._stat_scalars.assign_add(
-            ops.stack([ops.ones((), "float32"), clipped, ops.cast(norm, "float32"), ratio])
-        )
+        # A step whose gradient overflowed (loss scaling skips it) adds no
+        # norm; with accumulation only update steps count.
+        norm = ops.where(ops.isfinite(norm), ops.cast(norm, "float32"), 0.0)
+        counted = ops.ones((), "float32") if update is None else ops.cast(update, "float32")
+        self._stat_scalars.assign_add(ops.stack([counted, clipped, norm, ratio]) * counted)
+
+    def _inner_apply(self, grads, variables):
+        inner = self.inner_optimizer
+        if not (keras.backend.backend() == "jax"
+                and isinstance(inner, keras.optimizers.LossScaleOptimizer)):
+            inner.apply(grads, variables)
+            return
+        # On JAX this runs inside the trainer's stateless scope, where
+        # LossScaleOptimizer's stateful `apply` (an ops.cond that assigns)
+        # leaks tracers: its own stateless_apply, with the values assigned back.
+        new_variables, new_inner = inner.stateless_apply(
+            [v.value for v in inner.variables], grads, [v.value for v in variables])
+        for variable, value in zip(inner.variables, new_inner):
+            variable.assign(value)
+        for variable, value in zip(variables, new_variables):
+            variable.assign(value)
+
+    def _loss_scale(self):
+        """What the gradients arriving here are multiplied by: an inner
+        LossScaleOptimizer's current scale, or the inner loss_scale_factor."""
+        inner = self.inner_optimizer
+        if isinstance(inner, keras.optimizers.LossScaleOptimizer):
+            return inner.dynamic_scale
+        return inner.loss_scale_factor
+
+    def _clip_scale(self, norm):
+        """(factor or None, clipped flag) for a global norm."""
+        if self.max_norm is None:
+            return None, ops.zeros((), "float32")
+        # A non-finite norm is left for the loss-scale / NaN handling to see.
+        scale = ops.where(norm > self.max_norm, self.max_norm / (norm + _EPS), 1.0)
+        return scale, ops.cast(norm > self.max_norm, "float32")
+
+    def _accumulate(self, present, summed, loss_scale, replicas, scale, update, grads):
+        """With gradient accumulation: on the update step, hands the inner
+        optimizer the gradient that makes its accumulated mean the clipped
+        mean; between updates, the gradient as it is (and keeps the sum)."""
+        factor = 1.0 if scale is None else scale
+        for i, g in zip(present, summed):
+            unit = ops.cast(1.0 if loss_scale is None else loss_scale, g.dtype)
+            acc = self._accumulated[i]
+            total = g / unit + acc
+            clipped_total = total * ops.cast(factor, g.dtype)
+            handed = ops.where(update, clipped_total - acc, g / unit)
+            grads[i] = handed * unit / replicas
+            acc.assign(ops.where(update, ops.zeros_like(total), total))
+        self._micro_steps.assign_add(1)
 
     # -- reading the statistics ---------------------------------------------
 

@@ -121,3 +121,45 @@ def test_forget_gate_bias_rejects_wrong_shape(shape):
 def test_bad_arguments_rejected(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+# -- Keras' own contracts (issue 15): every seed form, Keras' fans -------------
+
+
+def test_seed_generator_seed_gives_new_values_per_call_and_saves():
+    init = SmallNormal(seed=keras.random.SeedGenerator(3))
+    a, b = (keras.ops.convert_to_numpy(init((32, 32))) for _ in range(2))
+    assert not np.allclose(a, b)
+    config = ScaledNormal(seed=keras.random.SeedGenerator(3)).get_config()
+    assert config["seed"]["class_name"] == "SeedGenerator"
+    again = ScaledNormal.from_config(config)
+    assert isinstance(again.seed, keras.random.SeedGenerator)
+
+
+@pytest.mark.parametrize("init_scale", [0.1, 1.0])
+def test_scaled_normal_is_keras_variance_scaling(init_scale):
+    ours = keras.ops.convert_to_numpy(ScaledNormal(init_scale, seed=9)((300, 200)))
+    theirs = keras.ops.convert_to_numpy(keras.initializers.VarianceScaling(
+        init_scale**2, "fan_in", "untruncated_normal", seed=9)((300, 200)))
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_scaled_normal_uses_the_input_axes_of_einsum_and_attention_kernels():
+    dense = keras.layers.EinsumDense("ab,bcd->acd", output_shape=(16, 32),
+                                     kernel_initializer=ScaledNormal(1.0, seed=0))
+    dense.build((None, 64))
+    std = keras.ops.convert_to_numpy(dense.kernel).std()
+    assert abs(std * np.sqrt(64) - 1) < 0.03  # fan-in 64 (the contracted axis), not 64 * 16
+    mha = keras.layers.MultiHeadAttention(num_heads=4, key_dim=16,
+                                          kernel_initializer=ScaledNormal(1.0, seed=0))
+    x = np.zeros((1, 3, 64), "float32")
+    mha(x, x)
+    out = [w for w in mha.weights if w.path.endswith("attention_output/kernel")][0]
+    assert tuple(out.shape) == (4, 16, 64)
+    assert abs(keras.ops.convert_to_numpy(out).std() * np.sqrt(4 * 16) - 1) < 0.05
+
+
+def test_forget_gate_bias_rejects_unit_forget_bias_on_conv_lstm():
+    layer = keras.layers.ConvLSTM2D(4, 3, bias_initializer=ForgetGateBias(3.0))
+    with pytest.raises(ValueError, match="unit_forget_bias=False.*Received: unit_forget_bias=True"):
+        layer.build((None, 3, 8, 8, 2))

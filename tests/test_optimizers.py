@@ -152,7 +152,6 @@ def test_keras_file_round_trip_keeps_state_and_trains_on(tmp_path):
         (lambda: ClippedOptimizer(keras.optimizers.SGD(clipnorm=1.0)), ValueError, "Received: clipnorm=1.0"),
         (lambda: ClippedOptimizer(keras.optimizers.SGD(global_clipnorm=1.0)), ValueError, "Received: global_clipnorm=1.0"),
         (lambda: ClippedOptimizer(keras.optimizers.SGD(clipvalue=1.0)), ValueError, "Received: clipvalue=1.0"),
-        (lambda: ClippedOptimizer(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD())), ValueError, "LossScaleOptimizer\\(ClippedOptimizer"),
         (lambda: ClippedOptimizer(ClippedOptimizer(keras.optimizers.SGD())), ValueError, "already a ClippedOptimizer"),
         (lambda: ClippedOptimizer(keras.optimizers.SGD(), track_update_ratio="yes"), TypeError, "Received: track_update_ratio='yes'"),
         (lambda: ClippedOptimizer(keras.optimizers.SGD(), weight_decay=0.1), ValueError, "Received: weight_decay=0.1"),
@@ -182,3 +181,121 @@ def test_clips_the_aggregated_gradient_under_mirrored_strategy():
     assert single["clip_fraction"] == 1.0  # the check exercises clipping
     np.testing.assert_allclose(mirrored["grad_norm"], single["grad_norm"], rtol=1e-5)
     assert result["max_weight_diff"] < 1e-5
+
+
+# -- Keras' compositions (issue 15): ClippedOptimizer(opt, max_norm) trains
+# exactly as opt with global_clipnorm=max_norm, however it is nested ----------
+
+SGD = keras.optimizers.SGD
+LSO = keras.optimizers.LossScaleOptimizer
+
+
+def _train(optimizer, steps=6, dtype_policy=None):
+    """A linear model, fixed data and start, a few train_on_batch steps."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 5)).astype("float32") * 3
+    y = rng.normal(size=(40, 2)).astype("float32") * 10
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
+    model.set_weights([rng.normal(size=(5, 2)).astype("float32"), np.zeros(2, "float32")])
+    model.compile(optimizer, "mse")
+    for i in range(steps):
+        model.train_on_batch(x[i * 4:i * 4 + 12], y[i * 4:i * 4 + 12])
+    return model.get_weights()
+
+
+def _same(a, b):
+    for u, v in zip(a, b):
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ClippedOptimizer(SGD(0.1, loss_scale_factor=128.0), max_norm=1.0),
+    lambda: LSO(ClippedOptimizer(SGD(0.1), max_norm=1.0)),
+    lambda: LSO(ClippedOptimizer(SGD(0.1, loss_scale_factor=100.0), max_norm=1.0)),
+    lambda: ClippedOptimizer(LSO(SGD(0.1)), max_norm=1.0),
+    lambda: ClippedOptimizer(LSO(SGD(0.1), initial_scale=2.0**5, dynamic_growth_steps=2),
+                             max_norm=1.0),
+], ids=["inner_factor", "lso_outside", "lso_outside_inner_factor", "lso_inside",
+        "lso_inside_dynamic"])
+def test_loss_scaling_clips_the_unscaled_gradient(make):
+    reference = _train(SGD(0.1, global_clipnorm=1.0))
+    _same(_train(make()), reference)
+
+
+def test_overflowing_loss_scale_skips_the_step_like_keras():
+    # A scale so large that the scaled gradient overflows float32: Keras'
+    # LossScaleOptimizer skips those steps and halves the scale.
+    keras_way = LSO(SGD(0.1, global_clipnorm=1.0), initial_scale=2.0**127)
+    ours = ClippedOptimizer(LSO(SGD(0.1), initial_scale=2.0**127), max_norm=1.0)
+    _same(_train(ours), _train(keras_way))
+    assert float(ours.inner_optimizer.dynamic_scale) == float(keras_way.dynamic_scale)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_gradient_accumulation_clips_the_accumulated_mean(momentum):
+    keras_way = SGD(0.1, momentum=momentum, global_clipnorm=1.0, gradient_accumulation_steps=3)
+    ours = ClippedOptimizer(SGD(0.1, momentum=momentum, gradient_accumulation_steps=3),
+                            max_norm=1.0)
+    _same(_train(ours), _train(keras_way))
+    # Two update steps in six micro-batches: the statistics count those.
+    assert ours.read_stats()["steps"] == 2
+
+
+def test_no_clipping_gives_the_inner_optimizer():
+    _same(_train(ClippedOptimizer(keras.optimizers.Adam(0.01), max_norm=None)),
+          _train(keras.optimizers.Adam(0.01)))
+
+
+def test_overwrite_with_gradient_variables_are_left_out_of_the_norm(rng):
+    weights = [rng.normal(size=(4,)).astype("float32"), rng.normal(size=(3,)).astype("float32")]
+    grads = [rng.normal(size=(4,)).astype("float32") * 5, rng.normal(size=(3,)).astype("float32") * 50]
+
+    def apply(optimizer):
+        variables = [keras.Variable(w) for w in weights]
+        variables[1].overwrite_with_gradient = True
+        optimizer.build(variables)
+        if keras.backend.backend() == "jax":
+            new_vars, new_opt = optimizer.stateless_apply(
+                [v.value for v in optimizer.variables],
+                [keras.ops.convert_to_tensor(g) for g in grads], [v.value for v in variables])
+            for v, value in zip(optimizer.variables, new_opt):
+                v.assign(value)
+            return [keras.ops.convert_to_numpy(v) for v in new_vars]
+        optimizer.apply([keras.ops.convert_to_tensor(g) for g in grads], variables)
+        return [keras.ops.convert_to_numpy(v) for v in variables]
+
+    ours = ClippedOptimizer(SGD(0.5), max_norm=1.0)
+    got = apply(ours)
+    _same(got, apply(SGD(0.5, global_clipnorm=1.0)))
+    np.testing.assert_allclose(got[1], grads[1])  # overwritten with its gradient
+    np.testing.assert_allclose(ours.read_stats()["grad_norm"], np.linalg.norm(grads[0]), rtol=1e-5)
+
+
+def test_multi_optimizer_inside_clips_globally_and_drives_plateau_callbacks():
+    if not hasattr(keras.optimizers, "MultiOptimizer"):
+        pytest.skip("keras.optimizers.MultiOptimizer is new in Keras 3.13")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 5)).astype("float32") * 3
+    y = rng.normal(size=(16, 2)).astype("float32") * 10
+    start = [rng.normal(size=(5, 2)).astype("float32"), np.zeros(2, "float32")]
+
+    def select(variable):
+        return kernel_opt if "kernel" in variable.path else bias_opt
+
+    kernel_opt, bias_opt = SGD(0.1), SGD(0.01)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
+    model.set_weights(start)
+    model.compile(ClippedOptimizer(keras.optimizers.MultiOptimizer(select), max_norm=1.0), "mse")
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, validation_data=(x, y),
+              callbacks=[keras.callbacks.ReduceLROnPlateau(patience=0, min_delta=1e9)])
+    # By hand: the global norm over both variables, each with its own rate.
+    w, b = start
+    for lr_kernel, lr_bias in ((0.1, 0.01), (0.1, 0.01)):
+        err = x @ w + b - y
+        gw, gb = 2 * x.T @ err / err.size, 2 * err.sum(0) / err.size
+        scale = min(1.0, 1.0 / np.sqrt((gw**2).sum() + (gb**2).sum()))
+        w, b = w - lr_kernel * scale * gw, b - lr_bias * scale * gb
+    _same(model.get_weights(), [w, b])
+    # Keras' ReduceLROnPlateau reduced each sub-optimizer through the wrapper.
+    assert np.isclose(float(keras.ops.convert_to_numpy(kernel_opt.learning_rate)), 0.01)
+    assert np.isclose(float(keras.ops.convert_to_numpy(bias_opt.learning_rate)), 0.001)
