@@ -50,10 +50,46 @@ class ScaledSchedule(_Schedule):
         return cls(schedule, **config)
 
 
-def current_learning_rate(optimizer):
-    """The learning rate in force now, as a float (schedules evaluated)."""
+def lr_optimizers(optimizer):
+    """[(name, optimizer)] whose learning rates an LR callback drives: the
+    sub-optimizers of a `MultiOptimizer` (also inside a ClippedOptimizer), as
+    Keras' own ReduceLROnPlateau does, else [("", optimizer)]."""
+    subs = getattr(optimizer, "optimizers", None)
+    if subs is not None:  # empty until a MultiOptimizer with a selector is built
+        return [(sub.name, sub) for sub in subs]
+    return [("", optimizer)]
+
+
+def _rate(optimizer):
     lr = optimizer.learning_rate
     return float(keras.ops.convert_to_numpy(keras.ops.convert_to_tensor(lr)))
+
+
+def current_learning_rate(optimizer):
+    """The learning rate in force now, as a float (schedules evaluated); the
+    largest of a MultiOptimizer's."""
+    return max(_rate(sub) for _, sub in lr_optimizers(optimizer))
+
+
+def _lr_logs(optimizer):
+    """Keras' log keys: `learning_rate`, or `learning_rate_<name>` per
+    sub-optimizer of a MultiOptimizer."""
+    named = lr_optimizers(optimizer)
+    if named and named[0][0] == "":
+        return {"learning_rate": _rate(optimizer)}
+    return {f"learning_rate_{name}": _rate(sub) for name, sub in named}
+
+
+def _print_msg(message):
+    """As Keras' callbacks print: to stdout while interactive logging is on
+    (`keras.config.disable_interactive_logging()` turns it off), else through
+    absl logging."""
+    if keras.config.is_interactive_logging_enabled():
+        print(message, flush=True)
+    else:
+        from absl import logging
+
+        logging.info(message)
 
 
 def learning_rate_schedule(optimizer):
@@ -261,8 +297,13 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
             self._resumed = False
         else:
             self._reset_state()
-        if self.initial_lr is None:
-            self.initial_lr = current_learning_rate(self.model.optimizer)
+        self._set_initial_lr()
+
+    def _set_initial_lr(self):
+        named = lr_optimizers(self.model.optimizer)
+        if self.initial_lr is None and named:
+            self.initial_lr = (_rate(named[0][1]) if named[0][0] == "" else
+                               {name: _rate(sub) for name, sub in named})
 
     # -- the rule ------------------------------------------------------------------
 
@@ -272,10 +313,25 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         return bool(self.monitor_op(current, reference))
 
     def _reduce(self, epoch):
-        optimizer = self.model.optimizer
-        old_lr = current_learning_rate(optimizer)
+        """Reduces every learning rate above `min_lr` (each sub-optimizer of a
+        MultiOptimizer); True when one was reduced."""
+        reduced = []
+        for name, optimizer in lr_optimizers(self.model.optimizer):
+            new_lr = self._reduce_one(optimizer)
+            if new_lr is not None:
+                reduced.append(new_lr)
+                if self.verbose > 0:
+                    which = f" {name}" if name else ""
+                    _print_msg(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing{which} "
+                               f"learning rate to {new_lr:.4g}.")
+        if reduced:
+            self.reductions.append((epoch, max(reduced)))
+        return bool(reduced)
+
+    def _reduce_one(self, optimizer):
+        old_lr = _rate(optimizer)
         if old_lr <= float(np.float32(self.min_lr)):
-            return False
+            return None
         lr = learning_rate_schedule(optimizer)
         if lr is not None:
             if isinstance(lr, ScaledSchedule):
@@ -285,22 +341,18 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
             optimizer.learning_rate = new
             # The schedule is a Python object read when the step is traced.
             self.model.make_train_function(force=True)
-            new_lr = current_learning_rate(optimizer)
-        else:
-            new_lr = max(old_lr * self.factor, self.min_lr)
-            optimizer.learning_rate = new_lr
-        self.reductions.append((epoch, new_lr))
-        if self.verbose > 0:
-            print(
-                f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
-                f"to {new_lr:.4g}."
-            )
-        return True
+            return _rate(optimizer)
+        new_lr = max(old_lr * self.factor, self.min_lr)
+        optimizer.learning_rate = new_lr
+        return new_lr
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         self._last_logs = dict(logs)
-        logs["learning_rate"] = current_learning_rate(self.model.optimizer)
+        self._set_initial_lr()
+        # As Keras: the rate this epoch trained with (a reduction below shows
+        # in the next epoch's logs).
+        logs.update(_lr_logs(self.model.optimizer))
         current = logs.get(self.monitor)
         if current is None:
             has_val = any(k.startswith("val_") for k in logs)
@@ -337,21 +389,24 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
             if self.wait >= self.patience and self._reduce(epoch):
                 self.cooldown_counter = self.cooldown
                 self.wait = 0
-                logs["learning_rate"] = current_learning_rate(self.model.optimizer)
-                self._maybe_stop(epoch, logs["learning_rate"])
+                self._maybe_stop(epoch)
 
-    def _maybe_stop(self, epoch, lr):
+    def _maybe_stop(self, epoch):
+        """Stops once every learning rate is below stop_ratio x its initial value."""
         if self.stop_ratio is None or self.initial_lr is None:
             return
-        if lr < self.stop_ratio * self.initial_lr:
+        named = lr_optimizers(self.model.optimizer)
+        initial = (self.initial_lr if isinstance(self.initial_lr, dict)
+                   else {named[0][0]: self.initial_lr})
+        rates = {name: _rate(sub) for name, sub in named}
+        if all(rates[name] < self.stop_ratio * initial.get(name, rates[name] * 2)
+               for name in rates):
             self.model.stop_training = True
             self.stopped_epoch = epoch
             if self.verbose > 0:
-                print(
-                    f"\nEpoch {epoch + 1}: learning rate {lr:.3g} fell below "
-                    f"stop_ratio={self.stop_ratio} x initial {self.initial_lr:.3g}; "
-                    "stopping."
-                )
+                lr, first = max(rates.values()), max(initial.values())
+                _print_msg(f"\nEpoch {epoch + 1}: learning rate {lr:.3g} fell below "
+                           f"stop_ratio={self.stop_ratio} x initial {first:.3g}; stopping.")
 
     def on_train_end(self, logs=None):
         if not self._seen_monitor:
@@ -364,10 +419,8 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         if self.restore_best_weights and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
             if self.verbose > 0:
-                print(
-                    f"Restoring weights from the best epoch ({self.best_epoch + 1}, "
-                    f"{self.monitor}={self.best_weights_value:.4g})."
-                )
+                _print_msg(f"Restoring weights from the best epoch ({self.best_epoch + 1}, "
+                           f"{self.monitor}={self.best_weights_value:.4g}).")
 
     def get_config(self):
         return {

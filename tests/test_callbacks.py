@@ -38,8 +38,10 @@ def _drive(callback, model, values, key="val_loss"):
 @pytest.mark.parametrize(
     "preset,expected",
     [
-        ("halve", [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025, 0.025, 0.0125]),
-        ("fifth", [0.1, 0.1, 0.1, 0.02, 0.02, 0.02, 0.004, 0.004, 0.0008]),
+        # The rate each epoch trained with (as Keras logs it): a reduction at
+        # the end of an epoch shows from the next one on.
+        ("halve", [0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025, 0.025]),
+        ("fifth", [0.1, 0.1, 0.1, 0.1, 0.02, 0.02, 0.02, 0.004, 0.004]),
     ],
 )
 def test_preset_lr_sequence_on_scripted_val_loss(preset, expected):
@@ -52,8 +54,9 @@ def test_stopping_rule_stops_when_lr_is_tiny():
     callback = ReduceLROnPlateau.fifth(patience=1, stop_ratio=0.01)
     rates = _drive(callback, model, [1.0] * 10)
     # 0.1 -> 0.02 -> 0.004 -> 0.0008 (< 0.01 * 0.1): stop at the 4th epoch.
-    np.testing.assert_allclose(rates, [0.1, 0.02, 0.004, 0.0008], rtol=1e-6)
+    np.testing.assert_allclose(rates, [0.1, 0.1, 0.02, 0.004], rtol=1e-6)
     assert model.stop_training and callback.stopped_epoch == 3
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.0008)
 
 
 def test_best_weights_restored_at_end():
@@ -77,7 +80,7 @@ def test_non_validated_epochs_do_not_count_and_do_not_warn():
         warnings.simplefilter("error", UserWarning)
         rates = _drive(callback, _compiled_model(), values)
     # Only the two validated plateau epochs (2 and 4) count: one reduction at 4.
-    np.testing.assert_allclose(rates, [0.1, 0.1, 0.1, 0.1, 0.05, 0.05], rtol=1e-6)
+    np.testing.assert_allclose(rates, [0.1, 0.1, 0.1, 0.1, 0.1, 0.05], rtol=1e-6)
 
 
 def test_missing_monitor_warns_with_available_metrics():
@@ -95,8 +98,10 @@ def test_validation_freq_in_a_real_fit():
         warnings.simplefilter("error", UserWarning)
         history = fit_keeps_xla(model, x, y, epochs=6, validation_data=(x, y),
                                 validation_freq=2, callbacks=[callback])
-    # Validated epochs 2, 4, 6: first sets best, then two reductions.
-    assert history.history["learning_rate"][-1] == pytest.approx(0.025)
+    # Validated epochs 2, 4, 6: first sets best, then two reductions (the
+    # last one after the final epoch, so the log shows the rate it trained with).
+    assert history.history["learning_rate"][-1] == pytest.approx(0.05)
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.025)
 
 
 def test_schedule_is_scaled_and_the_compiled_step_uses_it():
@@ -258,3 +263,58 @@ def test_presets_turn_the_extras_on():
     plain = ReduceLROnPlateau()
     assert (plain.factor, plain.patience, plain.stop_ratio, plain.restore_best_weights) == (
         0.1, 10, None, False)
+
+
+def _multi_run(callback, wrap=False):
+    """A MultiOptimizer (kernels / biases at their own rates), optionally
+    inside a ClippedOptimizer: learning rates per epoch and final weights."""
+    x, y = tiny_data(n=96)
+    keras.utils.set_random_seed(0)
+    model = tiny_classifier()
+    kernel_opt, bias_opt = keras.optimizers.SGD(0.5, name="kernels"), keras.optimizers.SGD(
+        0.05, name="biases")
+    multi = keras.optimizers.MultiOptimizer(
+        lambda v: kernel_opt if "kernel" in v.path else bias_opt)
+    model.compile(ClippedOptimizer(multi, max_norm=None) if wrap else multi, SPARSE_CE)
+    history = model.fit(x, y, validation_data=(x[:32], y[:32]), epochs=6, batch_size=32,
+                        shuffle=False, verbose=0, callbacks=[callback])
+    rates = [(float(keras.ops.convert_to_numpy(kernel_opt.learning_rate)),
+              float(keras.ops.convert_to_numpy(bias_opt.learning_rate)))]
+    return rates, history.history, model.get_weights()
+
+
+@pytest.mark.parametrize("wrap", [False, True], ids=["multi", "clipped_multi"])
+def test_multi_optimizer_reduced_per_sub_optimizer_like_keras(wrap):
+    if not hasattr(keras.optimizers, "MultiOptimizer"):
+        pytest.skip("keras.optimizers.MultiOptimizer is new in Keras 3.13")
+    kwargs = dict(factor=0.5, patience=1, min_delta=10.0)
+    ours = _multi_run(ReduceLROnPlateau(**kwargs), wrap)
+    theirs = _multi_run(keras.callbacks.ReduceLROnPlateau(**kwargs), wrap)
+    assert ours[0] == pytest.approx(theirs[0]) and ours[0][0][0] < 0.5
+    for key in ("learning_rate_kernels", "learning_rate_biases"):
+        assert ours[1][key] == pytest.approx(theirs[1][key])
+    for a, b in zip(ours[2], theirs[2]):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_stop_rule_waits_for_every_sub_optimizer():
+    if not hasattr(keras.optimizers, "MultiOptimizer"):
+        pytest.skip("keras.optimizers.MultiOptimizer is new in Keras 3.13")
+    callback = ReduceLROnPlateau(factor=0.1, patience=1, min_delta=10.0, stop_ratio=0.05)
+    rates, history, _ = _multi_run(callback)
+    # Two reductions (x0.01) pass stop_ratio 0.05 for both sub-optimizers.
+    assert callback.stopped_epoch is not None and len(history["loss"]) < 6
+    assert rates[0] == pytest.approx((0.5 * 0.01, 0.05 * 0.01))
+
+
+def test_messages_follow_keras_interactive_logging(capsys):
+    callback = ReduceLROnPlateau(factor=0.5, patience=1, min_delta=10.0, verbose=1)
+    _plateau_run(callback)
+    assert "ReduceLROnPlateau reducing learning rate" in capsys.readouterr().out
+    keras.config.disable_interactive_logging()
+    try:
+        _plateau_run(ReduceLROnPlateau(factor=0.5, patience=1, min_delta=10.0, verbose=1))
+    finally:
+        keras.config.enable_interactive_logging()
+    # As Keras' own callbacks: through absl logging, not stdout.
+    assert "ReduceLROnPlateau" not in capsys.readouterr().out
