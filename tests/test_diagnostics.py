@@ -347,3 +347,30 @@ def test_audit_cli(tmp_path):
     assert bad.returncode == 1 and "[fail] tip  1 labels in output range" in bad.stdout
     missing = run("--keras_file", str(tmp_path / "nope.keras"), "--npz", str(tmp_path / "d.npz"))
     assert missing.returncode != 0 and "Received: --keras_file=" in missing.stderr
+
+
+def test_non_finite_data_fails_one_rule_and_every_other_rule_still_runs():
+    # The grunfeld-like case of issue 15: NaN in a table whose other problems
+    # (scale, log1p) must be reported in the same run, not after a fix.
+    x, y = clean_data()
+    x = np.concatenate([np.exp(np.abs(x[:, :1]) * 6), x[:, 1:] * 50 + 20], 1).astype("float32")
+    x[5, 2] = np.nan
+    x[9, :] = np.inf
+    report = audit(mlp(), (x, y))
+    assert len(report.findings) == len(audit(mlp(), clean_data()).findings)
+    finite = report.rule("finite data")
+    assert finite.status == "fail" and "NaN/Inf" in finite.message and "2 examples" in finite.message
+    assert status(report, "log1p") == "warn" and status(report, "inputs standardized") == "warn"
+    assert not [f for f in report.findings if "could not run" in f.message], str(report)
+
+
+def test_string_losses_and_a_single_class_get_correct_findings():
+    x, y = clean_data()
+    compiled = mlp()
+    compiled.compile("sgd", "sparse_categorical_crossentropy")
+    report = audit(compiled, (x, y))
+    assert not [f for f in report.findings if "could not run" in f.message], str(report)
+    assert "initial loss" in report.rule("loss at initialization").message
+    one_class = audit(mlp(), (x, np.zeros_like(y)))
+    finding = one_class.rule("class balance")
+    assert finding.status == "warn" and "class 0" in finding.message, str(one_class)

@@ -111,6 +111,12 @@ def rule_labels_in_range(model, data, ctx):
 
 def rule_class_balance(model, data, ctx):
     counts = data.labels.class_counts
+    if data.labels.kind == "integer" and len(counts) == 1 and ctx["loss_kind"] in ("sparse", "binary"):
+        (label, n), = counts.items()
+        return Finding(1, "class balance", "warn",
+                       f"every one of the {n} training labels is class {label}: a classifier "
+                       "cannot learn to tell classes apart from one class",
+                       "check how the labels were loaded, filtered or split (all classes present?)")
     if data.labels.kind != "integer" or len(counts) < 2:
         return Finding(1, "class balance", "pass", "not a classification task")
     ratio = max(counts.values()) / max(min(counts.values()), 1)
@@ -216,7 +222,8 @@ def rule_initial_loss(model, data, ctx):
         return Finding(6, "loss at initialization", "warn",
                        "not measured: labels outside 0..K-1 (see the labels rule)",
                        "fix the labels first")
-    value = float(keras.ops.convert_to_numpy(ctx["loss"](y, model(x, training=False))))
+    # The mean: a loss function (not a Loss object) gives one value per example.
+    value = float(keras.ops.convert_to_numpy(keras.ops.mean(ctx["loss"](y, model(x, training=False)))))
     expected = math.log(ctx["units"])
     if not math.isfinite(value) or value > 3 * expected:
         return Finding(6, "loss at initialization", "warn",
@@ -313,6 +320,10 @@ def rule_inference_deterministic(model, data, ctx):
 
 
 def rule_finite(model, data, ctx):
+    dropped = ctx.get("nonfinite")
+    if dropped:
+        return Finding(1, "finite data", "fail", dropped,
+                       "x = x[np.isfinite(x).all(axis=1)]  # or impute")
     return Finding(1, "finite data", "pass", "no NaN/Inf in features or labels")
 
 
@@ -372,7 +383,7 @@ def _loss_kind(loss):
 
 
 def audit_data(model, data, batch_size=128, loss=None, will_clip=False, compile_probe=True,
-               skip=()):
+               skip=(), nonfinite=None):
     """Runs every rule on a model and an already resolved `Data`.
 
     `fit_with_tips` calls it with `compile_probe=False`: it measures XLA
@@ -386,6 +397,8 @@ def audit_data(model, data, batch_size=128, loss=None, will_clip=False, compile_
         model.build((None,) + tuple(data.x_shape))
     output = model(keras.ops.zeros((1,) + tuple(data.x_shape)), training=False)
     units = int(output.shape[-1]) if len(output.shape) > 1 else 1
+    if isinstance(loss, str):
+        loss = keras.losses.get(loss)
     if loss is None:
         compiled = getattr(model, "compiled", False) and getattr(model, "loss", None) is not None
         loss = keras.losses.get(model.loss) if compiled else infer_loss(model, data.labels, units)[0]
@@ -394,6 +407,7 @@ def audit_data(model, data, batch_size=128, loss=None, will_clip=False, compile_
         "units": units, "loss": loss, "loss_kind": _loss_kind(loss), "batch_size": batch_size,
         "batch": (x, y), "will_clip": will_clip, "compile_probe": compile_probe,
         "train_hashes": _hashes(data, "train"), "val_hashes": _hashes(data, "validation"),
+        "nonfinite": nonfinite,
     }
     findings = []
     for rule in RULES:
@@ -446,15 +460,38 @@ def audit(model, data, batch_size=128, validation_data=None, validation_split=0.
 
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
+    nonfinite = None
     try:
         resolved = make_data(data, validation_data, validation_split, batch_size, seed, data_dir)
     except ValueError as error:
         if "NaN/Inf" not in str(error):
             raise
-        # Nothing else can be measured on data that is not finite.
-        return AuditReport([Finding(1, "finite data", "fail", str(error),
-                                    "x = x[np.isfinite(x).all(axis=1)]  # or impute")], 0.0)
-    return audit_data(model, resolved, batch_size)
+        # The finite-data rule fails with the adapter's counts; every other
+        # rule still runs, on the examples that are finite.
+        data, dropped = _finite_examples(data)
+        if data is None:
+            raise
+        nonfinite = (f"{str(error).split(' Received:')[0].rstrip('.')}; the other rules measured the "
+                     f"data without those {dropped} examples")
+        resolved = make_data(data, validation_data, validation_split, batch_size, seed, data_dir)
+    return audit_data(model, resolved, batch_size, nonfinite=nonfinite)
+
+
+def _finite_examples(data):
+    """(x, y) arrays without the examples holding NaN/Inf, and how many were
+    dropped; (None, 0) for other forms of data."""
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        return None, 0
+    x, y = (np.asarray(v.to_numpy() if hasattr(v, "to_numpy") else v) for v in data)
+    if x.dtype.kind not in "biuf" or y.dtype.kind not in "biuf" or len(x) != len(y):
+        return None, 0
+    keep = np.ones(len(x), bool)
+    for array in (x, y):
+        if array.dtype.kind == "f":
+            keep &= np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+    if not keep.any():
+        return None, 0
+    return (x[keep], y[keep]), int((~keep).sum())
 
 
 def report_json(report):
