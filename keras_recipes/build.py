@@ -208,6 +208,20 @@ def compile_model(parts, jit):
     return optimizer
 
 
+def unwrap_optimizer(parts, model):
+    """After training: `model` (result.model) compiled with the optimizer our
+    ClippedOptimizer wrapped, the same object with its state, so that a file
+    saved from it holds only Keras' objects and loads without keras_recipes
+    when its layers are Keras' own. Returns the wrapper (its statistics), or
+    None when `model` was not compiled with one."""
+    wrapper = getattr(model, "optimizer", None) if getattr(model, "compiled", False) else None
+    if not isinstance(wrapper, ClippedOptimizer):
+        return None
+    model.compile(wrapper.inner_optimizer, parts["loss"], metrics=parts["metrics"],
+                  jit_compile=model.jit_compile, **parts.get("compile_kwargs", {}))
+    return wrapper
+
+
 def _probe_step_seconds(parts, batch, jit):
     """Median seconds of a train step with or without XLA (weights restored)."""
     full = parts["full"]

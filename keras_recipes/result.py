@@ -36,7 +36,13 @@ class FitResult:
 
     Attributes:
         model: The trained `keras.Model`, preprocessing included: it takes
-            raw inputs and saves/loads as one `.keras` file.
+            raw inputs and saves/loads as one `.keras` file. It is compiled
+            with the optimizer the recipe trained inside its
+            `ClippedOptimizer` (the same object, with its state), so a file
+            of Keras layers loads without importing keras_recipes.
+        optimizer: The `ClippedOptimizer` training ran with (clipping,
+            `read_stats()`); wrap `model.optimizer` in one again to keep
+            clipping in further training.
         history: Dict of per-epoch lists (`loss`, `val_loss`, metrics,
             `learning_rate`, `update_ratio`, `grad_norm`, `clip_fraction`).
         tips: List of `Tip`: each applied (or skipped) tip, its setting and

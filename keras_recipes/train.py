@@ -34,16 +34,17 @@ class GracefulInterrupt(keras.callbacks.Callback):
         if self.interrupted:
             raise KeyboardInterrupt
         self.interrupted = True
+        # Keras checks stop_training after every step; setting it here needs
+        # no batch hook (a batch hook makes Keras convert the logs of every
+        # step to Python numbers, a device sync per step).
+        if self.model is not None:
+            self.model.stop_training = True
         print("\nInterrupted: stopping after this step (Ctrl-C again to abort).", flush=True)
 
     def on_train_begin(self, logs=None):
         self.interrupted = False
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handler)
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.interrupted:
-            self.model.stop_training = True
 
     def on_train_end(self, logs=None):
         if self._previous is not None:
@@ -198,9 +199,11 @@ def run(plan):
         status, events = _events(watch, plan.options["stop_ratio"])
         fused = parts.get("fused")
         model = full if fused is not None else build.result_model(parts, full, plan.model, plan.data)
+        wrapper = build.unwrap_optimizer(parts, model) if fused is None else None
         result = FitResult(model, merged, plan.tips, plan.data, execution,
                            past[2] + watch["monitor"].layer_history,
                            time.perf_counter() - start, events, status)
+        result.optimizer = wrapper or getattr(full, "optimizer", None)
         result.audit = parts.get("audit")
         result.table_shown = bool(parts["verbose"])
         result.plan = plan

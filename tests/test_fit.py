@@ -142,9 +142,11 @@ def test_compiled_model_keeps_users_loss_metrics_and_optimizer():
                   metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=3, name="top3")])
     result = fit_with_tips(model, (x, y), epochs=2, seed=0, jit_compile=True, verbose=0)
     assert "val_top3" in result.history
-    optimizer = result.model.optimizer
+    optimizer = result.optimizer
     assert isinstance(optimizer, ClippedOptimizer)
     assert isinstance(optimizer.inner_optimizer, keras.optimizers.Adam)
+    # result.model is compiled with that Adam itself (its state), not the wrapper.
+    assert result.model.optimizer is optimizer.inner_optimizer
     loss_tip = [t for t in result.tips if t.name == "loss"][0]
     assert "converted to the batch mean" in loss_tip.reason
     assert result.model.loss.reduction == "sum_over_batch_size"
@@ -160,7 +162,7 @@ def test_recurrent_model_is_clipped_and_dropout_gets_patience():
     result = fit_with_tips(model, (x, y), epochs=1, seed=0, jit_compile=True, verbose=0)
     settings = {t.name: t.setting for t in result.tips}
     assert settings["gradient clipping"] == "global norm 5"
-    assert result.model.optimizer.max_norm == 5.0
+    assert result.optimizer.max_norm == 5.0
     assert "patience 6" in settings["dropout"]
 
 
@@ -392,3 +394,41 @@ def test_preprocessing_skipped_with_the_reason_shown():
                            validation_data=(standard[:50], y[:50]))
     inputs = [t for t in result.tips if t.name == "inputs"][0]
     assert inputs.setting == "unchanged" and "already standardized" in inputs.reason
+
+
+_LOAD_WITHOUT_PACKAGE = """
+import importlib.abc, importlib.machinery, sys
+class Blocked(importlib.abc.Loader):
+    def create_module(self, spec):
+        raise ModuleNotFoundError(f"No module named {spec.name!r}", name=spec.name)
+    def exec_module(self, module):
+        pass
+class NoRecipes(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "keras_recipes":
+            return importlib.machinery.ModuleSpec(name, Blocked())
+sys.meta_path.insert(0, NoRecipes())
+import keras, numpy as np
+model = keras.saving.load_model(sys.argv[1])
+x = np.load(sys.argv[2])
+print(type(model.optimizer).__name__, float(np.abs(model.predict(x, verbose=0) - np.load(sys.argv[3])).max()))
+"""
+
+
+def test_saved_result_model_loads_without_keras_recipes(tmp_path):
+    x, y = small(*load_digits("train"))
+    result = fit_with_tips(mlp(), (x, y), epochs=2, seed=0, verbose=0,
+                           checkpoint_dir=str(tmp_path / "run"))
+    result.model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "x.npy", x[:16])
+    np.save(tmp_path / "p.npy", result.model.predict(x[:16], verbose=0))
+    for path in (tmp_path / "m.keras", tmp_path / "run" / "final.keras"):
+        proc = subprocess.run([sys.executable, "-c", _LOAD_WITHOUT_PACKAGE, str(path),
+                               str(tmp_path / "x.npy"), str(tmp_path / "p.npy")],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        name, diff = proc.stdout.split()[-2:]
+        assert name == "SGD" and float(diff) < 1e-5
+    # The wrapper that trained it is still there, with its statistics.
+    assert isinstance(result.optimizer, ClippedOptimizer)
+    assert result.model.optimizer is result.optimizer.inner_optimizer
