@@ -82,15 +82,22 @@ def accuracy(model, x, y):
     return float((model.predict(x, batch_size=256, verbose=0).argmax(-1) == y).mean())
 
 
-def audio(epochs):
-    (x, y), (xt, yt) = load_fsdd()
-    bank = NoiseBank.from_files(need(DATA / "noise"), sample_rate=8000)
+def audio_tests(xt):
+    """The test clips clean and mixed with running_tap.wav (never in the
+    training bank) at 10, 5 and 0 dB, with a fixed seed."""
     tap, rate = read_wav(need(DATA / "noise-eval" / "running_tap.wav"))
     tap = resample(tap[:, 0], rate, 8000)
     rng = np.random.default_rng(0)
     tests = {"clean": xt}
     for snr in (10, 5, 0):
         tests[f"tap {snr} dB"] = mix_at_snr(xt, tap, snr, rng)
+    return tests
+
+
+def audio(epochs):
+    (x, y), (xt, yt) = load_fsdd()
+    bank = NoiseBank.from_files(need(DATA / "noise"), sample_rate=8000)
+    tests = audio_tests(xt)
     print(f"\n## audio: FSDD {len(x)} train / {len(xt)} test clips, log-mel conv net, up to {epochs} epochs")
     print(f"{'training':28} " + " ".join(f"{k:>11}" for k in tests) + "   epochs  seconds")
     for label, kwargs in (("no augmentation", {}),

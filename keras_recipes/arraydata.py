@@ -21,9 +21,11 @@ from keras_recipes.data import _describe
 from keras_recipes.data import _is_structure
 from keras_recipes.data import _shapes
 from keras_recipes.data import as_nest
+from keras_recipes.data import _concatenate
 from keras_recipes.data import batch_stats
 from keras_recipes.data import flat
 from keras_recipes.data import leaf_of
+from keras_recipes.data import read_generator
 from keras_recipes.data import split_arrays
 from keras_recipes.data import take
 
@@ -170,44 +172,11 @@ class ArrayData(Data):
 # -- sources ----------------------------------------------------------------------
 
 
-def _concatenate(batches):
-    """A list of (x, y[, w]) batches as one (x, y[, w]) of arrays."""
-    width = len(batches[0])
-    joined = []
-    for i in range(width):
-        parts = [b[i] for b in batches]
-        first = parts[0]
-        if isinstance(first, dict):
-            joined.append({k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in first})
-        elif isinstance(first, (list, tuple)):
-            joined.append(tuple(np.concatenate([np.asarray(p[j]) for p in parts])
-                                for j in range(len(first))))
-        else:
-            joined.append(np.concatenate([np.asarray(p) for p in parts]))
-    return tuple(joined)
-
-
 def _pydataset(data):
     n = len(data)
     if n == 0:
         raise ValueError("`data` is an empty PyDataset. Received: len(data)=0")
     return _concatenate([tuple(data[i]) for i in range(n)])
-
-
-def _generator(data, steps_per_epoch):
-    if steps_per_epoch is None:
-        raise ValueError(
-            "A generator has no length: pass `steps_per_epoch=` (the batches of one epoch), "
-            "as model.fit needs too, or wrap the data in a keras.utils.PyDataset. "
-            "Received: steps_per_epoch=None")
-    batches = []
-    for batch in data:
-        batches.append(tuple(batch))
-        if len(batches) == steps_per_epoch:
-            break
-    if not batches:
-        raise ValueError("The generator yielded nothing. Received: 0 batches")
-    return _concatenate(batches), len(batches)
 
 
 def _is_generator(data):
@@ -223,7 +192,7 @@ def _resolve(data, sample_weight, steps_per_epoch, name="data"):
                 [f"the PyDataset's {len(data)} batches were read into memory "
                  f"({_rows(arrays)} examples) and re-batched"])
     if _is_generator(data):
-        arrays, n = _generator(data, steps_per_epoch)
+        arrays, n = read_generator(data, steps_per_epoch)
         return "generator", arrays, [
             f"generator: its first {n} batches (steps_per_epoch) were read once and are "
             "reshuffled every epoch; a generator that makes new data every epoch should be a "

@@ -523,6 +523,41 @@ def take(nest, index):
     return nest[index]
 
 
+def _concatenate(batches):
+    """A list of (x, y[, w]) batches as one (x, y[, w]) of arrays."""
+    width = len(batches[0])
+    joined = []
+    for i in range(width):
+        parts = [b[i] for b in batches]
+        first = parts[0]
+        if isinstance(first, dict):
+            joined.append({k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in first})
+        elif isinstance(first, (list, tuple)):
+            joined.append(tuple(np.concatenate([np.asarray(p[j]) for p in parts])
+                                for j in range(len(first))))
+        else:
+            joined.append(np.concatenate([np.asarray(p) for p in parts]))
+    return tuple(joined)
+
+
+def read_generator(data, steps_per_epoch):
+    """A Python generator's first `steps_per_epoch` batches, read once, as
+    one (x, y[, w]) of arrays; and how many batches there were."""
+    if steps_per_epoch is None:
+        raise ValueError(
+            "A generator has no length: pass `steps_per_epoch=` (the batches of one epoch), "
+            "as model.fit needs too, or wrap the data in a keras.utils.PyDataset. "
+            "Received: steps_per_epoch=None")
+    batches = []
+    for batch in data:
+        batches.append(tuple(batch))
+        if len(batches) == steps_per_epoch:
+            break
+    if not batches:
+        raise ValueError("The generator yielded nothing. Received: 0 batches")
+    return _concatenate(batches), len(batches)
+
+
 def _array_weights(data, sample_weight, n):
     w = data[2] if len(data) == 3 else sample_weight
     if len(data) == 3 and sample_weight is not None:

@@ -437,8 +437,10 @@ def _decide_inputs(model, data, o, parts):
                             "preprocess=False"))
     augment = build.augmentation(o["augment"], o["noise_bank"], data.x_shape, o["seed"])
     if augment:
+        measured = build.measured_effect(o["augment"], o["noise_bank"])
         tips.append(Tip(10, "augmentation", ", ".join(build.describe_layer(l) for l in augment),
-                        "training only (identity at inference), on the raw inputs", "augment="))
+                        "training only (identity at inference), on the raw inputs"
+                        + (f"; {measured}" if measured else ""), "augment="))
     parts.update(pre_layers=pre_layers, target=target, augment=augment, custom_step=bool(custom))
     return tips
 

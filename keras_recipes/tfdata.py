@@ -23,6 +23,7 @@ from keras_recipes.data import _shapes
 from keras_recipes.data import array_feature_stats
 from keras_recipes.data import batch_stats
 from keras_recipes.data import leaves
+from keras_recipes.data import read_generator
 from keras_recipes.datasets.digits import digits_builder
 
 # Per-class counters for the streaming stratified split: labels are bucketed
@@ -330,21 +331,8 @@ def _pydataset(data):
 
 def _generator(data, steps_per_epoch):
     """A Python generator: `steps_per_epoch` batches read once and kept."""
-    if steps_per_epoch is None:
-        raise ValueError(
-            "A generator has no length: pass `steps_per_epoch=` (the batches of one epoch), "
-            "as model.fit needs too, or wrap the data in a keras.utils.PyDataset. "
-            "Received: steps_per_epoch=None")
-    batches = []
-    for batch in data:
-        batches.append(tuple(batch))
-        if len(batches) == steps_per_epoch:
-            break
-    if not batches:
-        raise ValueError("The generator yielded nothing. Received: 0 batches")
-    stacked = tuple(tf.nest.map_structure(lambda *a: np.concatenate(a), *[b[i] for b in batches])
-                    for i in range(len(batches[0])))
-    return tf.data.Dataset.from_tensor_slices(stacked), len(batches)
+    arrays, n = read_generator(data, steps_per_epoch)
+    return tf.data.Dataset.from_tensor_slices(arrays), n
 
 
 def _resolve_source(data, sample_weight, steps_per_epoch=None):

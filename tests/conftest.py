@@ -20,6 +20,23 @@ def shared_data(*parts):
     return path
 
 
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true",
+                     help="also run the tests marked slow (CI runs them: CI=true)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow (end-to-end kill/resume runs at size, minutes each)
+    run in CI, which sets CI=true, or with --runslow; elsewhere they skip and
+    say so, which keeps the README's test command short on a laptop."""
+    if config.getoption("--runslow") or os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        return
+    skip = pytest.mark.skip(reason="slow end-to-end test: runs in CI (CI=true) or with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

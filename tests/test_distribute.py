@@ -194,6 +194,7 @@ def test_only_the_chief_writes_checkpoints_and_the_final_model(uninterrupted):
     assert not other_dir.exists() or not any(other_dir.iterdir())
 
 
+@pytest.mark.slow
 def test_killed_worker_restarts_and_resumes_from_the_checkpoint(uninterrupted, tmp_path):
     """Worker 1 is SIGKILLed after the second epoch's checkpoint; the other
     cannot go on without it and is stopped (as a cluster manager would);

@@ -160,6 +160,7 @@ def _load(output):
         return weights, json.load(f)
 
 
+@pytest.mark.slow
 def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path):
     """SIGKILL mid-epoch, mid-checkpoint-write and right after a checkpoint;
     the same call started again ends with the same history (LR drops
