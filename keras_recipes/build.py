@@ -309,8 +309,7 @@ def _jit_rule(blockers, blocked):
     if keras.backend.backend() == "jax":
         return True, "the JAX backend always compiles with XLA"
     if keras.backend.backend() == "torch":
-        return False, ("torch: Keras' own 'auto' (no torch.compile, whose first steps "
-                       "compile for minutes)")
+        return False, "torch: Keras' own 'auto' (no torch.compile unless asked)"
     if blockers:
         return False, "XLA not possible" + blocked
     device = _accelerator()
