@@ -24,6 +24,7 @@ from keras_recipes.data import as_nest
 from keras_recipes.data import _concatenate
 from keras_recipes.data import batch_stats
 from keras_recipes.data import flat
+from keras_recipes.data import input_nest
 from keras_recipes.data import leaf_of
 from keras_recipes.data import read_generator
 from keras_recipes.data import split_arrays
@@ -215,7 +216,7 @@ def _checked(arrays, sample_weight, name):
     if not (_is_structure(arrays[0]) or _is_structure(arrays[1])):
         x, y = _check_array_pair(arrays[0], arrays[1], name)
         return x, y, _array_weights(arrays, sample_weight, len(x))
-    x, y = as_nest(arrays[0]), as_nest(arrays[1])
+    x, y = input_nest(arrays[0]), as_nest(arrays[1])
     lengths = {len(a) for a in flat(x) + flat(y)}
     if len(lengths) != 1:
         raise ValueError("Every input and output array must have one row per example. "

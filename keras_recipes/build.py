@@ -139,7 +139,9 @@ def _structured_result(parts, model, data):
 
     raws, features = [], []
     for (name, spec), layers in zip(leaves(data.x_spec), parts["input_layers"]):
-        raw = keras.Input(tuple(spec.shape), dtype=spec.dtype, name=name or None)
+        # float64 columns (pandas) are read as floatx, as the training did.
+        dtype = keras.backend.floatx() if spec.dtype == "float64" else spec.dtype
+        raw = keras.Input(tuple(spec.shape), dtype=dtype, name=name or None)
         z = raw
         for layer in layers:
             z = layer(z)
@@ -228,17 +230,25 @@ def compile_model(parts, jit):
     return optimizer
 
 
-def unwrap_optimizer(parts, model):
+def unwrap_optimizer(parts, model, full):
     """After training: `model` (result.model) compiled with the optimizer our
     ClippedOptimizer wrapped, the same object with its state, so that a file
     saved from it holds only Keras' objects and loads without keras_recipes
-    when its layers are Keras' own. Returns the wrapper (its statistics), or
-    None when `model` was not compiled with one."""
-    wrapper = getattr(model, "optimizer", None) if getattr(model, "compiled", False) else None
+    when its layers are Keras' own. A result model built around the trained
+    one (raw-unit regression outputs) is compiled the same way, so
+    `evaluate` works and reports in the targets' units. Returns the wrapper
+    (its statistics), or None when training did not use one."""
+    wrapper = getattr(full, "optimizer", None) if getattr(full, "compiled", False) else None
     if not isinstance(wrapper, ClippedOptimizer):
         return None
-    model.compile(wrapper.inner_optimizer, parts["loss"], metrics=parts["metrics"],
-                  jit_compile=model.jit_compile, **parts.get("compile_kwargs", {}))
+    if model is full or not getattr(model, "compiled", False):
+        # New metric objects: the training model's hold its state (and, for
+        # regression, were built on standardized targets).
+        fresh = lambda m: type(m).from_config(m.get_config()) if isinstance(
+            m, keras.metrics.Metric) else m
+        metrics = keras.tree.map_structure(fresh, parts["metrics"])
+        model.compile(wrapper.inner_optimizer, parts["loss"], metrics=metrics,
+                      jit_compile=full.jit_compile, **parts.get("compile_kwargs", {}))
     return wrapper
 
 

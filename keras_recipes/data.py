@@ -508,6 +508,19 @@ def as_nest(value):
     return _leaf_array(value)
 
 
+def input_nest(value):
+    """`as_nest` for inputs: one numeric value per example (a pandas Series, a
+    1-D column) becomes a column, as Keras' functional models read it for
+    `Input((1,))`, since the preprocessing layers run before the model."""
+    nest = as_nest(value)
+    widen = lambda a: a[:, None] if a.ndim == 1 and a.dtype.kind in "biuf" else a
+    if isinstance(nest, dict):
+        return {k: widen(a) for k, a in nest.items()}
+    if isinstance(nest, tuple):
+        return tuple(widen(a) for a in nest)
+    return nest
+
+
 def leaf_of(array):
     """The `Leaf` of an array with a batch axis."""
     array = np.asarray(array)

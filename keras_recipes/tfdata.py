@@ -18,10 +18,11 @@ from keras_recipes.data import _check_array_pair
 from keras_recipes.data import _describe
 from keras_recipes.data import _is_structure
 from keras_recipes.data import _label_stats
-from keras_recipes.data import _leaf_array
 from keras_recipes.data import _shapes
 from keras_recipes.data import array_feature_stats
 from keras_recipes.data import batch_stats
+from keras_recipes.data import as_nest
+from keras_recipes.data import input_nest
 from keras_recipes.data import leaves
 from keras_recipes.data import read_generator
 from keras_recipes.datasets.digits import digits_builder
@@ -292,10 +293,7 @@ def _structured_dataset(data, sample_weight):
     of examples, the structure kept; `model.fit` takes the same."""
     x, y = data[0], data[1]
     w = data[2] if len(data) == 3 else sample_weight
-    as_nest = lambda v: ({str(k): _leaf_array(a) for k, a in v.items()} if isinstance(v, dict)
-                         else tuple(_leaf_array(a) for a in v) if _is_structure(v)
-                         else _leaf_array(v))
-    x, y = as_nest(x), as_nest(y)
+    x, y = input_nest(x), as_nest(y)
     lengths = {len(a) for a in tf.nest.flatten(x) + tf.nest.flatten(y)}
     if len(lengths) != 1:
         raise ValueError("Every input and output array must have one row per example. "

@@ -199,7 +199,7 @@ def run(plan):
         status, events = _events(watch, plan.options["stop_ratio"])
         fused = parts.get("fused")
         model = full if fused is not None else build.result_model(parts, full, plan.model, plan.data)
-        wrapper = build.unwrap_optimizer(parts, model) if fused is None else None
+        wrapper = build.unwrap_optimizer(parts, model, full) if fused is None else None
         result = FitResult(model, merged, plan.tips, plan.data, execution,
                            past[2] + watch["monitor"].layer_history,
                            time.perf_counter() - start, events, status)

@@ -108,6 +108,16 @@ def tour(out):
     prediction = result.model.predict(xt[:, :63], verbose=0).ravel()
     truth = xt[:, :63] @ np.random.default_rng(0).normal(size=63) * 10.0 + 500.0
     report["regression_r2"] = float(1 - ((prediction - truth) ** 2).mean() / truth.var())
+    # result.model is compiled: evaluate reports in the targets' units.
+    report["regression_evaluate_r2"] = float(result.model.evaluate(
+        xt[:, :63], truth, verbose=0, return_dict=True)["r2_score"])
+    # One 1-D column per input (as a pandas column would be), Input((1,)) each.
+    columns = {f"c{i}": keras.Input((1,), name=f"c{i}") for i in range(3)}
+    joined = keras.layers.Concatenate()(list(columns.values()))
+    per_column = keras.Model(columns, keras.layers.Dense(10)(joined))
+    result = keras_recipes.fit_with_tips(per_column, ({f"c{i}": x[:, 20 + i] for i in range(3)}, y),
+                                         epochs=1, seed=0, verbose=0)
+    report["column_inputs_status"] = result.status
     result = keras_recipes.fit_with_tips(mlp(), Batches(x, y, 100), epochs=2, seed=0, verbose=0)
     report["pydataset_n"] = result.data.n_train + result.data.n_validation
 

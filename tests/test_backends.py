@@ -56,6 +56,8 @@ def test_in_memory_front_door_without_tensorflow(tmp_path, backend):
     assert "targets" in report["regression_rows"]
     # Predictions come back in the target's units (the scaling is inverted).
     assert report["regression_r2"] > 0.9, report
+    assert abs(report["regression_evaluate_r2"] - report["regression_r2"]) < 1e-3, report
+    assert report["column_inputs_status"] in ("finished", "stopped"), report
     assert report["pydataset_n"] == 1437
     # tf.data and TFDS inputs still need TensorFlow, and say so.
     assert report["tfds_error"].startswith("ImportError") and "needs TensorFlow" in report[

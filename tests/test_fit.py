@@ -432,3 +432,21 @@ def test_saved_result_model_loads_without_keras_recipes(tmp_path):
     # The wrapper that trained it is still there, with its statistics.
     assert isinstance(result.optimizer, ClippedOptimizer)
     assert result.model.optimizer is result.optimizer.inner_optimizer
+
+
+def test_one_column_per_input_and_a_compiled_regression_result():
+    """A dict of 1-D columns for Input((1,)) inputs, as from a DataFrame (model.fit
+    takes it), and result.model compiled: evaluate in the targets' units."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3)).astype("float32") * [1.0, 10.0, 100.0]
+    y = (x @ [2.0, 0.3, 0.01] * 20 + 300).astype("float32")
+    inputs = {name: keras.Input((1,), name=name) for name in ("a", "b", "c")}
+    out = keras.layers.Dense(1)(keras.layers.Concatenate()(list(inputs.values())))
+    columns = lambda rows: {name: x[rows, i] for i, name in enumerate(("a", "b", "c"))}
+    result = fit_with_tips(keras.Model(inputs, out), (columns(slice(0, 240)), y[:240]),
+                           epochs=30, seed=0, verbose=0, learning_rate=0.01)
+    prediction = result.model.predict(columns(slice(240, None)), verbose=0).ravel()
+    r2 = 1 - ((prediction - y[240:]) ** 2).mean() / y[240:].var()
+    assert r2 > 0.9
+    got = result.model.evaluate(columns(slice(240, None)), y[240:], verbose=0, return_dict=True)
+    np.testing.assert_allclose(got["r2_score"], r2, atol=1e-3)

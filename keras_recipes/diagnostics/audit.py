@@ -330,6 +330,12 @@ def rule_finite(model, data, ctx):
 
 
 def rule_xla(model, data, ctx):
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        # Layers that block XLA do so on TensorFlow; JAX always compiles with
+        # XLA, torch runs without it unless torch.compile is asked for.
+        return Finding(0, "XLA", "pass", "the JAX backend compiles every step with XLA"
+                       if backend == "jax" else f"not checked: {backend} runs without XLA")
     blockers = jit_blockers(model)
     if blockers:
         return Finding(0, "XLA", "warn",
