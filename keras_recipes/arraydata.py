@@ -185,8 +185,7 @@ def _is_generator(data):
 
 
 def _resolve(data, sample_weight, steps_per_epoch, name="data"):
-    """(description, (x, y, w) nests, notes, plain) for in-memory `data`;
-    `plain` when it is one x array and one y array."""
+    """(description, the (x, y[, w]) arrays or nests, notes) for in-memory `data`."""
     if isinstance(data, keras.utils.PyDataset):
         arrays = _pydataset(data)
         return (f"PyDataset ({type(data).__name__}, {len(data)} batches)", arrays,

@@ -241,7 +241,11 @@ def unwrap_optimizer(parts, model, full):
     wrapper = getattr(full, "optimizer", None) if getattr(full, "compiled", False) else None
     if not isinstance(wrapper, ClippedOptimizer):
         return None
-    if model is full or not getattr(model, "compiled", False):
+    # Under several workers result.model is a plain model for the user (the
+    # training one exists to get through Keras' multi-worker reductions);
+    # compiling it there would take part in the workers' collectives.
+    if model is full or not (getattr(model, "compiled", False)
+                             or distribute.is_multi_worker(parts["strategy"])):
         # New metric objects: the training model's hold its state (and, for
         # regression, were built on standardized targets).
         fresh = lambda m: type(m).from_config(m.get_config()) if isinstance(
