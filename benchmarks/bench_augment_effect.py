@@ -110,13 +110,19 @@ def audio(epochs):
               + f"   {len(res.history['loss']):6d} {t.seconds:8.1f}", flush=True)
 
 
-def images(epochs):
-    (x, y), (xt, yt) = load_mnist_split()
-    x, xt = x[..., None].astype("float32"), xt[..., None].astype("float32")
+def moved_digits(xt):
+    """The test digits shifted (up to 15%) and rotated (up to 15 degrees) at
+    random, with a fixed seed."""
     rng = np.random.default_rng(0)
     shifts = rng.uniform(-0.15, 0.15, (len(xt), 2)).astype("float32") * 28
     angles = np.radians(rng.uniform(-15, 15, len(xt))).astype("float32")
-    moved = keras.ops.convert_to_numpy(shift_rotate(xt, shifts, angles, fill_mode="constant"))
+    return keras.ops.convert_to_numpy(shift_rotate(xt, shifts, angles, fill_mode="constant"))
+
+
+def images(epochs):
+    (x, y), (xt, yt) = load_mnist_split()
+    x, xt = x[..., None].astype("float32"), xt[..., None].astype("float32")
+    moved = moved_digits(xt)
     print(f"\n## images: MNIST 8k/2k, cnn preset, up to {epochs} epochs")
     print(f"{'training':28} {'clean':>8} {'shifted/rotated':>16}   epochs  seconds")
     for label, augment in (("no augmentation", None), ("RandomShiftRotate", "image")):

@@ -19,15 +19,13 @@ import argparse
 import statistics
 
 import keras
-import numpy as np
 
-from bench_augment_effect import LENGTH, accuracy, audio_model, audio_tests, load_fsdd
+from bench_augment_effect import LENGTH, accuracy, audio_model, audio_tests, load_fsdd, moved_digits
 from common import DATA, Timer, device_line, load_mnist_split, need
 from keras_recipes import fit_with_tips
 from keras_recipes.audio import NoiseBank
 from keras_recipes.layers import NoiseMix
 from keras_recipes.layers import RandomShiftRotate
-from keras_recipes.layers.image import shift_rotate
 from keras_recipes.models import preset
 
 ALL = ("white", "pink", "brown")
@@ -63,11 +61,7 @@ def _row(name, scores, seconds):
 def images(args):
     (x, y), (xt, yt) = load_mnist_split()
     x, xt = x[..., None].astype("float32"), xt[..., None].astype("float32")
-    rng = np.random.default_rng(0)
-    shifts = rng.uniform(-0.15, 0.15, (len(xt), 2)).astype("float32") * 28
-    angles = np.radians(rng.uniform(-15, 15, len(xt))).astype("float32")
-    moved = keras.ops.convert_to_numpy(shift_rotate(xt, shifts, angles, fill_mode="constant"))
-    tests = {"clean": xt, "shifted/rotated": moved}
+    tests = {"clean": xt, "shifted/rotated": moved_digits(xt)}
     print(f"\n## RandomShiftRotate sweep: MNIST 8k/2k, cnn preset, {args.epochs} epochs, "
           f"learning_rate 0.03, seeds 0..{args.seeds - 1}; mean over seeds (min..max)")
     print(f"{'training':34} " + " ".join(f"{k:>17}" for k in tests) + "  seconds")
