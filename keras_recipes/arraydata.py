@@ -21,6 +21,8 @@ from keras_recipes.data import _describe
 from keras_recipes.data import _is_structure
 from keras_recipes.data import _shapes
 from keras_recipes.data import as_nest
+from keras_recipes.data import class_ids
+from keras_recipes.data import class_weight_table
 from keras_recipes.data import _concatenate
 from keras_recipes.data import batch_stats
 from keras_recipes.data import flat
@@ -63,15 +65,22 @@ def _chunks(arrays, size=_CHUNK):
 class EpochBatches(keras.utils.PyDataset):
     """Batches of (x, y[, w]) arrays for `model.fit`: `epochs` epochs of
     `steps` batches each, epoch `first + k` ordered by `order(first + k)`.
-    Read by index, it holds no state: Keras may read ahead or start over."""
+    Read by index, it holds no state: Keras may read ahead or start over.
+    With one order per ensemble member, element i stacks the members' batches
+    (`(batch, members, ...)`)."""
 
     def __init__(self, arrays, batch_size, steps, order, first=0, epochs=1, transform=None,
-                 training=True):
+                 training=True, tile=None, class_table=None):
         super().__init__()
         self.arrays = tuple(a for a in arrays if a is not None)
         self.batch_size, self.steps, self.order = batch_size, steps, order
         self.first, self.epochs = first, epochs
         self.transform, self.training = transform, training
+        # Ensembles: `order(epoch)` may give one order per member (rows of a
+        # 2-D array: batches `(batch, members, ...)`); `tile` repeats every
+        # batch along a member axis; `class_table` turns class ids into
+        # sample weights.
+        self.tile, self.class_table = tile, class_table
         self._cached = (None, None)
 
     def __len__(self):
@@ -81,9 +90,25 @@ class EpochBatches(keras.utils.PyDataset):
         epoch, step = self.first + i // self.steps, i % self.steps
         if self._cached[0] != epoch:
             self._cached = (epoch, self.order(epoch))
-        index = self._cached[1][step * self.batch_size:(step + 1) * self.batch_size]
-        batch = tuple(take(a, index) for a in self.arrays)
-        return self.transform(batch, self.training) if self.transform else batch
+        order = self._cached[1]
+        rows = slice(step * self.batch_size, (step + 1) * self.batch_size)
+        if order.ndim == 2:  # one order per ensemble member
+            shares = [self._share(tuple(take(a, o[rows]) for a in self.arrays)) for o in order]
+            return keras.tree.map_structure(lambda *v: np.stack(v, axis=1), *shares)
+        batch = self._share(tuple(take(a, order[rows]) for a in self.arrays))
+        if self.tile:
+            batch = keras.tree.map_structure(
+                lambda v: np.repeat(np.asarray(v)[:, None], self.tile, axis=1), batch)
+        return batch
+
+    def _share(self, batch):
+        batch = self.transform(batch, self.training) if self.transform else batch
+        if self.class_table is None:
+            return batch
+        weights = self.class_table[class_ids(batch[1])]
+        if len(batch) == 3:
+            weights = weights * np.asarray(batch[2], "float32").reshape(weights.shape)
+        return (batch[0], batch[1], weights)
 
 
 @dataclasses.dataclass
@@ -96,15 +121,18 @@ class ArrayData(Data):
     val_arrays: tuple = None
     transform: object = None
 
-    def _order(self, shuffle):
-        n, seed = self.n_train, self.shuffle_seed
+    def _order(self, shuffle, seeds=None):
+        """Epoch -> the order of the rows; with `seeds`, one row per seed."""
+        n = self.n_train
 
-        def order(epoch):
+        def one(seed, epoch):
             if not shuffle:
                 return np.arange(n)
             return np.random.default_rng([seed, epoch]).permutation(n)
 
-        return order
+        if seeds is None:
+            return lambda epoch: one(self.shuffle_seed, epoch)
+        return lambda epoch: np.stack([one(seed, epoch) for seed in seeds])
 
     def _transformed(self, arrays, training):
         batch = tuple(a for a in arrays if a is not None)
@@ -124,19 +152,23 @@ class ArrayData(Data):
         parts = [self._transformed((x, y), False) for x, y in _chunks(self.val_arrays)]
         return tuple(np.concatenate([np.asarray(p[i]) for p in parts]) for i in (0, 1))
 
-    def fit_inputs(self, first, last, shuffle, validation_steps):
+    def fit_inputs(self, first, last, shuffle, validation_steps, members=None,
+                   class_weight=None):
         steps = self.steps_per_epoch
+        table = class_weight_table(class_weight, self.labels) if members and class_weight else None
         # At least one epoch's batches: Keras reads one to build, also when
         # a resumed run has nothing left to train.
-        train = EpochBatches(self.train_arrays, self.batch_size, steps, self._order(shuffle),
-                             first, max(last - first, 1), self.transform, training=True)
+        train = EpochBatches(self.train_arrays, self.batch_size, steps,
+                             self._order(shuffle, members),
+                             first, max(last - first, 1), self.transform, training=True,
+                             class_table=table)
         n_val = self.n_validation
         val_steps = -(-n_val // self.batch_size)
         if validation_steps is not None:
             val_steps = min(val_steps, validation_steps)
         validation = EpochBatches(self.val_arrays, self.batch_size, val_steps,
                                   lambda epoch: np.arange(n_val), transform=self.transform,
-                                  training=False)
+                                  training=False, tile=len(members) if members else None)
         return train, validation
 
     def standardize_targets(self, mean, std):

@@ -7,6 +7,7 @@ import time
 import warnings
 
 import keras
+import numpy as np
 
 from keras_recipes import distribute
 from keras_recipes.modelinfo import jit_blockers
@@ -171,15 +172,14 @@ def training_model(parts, model, data):
             _pipeline_map(parts, data)
             parts["mapped"] = True
         return {"full": model, "raw": None, "features": None, "trained_output": None}
+    fused = parts.get("fused")
+    if fused is not None:
+        return _members_training_model(parts, fused, data)
     raw = keras.Input(tuple(data.x_shape), name="raw_input")
     z = raw
     for layer in parts["augment"] + parts["pre_layers"]:
         z = layer(z)
-    fused = parts.get("fused")
-    if fused is not None:
-        output = fused.output(z)
-        full = scope.training_model(raw, output, "ensemble_training")
-    elif parts["custom_step"]:
+    if parts["custom_step"]:
         if not parts.get("mapped"):
             _pipeline_map(parts, data)
             parts["mapped"] = True
@@ -191,6 +191,32 @@ def training_model(parts, model, data):
     else:
         output, full = None, model
     return {"full": full, "raw": raw, "features": z, "trained_output": output}
+
+
+def _members_training_model(parts, fused, data):
+    """The ensemble's training model: `(batch, members, ...)` in, each
+    member's share preprocessed and augmented as ordinary examples, the
+    members' stacked outputs out."""
+    from keras_recipes.ensemble import FoldMembers
+    from keras_recipes.ensemble import UnfoldMembers
+
+    raw = keras.Input((fused.size,) + tuple(data.x_shape), name="raw_input")
+    z = FoldMembers(name="fold_members")(raw)
+    for layer in parts["augment"] + parts["pre_layers"]:
+        z = layer(z)
+    z = UnfoldMembers(fused.size, name="unfold_members")(z)
+    output = fused.output(z)
+    full = parts["scope"].training_model(raw, output, "ensemble_training")
+    return {"full": full, "raw": raw, "features": z, "trained_output": output}
+
+
+def features_shape(parts, data):
+    """The per-example shape and dtype after augmentation and preprocessing."""
+    raw = keras.Input(tuple(data.x_shape))
+    z = raw
+    for layer in parts["augment"] + parts["pre_layers"]:
+        z = layer(z)
+    return tuple(z.shape[1:]), z.dtype
 
 
 def result_model(parts, full, model, data):
@@ -259,6 +285,10 @@ def unwrap_optimizer(parts, model, full):
 def _probe_step_seconds(parts, batch, jit):
     """Median seconds of a train step with or without XLA (weights restored)."""
     full = parts["full"]
+    if parts.get("fused") is not None:  # a batch for every member
+        members = parts["fused"].size
+        batch = tuple(keras.tree.map_structure(
+            lambda v: np.repeat(np.asarray(v)[:, None], members, axis=1), b) for b in batch)
     weights = full.get_weights()
     compile_model(parts, jit)
     full.train_on_batch(*batch)  # compiles

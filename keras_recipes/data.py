@@ -141,10 +141,18 @@ class Data:
         """The whole validation set as (x, y), as evaluated."""
         raise NotImplementedError
 
-    def fit_inputs(self, first, last, shuffle, validation_steps):
+    def fit_inputs(self, first, last, shuffle, validation_steps, members=None,
+                   class_weight=None):
         """(x, validation_data) for `model.fit` over epochs `first`..`last - 1`.
         Epoch e is shuffled by (shuffle_seed, e), so a resumed run sees the
-        orders of an uninterrupted one."""
+        orders of an uninterrupted one.
+
+        With `members` (a list of shuffle seeds, one per ensemble member),
+        every training element is `(batch, members, ...)`: member i's share
+        is the batch its own run (shuffle seed `members[i]`) would see, and
+        validation batches are repeated along that axis. `class_weight` is
+        then applied as per-member sample weights (Keras' `class_weight`
+        cannot read stacked targets)."""
         raise NotImplementedError
 
     def standardize_targets(self, mean, std):
@@ -156,6 +164,33 @@ class Data:
         input through its layers (those in `augment` in training only) and
         each target scaled by its `(mean, std)`, in the input pipeline."""
         raise NotImplementedError
+
+
+def epoch_seed(shuffle_seed, epoch):
+    """The shuffle seed of one epoch (a Python int: with a global TF seed set,
+    as Keras' seeding does, tf.data cannot take a tensor seed)."""
+    return (int(shuffle_seed) * 1_000_003 + int(epoch) * 7_919 + 1) % (2**31 - 1)
+
+
+def class_weight_table(class_weight, labels=None):
+    """`{class id: weight}` as a vector indexed by class id (weight 1 for the
+    classes of `labels`, a `LabelStats`, that it does not name)."""
+    ids = [int(k) for k in class_weight]
+    if labels is not None and labels.class_counts:
+        ids += [int(k) for k in labels.class_counts]
+    table = np.ones(max(ids) + 1, "float32")
+    for k, v in class_weight.items():
+        table[int(k)] = float(v)
+    return table
+
+
+def class_ids(y):
+    """Class ids of a batch of labels: one-hot rows are argmax-ed, as Keras'
+    `class_weight` reads them."""
+    y = np.asarray(y)
+    if y.ndim > 1 and y.shape[-1] > 1:
+        return y.argmax(-1)
+    return y.reshape(len(y)).astype("int64")
 
 
 def _describe(value):

@@ -11,7 +11,6 @@ import numpy as np
 from keras import ops
 
 from keras_recipes.modelinfo import output_activation
-from keras_recipes.modelinfo import recurrent_layers
 from keras_recipes.modelinfo import walk_layers
 
 _PACKAGE = "keras_recipes"
@@ -151,14 +150,24 @@ class AveragingEnsemble(keras.Model):
         return cls(members, **config)
 
 
+def _member_share(value, index, members):
+    """Member `index`'s targets or weights: `value[:, index]` when the batch
+    holds one share per member (`(batch, members, ...)`), else `value`."""
+    if value is None or len(value.shape) < 2 or value.shape[1] != members:
+        return value
+    return value[:, index]
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class MemberwiseLoss(keras.losses.Loss):
     """Sum over members of a mean-reduced loss, for stacked member outputs.
 
     `y_pred` has shape `(batch, members, ...)`; member `i` is scored on
-    `y_pred[:, i]` against the same `y_true`. Each member's gradient comes
-    from its own term only, so training the stack trains every member as if
-    alone (with the same batches).
+    `y_pred[:, i]` against `y_true[:, i]` when the targets are stacked the
+    same way (each member's own batch, as `fit_ensemble` feeds them), else
+    against the shared `y_true`; sample weights likewise. Each member's
+    gradient comes from its own term only, so training the stack trains
+    every member as if alone.
 
     Args:
         loss: A Keras loss (mean-reduced).
@@ -174,8 +183,10 @@ class MemberwiseLoss(keras.losses.Loss):
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         members = y_pred.shape[1]
-        return ops.sum(ops.stack([self.loss(y_true, y_pred[:, i], sample_weight)
-                                  for i in range(members)]))
+        return ops.sum(ops.stack([
+            self.loss(_member_share(y_true, i, members), y_pred[:, i],
+                      _member_share(sample_weight, i, members))
+            for i in range(members)]))
 
     def call(self, y_true, y_pred):
         return self(y_true, y_pred)
@@ -191,7 +202,8 @@ class MemberwiseLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class MemberLoss(keras.metrics.Mean):
-    """Metric: the loss of one member of a stack (`y_pred[:, index]`)."""
+    """Metric: the loss of one member of a stack (`y_pred[:, index]`, against
+    `y_true[:, index]` when the targets are stacked per member)."""
 
     def __init__(self, loss, index, name=None, **kwargs):
         super().__init__(name=name or f"member_{index}_loss", **kwargs)
@@ -199,7 +211,10 @@ class MemberLoss(keras.metrics.Mean):
         self.index = int(index)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        return super().update_state(self.loss(y_true, y_pred[:, self.index]))
+        members = y_pred.shape[1]
+        return super().update_state(self.loss(
+            _member_share(y_true, self.index, members), y_pred[:, self.index],
+            _member_share(sample_weight, self.index, members)))
 
     def get_config(self):
         return {"name": self.name, "index": self.index,
@@ -211,13 +226,165 @@ class MemberLoss(keras.metrics.Mean):
         return cls(keras.saving.deserialize_keras_object(config.pop("loss")), **config)
 
 
-def stack_members(members, input_shape):
-    """A functional model whose output stacks the members': (batch, n, ...)."""
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MemberSlice(keras.layers.Layer):
+    """`x[:, index]`: member `index`'s share of a `(batch, members, ...)` batch."""
+
+    def __init__(self, index, **kwargs):
+        super().__init__(**kwargs)
+        self.index = int(index)
+
+    def call(self, x):
+        return x[:, self.index]
+
+    def compute_output_shape(self, shape):
+        return (shape[0],) + tuple(shape[2:])
+
+    def get_config(self):
+        return {**super().get_config(), "index": self.index}
+
+
+def _dims(x, first, start):
+    """`first` + the shape of x from axis `start`, unknown sizes read at run time."""
+    dims = list(first)
+    for axis in range(start, len(x.shape)):
+        dims.append(x.shape[axis] if x.shape[axis] is not None else ops.shape(x)[axis])
+    return dims
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FoldMembers(keras.layers.Layer):
+    """`(batch, members, ...)` -> `(batch * members, ...)`, so that
+    preprocessing and augmentation see ordinary examples (each member's rows
+    get their own augmentation draws)."""
+
+    def call(self, x):
+        return ops.reshape(x, _dims(x, [-1], 2))
+
+    def compute_output_shape(self, shape):
+        return (None,) + tuple(shape[2:])
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class UnfoldMembers(keras.layers.Layer):
+    """`(batch * members, ...)` -> `(batch, members, ...)`."""
+
+    def __init__(self, members, **kwargs):
+        super().__init__(**kwargs)
+        self.members = int(members)
+
+    def call(self, x):
+        return ops.reshape(x, _dims(x, [-1, self.members], 1))
+
+    def compute_output_shape(self, shape):
+        return (None, self.members) + tuple(shape[1:])
+
+    def get_config(self):
+        return {**super().get_config(), "members": self.members}
+
+
+def _vectorized_map(fn, elements):
+    """`keras.ops.vectorized_map`; on TensorFlow without its while-loop
+    fallback, so an op pfor cannot vectorize is an error (the fused path
+    then stacks the members instead) rather than a silent loop."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.vectorized_map(fn, elements, fallback_to_while_loop=False)
+    return ops.vectorized_map(fn, elements)
+
+
+def _stacked_initializer(values):
+    array = np.stack(values)
+
+    def initializer(shape, dtype=None):
+        return ops.convert_to_tensor(array, dtype=dtype)
+
+    return initializer
+
+
+class VectorizedMembers(keras.layers.Layer):
+    """Members of one architecture as one layer, for training.
+
+    Every variable of the members is stacked along a leading member axis
+    (`(members, *shape)`, initialized from each member's own values), and the
+    forward pass is the first member's `stateless_call` vectorized over that
+    axis (`jax.vmap`, TensorFlow's pfor, `torch.vmap` through
+    `keras.ops.vectorized_map`): one kernel per layer for all members. Input
+    and output are `(batch, members, ...)`: member `i` reads `x[:, i]`.
+    Non-trainable state (BatchNormalization statistics, each member's seed
+    for dropout) is stacked and updated too. `write_members()` copies the
+    stacked values back into the member models.
+
+    Args:
+        members: List of built `keras.Model` of one architecture.
+    """
+
+    def __init__(self, members, **kwargs):
+        super().__init__(**kwargs)
+        members = list(members)
+        # Not tracked as sublayers: their variables are copied, not trained.
+        self.__dict__["_member_models"] = members
+        self.members = len(members)
+        template = members[0]
+
+        def stacked(kind, trainable):
+            made = []
+            for j, variable in enumerate(getattr(template, kind)):
+                values = [ops.convert_to_numpy(getattr(m, kind)[j]) for m in members]
+                name = (variable.path or variable.name).replace("/", "__")
+                made.append(self.add_weight(
+                    shape=(len(members),) + tuple(variable.shape), dtype=variable.dtype,
+                    initializer=_stacked_initializer(values), trainable=trainable, name=name))
+            return made
+
+        self._stacked_trainable = stacked("trainable_variables", True)
+        self._stacked_state = stacked("non_trainable_variables", False)
+
+    def call(self, x, training=None):
+        template = self._member_models[0]
+
+        def one_member(args):
+            trainable, state, xi = args
+            out, new_state = template.stateless_call(trainable, state, xi, training=training)
+            return out, new_state
+
+        elements = ([v.value for v in self._stacked_trainable],
+                    [v.value for v in self._stacked_state], ops.moveaxis(x, 1, 0))
+        out, new_state = _vectorized_map(one_member, elements)
+        for variable, value in zip(self._stacked_state, new_state):
+            variable.assign(value)
+        return keras.tree.map_structure(lambda o: ops.moveaxis(o, 0, 1), out)
+
+    def compute_output_spec(self, x, training=None):
+        member_x = keras.KerasTensor((x.shape[0],) + tuple(x.shape[2:]), x.dtype)
+        out = self._member_models[0].compute_output_spec(member_x)
+        return keras.tree.map_structure(
+            lambda o: keras.KerasTensor((o.shape[0], self.members) + tuple(o.shape[1:]), o.dtype),
+            out)
+
+    def write_members(self):
+        """Copies the trained stacked values into the member models."""
+        pairs = [(self._stacked_trainable, "trainable_variables"),
+                 (self._stacked_state, "non_trainable_variables")]
+        for stacked, kind in pairs:
+            for j, variable in enumerate(stacked):
+                value = ops.convert_to_numpy(variable)
+                for i, member in enumerate(self._member_models):
+                    getattr(member, kind)[j].assign(value[i])
+
+
+def stack_members(members, input_shape, per_member=False):
+    """A functional model whose output stacks the members': (batch, n, ...).
+
+    With `per_member=True` its input is `(batch, n, *input_shape)` and
+    member `i` reads `x[:, i]` (its own batch); else all read one batch."""
     _unique_names(members)
-    inputs = keras.Input(tuple(input_shape))
+    n = len(members)
+    inputs = keras.Input(((n,) if per_member else ()) + tuple(input_shape))
     outs = []
-    for member in members:
-        out = member(inputs)
+    for i, member in enumerate(members):
+        out = member(MemberSlice(i, name=f"member_{i}_share")(inputs) if per_member else inputs)
         outs.append(keras.layers.Reshape((1,) + tuple(out.shape[1:]))(out))
     stacked = keras.layers.Concatenate(axis=1)(outs) if len(outs) > 1 else outs[0]
     return keras.Model(inputs, stacked, name="stacked_members")
@@ -345,16 +512,19 @@ def evaluate_members(members, x, y, average):
     return ("R^2" if kind == "mean" else "accuracy"), member_scores, prefix
 
 
-def fit_ensemble(build_model, data, members=10, **fit_kwargs):
+def fit_ensemble(build_model, data, members=10, *, vectorize="auto", fused=True,
+                 **fit_kwargs):
     """Trains `members` models from `build_model` and averages them (tip 12).
 
-    Members differ by seed: `seed + i` sets each one's initialization and
-    its dropout and augmentation draws. When `build_model` returns the same
-    architecture every time, the members train together as one compiled
-    program (one step updates all members, each with its own optimizer
-    state); data order is then shared. Otherwise, or when gradients are
-    clipped (clipping is per member), they train in turn, each with its own
-    data order. The result says which path ran and why.
+    Members differ by seed: `seed + i` sets each one's initialization, its
+    dropout and augmentation draws, and its data order. When `build_model`
+    returns the same architecture every time, the members train together as
+    one compiled program (one step updates all members, each with its own
+    optimizer state, its own batches and, when gradients are clipped, its own
+    global norm), as a vectorized model (weights stacked along a member
+    axis, one kernel per layer) where the backend and device make that
+    faster, else side by side (stacked). Otherwise they train in turn. The
+    tips table and `result.reason` say which path ran and why.
 
     Example:
 
@@ -375,6 +545,11 @@ def fit_ensemble(build_model, data, members=10, **fit_kwargs):
             `keras.Model`.
         data: As for `fit_with_tips`.
         members: Integer >= 1. Defaults to `10`.
+        vectorize: "auto" (by backend and device, see BUILD_NOTES.md), True
+            (an error when the members cannot be vectorized) or False
+            (stacked). Defaults to `"auto"`.
+        fused: False trains the members in turn, as independent runs.
+            Defaults to `True`.
         **fit_kwargs: Passed to `fit_with_tips` (`seed`, `epochs`,
             `strategy`, ...). Under a `strategy` the members are built in its
             scope and each training step is split over its replicas.
@@ -392,6 +567,10 @@ def fit_ensemble(build_model, data, members=10, **fit_kwargs):
         raise ValueError(f"`members` must be an integer >= 1. Received: members={members!r}")
     if "ensemble" in fit_kwargs:
         raise TypeError("Pass the number of members as `members`. Received: ensemble=...")
+    if not any(vectorize is v for v in VECTORIZE):
+        raise ValueError(f"`vectorize` must be one of {VECTORIZE}. Received: vectorize={vectorize!r}")
+    if fused not in (True, False) or not isinstance(fused, bool):
+        raise ValueError(f"`fused` must be True or False. Received: fused={fused!r}")
     seed = fit_kwargs.pop("seed", None)
     base_seed = 0 if seed is None else int(seed)
     # Members are built under the strategy's scope (no clone needed) and
@@ -412,17 +591,15 @@ def fit_ensemble(build_model, data, members=10, **fit_kwargs):
         models.append(model)
     signatures = {architecture_signature(m) for m in models}
     same = len(signatures) == 1 and None not in signatures
-    clip = fit_kwargs.get("clip_norm", "auto")
-    clipped = clip is not None and (clip != "auto" or bool(recurrent_layers(models[0])))
-    if same and members > 1 and not clipped:
-        fused = FusedMembers(models)
+    if same and members > 1 and fused is not False:
+        fused = FusedMembers(models, vectorize=vectorize)
         return plan(models[0], data, seed=base_seed, **fit_kwargs).with_members(fused).fit().ensemble
     if not same:
         reason = "build_model returned different architectures"
     elif members == 1:
         reason = "one member"
     else:
-        reason = "gradients are clipped, and clipping is per member"
+        reason = "fused=False"
     results = []
     for i, model in enumerate(models):
         # One validation split for all (so the table compares like with
@@ -438,16 +615,150 @@ def fit_ensemble(build_model, data, members=10, **fit_kwargs):
                           reason, metric, member_scores, prefix, results)
 
 
+VECTORIZE = ("auto", True, False)
+
+
+def _not_vectorizable(members):
+    """Why the members cannot train as one vectorized layer, or None."""
+    template = members[0]
+    if len(template.inputs or []) > 1 if hasattr(template, "inputs") else False:
+        return "the members take several inputs"
+    for layer in walk_layers(template):
+        for attr in ("kernel_regularizer", "bias_regularizer", "recurrent_regularizer",
+                     "embeddings_regularizer"):
+            if getattr(layer, attr, None) is not None:
+                return (f"{type(layer).__name__} {layer.name!r} has a {attr} (it would read "
+                        "the first member's weights)")
+        if any(getattr(v, "overwrite_with_gradient", False) for v in layer.variables):
+            return f"{type(layer).__name__} {layer.name!r} has overwrite_with_gradient variables"
+    return None
+
+
+def _conv_layers(members):
+    return [layer.name for layer in walk_layers(members[0])
+            if "Conv" in type(layer).__name__]
+
+
+def _vectorize_rule(members, jit):
+    """(vectorize?, why) by backend and device, from the measurements in
+    BUILD_NOTES.md (issue 17)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow" and not jit:
+        return False, ("TensorFlow without XLA: pfor measured slower than stacked members on CPU "
+                       "(cnn 412 vs 215 ms/step)")
+    if backend == "torch":
+        return False, "torch: torch.vmap through Keras layers not measured faster here"
+    if backend == "jax" and _conv_layers(members) and not _accelerator_present():
+        return False, ("JAX on CPU with conv layers: XLA's CPU grouped convolution measured far "
+                       "slower than stacked members")
+    return True, f"{backend}{' with XLA' if backend == 'tensorflow' else ''}: vectorized"
+
+
+def _accelerator_present():
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU") + tf.config.list_logical_devices("TPU"))
+
+
+def _first_words(error, limit=120):
+    """The telling part of an error, on one line."""
+    text = " ".join(str(error).split())
+    for marker in ("No registered", "Detected unsupported operations", "not supported"):
+        if marker in text:
+            text = text[text.index(marker):]
+            break
+    return f"{type(error).__name__}: {text[:limit]}"
+
+
 class FusedMembers:
     """Tip 12, fused: members of one architecture trained as one compiled
-    program, each scored by its own mean loss; one step updates all of them.
-    `plan.with_members(FusedMembers(models))` trains them."""
+    program, each scored by its own mean loss on its own batches (its own
+    data order); one step updates all of them, clipping (when on) each by
+    its own global norm. `plan.with_members(FusedMembers(models))` trains
+    them, vectorized (`VectorizedMembers`: stacked weights, one kernel per
+    layer) where that measured faster and the members allow it, else as
+    members side by side in one functional model (stacked).
 
-    def __init__(self, members):
+    Args:
+        members: The member models (one architecture).
+        vectorize: "auto" (a rule by backend and device), True or False.
+        shuffle: Whether members see their own shuffles of the data (else
+            every member sees the data in order).
+    """
+
+    def __init__(self, members, vectorize="auto"):
         self.members = list(members)
+        if not any(vectorize is v for v in VECTORIZE):
+            raise ValueError(f"`vectorize` must be one of {VECTORIZE}. Received: vectorize={vectorize!r}")
+        self.vectorize = vectorize
+        self.path, self.why = "stacked", "not decided yet"
+        self.vectorized = None
+
+    @property
+    def size(self):
+        return len(self.members)
+
+    def shuffle_seeds(self, shuffle_seed):
+        """Member i shuffles with `shuffle_seed + i`: the orders of the
+        sequential path's member i (its run with seed `seed + i`)."""
+        return [int(shuffle_seed) + i for i in range(self.size)]
+
+    def choose(self, jit, features_shape, dtype):
+        """Decides vectorized or stacked (before the training model is built)."""
+        _unique_names(self.members)
+        if self.vectorize is False:
+            self.path, self.why = "stacked", "vectorize=False"
+            return
+        wanted, why = (True, "vectorize=True") if self.vectorize is True else _vectorize_rule(
+            self.members, jit)
+        blocker = _not_vectorizable(self.members)
+        if wanted and blocker is None:
+            layer, blocker = self._try_vectorized(features_shape, dtype, jit)
+            if layer is not None:
+                self.vectorized, self.path, self.why = layer, "vectorized", why
+                return
+        if self.vectorize is True and blocker is not None:
+            raise ValueError(f"vectorize=True, but the members cannot be vectorized: {blocker}. "
+                             "Received: vectorize=True")
+        self.path = "stacked"
+        self.why = why if not wanted else f"not vectorizable: {blocker}"
+
+    def _try_vectorized(self, shape, dtype, jit):
+        """A `VectorizedMembers`, checked by a compiled training step (as the
+        fit will compile it: with XLA when `jit`) on a small batch, with
+        every variable restored; or (None, why not)."""
+        for member in self.members:
+            if not member.built:
+                member(keras.Input(tuple(shape)))
+        try:
+            layer = VectorizedMembers(self.members, name="vectorized_members")
+            saved = [ops.convert_to_numpy(v) for v in layer.variables]
+            inputs = keras.Input((self.size,) + tuple(shape), dtype=dtype)
+            probe = keras.Model(inputs, layer(inputs))
+            probe.compile(keras.optimizers.SGD(0.0), "mse", jit_compile=bool(jit))
+            x = np.zeros((2, self.size) + tuple(shape), dtype)
+            probe.train_on_batch(x, np.zeros((2,) + tuple(probe.output.shape[1:]), "float32"))
+            probe.predict_on_batch(x)
+            for variable, value in zip(layer.variables, saved):
+                variable.assign(value)
+        except Exception as error:  # noqa: BLE001 - any failure means: stack instead
+            return None, _first_words(error)
+        return layer, None
 
     def output(self, features):
-        return stack_members(self.members, tuple(features.shape[1:]))(features)
+        """The stacked output `(batch, members, ...)` of features `(batch, members, ...)`."""
+        if self.vectorized is not None:
+            return self.vectorized(features)
+        return stack_members(self.members, tuple(features.shape[2:]), per_member=True)(features)
 
     def loss(self, member_loss):
         return MemberwiseLoss(member_loss)
@@ -455,28 +766,52 @@ class FusedMembers:
     def metrics(self, member_loss):
         return [MemberLoss(member_loss, i) for i in range(len(self.members))]
 
-    def tip(self):
+    def configure(self, optimizer):
+        """Per-member clipping on our ClippedOptimizer (inside a loss-scale one too)."""
+        from keras_recipes.optimizers import ClippedOptimizer
+
+        inner = optimizer
+        while not isinstance(inner, ClippedOptimizer) and hasattr(inner, "inner_optimizer"):
+            inner = inner.inner_optimizer
+        if isinstance(inner, ClippedOptimizer):
+            if self.vectorized is not None:
+                inner.clip_per_member(self.size, stacked=self.vectorized.trainable_variables)
+            else:
+                inner.clip_per_member(self.size, groups=[m.trainable_variables for m in self.members])
+        return optimizer
+
+    def tip(self, shuffle=True, seeds=None):
         from keras_recipes.result import Tip
 
-        return Tip(12, "ensemble", f"{len(self.members)} members trained as one compiled program",
-                   "same architecture: one step updates every member (own optimizer state)",
-                   "fit_ensemble(members=)")
+        how = ("vectorized: weights stacked on a member axis, one kernel per layer"
+               if self.path == "vectorized" else "stacked: the members side by side")
+        order = (f"each member its own data order (shuffle seeds {seeds[0]}..{seeds[-1]})"
+                 if shuffle and seeds else "every member the same order (shuffle=False)")
+        return Tip(12, "ensemble", f"{self.size} members as one compiled program, {self.path}",
+                   f"{how} ({self.why}); {order}; own optimizer state, clipping per member",
+                   "fit_ensemble(members=, vectorize=)")
 
-    def assemble(self, raw, features, target, result):
-        return assemble_fused(self.members, raw, features, target, result)
+    def assemble(self, parts, result):
+        if self.vectorized is not None:
+            self.vectorized.write_members()
+        return assemble_fused(self.members, parts, result, self.path)
 
 
-def assemble_fused(members, raw, features, target, result):
+def assemble_fused(members, parts, result, path="stacked"):
     """After a fused fit: the raw-input ensemble and members, and the table.
 
     Args:
         members: The trained member models (preprocessed inputs in).
-        raw: The raw `keras.Input` of the training model.
-        features: The symbolic tensor after augmentation/preprocessing.
-        target: `(mean, std)` when targets were standardized, else None.
+        parts: The plan's parts (`pre_layers`, `target`, ...).
         result: The `FitResult` of the fused fit.
+        path: "stacked" or "vectorized", for the result's reason.
     """
     average = "mean" if result.data.labels.kind == "continuous" else "probabilities"
+    target = parts["target"]
+    raw = keras.Input(tuple(result.data.x_shape), name="raw_input")
+    features = raw
+    for layer in parts["pre_layers"]:
+        features = layer(features)
 
     def raw_model(output, name):
         if target is not None:
@@ -499,6 +834,8 @@ def assemble_fused(members, raw, features, target, result):
     if target is not None:
         y_val = y_val * target[1].reshape(y_val.shape[1:]) + target[0].reshape(y_val.shape[1:])
     metric, member_scores, prefix = evaluate_members(member_models, x_val, y_val, average)
+    how = ("vectorized: stacked weights, one kernel per layer" if path == "vectorized"
+           else "stacked: members side by side")
     return EnsembleResult(model, member_models, member_histories, "fused",
-                          "same architecture: one compiled program updates every member",
+                          f"same architecture: one compiled program updates every member ({how})",
                           metric, member_scores, prefix, result)

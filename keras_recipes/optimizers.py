@@ -266,15 +266,19 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
             acc = [self._accumulated[i] for i in present]
             true = [(g + a) / self._accumulation for g, a in zip(true, acc)]
 
-        sq = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in true]
-        norm = ops.sqrt(ops.sum(ops.stack(sq))) if sq else ops.zeros(())
-        scale, clipped = self._clip_scale(norm)
+        if self._member_groups is not None and present:
+            factors, norm, clipped = self._member_clip([variables[i] for i in present], true)
+        else:
+            sq = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in true]
+            norm = ops.sqrt(ops.sum(ops.stack(sq))) if sq else ops.zeros(())
+            scale, clipped = self._clip_scale(norm)
+            factors = [scale] * len(present)
         if update is not None:
-            self._accumulate(present, summed, loss_scale, replicas, scale, update, grads)
-        elif scale is not None or replicas > 1:
-            factor = (1.0 if scale is None else scale) / replicas
-            for i, g in zip(present, summed):
-                grads[i] = g * ops.cast(factor, g.dtype)
+            self._accumulate(present, summed, loss_scale, replicas, factors, update, grads)
+        elif self.max_norm is not None or replicas > 1:
+            for i, g, factor in zip(present, summed, factors):
+                factor = 1.0 if factor is None else factor
+                grads[i] = g * ops.cast(factor / replicas, g.dtype)
 
         if self.track_update_ratio and present:
             # ops.copy forces a read now: on TensorFlow, converting a
@@ -317,6 +321,61 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
         for variable, value in zip(variables, new_variables):
             variable.assign(value)
 
+    # -- per-member clipping (fit_ensemble's fused members) -------------------
+
+    def clip_per_member(self, members, stacked=(), groups=None):
+        """Clips each ensemble member by its own global norm instead of one
+        norm over all variables, so members trained as one program are
+        clipped as if trained alone (tip 7 in `fit_ensemble`).
+
+        Args:
+            members: Integer, the number of members.
+            stacked: Variables that hold every member along axis 0 (a
+                vectorized ensemble); member i's part is `variable[i]`.
+            groups: List of `members` lists: member i's own variables.
+
+        Every trained variable must be in `stacked` or in one group. The
+        statistics then report the members' mean pre-clip norm and the
+        fraction of (member, step) pairs that were clipped.
+        """
+        members = int(members)
+        groups = list(groups or [])
+        if groups and len(groups) != members:
+            raise ValueError(f"`groups` must hold one list per member ({members}). "
+                             f"Received: {len(groups)} groups")
+        owner = {id(v): None for v in stacked}
+        owner.update({id(v): i for i, group in enumerate(groups) for v in group})
+        self._member_groups = (members, owner)
+
+    _member_groups = None
+
+    def _member_clip(self, variables, grads):
+        """(per-variable factors, mean member norm, clipped fraction)."""
+        members, owner = self._member_groups
+        one_hot = np.eye(members, dtype="float32")
+        sq = ops.zeros((members,), "float32")
+        owners = []
+        for variable, g in zip(variables, grads):
+            if id(variable) not in owner:
+                raise ValueError(
+                    "ClippedOptimizer clips per member, but a trained variable belongs to no "
+                    f"member. Received: variable {getattr(variable, 'path', variable.name)!r}")
+            g2 = ops.square(ops.cast(g, "float32"))
+            k = owner[id(variable)]
+            if k is None:
+                sq = sq + ops.sum(ops.reshape(g2, (members, -1)), axis=1)
+            else:
+                sq = sq + ops.sum(g2) * one_hot[k]
+            owners.append(k)
+        norms = ops.sqrt(sq)
+        if self.max_norm is None:
+            return [None] * len(variables), ops.mean(norms), ops.zeros((), "float32")
+        scales = ops.where(norms > self.max_norm, self.max_norm / (norms + _EPS), 1.0)
+        factors = [scales[k] if k is not None else
+                   ops.reshape(scales, (members,) + (1,) * (len(v.shape) - 1))
+                   for v, k in zip(variables, owners)]
+        return factors, ops.mean(norms), ops.mean(ops.cast(norms > self.max_norm, "float32"))
+
     def _loss_scale(self):
         """What the gradients arriving here are multiplied by: an inner
         LossScaleOptimizer's current scale, or the inner loss_scale_factor."""
@@ -333,12 +392,12 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
         scale = ops.where(norm > self.max_norm, self.max_norm / (norm + _EPS), 1.0)
         return scale, ops.cast(norm > self.max_norm, "float32")
 
-    def _accumulate(self, present, summed, loss_scale, replicas, scale, update, grads):
+    def _accumulate(self, present, summed, loss_scale, replicas, factors, update, grads):
         """With gradient accumulation: on the update step, hands the inner
         optimizer the gradient that makes its accumulated mean the clipped
         mean; between updates, the gradient as it is (and keeps the sum)."""
-        factor = 1.0 if scale is None else scale
-        for i, g in zip(present, summed):
+        for i, g, factor in zip(present, summed, factors):
+            factor = 1.0 if factor is None else factor
             unit = ops.cast(1.0 if loss_scale is None else loss_scale, g.dtype)
             acc = self._accumulated[i]
             total = g / unit + acc

@@ -89,11 +89,22 @@ class Plan:
         parts["member_loss"] = self.parts["loss"]
         parts["loss"] = fused.loss(self.parts["loss"])
         parts["metrics"] = fused.metrics(self.parts["loss"])
-        tips = [t for t in self.tips if t.name not in ("execution", "determinism")] + [fused.tip()]
+        make_optimizer = self.parts["make_optimizer"]
+        # Each member clipped by its own global norm.
+        parts["make_optimizer"] = lambda: fused.configure(make_optimizer())
+        tips = [t for t in self.tips if t.name not in ("execution", "determinism")]
         with distribute.Scope(parts["strategy"]) as scope:
             parts["scope"] = scope
+            # The XLA decision is taken on the stacked members; the members
+            # are then vectorized where that pays with it (and can be).
             parts.update(build.training_model(parts, self.model, self.data))
-            tips.append(_decide_execution(parts, self.data, self.options))
+            execution = _decide_execution(parts, self.data, self.options)
+            fused.choose(parts["jit"], *build.features_shape(parts, self.data))
+            if fused.vectorized is not None:
+                parts.update(build.training_model(parts, self.model, self.data))
+            tips.append(fused.tip(self.options["shuffle"],
+                                  fused.shuffle_seeds(self.data.shuffle_seed)))
+            tips.append(execution)
             tips.append(_decide_determinism(self.options, parts))
         return Plan(tips, self.model, self.data, self.options, parts)
 

@@ -21,6 +21,8 @@ from keras_recipes.data import _label_stats
 from keras_recipes.data import _shapes
 from keras_recipes.data import array_feature_stats
 from keras_recipes.data import batch_stats
+from keras_recipes.data import class_weight_table
+from keras_recipes.data import epoch_seed
 from keras_recipes.data import as_nest
 from keras_recipes.data import input_nest
 from keras_recipes.data import leaves
@@ -113,40 +115,72 @@ class TFData(Data):
             ys.append(y)
         return np.concatenate(xs), np.concatenate(ys)
 
-    def fit_inputs(self, first, last, shuffle, validation_steps):
+    def fit_inputs(self, first, last, shuffle, validation_steps, members=None,
+                   class_weight=None):
         validation = self.validation
         if validation_steps is not None:
             validation = validation.take(validation_steps)
-        return self.epochs(first, last, shuffle), validation
+        if not members:
+            return self.epochs(first, last, shuffle), validation
+        # Class weights weigh training only, as Keras' class_weight does.
+        weigh = _class_weigher(class_weight, self.labels)
+        tile = lambda v: tf.repeat(tf.expand_dims(v, 1), len(members), axis=1)
+        validation = validation.map(lambda *e: tf.nest.map_structure(tile, e))
+        return self.epochs(first, last, shuffle, members, weigh), validation
 
-    def epochs(self, first, last, shuffle=True):
+    def epochs(self, first, last, shuffle=True, members=None, weigh=None):
         """Batches of epochs `first`..`last - 1`, one dataset.
 
         Epoch e is shuffled with a seed derived from (shuffle_seed, e), so an
         epoch's order does not depend on how many passes came before it: a
-        resumed run sees exactly the orders of an uninterrupted one.
+        resumed run sees exactly the orders of an uninterrupted one. With
+        `members` (shuffle seeds), each element stacks one batch per member
+        along axis 1, member i's in the order its own run would see.
         """
-        def one_epoch(epoch):
-            # A Python int seed: with a global TF seed set (as Keras' seeding
-            # does), tf.data cannot take a tensor seed.
-            seed = (self.shuffle_seed * 1_000_003 + epoch * 7_919 + 1) % (2**31 - 1)
+        def batches(shuffle_seed, epoch):
             ds = self.source
             if shuffle:
-                ds = ds.shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+                ds = ds.shuffle(self.shuffle_buffer, seed=epoch_seed(shuffle_seed, epoch),
+                                reshuffle_each_iteration=False)
             ds = ds.batch(self.batch_size).take(self.steps_per_epoch)
             for fn in self.maps:
                 ds = ds.map(fn)
             return ds
 
+        def one_epoch(epoch):
+            if not members:
+                return batches(self.shuffle_seed, epoch)
+            shares = [batches(seed, epoch).map(weigh) for seed in members]
+            stack = lambda *shares: tf.nest.map_structure(lambda *v: tf.stack(v, axis=1), *shares)
+            return tf.data.Dataset.zip(tuple(shares)).map(stack)
+
         epochs = list(range(first, last))
         if not epochs:
-            return self.train.take(0)
+            return one_epoch(first).take(0)
         steps = self.steps_per_epoch
         # Batches of epoch k come from the k-th dataset, epochs in order.
         choice = tf.data.Dataset.range(len(epochs)).flat_map(
             lambda i: tf.data.Dataset.from_tensors(i).repeat(steps))
         return tf.data.Dataset.choose_from_datasets(
             [one_epoch(e) for e in epochs], choice).prefetch(tf.data.AUTOTUNE)
+
+
+def _class_weigher(class_weight, labels):
+    """(x, y[, w]) -> (x, y, w * class_weight[class of y]); the identity
+    without class weights."""
+    if not class_weight:
+        return lambda *element: element
+    table = tf.constant(class_weight_table(class_weight, labels))
+
+    def weigh(x, y, *w):
+        ids = tf.argmax(y, -1) if y.shape.rank > 1 and y.shape[-1] > 1 else tf.reshape(
+            tf.cast(y, tf.int64), [-1])
+        weights = tf.gather(table, ids)
+        if w:
+            weights = weights * tf.reshape(tf.cast(w[0], tf.float32), tf.shape(weights))
+        return x, y, weights
+
+    return weigh
 
 
 def _stream_split(dataset, validation_split, seed, integer_labels):

@@ -148,12 +148,19 @@ def _fit(plan, callbacks, initial_epoch, plateau):
     last_epoch = initial_epoch if plateau is not None and plateau.stopped_epoch is not None else epochs
     # All remaining epochs, each shuffled by (seed, epoch): the same orders
     # whether or not the run was interrupted and resumed.
+    fused, class_weight = parts.get("fused"), o["class_weight"]
+    members = None
+    if fused is not None:
+        # Members read their own batches; class weights become per-member
+        # sample weights (Keras' class_weight cannot read stacked targets).
+        members, class_weight = fused.shuffle_seeds(data.shuffle_seed), None
     train, validation = data.fit_inputs(initial_epoch, max(last_epoch, initial_epoch),
-                                        o["shuffle"], o["validation_steps"])
+                                        o["shuffle"], o["validation_steps"], members=members,
+                                        class_weight=o["class_weight"])
     return parts["full"].fit(
         train, steps_per_epoch=data.steps_per_epoch, validation_data=validation, epochs=last_epoch,
         callbacks=callbacks, verbose=parts["verbose"], shuffle=False, initial_epoch=initial_epoch,
-        class_weight=o["class_weight"])
+        class_weight=class_weight)
 
 
 def _events(watch, stop_ratio):
@@ -215,6 +222,6 @@ def run(plan):
             checkpointer.save_final(model)
         if fused is not None:
             result.execution["ensemble_path"] = "fused"
-            result.ensemble = fused.assemble(parts["raw"], parts["features"], parts["target"], result)
+            result.ensemble = fused.assemble(parts, result)
     return result
 
