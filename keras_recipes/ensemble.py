@@ -6,6 +6,9 @@
   architecture) with the whole recipe of `fit_with_tips`.
 """
 
+import contextlib
+import re
+
 import keras
 import numpy as np
 from keras import ops
@@ -416,7 +419,8 @@ class EnsembleResult:
         model: The `AveragingEnsemble` (preprocessing included: raw inputs in).
         members: The trained member models (raw inputs in).
         member_histories: One history dict per member.
-        path: "fused" (one compiled program) or "sequential", and `reason`.
+        path: "fused" (one compiled program) or "sequential", and `reason`
+            (for "fused": vectorized or stacked, and why).
         table: Rows of the validation metric: each member, the ensemble, and
             the ensemble of the first k members for k = 1..N.
         fit_result: The underlying `FitResult` (fused path) or list of them.
@@ -618,6 +622,88 @@ def fit_ensemble(build_model, data, members=10, *, vectorize="auto", fused=True,
 VECTORIZE = ("auto", True, False)
 
 
+class MemberBestWeights(keras.callbacks.Callback):
+    """Fused members: each member's weights from its own best epoch (its
+    `val_member_i_loss`), as its own run's ReduceLROnPlateau would restore
+    them; the plateau rule's restore (by the members' summed loss) runs
+    first, this one after it. State and arrays go into checkpoints.
+
+    Args:
+        fused: The `FusedMembers` being trained.
+    """
+
+    def __init__(self, fused):
+        super().__init__()
+        self.fused = fused
+        size = fused.size
+        self.best = [None] * size
+        self.best_epoch = [None] * size
+        self.weights = [None] * size
+
+    def _read(self, i):
+        vectorized = self.fused.vectorized
+        if vectorized is not None:
+            return [ops.convert_to_numpy(v)[i] for v in vectorized.variables]
+        return [ops.convert_to_numpy(v) for v in self.fused.members[i].variables]
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        improved = []
+        for i in range(self.fused.size):
+            value = logs.get(f"val_member_{i}_loss")
+            if value is None or not np.isfinite(float(value)):
+                continue
+            if self.best[i] is None or float(value) < self.best[i]:
+                self.best[i], self.best_epoch[i] = float(value), int(epoch)
+                improved.append(i)
+        vectorized = self.fused.vectorized
+        if vectorized is not None and improved:
+            stacked = [ops.convert_to_numpy(v) for v in vectorized.variables]
+            for i in improved:
+                self.weights[i] = [a[i].copy() for a in stacked]
+        else:
+            for i in improved:
+                self.weights[i] = self._read(i)
+
+    def on_train_end(self, logs=None):
+        if all(w is None for w in self.weights):
+            return
+        vectorized = self.fused.vectorized
+        if vectorized is not None:
+            for j, variable in enumerate(vectorized.variables):
+                value = ops.convert_to_numpy(variable).copy()
+                for i, weights in enumerate(self.weights):
+                    if weights is not None:
+                        value[i] = weights[j]
+                variable.assign(value)
+            return
+        for member, weights in zip(self.fused.members, self.weights):
+            if weights is not None:
+                for variable, value in zip(member.variables, weights):
+                    variable.assign(value)
+
+    def event(self):
+        """The line for the result's events, or None."""
+        if all(e is None for e in self.best_epoch):
+            return None
+        epochs = ", ".join("-" if e is None else str(e + 1) for e in self.best_epoch)
+        return f"each member restored from its own best epoch (by val_member_i_loss): {epochs}"
+
+    def get_state(self):
+        return {"best": self.best, "best_epoch": self.best_epoch,
+                "counts": [None if w is None else len(w) for w in self.weights]}
+
+    def arrays(self):
+        return [a for w in self.weights if w is not None for a in w]
+
+    def set_state(self, state, arrays):
+        self.best, self.best_epoch = list(state["best"]), list(state["best_epoch"])
+        arrays, self.weights = list(arrays or []), []
+        for count in state["counts"]:
+            self.weights.append(None if count is None else arrays[:count])
+            arrays = arrays[count or 0:]
+
+
 def _not_vectorizable(members):
     """Why the members cannot train as one vectorized layer, or None."""
     template = members[0]
@@ -644,14 +730,13 @@ def _vectorize_rule(members, jit):
     BUILD_NOTES.md (issue 17)."""
     backend = keras.backend.backend()
     if backend == "tensorflow" and not jit:
-        return False, ("TensorFlow without XLA: pfor measured slower than stacked members on CPU "
-                       "(cnn 412 vs 215 ms/step)")
-    if backend == "torch":
-        return False, "torch: torch.vmap through Keras layers not measured faster here"
+        return False, ("TensorFlow without XLA: stacked measured faster on CPU (cnn 215 vs 412 "
+                       "ms/step vectorized; see BUILD_NOTES.md)")
     if backend == "jax" and _conv_layers(members) and not _accelerator_present():
         return False, ("JAX on CPU with conv layers: XLA's CPU grouped convolution measured far "
                        "slower than stacked members")
-    return True, f"{backend}{' with XLA' if backend == 'tensorflow' else ''}: vectorized"
+    return True, {"tensorflow": "TensorFlow with XLA: pfor, compiled", "jax": "JAX: jax.vmap",
+                  "torch": "torch: torch.vmap"}.get(backend, backend)
 
 
 def _accelerator_present():
@@ -669,14 +754,35 @@ def _accelerator_present():
     return bool(tf.config.list_logical_devices("GPU") + tf.config.list_logical_devices("TPU"))
 
 
+@contextlib.contextmanager
+def _quiet_pfor():
+    """TensorFlow's pfor logs every op it cannot convert at ERROR level; the
+    failure is reported once, in the tips table."""
+    if keras.backend.backend() != "tensorflow":
+        yield
+        return
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("CRITICAL")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _first_words(error, limit=120):
     """The telling part of an error, on one line."""
-    text = " ".join(str(error).split())
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split())
+    if "user code: " in text:  # Keras' wrapper around the layer's own error
+        text = text[text.index("user code: ") + len("user code: "):]
     for marker in ("No registered", "Detected unsupported operations", "not supported"):
         if marker in text:
             text = text[text.index(marker):]
             break
-    return f"{type(error).__name__}: {text[:limit]}"
+    name = type(error).__name__
+    return (text if text.startswith(name) else f"{name}: {text}")[:limit]
 
 
 class FusedMembers:
@@ -691,8 +797,6 @@ class FusedMembers:
     Args:
         members: The member models (one architecture).
         vectorize: "auto" (a rule by backend and device), True or False.
-        shuffle: Whether members see their own shuffles of the data (else
-            every member sees the data in order).
     """
 
     def __init__(self, members, vectorize="auto"):
@@ -740,19 +844,24 @@ class FusedMembers:
             if not member.built:
                 member(keras.Input(tuple(shape)))
         try:
-            layer = VectorizedMembers(self.members, name="vectorized_members")
-            saved = [ops.convert_to_numpy(v) for v in layer.variables]
-            inputs = keras.Input((self.size,) + tuple(shape), dtype=dtype)
-            probe = keras.Model(inputs, layer(inputs))
-            probe.compile(keras.optimizers.SGD(0.0), "mse", jit_compile=bool(jit))
-            x = np.zeros((2, self.size) + tuple(shape), dtype)
-            probe.train_on_batch(x, np.zeros((2,) + tuple(probe.output.shape[1:]), "float32"))
-            probe.predict_on_batch(x)
-            for variable, value in zip(layer.variables, saved):
-                variable.assign(value)
+            with _quiet_pfor():
+                layer = self._probe_vectorized(shape, dtype, jit)
         except Exception as error:  # noqa: BLE001 - any failure means: stack instead
             return None, _first_words(error)
         return layer, None
+
+    def _probe_vectorized(self, shape, dtype, jit):
+        layer = VectorizedMembers(self.members, name="vectorized_members")
+        saved = [ops.convert_to_numpy(v) for v in layer.variables]
+        inputs = keras.Input((self.size,) + tuple(shape), dtype=dtype)
+        probe = keras.Model(inputs, layer(inputs))
+        probe.compile(keras.optimizers.SGD(0.0), "mse", jit_compile=bool(jit))
+        x = np.zeros((2, self.size) + tuple(shape), dtype)
+        probe.train_on_batch(x, np.zeros((2,) + tuple(probe.output.shape[1:]), "float32"))
+        probe.predict_on_batch(x)
+        for variable, value in zip(layer.variables, saved):
+            variable.assign(value)
+        return layer
 
     def output(self, features):
         """The stacked output `(batch, members, ...)` of features `(batch, members, ...)`."""

@@ -352,9 +352,7 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
     def _member_clip(self, variables, grads):
         """(per-variable factors, mean member norm, clipped fraction)."""
         members, owner = self._member_groups
-        one_hot = np.eye(members, dtype="float32")
-        sq = ops.zeros((members,), "float32")
-        owners = []
+        owners, singles, stacked = [], [], []
         for variable, g in zip(variables, grads):
             if id(variable) not in owner:
                 raise ValueError(
@@ -362,16 +360,25 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
                     f"member. Received: variable {getattr(variable, 'path', variable.name)!r}")
             g2 = ops.square(ops.cast(g, "float32"))
             k = owner[id(variable)]
-            if k is None:
-                sq = sq + ops.sum(ops.reshape(g2, (members, -1)), axis=1)
-            else:
-                sq = sq + ops.sum(g2) * one_hot[k]
             owners.append(k)
+            if k is None:
+                stacked.append(ops.sum(ops.reshape(g2, (members, -1)), axis=1))
+            else:
+                singles.append(ops.sum(g2))
+        # Squared norms per member: one matmul for the members' own
+        # variables, one sum for the stacked ones (few ops per step).
+        sq = ops.zeros((members,), "float32")
+        if singles:
+            one_hot = np.eye(members, dtype="float32")[[k for k in owners if k is not None]]
+            sq = sq + ops.matmul(ops.stack(singles)[None, :], one_hot)[0]
+        if stacked:
+            sq = sq + ops.sum(ops.stack(stacked), axis=0)
         norms = ops.sqrt(sq)
         if self.max_norm is None:
             return [None] * len(variables), ops.mean(norms), ops.zeros((), "float32")
         scales = ops.where(norms > self.max_norm, self.max_norm / (norms + _EPS), 1.0)
-        factors = [scales[k] if k is not None else
+        per_member = ops.unstack(scales) if singles else None
+        factors = [per_member[k] if k is not None else
                    ops.reshape(scales, (members,) + (1,) * (len(v.shape) - 1))
                    for v, k in zip(variables, owners)]
         return factors, ops.mean(norms), ops.mean(ops.cast(norms > self.max_norm, "float32"))

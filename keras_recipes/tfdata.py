@@ -48,6 +48,8 @@ class TFData(Data):
     source: tf.data.Dataset = None
     shuffle_buffer: int = 10_000
     maps: list = dataclasses.field(default_factory=list)
+    arrays: tuple = None  # (x, y, w) when the source is in-memory arrays
+    _tensors: tuple = None
 
     def map_pairs(self, fn):
         """Applies `fn(x, y) -> (x, y)` to the training and validation data
@@ -138,11 +140,7 @@ class TFData(Data):
         along axis 1, member i's in the order its own run would see.
         """
         def batches(shuffle_seed, epoch):
-            ds = self.source
-            if shuffle:
-                ds = ds.shuffle(self.shuffle_buffer, seed=epoch_seed(shuffle_seed, epoch),
-                                reshuffle_each_iteration=False)
-            ds = ds.batch(self.batch_size).take(self.steps_per_epoch)
+            ds = self._shuffled(shuffle_seed, epoch, shuffle)
             for fn in self.maps:
                 ds = ds.map(fn)
             return ds
@@ -150,9 +148,14 @@ class TFData(Data):
         def one_epoch(epoch):
             if not members:
                 return batches(self.shuffle_seed, epoch)
-            shares = [batches(seed, epoch).map(weigh) for seed in members]
+            if self.arrays is not None:
+                ds = self._gathered(members, epoch, shuffle)
+                for fn in self.maps:
+                    ds = ds.map(fn)
+                return ds.map(weigh)
+            shares = [batches(seed, epoch) for seed in members]
             stack = lambda *shares: tf.nest.map_structure(lambda *v: tf.stack(v, axis=1), *shares)
-            return tf.data.Dataset.zip(tuple(shares)).map(stack)
+            return tf.data.Dataset.zip(tuple(shares)).map(stack).map(weigh)
 
         epochs = list(range(first, last))
         if not epochs:
@@ -164,17 +167,51 @@ class TFData(Data):
         return tf.data.Dataset.choose_from_datasets(
             [one_epoch(e) for e in epochs], choice).prefetch(tf.data.AUTOTUNE)
 
+    def _shuffled(self, shuffle_seed, epoch, shuffle):
+        """One epoch's batches of the source, shuffled by (shuffle_seed, epoch)."""
+        ds = self.source
+        if shuffle:
+            ds = ds.shuffle(self.shuffle_buffer, seed=epoch_seed(shuffle_seed, epoch),
+                            reshuffle_each_iteration=False)
+        return ds.batch(self.batch_size).take(self.steps_per_epoch)
+
+    def _gathered(self, seeds, epoch, shuffle):
+        """For in-memory arrays: batches `(batch, members, ...)` whose member
+        i share is in the order `_shuffled(seeds[i], epoch)` gives (a
+        shuffle's order does not depend on the elements), drawn on indices
+        and read with one gather: no member holds a shuffle buffer of the
+        whole data."""
+        n = self.n_train
+        orders = []
+        for seed in seeds:
+            index = tf.data.Dataset.range(n)
+            if shuffle:
+                index = index.shuffle(n, seed=epoch_seed(seed, epoch),
+                                      reshuffle_each_iteration=False)
+            orders.append(index)
+        if self._tensors is None:  # converted once, shared by every epoch and member
+            self._tensors = tuple(tf.nest.map_structure(tf.constant, a)
+                                  for a in self.arrays if a is not None)
+        tensors = self._tensors
+        rows = tf.data.Dataset.zip(tuple(orders)).batch(self.batch_size).take(
+            self.steps_per_epoch).map(lambda *index: tf.stack(index, axis=1))
+        return rows.map(lambda index: tuple(
+            tf.nest.map_structure(lambda a: tf.gather(a, index), a) for a in tensors))
+
 
 def _class_weigher(class_weight, labels):
-    """(x, y[, w]) -> (x, y, w * class_weight[class of y]); the identity
-    without class weights."""
+    """(x, y[, w]) -> (x, y, w * class_weight[class of y]) for targets
+    stacked per member (`(batch, members)` ids, or one-hot rows); the
+    identity without class weights."""
     if not class_weight:
         return lambda *element: element
     table = tf.constant(class_weight_table(class_weight, labels))
 
     def weigh(x, y, *w):
-        ids = tf.argmax(y, -1) if y.shape.rank > 1 and y.shape[-1] > 1 else tf.reshape(
-            tf.cast(y, tf.int64), [-1])
+        if y.shape.rank > 2 and y.shape[-1] > 1:
+            ids = tf.argmax(y, -1)
+        else:
+            ids = tf.cast(tf.reshape(y, tf.shape(y)[:2]), tf.int64)
         weights = tf.gather(table, ids)
         if w:
             weights = weights * tf.reshape(tf.cast(w[0], tf.float32), tf.shape(weights))
@@ -463,12 +500,14 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
                                                   sample_weight)
         features, labels = [array_feature_stats(x)], [_label_stats(y)]
         source = _from_arrays(x, y, w)
+        arrays = (x, y, w)
         shuffle_buffer, n_train = len(x), len(x)
         x_shape, x_dtype = tuple(x.shape[1:]), str(x.dtype)
         if held_out is not None:
             val_source = _from_arrays(*held_out)
             val_labels, n_val = [_label_stats(held_out[1])], len(held_out[0])
     else:
+        arrays = None
         _check_finite_cardinality(data, "data")
         dataset = data
         if _is_batched(dataset, "data", input_rank):
@@ -519,4 +558,4 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
         weighted=weighted, input_stats=features, output_labels=labels,
         output_val_labels=val_labels, x_spec=tf.nest.map_structure(_leaf_spec, spec_x),
         y_spec=tf.nest.map_structure(_leaf_spec, spec_y), train=train, validation=val,
-        source=source, shuffle_buffer=shuffle_buffer)
+        source=source, shuffle_buffer=shuffle_buffer, arrays=arrays)

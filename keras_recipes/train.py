@@ -77,7 +77,7 @@ def _resume(plan, checkpointer, full, optimizer, plateau):
     return resume["epoch"] + 1, resume["history"], resume["layer_history"]
 
 
-def _checkpoint_callback(plan, checkpointer, monitor, plateau, past, jit):
+def _checkpoint_callback(plan, checkpointer, monitor, plateau, past, jit, member_best=None):
     from keras_recipes.checkpoint import CheckpointCallback
 
     run_history = {k: list(v) for k, v in past[0].items()}
@@ -95,8 +95,10 @@ def _checkpoint_callback(plan, checkpointer, monitor, plateau, past, jit):
             "jit_compile": bool(jit),
             "schedule_scale": schedule.scale if isinstance(schedule, ScaledSchedule) else None,
             "fingerprint": plan.fingerprint(),
+            "member_best": member_best.get_state() if member_best is not None else None,
         }
-        return state, {"best_weights": plateau.best_weights if plateau is not None else None}
+        return state, {"best_weights": plateau.best_weights if plateau is not None else None,
+                       "member_best": member_best.arrays() if member_best is not None else None}
 
     return CheckpointCallback(checkpointer, checkpoint_state)
 
@@ -132,11 +134,24 @@ def _callbacks(plan, checkpointer, jit):
                              f"found in {checkpointer.directory}", "checkpoint_dir="))
     # Order matters at the end of training: the guard restores the last
     # finite weights first, then the plateau callback the best ones.
-    callbacks = [interrupt, monitor, guard] + ([plateau] if plateau else []) + list(o["callbacks"] or [])
+    # Fused ensemble members: each restored from its own best epoch, after
+    # the plateau rule's restore (by their summed loss).
+    member_best = None
+    if parts.get("fused") is not None and plateau is not None and plateau.restore_best_weights:
+        from keras_recipes.ensemble import MemberBestWeights
+
+        member_best = MemberBestWeights(parts["fused"])
+        if parts["resume"] is not None and parts["resume"].get("member_best") is not None:
+            member_best.set_state(parts["resume"]["member_best"],
+                                  checkpointer.read_arrays(checkpointer.latest(), "member_best"))
+    callbacks = ([interrupt, monitor, guard] + ([plateau] if plateau else [])
+                 + ([member_best] if member_best else []) + list(o["callbacks"] or []))
     if checkpointer is not None:
         # Last, so that every callback before it has updated its state.
-        callbacks.append(_checkpoint_callback(plan, checkpointer, monitor, plateau, past[1:], jit))
-    return callbacks, past, dict(plateau=plateau, monitor=monitor, guard=guard, interrupt=interrupt)
+        callbacks.append(_checkpoint_callback(plan, checkpointer, monitor, plateau, past[1:], jit,
+                                              member_best))
+    return callbacks, past, dict(plateau=plateau, monitor=monitor, guard=guard, interrupt=interrupt,
+                                 member_best=member_best)
 
 
 def _fit(plan, callbacks, initial_epoch, plateau):
@@ -182,6 +197,9 @@ def _events(watch, stop_ratio):
     if plateau is not None and plateau.best_epoch is not None:
         events.append(f"weights restored from epoch {plateau.best_epoch + 1} "
                       f"(val_loss {plateau.best_weights_value:.4g})")
+    member_best = watch.get("member_best")
+    if member_best is not None and member_best.event() is not None:
+        events.append(member_best.event())
     return status, events
 
 
@@ -218,10 +236,13 @@ def run(plan):
         result.best_epoch = plateau.best_epoch if plateau is not None else None
         if status in ("diverged", "interrupted"):
             warnings.warn(f"fit_with_tips {status}: {events[0]}", RuntimeWarning, stacklevel=3)
-        if checkpointer is not None and status != "interrupted":
-            checkpointer.save_final(model)
         if fused is not None:
             result.execution["ensemble_path"] = "fused"
             result.ensemble = fused.assemble(parts, result)
+            # The file is the averaging ensemble on raw inputs (the training
+            # model only exists to train the members).
+            model = result.ensemble.model
+        if checkpointer is not None and status != "interrupted":
+            checkpointer.save_final(model)
     return result
 

@@ -79,6 +79,8 @@ def tour(out):
     report["ensemble_accuracy"] = float(
         (ensemble.model.predict(xt, verbose=0).argmax(-1) == yt).mean())
 
+    _fused_ensembles(report, x[:480], y[:480])
+
     audit = keras_recipes.audit(mlp(), (x, y))
     report["audit_rules"] = len(audit.findings)
     report["audit_could_not_run"] = [f.rule for f in audit.findings if "could not run" in f.message]
@@ -129,6 +131,31 @@ def tour(out):
     report["tensorflow_imported"] = "tensorflow" in sys.modules
     with open(out, "w") as f:
         json.dump(report, f)
+
+
+def _fused_ensembles(report, x, y):
+    """Issue 17: vectorized, stacked and sequential members are the same
+    members (own numpy data orders here; LSTM clipped per member)."""
+    def lstm():
+        return keras.Sequential([keras.Input((8, 8)), keras.layers.LSTM(8), keras.layers.Dense(10)])
+
+    for name, build, data, extra in [("mlp", lambda: mlp(16), (x, y), {}),
+                                     ("lstm", lstm, (x.reshape(-1, 8, 8), y), {"clip_norm": 0.5})]:
+        common = dict(members=3, seed=0, epochs=2, stop_ratio=None, verbose=0,
+                      learning_rate=0.05, **extra)
+        runs = {"auto": keras_recipes.fit_ensemble(build, data, **common),
+                "stacked": keras_recipes.fit_ensemble(build, data, vectorize=False, **common),
+                "sequential": keras_recipes.fit_ensemble(build, data, fused=False, **common)}
+        preds = {k: np.stack([keras.ops.convert_to_numpy(m.predict(data[0][:64], verbose=0))
+                              for m in r.members]) for k, r in runs.items()}
+        row = next(t for t in runs["auto"].fit_result.tips if t.name == "ensemble")
+        report[f"{name}_ensemble_setting"] = row.setting
+        report[f"{name}_ensemble_reason"] = row.reason
+        report[f"{name}_auto_vs_stacked"] = float(np.abs(preds["auto"] - preds["stacked"]).max())
+        report[f"{name}_auto_vs_sequential"] = float(
+            np.abs(preds["auto"] - preds["sequential"]).max())
+        report[f"{name}_members_differ"] = float(np.abs(preds["auto"][0] - preds["auto"][1]).max())
+        report[f"{name}_clip_fraction"] = runs["auto"].fit_result.history["clip_fraction"][0]
 
 
 def _wrong_gradient_model():

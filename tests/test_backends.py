@@ -48,6 +48,16 @@ def test_in_memory_front_door_without_tensorflow(tmp_path, backend):
     assert report["has_standardize"]
     assert report["jit_compile"] is (backend == "jax")
     assert report["ensemble_path"] == "fused"
+    # Fused members are their independent runs (own orders, own clipping),
+    # vectorized on JAX (jax.vmap) and torch (torch.vmap) where the rule says so.
+    for name in ("mlp", "lstm"):
+        assert report[f"{name}_auto_vs_stacked"] < 2e-4, report
+        assert report[f"{name}_auto_vs_sequential"] < 2e-4, report
+        assert report[f"{name}_members_differ"] > 1e-2, report
+    assert report["mlp_ensemble_setting"].endswith("vectorized"), report
+    assert report["lstm_clip_fraction"] > 0, report
+    if backend == "jax":
+        assert report["lstm_ensemble_setting"].endswith("vectorized"), report
     assert report["ensemble_accuracy"] > 0.6, report
     # Every audit rule ran (none "could not run" for want of TensorFlow).
     assert report["audit_rules"] >= 15 and report["audit_could_not_run"] == [], report

@@ -193,3 +193,54 @@ def test_rule_stacks_on_tensorflow_without_xla(digits):
     row = tip(result, "ensemble")
     assert "stacked" in row.setting and "without XLA" in row.reason
     assert "own data order" in row.reason
+
+
+def test_checkpointed_ensemble_resumes_and_saves_the_averaging_ensemble(digits, tmp_path):
+    x, y = digits
+    common = dict(members=2, seed=0, stop_ratio=None, verbose=0, jit_compile=True,
+                  checkpoint_dir=str(tmp_path / "run"))
+    first = fit_ensemble(mlp, (x, y), epochs=1, **common)
+    assert "vectorized" in tip(first, "ensemble").setting
+    resumed = fit_ensemble(mlp, (x, y), epochs=2, **common)
+    assert any(t.name == "resumed" for t in resumed.fit_result.tips)
+    straight = fit_ensemble(mlp, (x, y), epochs=2, **dict(common, checkpoint_dir=None))
+    np.testing.assert_allclose(predictions(resumed, x[:64]), predictions(straight, x[:64]),
+                               atol=1e-4)
+    saved = keras.saving.load_model(tmp_path / "run" / "final.keras")
+    np.testing.assert_allclose(saved.predict(x[:64], verbose=0),
+                               resumed.model.predict(x[:64], verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("vectorized", [False, True])
+def test_each_member_restored_from_its_own_best_epoch(vectorized):
+    from keras_recipes.ensemble import FusedMembers, MemberBestWeights
+
+    members = []
+    for seed in range(2):
+        keras.utils.set_random_seed(seed)
+        members.append(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+    fused = FusedMembers(members)
+    if vectorized:
+        fused.vectorized = VectorizedMembers(members)
+    variables = (fused.vectorized.trainable_variables if vectorized
+                 else [v for m in members for v in m.trainable_variables])
+    callback = MemberBestWeights(fused)
+
+    def set_all(value):
+        for v in variables:
+            v.assign(np.full(v.shape, value, "float32"))
+
+    set_all(1.0)
+    callback.on_epoch_end(0, {"val_member_0_loss": 1.0, "val_member_1_loss": 2.0})
+    set_all(2.0)
+    callback.on_epoch_end(1, {"val_member_0_loss": 0.5, "val_member_1_loss": 3.0})
+    set_all(3.0)
+    callback.on_epoch_end(2, {"val_member_0_loss": 0.7, "val_member_1_loss": float("nan")})
+    restored = MemberBestWeights(fused)
+    restored.set_state(callback.get_state(), callback.arrays())  # as a resumed run reads it
+    restored.on_train_end()
+    if vectorized:
+        fused.vectorized.write_members()
+    kernels = [keras.ops.convert_to_numpy(m.layers[0].kernel) for m in members]
+    assert (kernels[0] == 2.0).all() and (kernels[1] == 1.0).all()
+    assert callback.event().endswith(": 2, 1")
