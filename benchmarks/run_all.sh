@@ -30,13 +30,19 @@ declare -A CMD=(
   [plan]="bench_plan.py"
   [plan_jax]="bench_plan.py"
   [front_door_jax]="gpu_front_door.py --n 2048 --epochs 3 --members 4"
+  [ensemble_jax]="bench_ensemble.py --models mlp,lstm --n 2000 --epochs 3"
+  [vectorize_step]="bench_vectorize_step.py"
+  [vectorize_step_jax]="bench_vectorize_step.py --steps 3"
+  [vectorize_step_torch]="bench_vectorize_step.py --steps 5"
 )
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=(clip_overhead lstm_rows28 lstm_196steps fit_quality fit_overhead fit_execution default_optimizer augment_throughput augment_effect ensemble diagnostics reliability distribute notebooks programs determinism fit_overhead_jax)
 mkdir -p results
 for name in "${names[@]}"; do
-  # Names ending in _jax run under the JAX backend.
-  if [[ $name == *_jax ]]; then export KERAS_BACKEND=jax; else unset KERAS_BACKEND; fi
+  # Names ending in _jax / _torch run under that backend.
+  if [[ $name == *_jax ]]; then export KERAS_BACKEND=jax
+  elif [[ $name == *_torch ]]; then export KERAS_BACKEND=torch
+  else unset KERAS_BACKEND; fi
   echo "== $name: python benchmarks/${CMD[$name]}"
   python ${CMD[$name]} 2>&1 | grep -v -E '^(I0000|W0000|E0000|WARNING|To enable|\[IPKernelApp\])|Warning|callback\.on|AutoGraph|Cause:|Match [0-9]|^lambda' \
     | tee "results/${name}_cpu.log"

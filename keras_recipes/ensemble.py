@@ -14,6 +14,7 @@ import numpy as np
 from keras import ops
 
 from keras_recipes.modelinfo import output_activation
+from keras_recipes.modelinfo import recurrent_layers
 from keras_recipes.modelinfo import walk_layers
 
 _PACKAGE = "keras_recipes"
@@ -726,17 +727,25 @@ def _conv_layers(members):
 
 
 def _vectorize_rule(members, jit):
-    """(vectorize?, why) by backend and device, from the measurements in
-    BUILD_NOTES.md (issue 17)."""
+    """(vectorize?, why) by backend, device and layers, from
+    benchmarks/bench_vectorize_step.py and bench_ensemble.py (BUILD_NOTES.md,
+    issue 17); the vectorized layer is then checked by a compiled step."""
     backend = keras.backend.backend()
-    if backend == "tensorflow" and not jit:
-        return False, ("TensorFlow without XLA: stacked measured faster on CPU (cnn 215 vs 412 "
-                       "ms/step vectorized; see BUILD_NOTES.md)")
-    if backend == "jax" and _conv_layers(members) and not _accelerator_present():
-        return False, ("JAX on CPU with conv layers: XLA's CPU grouped convolution measured far "
-                       "slower than stacked members")
-    return True, {"tensorflow": "TensorFlow with XLA: pfor, compiled", "jax": "JAX: jax.vmap",
-                  "torch": "torch: torch.vmap"}.get(backend, backend)
+    convs, recurrent = _conv_layers(members), recurrent_layers(members[0])
+    if backend == "tensorflow" and convs:
+        return False, ("TensorFlow's pfor cannot vectorize a convolution whose filter differs "
+                       "per member")
+    if backend == "tensorflow" and recurrent:
+        return False, ("TensorFlow with recurrent layers: stacked measured faster without XLA, "
+                       "and pfor's loop does not compile with XLA")
+    if backend == "torch" and convs:
+        return False, ("torch with conv layers: torch.vmap through Keras' convolution did not "
+                       "build here")
+    if backend == "jax" and convs and not _accelerator_present():
+        return False, ("JAX on CPU with conv layers: XLA's CPU grouped convolution measured "
+                       "far slower than stacked members")
+    return True, {"tensorflow": "TensorFlow: pfor" + (", with XLA" if jit else ""),
+                  "jax": "JAX: jax.vmap", "torch": "torch: torch.vmap"}.get(backend, backend)
 
 
 def _accelerator_present():
@@ -777,6 +786,8 @@ def _first_words(error, limit=120):
     text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split())
     if "user code: " in text:  # Keras' wrapper around the layer's own error
         text = text[text.index("user code: ") + len("user code: "):]
+    text = re.sub(r"^Exception encountered when calling [\w.]+\(\)\. ", "", text)
+    text = text.split(" Arguments received by ")[0]
     for marker in ("No registered", "Detected unsupported operations", "not supported"):
         if marker in text:
             text = text[text.index(marker):]
@@ -816,7 +827,7 @@ class FusedMembers:
         sequential path's member i (its run with seed `seed + i`)."""
         return [int(shuffle_seed) + i for i in range(self.size)]
 
-    def choose(self, jit, features_shape, dtype):
+    def choose(self, jit, features_shape, dtype, strategy=None):
         """Decides vectorized or stacked (before the training model is built)."""
         _unique_names(self.members)
         if self.vectorize is False:
@@ -824,6 +835,9 @@ class FusedMembers:
             return
         wanted, why = (True, "vectorize=True") if self.vectorize is True else _vectorize_rule(
             self.members, jit)
+        if strategy is not None and self.vectorize == "auto":
+            wanted, why = False, ("under a tf.distribute strategy: the stacked members (the "
+                                  "vectorized layer is not tested across replicas)")
         blocker = _not_vectorizable(self.members)
         if wanted and blocker is None:
             layer, blocker = self._try_vectorized(features_shape, dtype, jit)

@@ -99,7 +99,8 @@ class Plan:
             # are then vectorized where that pays with it (and can be).
             parts.update(build.training_model(parts, self.model, self.data))
             execution = _decide_execution(parts, self.data, self.options)
-            fused.choose(parts["jit"], *build.features_shape(parts, self.data))
+            fused.choose(parts["jit"], *build.features_shape(parts, self.data),
+                         strategy=parts["strategy"])
             if fused.vectorized is not None:
                 parts.update(build.training_model(parts, self.model, self.data))
             tips.append(fused.tip(self.options["shuffle"],

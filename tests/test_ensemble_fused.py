@@ -150,11 +150,9 @@ def test_fused_members_train_as_their_independent_runs(digits, build, kwargs):
         assert "vectorized" in tip(vectorized, "ensemble").setting
         assert vectorized.fit_result.model.jit_compile is True
     else:
-        # TensorFlow's pfor turns the LSTM's loop into TensorList ops that
-        # XLA cannot compile: the fallback is named, the members stay fused.
+        # On TensorFlow recurrent members stay stacked (named), still fused.
         row = tip(vectorized, "ensemble")
-        assert "stacked" in row.setting and "not vectorizable" in row.reason
-        assert "TensorList" in row.reason
+        assert "stacked" in row.setting and "recurrent layers" in row.reason
         clip = next(t for t in vectorized.fit_result.tips if t.name == "gradient clipping")
         assert "0.5" in clip.setting
         assert vectorized.fit_result.history["clip_fraction"][0] > 0
@@ -186,13 +184,24 @@ def test_members_that_cannot_be_vectorized_fall_back_by_name(digits):
         fit_ensemble(mlp, (x, y), members=2, vectorize="yes")
 
 
-def test_rule_stacks_on_tensorflow_without_xla(digits):
+def conv():
+    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                             keras.layers.Flatten(), keras.layers.Dense(10)])
+
+
+def test_rule_by_layers_on_tensorflow(digits):
     x, y = digits
-    result = fit_ensemble(mlp, (x, y), members=2, seed=0, epochs=1, verbose=0,
-                          jit_compile=False)
-    row = tip(result, "ensemble")
-    assert "stacked" in row.setting and "without XLA" in row.reason
+    kwargs = dict(members=2, seed=0, epochs=1, verbose=0, jit_compile=False)
+    dense = fit_ensemble(mlp, (x, y), **kwargs)
+    row = tip(dense, "ensemble")
+    assert "vectorized" in row.setting and "pfor" in row.reason
     assert "own data order" in row.reason
+    convolutional = fit_ensemble(conv, (x.reshape(-1, 8, 8, 1), y), **kwargs)
+    row = tip(convolutional, "ensemble")
+    assert "stacked" in row.setting and "convolution" in row.reason
+    # Forced, TensorFlow's own refusal is the message.
+    with pytest.raises(ValueError, match="cannot be vectorized.*Conv2D"):
+        fit_ensemble(conv, (x.reshape(-1, 8, 8, 1), y), vectorize=True, **kwargs)
 
 
 def test_checkpointed_ensemble_resumes_and_saves_the_averaging_ensemble(digits, tmp_path):
