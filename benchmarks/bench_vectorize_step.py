@@ -71,13 +71,13 @@ def main():
         def stacked():
             members = [build(name) for _ in range(m)]
             model = stack_members(members, shape, per_member=True)
-            return step_ms(model, xm, ym, MemberwiseLoss(sparse), jit, args.steps)
+            return step_ms(model, xm, ym, MemberwiseLoss(sparse, stacked_targets=True), jit, args.steps)
 
         def vectorized():
             members = [build(name) for _ in range(m)]
             inputs = keras.Input((m,) + shape)
             model = keras.Model(inputs, VectorizedMembers(members)(inputs))
-            return step_ms(model, xm, ym, MemberwiseLoss(sparse), jit, args.steps)
+            return step_ms(model, xm, ym, MemberwiseLoss(sparse, stacked_targets=True), jit, args.steps)
 
         rows[f"{m} members stacked"] = stacked
         rows[f"{m} members vectorized"] = vectorized

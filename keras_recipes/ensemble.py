@@ -154,12 +154,10 @@ class AveragingEnsemble(keras.Model):
         return cls(members, **config)
 
 
-def _member_share(value, index, members):
+def _member_share(value, index, stacked):
     """Member `index`'s targets or weights: `value[:, index]` when the batch
     holds one share per member (`(batch, members, ...)`), else `value`."""
-    if value is None or len(value.shape) < 2 or value.shape[1] != members:
-        return value
-    return value[:, index]
+    return value[:, index] if stacked and value is not None else value
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -167,36 +165,40 @@ class MemberwiseLoss(keras.losses.Loss):
     """Sum over members of a mean-reduced loss, for stacked member outputs.
 
     `y_pred` has shape `(batch, members, ...)`; member `i` is scored on
-    `y_pred[:, i]` against `y_true[:, i]` when the targets are stacked the
-    same way (each member's own batch, as `fit_ensemble` feeds them), else
-    against the shared `y_true`; sample weights likewise. Each member's
+    `y_pred[:, i]` against the shared `y_true`, or with
+    `stacked_targets=True` against `y_true[:, i]` (each member's own batch,
+    as `fit_ensemble` feeds them); sample weights likewise. Each member's
     gradient comes from its own term only, so training the stack trains
     every member as if alone.
 
     Args:
         loss: A Keras loss (mean-reduced).
+        stacked_targets: Boolean. Whether targets and sample weights are
+            `(batch, members, ...)`. Defaults to `False`.
     """
 
-    def __init__(self, loss, name="memberwise_loss", **kwargs):
+    def __init__(self, loss, stacked_targets=False, name="memberwise_loss", **kwargs):
         # The members' losses reduce themselves (mean); the sum over members
         # needs no further reduction.
         super().__init__(name=name, reduction=None, **kwargs)
         self.loss = keras.losses.get(loss)
+        self.stacked_targets = bool(stacked_targets)
         if getattr(self.loss, "reduction", None) == "sum":
             raise ValueError("MemberwiseLoss needs a mean-reduced loss. Received: reduction='sum'")
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        members = y_pred.shape[1]
+        stacked = self.stacked_targets
         return ops.sum(ops.stack([
-            self.loss(_member_share(y_true, i, members), y_pred[:, i],
-                      _member_share(sample_weight, i, members))
-            for i in range(members)]))
+            self.loss(_member_share(y_true, i, stacked), y_pred[:, i],
+                      _member_share(sample_weight, i, stacked))
+            for i in range(y_pred.shape[1])]))
 
     def call(self, y_true, y_pred):
         return self(y_true, y_pred)
 
     def get_config(self):
-        return {"name": self.name, "loss": keras.saving.serialize_keras_object(self.loss)}
+        return {"name": self.name, "loss": keras.saving.serialize_keras_object(self.loss),
+                "stacked_targets": self.stacked_targets}
 
     @classmethod
     def from_config(cls, config):
@@ -207,21 +209,22 @@ class MemberwiseLoss(keras.losses.Loss):
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class MemberLoss(keras.metrics.Mean):
     """Metric: the loss of one member of a stack (`y_pred[:, index]`, against
-    `y_true[:, index]` when the targets are stacked per member)."""
+    `y_true[:, index]` with `stacked_targets=True`)."""
 
-    def __init__(self, loss, index, name=None, **kwargs):
+    def __init__(self, loss, index, stacked_targets=False, name=None, **kwargs):
         super().__init__(name=name or f"member_{index}_loss", **kwargs)
         self.loss = keras.losses.get(loss)
         self.index = int(index)
+        self.stacked_targets = bool(stacked_targets)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        members = y_pred.shape[1]
+        stacked = self.stacked_targets
         return super().update_state(self.loss(
-            _member_share(y_true, self.index, members), y_pred[:, self.index],
-            _member_share(sample_weight, self.index, members)))
+            _member_share(y_true, self.index, stacked), y_pred[:, self.index],
+            _member_share(sample_weight, self.index, stacked)))
 
     def get_config(self):
-        return {"name": self.name, "index": self.index,
+        return {"name": self.name, "index": self.index, "stacked_targets": self.stacked_targets,
                 "loss": keras.saving.serialize_keras_object(self.loss)}
 
     @classmethod
@@ -884,10 +887,10 @@ class FusedMembers:
         return stack_members(self.members, tuple(features.shape[2:]), per_member=True)(features)
 
     def loss(self, member_loss):
-        return MemberwiseLoss(member_loss)
+        return MemberwiseLoss(member_loss, stacked_targets=True)
 
     def metrics(self, member_loss):
-        return [MemberLoss(member_loss, i) for i in range(len(self.members))]
+        return [MemberLoss(member_loss, i, stacked_targets=True) for i in range(self.size)]
 
     def configure(self, optimizer):
         """Per-member clipping on our ClippedOptimizer (inside a loss-scale one too)."""

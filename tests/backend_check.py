@@ -140,18 +140,22 @@ def _fused_ensembles(report, x, y):
         return keras.Sequential([keras.Input((8, 8)), keras.layers.LSTM(8), keras.layers.Dense(10)])
 
     for name, build, data, extra in [("mlp", lambda: mlp(16), (x, y), {}),
-                                     ("lstm", lstm, (x.reshape(-1, 8, 8), y), {"clip_norm": 0.5})]:
+                                     ("lstm", lstm, (x[:240].reshape(-1, 8, 8), y[:240]),
+                                      {"clip_norm": 0.1})]:
         common = dict(members=3, seed=0, epochs=2, stop_ratio=None, verbose=0,
                       learning_rate=0.05, **extra)
         runs = {"auto": keras_recipes.fit_ensemble(build, data, **common),
-                "stacked": keras_recipes.fit_ensemble(build, data, vectorize=False, **common),
                 "sequential": keras_recipes.fit_ensemble(build, data, fused=False, **common)}
+        if name == "mlp":  # (the LSTM's layouts are compared on TensorFlow)
+            runs["stacked"] = keras_recipes.fit_ensemble(build, data, vectorize=False, **common)
         preds = {k: np.stack([keras.ops.convert_to_numpy(m.predict(data[0][:64], verbose=0))
                               for m in r.members]) for k, r in runs.items()}
         row = next(t for t in runs["auto"].fit_result.tips if t.name == "ensemble")
         report[f"{name}_ensemble_setting"] = row.setting
         report[f"{name}_ensemble_reason"] = row.reason
-        report[f"{name}_auto_vs_stacked"] = float(np.abs(preds["auto"] - preds["stacked"]).max())
+        if "stacked" in preds:
+            report[f"{name}_auto_vs_stacked"] = float(
+                np.abs(preds["auto"] - preds["stacked"]).max())
         report[f"{name}_auto_vs_sequential"] = float(
             np.abs(preds["auto"] - preds["sequential"]).max())
         report[f"{name}_members_differ"] = float(np.abs(preds["auto"][0] - preds["auto"][1]).max())
