@@ -20,6 +20,20 @@ def shared_data(*parts):
     return path
 
 
+def pytest_report_header(config):
+    """The versions under test, first in every log (CI's included): a new
+    major version of a test tool shows up here before it shows up as a failure."""
+    from importlib import metadata
+
+    found = []
+    for name in ("keras", "tensorflow", "jax", "torch", "numpy", "hypothesis"):
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} absent")
+    return "keras_recipes under: " + ", ".join(found)
+
+
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true",
                      help="also run the tests marked slow (CI runs them: CI=true)")
