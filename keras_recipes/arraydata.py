@@ -148,6 +148,12 @@ class ArrayData(Data):
         arrays = self.train_arrays if split == "train" else self.val_arrays
         yield from _chunks(arrays)
 
+    def training_batches(self, count):
+        train, _ = self.fit_inputs(0, 1, True, None)
+        for i in range(min(count, len(train))):
+            x, y, *_ = train[i]
+            yield x, y
+
     def validation_arrays(self):
         parts = [self._transformed((x, y), False) for x, y in _chunks(self.val_arrays)]
         return tuple(np.concatenate([np.asarray(p[i]) for p in parts]) for i in (0, 1))

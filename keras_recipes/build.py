@@ -250,6 +250,13 @@ def result_model(parts, full, model, data):
 
 
 def compile_model(parts, jit):
+    """Compiles the training model; returns its optimizer. The model the plan
+    compiled to measure the update ratio is used as it is (its step is
+    already traced) when nothing changed since."""
+    ready = parts.get("compiled")
+    if ready is not None and ready[1] == jit and getattr(parts["full"], "optimizer",
+                                                          None) is ready[0]:
+        return ready[0]
     optimizer = parts["make_optimizer"]()
     parts["full"].compile(optimizer, parts["loss"], metrics=parts["metrics"], jit_compile=jit,
                           **parts.get("compile_kwargs", {}))

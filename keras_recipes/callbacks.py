@@ -105,6 +105,29 @@ def learning_rate_schedule(optimizer):
     return lr if isinstance(lr, _Schedule) else None
 
 
+def scale_learning_rate(model, optimizer, factor, min_lr=0.0):
+    """Multiplies `optimizer`'s learning rate by `factor` (not below
+    `min_lr`); a schedule is wrapped in a `ScaledSchedule` and `model`'s
+    train function retraced. Returns the new rate, or None when the rate was
+    already at `min_lr`."""
+    old_lr = _rate(optimizer)
+    if old_lr <= float(np.float32(min_lr)):
+        return None
+    lr = learning_rate_schedule(optimizer)
+    if lr is not None:
+        if isinstance(lr, ScaledSchedule):
+            new = ScaledSchedule(lr.schedule, lr.scale * factor)
+        else:
+            new = ScaledSchedule(lr, factor)
+        optimizer.learning_rate = new
+        # The schedule is a Python object read when the step is traced.
+        model.make_train_function(force=True)
+        return _rate(optimizer)
+    new_lr = max(old_lr * factor, min_lr)
+    optimizer.learning_rate = new_lr
+    return new_lr
+
+
 def _check_fraction(name, value, allow_none=False):
     if value is None and allow_none:
         return None
@@ -182,6 +205,17 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         restore_best_weights: Boolean. Restore the weights of the best epoch
             by `monitor` at the end of training. Defaults to `False` (the
             presets: `True`).
+        stop_patience: Integer or `None`. A stopping rule read from the
+            run rather than a fixed tail: stop once `monitor` has not
+            improved for this many epochs (further reductions did not help)
+            and, with `stop_update_fraction`, the epoch's `update_ratio` log
+            (`UpdateRatioMonitor`, placed before this callback) has fallen
+            below that fraction of its value at the last epoch that improved
+            by `min_delta`: the updates are too small to move the weights
+            where progress was last made.
+            Defaults to `None`.
+        stop_update_fraction: Float in (0, 1) or `None`. See
+            `stop_patience`. Defaults to `None`.
     """
 
     def __init__(
@@ -196,10 +230,23 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         min_lr=0.0,
         stop_ratio=None,
         restore_best_weights=False,
+        stop_patience=None,
+        stop_update_fraction=None,
         **kwargs,
     ):
         factor = _check_fraction("factor", factor)
         stop_ratio = _check_fraction("stop_ratio", stop_ratio, allow_none=True)
+        if stop_patience is not None:
+            stop_patience = _check_count("stop_patience", stop_patience)
+            if stop_patience < 1:
+                raise ValueError("`stop_patience` must be an integer >= 1 or None. "
+                                 f"Received: stop_patience={stop_patience!r}")
+        stop_update_fraction = _check_fraction("stop_update_fraction", stop_update_fraction,
+                                               allow_none=True)
+        if stop_update_fraction is not None and stop_patience is None:
+            raise ValueError("`stop_update_fraction` needs `stop_patience` (the stretch without "
+                             f"improvement it completes). Received: stop_update_fraction="
+                             f"{stop_update_fraction}, stop_patience=None")
         patience = _check_count("patience", patience)
         cooldown = _check_count("cooldown", cooldown)
         if not isinstance(monitor, str) or not monitor:
@@ -226,6 +273,8 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         )
         self.mode = mode
         self.stop_ratio = stop_ratio
+        self.stop_patience = stop_patience
+        self.stop_update_fraction = stop_update_fraction
         self.restore_best_weights = bool(restore_best_weights)
         self._reset_state()
 
@@ -261,7 +310,10 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         self.best_weights = None
         self.best_weights_value = None
         self.best_epoch = None
+        self.best_update_ratio = None
+        self.improved_epoch = None
         self.stopped_epoch = None
+        self.stop_reason = None
         self.reductions = []  # (epoch, new_lr)
         self._seen_monitor = False
         self._last_logs = {}
@@ -276,6 +328,9 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
             "best_weights_value": self.best_weights_value,
             "best_epoch": self.best_epoch,
             "stopped_epoch": self.stopped_epoch,
+            "stop_reason": self.stop_reason,
+            "best_update_ratio": self.best_update_ratio,
+            "improved_epoch": self.improved_epoch,
             "reductions": [list(r) for r in self.reductions],
         }
 
@@ -288,6 +343,9 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         self.best_weights_value = state["best_weights_value"]
         self.best_epoch = state["best_epoch"]
         self.stopped_epoch = state["stopped_epoch"]
+        self.stop_reason = state.get("stop_reason")
+        self.best_update_ratio = state.get("best_update_ratio")
+        self.improved_epoch = state.get("improved_epoch")
         self.reductions = [tuple(r) for r in state["reductions"]]
         self._resumed = True
 
@@ -329,22 +387,7 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         return bool(reduced)
 
     def _reduce_one(self, optimizer):
-        old_lr = _rate(optimizer)
-        if old_lr <= float(np.float32(self.min_lr)):
-            return None
-        lr = learning_rate_schedule(optimizer)
-        if lr is not None:
-            if isinstance(lr, ScaledSchedule):
-                new = ScaledSchedule(lr.schedule, lr.scale * self.factor)
-            else:
-                new = ScaledSchedule(lr, self.factor)
-            optimizer.learning_rate = new
-            # The schedule is a Python object read when the step is traced.
-            self.model.make_train_function(force=True)
-            return _rate(optimizer)
-        new_lr = max(old_lr * self.factor, self.min_lr)
-        optimizer.learning_rate = new_lr
-        return new_lr
+        return scale_learning_rate(self.model, optimizer, self.factor, self.min_lr)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -384,12 +427,38 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         if self._is_improvement(current, self.best):
             self.best = current
             self.wait = 0
+            # By min_delta, as the plateau rule counts: the stopping rule and
+            # "still improving" ignore improvements too small to reduce on.
+            self.improved_epoch = epoch
+            ratio = logs.get("update_ratio")
+            self.best_update_ratio = None if ratio is None else float(ratio)
         elif not self.in_cooldown():
             self.wait += 1
             if self.wait >= self.patience and self._reduce(epoch):
                 self.cooldown_counter = self.cooldown
                 self.wait = 0
                 self._maybe_stop(epoch)
+        self._maybe_stop_still(epoch, logs.get("update_ratio"))
+
+    def _maybe_stop_still(self, epoch, update_ratio):
+        """Stops when `stop_patience` epochs brought no improvement and the
+        updates no longer move the weights (`stop_update_fraction`)."""
+        if self.stop_patience is None or self.improved_epoch is None or self.model.stop_training:
+            return
+        flat = epoch - self.improved_epoch
+        best = getattr(self, "best_update_ratio", None)
+        measured = self.stop_update_fraction is not None and update_ratio is not None and best
+        still = not measured or float(update_ratio) < self.stop_update_fraction * best
+        if flat >= self.stop_patience and still:
+            self.model.stop_training = True
+            self.stopped_epoch = epoch
+            self.stop_reason = (
+                f"{flat} epochs without a better {self.monitor} (by min_delta {abs(self.min_delta):g}) "
+                f"since epoch {self.improved_epoch + 1}" + (f", update ratio {float(update_ratio):.2g} below "
+                                            f"{self.stop_update_fraction:g} x its {best:.2g} "
+                                            "there" if measured else ""))
+            if self.verbose > 0:
+                _print_msg(f"\nEpoch {epoch + 1}: stopping: {self.stop_reason}.")
 
     def _maybe_stop(self, epoch):
         """Stops once every learning rate is below stop_ratio x its initial value."""
@@ -403,6 +472,8 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
                for name in rates):
             self.model.stop_training = True
             self.stopped_epoch = epoch
+            self.stop_reason = (f"the learning rate fell below {self.stop_ratio:g} x its "
+                                "initial value")
             if self.verbose > 0:
                 lr, first = max(rates.values()), max(initial.values())
                 _print_msg(f"\nEpoch {epoch + 1}: learning rate {lr:.3g} fell below "
@@ -434,6 +505,8 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
             "min_lr": self.min_lr,
             "stop_ratio": self.stop_ratio,
             "restore_best_weights": self.restore_best_weights,
+            "stop_patience": self.stop_patience,
+            "stop_update_fraction": self.stop_update_fraction,
         }
 
     @classmethod
@@ -448,6 +521,12 @@ def find_clipped_optimizer(optimizer):
             return optimizer
         optimizer = getattr(optimizer, "inner_optimizer", None)
     return None
+
+
+def rate_for_ratio(rate, ratio, target=1e-3):
+    """The learning rate that would bring a measured update ratio to
+    `target`: for small steps the ratio grows in proportion to the rate."""
+    return rate * target / ratio
 
 
 # Epochs in a row above the band before the monitor calls the ratio too high.
@@ -554,11 +633,13 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
         self.warned_sides.add(side)
         out = sorted(name.split("/")[-1] for name, r in layers.items()
                      if (r < self.low if side == "low" else r > self.high))
+        lr = current_learning_rate(self.model.optimizer)
+        aim = f"about {rate_for_ratio(lr, ratio, self.target):.2g} would bring it near {self.target:g}"
         advice = ("the weights barely move: the learning rate is too low for progress (after "
-                  "the plateau rule's drops this is how training ends; from the start, raise "
-                  "learning_rate)" if side == "low" else
-                  "the steps are large against the weights: lower learning_rate, or clip "
-                  "(ClippedOptimizer max_norm / fit_with_tips clip_norm=)")
+                  f"the plateau rule's drops this is how training ends; from the start, raise "
+                  f"learning_rate {lr:.3g}: {aim})" if side == "low" else
+                  f"the steps are large against the weights: lower learning_rate {lr:.3g} "
+                  f"({aim}), or clip (ClippedOptimizer max_norm / fit_with_tips clip_norm=)")
         # stacklevel=1: the warning names this file, not Keras' callback list.
         warnings.warn(
             f"Epoch {epoch + 1}: update/weight ratio {ratio:.2e} left the healthy band "
@@ -636,3 +717,174 @@ class StopOnNaN(keras.callbacks.Callback):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class DivergenceGuard(keras.callbacks.Callback):
+    """Recovers a diverging run instead of only stopping it (tips 4 and 5).
+
+    Once per epoch it checks the training loss. When it is NaN/Inf, or has
+    exploded (above `explode` times the best epoch loss so far and above the
+    first epoch's), the weights and the optimizer state of the end of the
+    last good epoch are restored and the learning rate is divided by
+    `1 / factor` (tip 4's "divide by 5"), up to `max_recoveries` times; after
+    that it stops training on the last good weights and records `failed`.
+    With `lower_when_high=True` it also acts on the update/weight ratio
+    before anything diverges: when the epoch's `update_ratio` (logged by an
+    `UpdateRatioMonitor` placed before it) stays above `high` for
+    `high_epochs` epochs in a row, the rate is halved. Every action is an
+    entry of `events` (a dict with `epoch`, `kind`, `loss`, the old and new
+    rate); `describe_guard_event` puts one in words.
+
+    Example:
+
+    ```python
+    guard = DivergenceGuard()
+    model.fit(x, y, epochs=50, callbacks=[UpdateRatioMonitor(), guard])
+    print(guard.events, guard.failed)
+    ```
+
+    Args:
+        factor: Float in (0, 1). The rate is multiplied by it on each
+            recovery. Defaults to `0.2`.
+        max_recoveries: Integer >= 0. Defaults to `4`.
+        explode: Float > 1. A finite loss this many times the best epoch
+            loss (and above the first epoch's) counts as diverged. Defaults
+            to `10.0`.
+        reference_loss: Float or `None`. The loss before training (on a
+            batch), the scale "exploded" starts from, so that a first epoch
+            that already blew up is undone too. `None`: the first epoch's
+            loss. Defaults to `None`.
+        lower_when_high: Boolean. Halve the rate when the update ratio stays
+            above `high`. Defaults to `False`.
+        high: Float. Defaults to `3e-2`: three times the band's top (tip 5),
+            "far above". A calibrated start reads about 2e-2 in its first
+            steps and less after, so this acts only on a run going wrong.
+        high_epochs: Integer >= 1. Defaults to `3`.
+        verbose: Integer. 1 prints each action. Defaults to `0`.
+    """
+
+    def __init__(self, factor=0.2, max_recoveries=4, explode=10.0, lower_when_high=False,
+                 high=3e-2, high_epochs=3, reference_loss=None, verbose=0):
+        super().__init__()
+        if reference_loss is not None and (
+                isinstance(reference_loss, bool) or not isinstance(reference_loss, (int, float))
+                or not math.isfinite(reference_loss)):
+            raise ValueError("`reference_loss` must be a finite number or None. "
+                             f"Received: reference_loss={reference_loss!r}")
+        self.reference_loss = None if reference_loss is None else float(reference_loss)
+        self.factor = _check_fraction("factor", factor)
+        self.max_recoveries = _check_count("max_recoveries", max_recoveries)
+        for name, value in (("explode", explode), ("high", high)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    math.isfinite(value) and value > 0):
+                raise ValueError(f"`{name}` must be a finite number > 0. Received: {name}={value!r}")
+        if explode <= 1:
+            raise ValueError(f"`explode` must be > 1. Received: explode={explode!r}")
+        self.explode = float(explode)
+        self.high = float(high)
+        self.high_epochs = _check_count("high_epochs", high_epochs)
+        if self.high_epochs < 1:
+            raise ValueError(f"`high_epochs` must be >= 1. Received: high_epochs={high_epochs!r}")
+        self.lower_when_high = bool(lower_when_high)
+        self.verbose = verbose
+        self._start()
+
+    def _start(self):
+        self.events = []
+        self.failed = None
+        self._good = None
+        # Without a reference, the first epoch sets the scale of "exploded".
+        self._first_loss = self._best_loss = getattr(self, "reference_loss", None)
+        self._high_run = 0
+
+    def _state(self):
+        optimizer = self.model.optimizer
+        return ([keras.ops.convert_to_numpy(v) for v in self.model.weights],
+                [keras.ops.convert_to_numpy(v) for v in optimizer.variables])
+
+    def _restore(self):
+        weights, slots = self._good
+        for variable, value in zip(self.model.weights, weights):
+            variable.assign(value)
+        variables = self.model.optimizer.variables
+        if len(variables) == len(slots):  # built after the snapshot: keep its fresh state
+            for variable, value in zip(variables, slots):
+                variable.assign(value)
+
+    def on_train_begin(self, logs=None):
+        self._start()
+        self._good = self._state()
+
+    def _scale(self, factor):
+        """Scales every learning rate (each sub-optimizer); returns (old, new)."""
+        old = current_learning_rate(self.model.optimizer)
+        for _, optimizer in lr_optimizers(self.model.optimizer):
+            scale_learning_rate(self.model, optimizer, factor)
+        return old, current_learning_rate(self.model.optimizer)
+
+    def _record(self, epoch, kind, loss, old, new, **extra):
+        event = {"epoch": epoch, "kind": kind, "loss": loss, "from_lr": old, "to_lr": new,
+                 **extra}
+        self.events.append(event)
+        if self.verbose > 0:
+            _print_msg(f"\nEpoch {epoch + 1}: {describe_guard_event(event)}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        loss = logs.get("loss")
+        if loss is None:
+            return
+        loss = float(loss)
+        exploded = (math.isfinite(loss) and self._best_loss is not None
+                    and loss > self.explode * self._best_loss and loss > self._first_loss)
+        if not math.isfinite(loss) or exploded:
+            # The rate in force now (after any reduction this epoch), then
+            # the last good state, then the lower rate.
+            rates = [(opt, _rate(opt)) for _, opt in lr_optimizers(self.model.optimizer)]
+            kind = "exploded" if exploded else "not finite"
+            if len([e for e in self.events if e["kind"] != "ratio high"]) >= self.max_recoveries:
+                self._restore()
+                self.failed = {"epoch": epoch, "loss": loss, "kind": kind,
+                               "learning_rate": max(r for _, r in rates)}
+                self.model.stop_training = True
+                return
+            self._restore()
+            for optimizer, rate in rates:
+                if learning_rate_schedule(optimizer) is None:
+                    optimizer.learning_rate = rate
+            old, new = self._scale(self.factor)
+            self._record(epoch, kind, loss, old, new)
+            self._high_run = 0
+            return
+        if self._first_loss is None:
+            self._first_loss = loss
+        self._best_loss = loss if self._best_loss is None else min(self._best_loss, loss)
+        ratio = logs.get("update_ratio")
+        if self.lower_when_high and ratio is not None:
+            self._high_run = self._high_run + 1 if float(ratio) > self.high else 0
+            if self._high_run >= self.high_epochs:
+                old, new = self._scale(0.5)
+                self._record(epoch, "ratio high", loss, old, new, update_ratio=float(ratio))
+                self._high_run = 0
+        self._good = self._state()
+
+    def get_config(self):
+        return {"factor": self.factor, "max_recoveries": self.max_recoveries,
+                "explode": self.explode, "lower_when_high": self.lower_when_high,
+                "high": self.high, "high_epochs": self.high_epochs,
+                "reference_loss": self.reference_loss, "verbose": self.verbose}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def describe_guard_event(event):
+    """One line for a `DivergenceGuard` event."""
+    if event["kind"] == "ratio high":
+        return (f"update ratio {event['update_ratio']:.2g} stayed above the band: learning "
+                f"rate lowered {event['from_lr']:.3g} -> {event['to_lr']:.3g}")
+    return (f"loss {event['kind']} ({event['loss']:.4g}) at epoch {event['epoch'] + 1}: "
+            f"restored the last good epoch's weights and optimizer state, learning rate "
+            f"{event['from_lr']:.3g} -> {event['to_lr']:.3g}")

@@ -137,6 +137,11 @@ class Data:
         """(x, y) chunks of the "train" or "validation" split."""
         raise NotImplementedError
 
+    def training_batches(self, count):
+        """(x, y) of the first `count` batches of the first epoch, shuffled
+        and preprocessed as training reads them."""
+        raise NotImplementedError
+
     def validation_arrays(self):
         """The whole validation set as (x, y), as evaluated."""
         raise NotImplementedError

@@ -16,10 +16,12 @@ def fit_with_tips(model, data, *, ensemble=None, **options):
     What it does (each decision is a row of `result.tips`):
     inputs standardized on the training split, with `log1p` on non-negative
     features spanning orders of magnitude (tip 1); minibatches of 128 (2); a
-    mean-reduced loss (3), the model's own if it was compiled; SGD at 0.1 with
-    momentum 0.9 unless the model was compiled with an optimizer, halved on a
-    validation plateau and stopped when the rate is 1/100 of its start, best
-    weights restored (4); the update/weight ratio logged and checked (5);
+    mean-reduced loss (3), the model's own if it was compiled; SGD with
+    momentum 0.9 unless the model was compiled with an optimizer, at the rate
+    whose measured update/weight ratio is healthy (4, 5), halved on a
+    validation plateau, lowered when the ratio stays far above the band, a
+    diverged epoch undone, stopped when neither a better validation loss nor
+    moving weights are left, best weights restored; the ratio logged (5);
     gradient-norm clipping at 5 for recurrent models (7); longer patience for
     models with dropout (11); XLA where it is faster.
 
@@ -43,17 +45,31 @@ def fit_with_tips(model, data, *, ensemble=None, **options):
             stratified `validation_split` of `data` is held out.
         validation_split: Float in (0, 1). Defaults to `0.2`.
         epochs: Integer. Upper bound on epochs; the stopping rule usually ends
-            training earlier. Defaults to `60`.
+            training earlier; a run still improving when it runs out ends
+            as `"capped"`. Defaults to `100`.
         batch_size: Integer. Defaults to `128`.
-        learning_rate: Float. Initial learning rate of the default optimizer
-            (ignored when the model was compiled with one). Defaults to `0.1`.
+        learning_rate: `"auto"` or a float. The default optimizer's initial
+            rate (ignored when the model was compiled with one). `"auto"`
+            measures the update/weight ratio over a few training steps at
+            rates from 0.1 by factors of 2 and takes the one closest to the
+            healthy band (`keras_recipes.calibration`; weights, optimizer
+            and seed states restored), then keeps the ratio in view: held far
+            above the band, the rate is halved. A float is a fixed start.
+            Either way a diverged epoch (NaN or an exploded loss) is undone
+            and the rate divided by 5, up to 4 times. Defaults to `"auto"`.
         momentum: Float. Momentum of the default SGD. Defaults to `0.9`.
         clip_norm: `"auto"` (5.0 for recurrent models, else no clipping),
             `None` or a float. Defaults to `"auto"`.
         patience: Integer or `None` (3, or 6 with dropout). Validated epochs
             without improvement before the learning rate is halved.
-        stop_ratio: Float. Stop once the learning rate is below this fraction
-            of its initial value. Defaults to `1e-2`.
+        stop_ratio: `"auto"`, a float or `None`. `"auto"` stops once
+            `2 * patience` epochs brought no better validation loss and the
+            update ratio is below a tenth of that of the last epoch that
+            improved (the updates no longer move the weights: more halvings
+            cannot help). A float stops once the learning rate is
+            below that fraction of its initial value; `None` never stops
+            early. `epochs` is then a budget: a run still improving when it
+            runs out ends with status `"capped"`. Defaults to `"auto"`.
         preprocess: Boolean. Apply tip 1's preprocessing. Defaults to `True`.
         augment: Tip 10. `None`, `"image"` (`RandomShiftRotate`), `"audio"`
             (`NoiseMix`, with `noise_bank` when given), a Keras layer or a list

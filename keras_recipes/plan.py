@@ -10,11 +10,15 @@ real batch, decides, and builds the training model it will fit
 import hashlib
 import json
 import math
+import warnings
 
 import keras
 import numpy as np
 
 from keras_recipes import build
+from keras_recipes import calibration
+from keras_recipes import callbacks
+from keras_recipes import determinism
 from keras_recipes import distribute
 from keras_recipes import preprocessing
 from keras_recipes.losses import TASKS
@@ -29,13 +33,18 @@ from keras_recipes.result import Tip
 from keras_recipes.result import table
 
 DEFAULTS = dict(
-    validation_data=None, validation_split=0.2, epochs=60, batch_size=128, learning_rate=0.1,
-    momentum=0.9, clip_norm="auto", patience=None, stop_ratio=1e-2, preprocess=True,
+    validation_data=None, validation_split=0.2, epochs=100, batch_size="auto", learning_rate="auto",
+    momentum=0.9, clip_norm="auto", patience=None, stop_ratio="auto", preprocess=True,
     augment=None, noise_bank=None, callbacks=None, jit_compile="auto", strategy=None, seed=None,
     split_seed=None, verbose="auto", data_dir=None, audit=True, checkpoint_dir=None, task=None,
     loss=None, sample_weight=None, class_weight=None, steps_per_epoch=None,
     validation_steps=None, shuffle=True, deterministic="auto",
 )
+# With no progress for a stretch, the stopping rule's cue: updates an order
+# of magnitude below those of the last epoch that improved no longer move the
+# weights where progress was last made. A quarter (two halvings) stopped runs
+# on small, noisy validation sets too early (BUILD_NOTES.md, issue 24).
+STILL_FRACTION = 0.1
 # Settings of model.compile that fit_with_tips keeps as they are.
 _KEPT_COMPILE = ("loss_weights", "weighted_metrics", "run_eagerly", "steps_per_execution")
 _STEP_METHODS = ("train_step", "test_step", "compute_loss")
@@ -127,7 +136,8 @@ def fingerprint(data, model, tips):
     # Rows that differ between the processes or the runs of one training
     # (which worker this is, the resumed epoch) are not decisions about it.
     decisions = [[t.number, t.name, t.setting] for t in tips
-                 if t.name not in ("execution", "resumed", "audit", "distribution")]
+                 if t.name not in ("execution", "resumed", "audit", "distribution",
+                                   "learning rate", "update ratio")]
     return {"data": _digest(data_part), "model": _digest(model_part),
             "decisions": _digest(decisions)}
 
@@ -152,7 +162,8 @@ def check_options(model, options):
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
     _positive_int("epochs", o["epochs"])
-    _positive_int("batch_size", o["batch_size"])
+    if o["batch_size"] != "auto":
+        _positive_int("batch_size", o["batch_size"])
     for name in ("patience", "steps_per_epoch", "validation_steps"):
         _positive_int(name, o[name], allow_none=True)
     clip = o["clip_norm"]
@@ -161,8 +172,15 @@ def check_options(model, options):
             or not clip > 0 or not math.isfinite(clip)):
         raise ValueError(f"`clip_norm` must be 'auto', None or a number > 0. Received: clip_norm={clip!r}")
     lr = o["learning_rate"]
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"`learning_rate` must be a number > 0. Received: learning_rate={lr!r}")
+    if lr != "auto" and (isinstance(lr, bool) or not isinstance(lr, (int, float))
+                         or not (lr > 0 and math.isfinite(lr))):
+        raise ValueError("`learning_rate` must be 'auto' or a number > 0. "
+                         f"Received: learning_rate={lr!r}")
+    stop = o["stop_ratio"]
+    if stop not in ("auto", None) and (isinstance(stop, bool) or not isinstance(stop, (int, float))
+                                       or not 0 < stop < 1):
+        raise ValueError("`stop_ratio` must be 'auto', None or a number in (0, 1). "
+                         f"Received: stop_ratio={stop!r}")
     choices = {"jit_compile": ("auto", True, False), "verbose": ("auto", 0, 1, 2),
                "task": (None,) + TASKS, "shuffle": (True, False),
                "deterministic": ("auto", True, False)}
@@ -201,6 +219,7 @@ def plan(model, data, **options):
     ```
     """
     o = check_options(model, options)
+    o["batch_size"], batch_note = _decide_batch_size(data, o)
     strategy = distribute.resolve(o["strategy"])
     distribute.check_outside_scope(strategy)
     distribute.check_batch_size(o["batch_size"], strategy)
@@ -219,7 +238,7 @@ def plan(model, data, **options):
             sample_weight=o["sample_weight"], input_rank=_input_rank(model),
             steps_per_epoch=o["steps_per_epoch"])
         _check_inputs_match(model, data)
-        tips = _decide_data(data, o, strategy)
+        tips = _decide_data(data, o, strategy, batch_note)
         model, cloned = distribute.in_scope(model, strategy)
         if cloned:
             tips.append(Tip(0, "model", "cloned into the strategy's scope",
@@ -234,7 +253,57 @@ def plan(model, data, **options):
         if parts.get("jit_note"):
             tips = [t for t in tips if t.name != "execution"] + [
                 Tip(0, "execution", "jit_compile=False", parts["jit_note"], "jit_compile=")]
+        tips += _decide_learning_rate(parts, data, o)
     return Plan(tips, model, data, o, parts)
+
+
+def _decide_learning_rate(parts, data, o):
+    """Tips 4 and 5: the rate read from the update ratio (`"auto"`), or the
+    given rate with its measured ratio, and a warning when it is far from
+    the band. The training model is compiled here, once: training reuses it."""
+    user = parts["compile"] is not None
+    with determinism.deterministic(parts["deterministic"]):
+        optimizer = build.compile_model(parts, parts["jit"])
+        parts["compiled"] = (optimizer, parts["jit"])
+        batches = list(data.training_batches(calibration.STEPS))
+        if not user and o["learning_rate"] == "auto":
+            found = calibration.calibrate_learning_rate(parts["full"], batches)
+            parts["learning_rate"] = found.rate
+            parts["calibration"] = found
+            parts["initial_loss"] = found.initial_loss
+            return [Tip(4, "learning rate", f"{found.rate:.3g} (calibrated)", found.evidence(),
+                        "learning_rate="),
+                    Tip(5, "update ratio", "kept in view every epoch",
+                        "logged per epoch and per layer; held above 3e-2 (far above the band) for "
+                        "3 epochs, the rate is halved; a diverged epoch is undone and the rate "
+                        "divided by 5",
+                        "learning_rate=")]
+        ratio, parts["initial_loss"] = calibration.probe_update_ratio(parts["full"], batches)
+    rate = callbacks.current_learning_rate(optimizer)
+    whose = "your optimizer's" if user else "the given"
+    rows = [] if user else [Tip(4, "learning rate", f"{rate:.3g} (as passed)",
+                                "a fixed start; the plateau rule divides it",
+                                "learning_rate='auto'")]
+    measured = (f"measured {_ratio_text(ratio)} over {calibration.STEPS} steps at "
+                f"{whose} rate {rate:.3g}")
+    if math.isfinite(ratio) and 1e-4 <= ratio <= 1e-2:
+        rows.append(Tip(5, "update ratio", "in the healthy band", measured + "; logged per "
+                        "epoch and per layer; a diverged epoch is undone and the rate divided "
+                        "by 5", ""))
+        return rows
+    aim = (f"about {callbacks.rate_for_ratio(rate, ratio):.2g} would bring it to 1e-3"
+           if math.isfinite(ratio) else "a much lower rate is needed")
+    text = (f"WARNING: {measured}, outside [1e-4, 1e-2]: {aim}. Kept, as you chose it; "
+            "a diverged epoch is undone and the rate divided by 5")
+    warnings.warn(f"fit_with_tips: update/weight ratio {text}", callbacks.UpdateRatioWarning,
+                  stacklevel=4)
+    rows.append(Tip(5, "update ratio", "far from 1e-3", text,
+                    "model.compile(optimizer=...)" if user else "learning_rate="))
+    return rows
+
+
+def _ratio_text(ratio):
+    return f"{ratio:.2g}" if math.isfinite(ratio) else "a blow-up"
 
 
 def _check_inputs_match(model, data):
@@ -269,7 +338,42 @@ def _input_rank(model):
         return None
 
 
-def _decide_data(data, o, strategy):
+# Tip 2's 128 assumes many batches per epoch: below this many, a smaller one.
+MIN_STEPS = 8
+
+
+def _examples(data):
+    """The number of examples in in-memory `(x, y)` data, else None."""
+    if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+        return None
+    first = data[0]
+    if isinstance(first, dict) and first:
+        first = next(iter(first.values()))
+    elif isinstance(first, (list, tuple)) and first:
+        first = first[0]
+    return len(first) if hasattr(first, "shape") and hasattr(first, "__len__") else None
+
+
+def _decide_batch_size(data, o):
+    """Tip 2: 128, unless the training examples are so few that 128 leaves
+    fewer than MIN_STEPS updates an epoch; then the largest power of two
+    (at least 16) that gives that many. Returns (batch, why or None)."""
+    if o["batch_size"] != "auto":
+        return o["batch_size"], None
+    n = _examples(data)
+    if n is None:
+        return 128, None
+    n_train = n if o["validation_data"] is not None else int(n * (1 - o["validation_split"]))
+    batch = 128
+    while batch > 16 and -(-n_train // batch) < MIN_STEPS:
+        batch //= 2
+    if batch == 128:
+        return 128, None
+    return batch, (f"128 would give {-(-n_train // 128)} update(s) per epoch on {n_train} "
+                   f"training examples; {batch} gives at least {min(MIN_STEPS, -(-n_train // batch))}")
+
+
+def _decide_data(data, o, strategy, batch_note=None):
     tips = [Tip(4, "validation set", f"{data.n_validation} examples ({data.split})",
                 "decides LR drops, stopping and the best weights", "validation_data=, validation_split=")]
     if data.weighted:
@@ -281,8 +385,10 @@ def _decide_data(data, o, strategy):
     steps = data.steps_per_epoch
     few = (f"; only {steps} update{'s' if steps > 1 else ''} per epoch on {data.n_train} "
            "training examples: a smaller batch gives more" if steps < 4 else "")
+    if batch_note:
+        few = ""
     tips.append(Tip(2, "minibatch", f"batch_size={batch} ({steps} steps per epoch)",
-                    "about 128, as advised" + few
+                    (batch_note if batch_note else "about 128, as advised") + few
                     + (f"; {data.notes[0]}" if data.notes else ""), "batch_size="))
     if strategy is None and o["strategy"] == "auto":
         tips.append(Tip(0, "distribution", distribute.describe(None),
@@ -546,15 +652,18 @@ def _decide_training(model, o, parts):
                             "kept from model.compile", "model.compile(...)"))
         parts["compile_kwargs"] = kept
     else:
-        lr, momentum = float(o["learning_rate"]), o["momentum"]
-        parts["make_optimizer"] = lambda: build.clipped_sgd(lr, momentum, max_norm)
-        tips.append(Tip(4, "optimizer", f"SGD(learning_rate={lr:g}, momentum={momentum:g})",
-                        "a normal starting LR; see BUILD_NOTES.md for the measured choice",
-                        "learning_rate=, momentum=, or compile the model"))
+        momentum = o["momentum"]
+        auto = o["learning_rate"] == "auto"
+        # The rate is read when the optimizer is made: the calibration
+        # (_decide_learning_rate) sets it after the training model is built.
+        parts["learning_rate"] = calibration.START if auto else float(o["learning_rate"])
+        parts["make_optimizer"] = lambda: build.clipped_sgd(parts["learning_rate"], momentum,
+                                                            max_norm)
+        tips.append(Tip(4, "optimizer", f"SGD(momentum={momentum:g})",
+                        "tip 4's optimizer; its rate is the next row's",
+                        "momentum=, or compile the model"))
         parts["compile_kwargs"] = {}
     tips += _decide_schedule(o, parts, dropout)
-    tips.append(Tip(5, "update ratio", "logged per epoch and per layer",
-                    "||update||/||weights|| near 1e-3 is healthy; warns outside [1e-4, 1e-2]", ""))
     parts["max_norm"] = max_norm
     return tips
 
@@ -573,11 +682,21 @@ def _decide_schedule(o, parts, dropout):
                         "your callback takes precedence: ours (halve on plateau, stop when tiny, "
                         "restore best) is not added", "callbacks="))
         return tips
-    stop_ratio = None if stoppers else o["stop_ratio"]
     restore = not stoppers
-    parts["plateau"] = dict(patience=patience, stop_ratio=stop_ratio, restore_best_weights=restore,
-                            verbose=int(parts["verbose"] > 0))
-    stop_text = "never stop early" if stop_ratio is None else f"stop below {stop_ratio:g} x initial"
+    plateau = dict(patience=patience, stop_ratio=None, restore_best_weights=restore,
+                   verbose=int(parts["verbose"] > 0))
+    if stoppers or o["stop_ratio"] is None:
+        stop_text = "never stop early"
+    elif o["stop_ratio"] == "auto":
+        # Two halvings that brought nothing, and updates that no longer move
+        # the weights: more halvings cannot help (BUILD_NOTES.md, issue 24).
+        plateau.update(stop_patience=2 * patience, stop_update_fraction=STILL_FRACTION)
+        stop_text = (f"stop after {2 * patience} epochs without a better val_loss once the "
+                     f"update ratio is below {STILL_FRACTION:g} x the best epoch's")
+    else:
+        plateau["stop_ratio"] = o["stop_ratio"]
+        stop_text = f"stop below {o['stop_ratio']:g} x initial"
+    parts["plateau"] = plateau
     tips.append(Tip(4, "LR schedule", f"halve after {patience} flat validated epochs; {stop_text}"
                     + ("; restore best weights" if restore else ""),
                     "divide by 2 on plateau, stop when tiny" + (

@@ -51,8 +51,11 @@ class FitResult:
         execution: Dict describing how the step was compiled (`jit_compile`,
             the measured ratio when chosen automatically, blocking layers).
         layer_update_ratios: Per-epoch dicts of the per-layer update ratios.
-        status: `"finished"`, `"stopped"` (the stopping rule), `"diverged"`
-            (NaN or exploding loss; the last finite weights are kept) or
+        status: `"finished"`, `"stopped"` (the stopping rule), `"capped"`
+            (the `epochs` cap ended a run whose validation loss was still
+            improving), `"diverged"` (NaN or exploding loss that the
+            recoveries, each undoing the epoch and dividing the rate by 5,
+            could not cure; the last good weights are kept) or
             `"interrupted"` (Ctrl-C; best weights and preprocessing kept).
         events: What happened during training, in words.
     """
@@ -74,8 +77,8 @@ class FitResult:
         return table(rows, ["tip", "what", "setting", "why", "override with"])
 
     def __str__(self):
-        head = (f"fit_with_tips: {self.status.upper()}" if self.status in ("diverged", "interrupted")
-                else "fit_with_tips")
+        head = (f"fit_with_tips: {self.status.upper()}"
+                if self.status in ("diverged", "interrupted", "capped") else "fit_with_tips")
         # The table was printed before training (verbose): not twice.
         table_text = ("tips: the table printed before training (result.tips_table())"
                       if getattr(self, "table_shown", False) else self.tips_table())

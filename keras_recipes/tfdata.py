@@ -110,6 +110,10 @@ class TFData(Data):
         for x, y, *_ in dataset.unbatch().batch(1024).as_numpy_iterator():
             yield x, y
 
+    def training_batches(self, count):
+        for x, y, *_ in self.epochs(0, 1, shuffle=True).take(count).as_numpy_iterator():
+            yield x, y
+
     def validation_arrays(self):
         xs, ys = [], []
         for x, y in self.pairs(self.validation).as_numpy_iterator():

@@ -2,6 +2,7 @@
 what happened in a `FitResult`. A run that diverged or was interrupted says
 so, in `result.status`, `str(result)` and a warning."""
 
+import math
 import signal
 import threading
 import time
@@ -12,10 +13,11 @@ import keras
 from keras_recipes import build
 from keras_recipes import determinism
 from keras_recipes import distribute
+from keras_recipes.callbacks import DivergenceGuard
 from keras_recipes.callbacks import ReduceLROnPlateau
 from keras_recipes.callbacks import ScaledSchedule
-from keras_recipes.callbacks import StopOnNaN
 from keras_recipes.callbacks import UpdateRatioMonitor
+from keras_recipes.callbacks import describe_guard_event
 from keras_recipes.callbacks import learning_rate_schedule
 from keras_recipes.result import FitResult
 from keras_recipes.result import Tip
@@ -125,15 +127,23 @@ def _callbacks(plan, checkpointer, jit):
     parts, o = plan.parts, plan.options
     plateau = (ReduceLROnPlateau.halve(**parts["plateau"]) if parts["plateau"] is not None
                else None)
-    monitor, guard, interrupt = UpdateRatioMonitor(), StopOnNaN(), GracefulInterrupt()
+    # The recipe steers the rate it chose (learning_rate="auto"); a rate the
+    # user fixed is only rescued from divergence.
+    steer = parts["compile"] is None and plan.options["learning_rate"] == "auto"
+    monitor, interrupt = UpdateRatioMonitor(), GracefulInterrupt()
+    reference = parts.get("initial_loss")
+    guard = DivergenceGuard(lower_when_high=steer, verbose=int(parts["verbose"] > 0),
+                            reference_loss=reference if reference is not None
+                            and math.isfinite(reference) else None)
     optimizer = build.compile_model(parts, jit)
     past = (0, {}, [])
     if parts["resume"] is not None:
         past = _resume(plan, checkpointer, parts["full"], optimizer, plateau)
         plan.tips.append(Tip(0, "resumed", f"from the checkpoint after epoch {past[0]}",
                              f"found in {checkpointer.directory}", "checkpoint_dir="))
-    # Order matters at the end of training: the guard restores the last
-    # finite weights first, then the plateau callback the best ones.
+    # Order matters: the monitor logs the update ratio the guard and the
+    # plateau rule read; at the end of training the guard restores the last
+    # good weights first, then the plateau callback the best ones.
     # Fused ensemble members: each restored from its own best epoch, after
     # the plateau rule's restore (by their summed loss).
     member_best = None
@@ -178,22 +188,32 @@ def _fit(plan, callbacks, initial_epoch, plateau):
         class_weight=class_weight)
 
 
-def _events(watch, stop_ratio):
+def _events(watch, epochs_run, epochs):
     guard, plateau, interrupt = watch["guard"], watch["plateau"], watch["interrupt"]
     events, status = [], "finished"
-    if guard.event is not None:
+    if guard.failed is not None:
         status = "diverged"
-        events.append(f"training diverged: loss {guard.event['loss']} at epoch "
-                      f"{guard.event['epoch'] + 1} with learning rate "
-                      f"{guard.event['learning_rate']:.4g}; stopped and restored the last "
-                      "finite weights. Lower learning_rate= (or clip_norm=) and run again")
+        failed = guard.failed
+        events.append(f"training diverged: loss {failed['loss']:.4g} at epoch "
+                      f"{failed['epoch'] + 1} with learning rate {failed['learning_rate']:.4g}, "
+                      f"after {len(guard.events)} recover{'ies' if len(guard.events) != 1 else 'y'}"
+                      "; stopped and restored the last good weights. Lower learning_rate= (or "
+                      "clip_norm=) and run again")
+    events += [describe_guard_event(e) for e in guard.events]
     if interrupt.interrupted:
         status = "interrupted" if status == "finished" else status
         events.append("interrupted (Ctrl-C): stopped after the current step")
     if plateau is not None and plateau.stopped_epoch is not None:
         status = "stopped" if status == "finished" else status
-        events.append(f"stopped at epoch {plateau.stopped_epoch + 1}: the learning rate fell "
-                      f"below {stop_ratio:g} x its initial value")
+        events.append(f"stopped at epoch {plateau.stopped_epoch + 1}: {plateau.stop_reason}")
+    elif (status == "finished" and plateau is not None and epochs_run >= epochs
+          and plateau.improved_epoch is not None
+          and epochs - 1 - plateau.improved_epoch < plateau.patience):
+        # The cap is a budget: a run still improving when it ran out says so.
+        status = "capped"
+        events.append(f"still improving at the epoch cap: val_loss improved (by more than "
+                      f"{abs(plateau.min_delta):g}) at epoch {plateau.improved_epoch + 1} of {epochs}; "
+                      "raise epochs= to train longer")
     if plateau is not None and plateau.best_epoch is not None:
         events.append(f"weights restored from epoch {plateau.best_epoch + 1} "
                       f"(val_loss {plateau.best_weights_value:.4g})")
@@ -201,6 +221,25 @@ def _events(watch, stop_ratio):
     if member_best is not None and member_best.event() is not None:
         events.append(member_best.event())
     return status, events
+
+
+def _outcome_rows(watch, status, events):
+    """Rows for what the run did on its own: each rate the guard changed,
+    and a cap that ended a run still improving."""
+    rows = [Tip(4 if e["kind"] != "ratio high" else 5, "learning rate",
+                f"lowered at epoch {e['epoch'] + 1}", describe_guard_event(e), "learning_rate=")
+            for e in watch["guard"].events]
+    if status == "capped":
+        rows.append(Tip(4, "epochs", "cap reached while still improving",
+                        _headline(status, events), "epochs="))
+    return rows
+
+
+def _headline(status, events):
+    """The event that gave the run its status."""
+    starts = {"diverged": "training diverged", "interrupted": "interrupted",
+              "capped": "still improving"}[status]
+    return next(e for e in events if e.startswith(starts))
 
 
 def run(plan):
@@ -221,11 +260,12 @@ def run(plan):
         execution = dict(parts["execution"], jit_compile_after_fit=bool(full.jit_compile),
                          replicas=distribute.replicas(parts["strategy"]),
                          workers=distribute.workers(parts["strategy"]))
-        status, events = _events(watch, plan.options["stop_ratio"])
+        status, events = _events(watch, len(merged.get("loss", [])), plan.options["epochs"])
         fused = parts.get("fused")
         model = full if fused is not None else build.result_model(parts, full, plan.model, plan.data)
         wrapper = build.unwrap_optimizer(parts, model, full) if fused is None else None
-        result = FitResult(model, merged, plan.tips, plan.data, execution,
+        result = FitResult(model, merged, plan.tips + _outcome_rows(watch, status, events),
+                           plan.data, execution,
                            past[2] + watch["monitor"].layer_history,
                            time.perf_counter() - start, events, status)
         result.optimizer = wrapper or getattr(full, "optimizer", None)
@@ -234,8 +274,9 @@ def run(plan):
         result.plan = plan
         plateau = watch["plateau"]
         result.best_epoch = plateau.best_epoch if plateau is not None else None
-        if status in ("diverged", "interrupted"):
-            warnings.warn(f"fit_with_tips {status}: {events[0]}", RuntimeWarning, stacklevel=3)
+        if status in ("diverged", "interrupted", "capped"):
+            warnings.warn(f"fit_with_tips {status}: {_headline(status, events)}",
+                          RuntimeWarning, stacklevel=3)
         if fused is not None:
             result.execution["ensemble_path"] = "fused"
             result.ensemble = fused.assemble(parts, result)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from helpers import config_round_trip, fit_keeps_xla, tiny_classifier, tiny_data
-from keras_recipes.callbacks import (ReduceLROnPlateau, ScaledSchedule,
+from keras_recipes.callbacks import (DivergenceGuard, ReduceLROnPlateau, ScaledSchedule,
                                      UpdateRatioMonitor, UpdateRatioWarning,
                                      learning_rate_schedule)
 from keras_recipes.optimizers import ClippedOptimizer
@@ -138,6 +138,9 @@ def test_scaled_schedule_config_round_trip():
     lambda: ReduceLROnPlateau.halve(patience=3, stop_ratio=0.01, monitor="val_accuracy"),
     lambda: ReduceLROnPlateau(factor=0.3, cooldown=2, restore_best_weights=False),
     lambda: UpdateRatioMonitor(target=2e-3, low=1e-4, high=5e-2, warn=False),
+    lambda: ReduceLROnPlateau.halve(patience=2, stop_patience=4, stop_update_fraction=0.25),
+    lambda: DivergenceGuard(factor=0.5, max_recoveries=2, explode=20.0, lower_when_high=True,
+                            high=5e-2, high_epochs=2),
 ])
 def test_config_round_trip(make):
     config_round_trip(make())
@@ -201,6 +204,15 @@ def test_update_ratio_monitor_needs_clipped_optimizer():
         (lambda: UpdateRatioMonitor(low=1e-2, high=1e-4), ValueError, "Received: low=0.01"),
         (lambda: UpdateRatioMonitor(target=-1), ValueError, "Received: target=-1"),
         (lambda: ScaledSchedule(0.1), TypeError, "Received: schedule=0.1"),
+        (lambda: ReduceLROnPlateau(stop_patience=0), ValueError, "Received: stop_patience=0"),
+        (lambda: ReduceLROnPlateau(stop_patience=3, stop_update_fraction=1.5), ValueError,
+         "Received: stop_update_fraction=1.5"),
+        (lambda: ReduceLROnPlateau(stop_update_fraction=0.25), ValueError,
+         "Received: stop_update_fraction=0.25, stop_patience=None"),
+        (lambda: DivergenceGuard(factor=2.0), ValueError, "Received: factor=2.0"),
+        (lambda: DivergenceGuard(explode=0.5), ValueError, "Received: explode=0.5"),
+        (lambda: DivergenceGuard(max_recoveries=-1), ValueError, "Received: max_recoveries=-1"),
+        (lambda: DivergenceGuard(high_epochs=0), ValueError, "Received: high_epochs=0"),
     ],
 )
 def test_bad_arguments_rejected(make, error, match):

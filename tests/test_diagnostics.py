@@ -392,4 +392,6 @@ def test_mel_spectrogram_top_db_leak_warns_and_does_not_block_training():
     model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling1D()(z)))
     report = audit(model, (clips, labels))
     assert status(report, "batch independence") in ("pass", "warn"), str(report)
-    assert fit_with_tips(model, (clips, labels), epochs=1, seed=0, verbose=0).status == "finished"
+    # One epoch that improved: the budget ran out while still improving.
+    assert fit_with_tips(model, (clips, labels), epochs=1, seed=0, verbose=0).status in (
+        "finished", "capped")

@@ -35,8 +35,8 @@ def test_end_to_end_digits_untuned_mlp_reaches_96_percent(tmp_path):
     assert accuracy >= 0.96, accuracy
     for key in ("learning_rate", "update_ratio", "grad_norm", "clip_fraction", "val_loss"):
         assert len(result.history[key]) == len(result.history["loss"])
-    # The stopping rule ended training before the epoch bound.
-    assert len(result.history["loss"]) < 60
+    # The stopping rule ended training before the epoch bound (100).
+    assert len(result.history["loss"]) < 100
     assert any("stopped at epoch" in e for e in result.events)
     assert "tip" in str(result) and "update ratio" in str(result)
     fig = result.plot()
@@ -346,7 +346,11 @@ def test_divergence_stops_and_never_returns_nan_weights():
     x, y = small(*load_digits("train"))
     result = fit_with_tips(mlp(), (x, y), epochs=5, learning_rate=1e12, preprocess=False, seed=0,
                            jit_compile=True, verbose=0)
-    assert any("diverged" in e and "learning rate 1e+12" in e for e in result.events), result.events
+    # Each blown-up epoch is undone and the rate divided by 5; at 1e12 four
+    # recoveries cannot cure it, and the run says it diverged.
+    assert result.status == "diverged"
+    assert any("diverged" in e and "after 4 recoveries" in e and "learning rate 1.6e+09" in e
+               for e in result.events), result.events
     for w in result.model.get_weights():
         assert np.isfinite(w).all()
 

@@ -1,0 +1,240 @@
+"""Tip 5 steering tip 4 (issue 24): the calibrated learning rate, the
+guard that undoes a diverged epoch, the stopping rule read from the run,
+the epoch cap as a budget, and a compiled model's own rate."""
+
+import math
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import tiny_classifier
+from keras_recipes import fit_with_tips
+from keras_recipes import plan
+from keras_recipes.calibration import calibrate_learning_rate
+from keras_recipes.calibration import measure_update_ratio
+from keras_recipes.callbacks import DivergenceGuard
+from keras_recipes.callbacks import ReduceLROnPlateau
+from keras_recipes.callbacks import UpdateRatioMonitor
+from keras_recipes.callbacks import UpdateRatioWarning
+from keras_recipes.datasets import load_digits
+from keras_recipes.optimizers import ClippedOptimizer
+
+SPARSE_CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits("train")
+    x = ((x - x.mean(0)) / (x.std(0) + 1e-6)).astype("float32")
+    return x, y
+
+
+def _batches(x, y, count=8, size=128):
+    return [(x[i * size:(i + 1) * size], y[i * size:(i + 1) * size]) for i in range(count)]
+
+
+def _scaled_model(scale, seed=0):
+    """Inputs multiplied by `scale` inside the model: the gradient, and so the
+    rate that gives a healthy ratio, scale with it."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Rescaling(scale),
+                              keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(10)])
+    model.compile(ClippedOptimizer(keras.optimizers.SGD(0.1, momentum=0.9), max_norm=None),
+                  SPARSE_CE)
+    return model
+
+
+def test_calibration_finds_each_models_rate_in_the_band(digits):
+    batches = _batches(*digits)
+    chosen = []
+    for scale in (0.1, 1.0, 10.0):
+        model = _scaled_model(scale)
+        before = [w.copy() for w in model.get_weights()]
+        found = calibrate_learning_rate(model, batches)
+        # Everything restored, the rate left at the choice.
+        for a, b in zip(before, model.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0
+        assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(
+            found.rate)
+        # The chosen rate's ratio, measured again from the same state, is near the target.
+        ratio = measure_update_ratio(model, batches)
+        assert found.target / 2 <= ratio <= found.target * 2, (scale, found.measured, ratio)
+        assert ratio == pytest.approx(found.ratio, rel=1e-4)
+        chosen.append(found.rate)
+        assert f"{found.rate:.3g} is closest" in found.evidence()
+    # The three models' right rates are far apart; the calibration follows them.
+    assert chosen[0] / chosen[2] >= 30, chosen
+
+
+def test_calibration_is_reproducible_and_leaves_the_seed_state(digits):
+    runs = []
+    for _ in range(2):
+        model = _scaled_model(1.0, seed=3)
+        runs.append(calibrate_learning_rate(model, _batches(*digits)).measured)
+    assert runs[0] == runs[1]
+
+
+def test_calibration_needs_a_fresh_recording_optimizer(digits):
+    x, y = digits
+    model = _scaled_model(1.0)
+    model.train_on_batch(x[:128], y[:128])
+    with pytest.raises(ValueError, match="Received: 1 steps taken"):
+        calibrate_learning_rate(model, _batches(x, y))
+    plain = tiny_classifier(n_features=64, n_classes=10)
+    plain.compile("sgd", SPARSE_CE)
+    with pytest.raises(ValueError, match="Received: optimizer=SGD"):
+        calibrate_learning_rate(plain, _batches(x, y))
+    with pytest.raises(ValueError, match="Received: steps=1"):
+        measure_update_ratio(_scaled_model(1.0), _batches(x, y), steps=1)
+
+
+def test_auto_rate_is_shown_with_its_evidence_and_trained_with(digits):
+    p = plan(keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
+                               keras.layers.Dense(10)]), digits, seed=0, verbose=0)
+    row = next(t for t in p.tips if t.name == "learning rate")
+    found = p.parts["calibration"]
+    assert row.setting == f"{found.rate:.3g} (calibrated)" and row.override == "learning_rate="
+    assert "->" in row.reason and len(found.measured) >= 2
+    optimizer = p.parts["full"].optimizer
+    assert float(keras.ops.convert_to_numpy(optimizer.learning_rate)) == pytest.approx(found.rate)
+    assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 0
+
+
+def test_fixed_rate_keeps_todays_start_and_is_not_steered(digits):
+    # learning_rate=0.3: a fixed start far above the band. The rate is the
+    # user's (no calibration, no lowering for the ratio); the table warns.
+    with pytest.warns(UpdateRatioWarning, match="would bring it to 1e-3"):
+        result = fit_with_tips(tiny_classifier(n_features=64, n_classes=10), digits,
+                               learning_rate=0.3, stop_ratio=1e-2, epochs=6, seed=0, verbose=0)
+    assert result.history["learning_rate"][0] == pytest.approx(0.3)
+    assert "calibration" not in result.plan.parts
+    assert not any(t.name == "learning rate" and "lowered" in t.setting
+                   and "update ratio" in t.reason for t in result.tips)
+    row = next(t for t in result.tips if t.name == "update ratio")
+    assert row.setting == "far from 1e-3" and "about" in row.reason
+
+
+def test_compiled_model_keeps_its_optimizer_and_is_told_its_ratio(digits):
+    model = tiny_classifier(n_features=64, n_classes=10)
+    model.compile(keras.optimizers.Adam(0.5), SPARSE_CE)
+    with pytest.warns(UpdateRatioWarning, match="your optimizer's rate 0.5"):
+        p = plan(model, digits, seed=0, verbose=0)
+    row = next(t for t in p.tips if t.name == "update ratio")
+    assert row.override == "model.compile(optimizer=...)"
+    inner = p.parts["full"].optimizer.inner_optimizer
+    assert isinstance(inner, keras.optimizers.Adam)
+    assert float(keras.ops.convert_to_numpy(inner.learning_rate)) == pytest.approx(0.5)
+    assert not any(t.name == "learning rate" for t in p.tips)
+
+
+def test_a_planted_blow_up_is_recovered(digits):
+    # A rate 200x too high: the epochs that blow up are undone and the rate
+    # divided by 5 until training holds; the run ends finite, not diverged.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UpdateRatioWarning)
+        result = fit_with_tips(tiny_classifier(n_features=64, n_classes=10), digits,
+                               learning_rate=20.0, epochs=8, seed=0, verbose=0)
+    recoveries = [t for t in result.tips if t.name == "learning rate" and "lowered" in t.setting]
+    assert recoveries, result.events
+    assert result.status != "diverged", result.events
+    assert math.isfinite(result.history["val_loss"][result.best_epoch])
+    assert all(np.isfinite(w).all() for w in result.model.get_weights())
+    assert any("restored the last good epoch" in e for e in result.events)
+
+
+def test_guard_gives_up_after_its_recoveries_and_keeps_good_weights():
+    x = np.random.default_rng(0).normal(size=(128, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    model = tiny_classifier()
+    model.compile(ClippedOptimizer(keras.optimizers.SGD(1e12), max_norm=None), SPARSE_CE)
+    guard = DivergenceGuard(max_recoveries=1, factor=0.5)
+    model.fit(x, y, epochs=5, batch_size=32, verbose=0, callbacks=[guard])
+    assert guard.failed is not None and len(guard.events) == 1
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_ratio_far_above_the_band_lowers_the_rate():
+    x = np.random.default_rng(0).normal(size=(256, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    model = tiny_classifier()
+    model.compile(ClippedOptimizer(keras.optimizers.SGD(0.5), max_norm=None), SPARSE_CE)
+    guard = DivergenceGuard(lower_when_high=True, high=1e-6, high_epochs=2)
+    model.fit(x, y, epochs=4, batch_size=32, verbose=0,
+              callbacks=[UpdateRatioMonitor(warn=False), guard])
+    assert [e["kind"] for e in guard.events] == ["ratio high", "ratio high"]
+    assert guard.events[0]["to_lr"] == pytest.approx(0.25)
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.125)
+
+
+class _Scripted:
+    """Drives a plateau callback with scripted epoch logs."""
+
+    def __init__(self, callback):
+        model = tiny_classifier()
+        model.compile(ClippedOptimizer(keras.optimizers.SGD(0.1), max_norm=None), SPARSE_CE)
+        callback.set_model(model)
+        callback.on_train_begin()
+        self.callback, self.model = callback, model
+
+    def run(self, val_losses, ratios):
+        for epoch, (val, ratio) in enumerate(zip(val_losses, ratios)):
+            self.callback.on_epoch_end(epoch, {"val_loss": val, "update_ratio": ratio})
+            if self.model.stop_training:
+                return epoch
+        return None
+
+
+@pytest.mark.parametrize("ratios,stops_at", [
+    # 4 flat epochs after the best (epoch 2), updates at a fifth of the best's
+    ([1e-3] * 3 + [2e-4] * 9, 6),
+    ([1e-3] * 3 + [5e-4] * 4 + [1e-4] * 5, 7),   # flat, the weights moved until epoch 7
+    ([1e-3] * 12, None),               # flat, but the weights still move: keep halving
+])
+def test_stop_rule_reads_the_ratio(ratios, stops_at):
+    callback = ReduceLROnPlateau.halve(patience=2, stop_ratio=None, stop_patience=4,
+                                       stop_update_fraction=0.25)
+    stopped = _Scripted(callback).run([1.0, 0.9, 0.8] + [0.85] * 9, ratios)
+    assert stopped == stops_at
+    if stops_at is not None:
+        assert callback.stopped_epoch == stops_at and "update ratio" in callback.stop_reason
+
+
+def test_a_run_still_improving_at_the_cap_says_so(digits):
+    with pytest.warns(RuntimeWarning, match="still improving"):
+        result = fit_with_tips(tiny_classifier(n_features=64, n_classes=10), digits, epochs=3,
+                               seed=0, verbose=0)
+    assert result.status == "capped"
+    assert str(result).startswith("fit_with_tips: CAPPED")
+    assert any(t.name == "epochs" and "still improving" in t.setting for t in result.tips)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(learning_rate="fast"), "Received: learning_rate='fast'"),
+    (dict(learning_rate=float("inf")), "Received: learning_rate=inf"),
+    (dict(stop_ratio=2.0), "Received: stop_ratio=2.0"),
+    (dict(stop_ratio="never"), "Received: stop_ratio='never'"),
+])
+def test_bad_rate_arguments_are_rejected_before_any_work(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        plan(tiny_classifier(), "digits", **kwargs)
+
+
+@pytest.mark.parametrize("n,kwargs,batch", [
+    (1437, {}, 128),                       # digits: 9 steps per epoch at 128
+    (455, {}, 32),                         # 364 training examples: 128 gives 3 steps
+    (120, {}, 16),                         # never below 16
+    (120, dict(batch_size=128), 128),      # the user's batch wins
+])
+def test_small_data_gets_enough_steps_per_epoch(digits, n, kwargs, batch):
+    x, y = digits
+    p = plan(tiny_classifier(n_features=64, n_classes=10), (x[:n], y[:n]), seed=0, verbose=0,
+             **kwargs)
+    row = next(t for t in p.tips if t.name == "minibatch")
+    assert row.setting.startswith(f"batch_size={batch} ")
+    assert p.options["batch_size"] == batch
+    if batch != 128:
+        assert "128 would give" in row.reason
