@@ -692,7 +692,8 @@ def _decide_schedule(o, parts, dropout):
         # the weights: more halvings cannot help (BUILD_NOTES.md, issue 24).
         plateau.update(stop_patience=2 * patience, stop_update_fraction=STILL_FRACTION)
         stop_text = (f"stop after {2 * patience} epochs without a better val_loss once the "
-                     f"update ratio is below {STILL_FRACTION:g} x the best epoch's")
+                     f"update ratio is below {STILL_FRACTION:g} x that of the last epoch that "
+                     "improved")
     else:
         plateau["stop_ratio"] = o["stop_ratio"]
         stop_text = f"stop below {o['stop_ratio']:g} x initial"
