@@ -20,18 +20,19 @@ def shared_data(*parts):
     return path
 
 
-def pytest_report_header(config):
-    """The versions under test, first in every log (CI's included): a new
-    major version of a test tool shows up here before it shows up as a failure."""
+def pytest_terminal_summary(terminalreporter):
+    """The versions under test, at the end of every log (CI's included, and
+    with -q, which hides the header): a new major version of a test tool shows
+    up here before it shows up as a failure."""
     from importlib import metadata
 
     found = []
-    for name in ("keras", "tensorflow", "jax", "torch", "numpy", "hypothesis"):
+    for name in ("pytest", "keras", "tensorflow", "jax", "torch", "numpy", "hypothesis"):
         try:
             found.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
             found.append(f"{name} absent")
-    return "keras_recipes under: " + ", ".join(found)
+    terminalreporter.write_line("keras_recipes under: " + ", ".join(found))
 
 
 def pytest_addoption(parser):
