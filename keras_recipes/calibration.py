@@ -31,12 +31,17 @@ MAX_PROBES = 5
 # and its later epochs sat near 1e-3; rates that read 3.5e-2 (spoken digits)
 # or 0.14 (California) trained badly or not at all.
 TARGET = 2e-2
+# A given rate's probe reading, judged on the same scale: the measured good
+# rates read within 2.5x of TARGET; 5e-2 and above trained badly, and below
+# 5e-3 the budget ran out (BUILD_NOTES.md, issue 24).
+PROBE_BAND = (TARGET / 4, TARGET * 2.5)
 # The search never leaves 0.1 * 2**k for k in this range (about 1.5e-5 .. 0.8).
 _GRID = (-13, 3)
 
 
-def _ratio_text(ratio):
-    return "blew up" if not math.isfinite(ratio) else f"{ratio:.2g}"
+def ratio_text(ratio):
+    """A measured ratio as the tips table shows it (a blow-up is not a number)."""
+    return "a blow-up" if not math.isfinite(ratio) else f"{ratio:.2g}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +74,7 @@ class Calibration:
         return dict(self.measured)[self.rate]
 
     def evidence(self):
-        probes = ", ".join(f"{r:.3g} -> {_ratio_text(q)}" for r, q in self.measured)
+        probes = ", ".join(f"{r:.3g} -> {ratio_text(q)}" for r, q in self.measured)
         return (f"update/weight ratio over {self.steps} training steps per rate: {probes}; "
                 f"{self.rate:.3g} is closest to {self.target:g} ({self.seconds:.1f} s, and "
                 f"{self.trace_seconds:.1f} s tracing the step training reuses; weights and "

@@ -44,10 +44,14 @@ def fit_with_tips(model, data, *, ensemble=None, **options):
         validation_data: `(x, y)` or a dataset. If `None`, a seeded,
             stratified `validation_split` of `data` is held out.
         validation_split: Float in (0, 1). Defaults to `0.2`.
-        epochs: Integer. Upper bound on epochs; the stopping rule usually ends
-            training earlier; a run still improving when it runs out ends
-            as `"capped"`. Defaults to `100`.
-        batch_size: Integer. Defaults to `128`.
+        epochs: `"auto"` or an integer. Upper bound on epochs (a budget); the
+            stopping rule usually ends training earlier; a run still
+            improving when it runs out ends as `"capped"`. `"auto"`: 100,
+            or enough epochs for 3000 updates when epochs are short (small
+            data). Defaults to `"auto"`.
+        batch_size: `"auto"` or an integer. `"auto"`: 128, or a smaller
+            power of two (at least 16) when 128 would give fewer than 8
+            updates an epoch. Defaults to `"auto"`.
         learning_rate: `"auto"` or a float. The default optimizer's initial
             rate (ignored when the model was compiled with one). `"auto"`
             measures the update/weight ratio over a few training steps at
@@ -60,8 +64,10 @@ def fit_with_tips(model, data, *, ensemble=None, **options):
         momentum: Float. Momentum of the default SGD. Defaults to `0.9`.
         clip_norm: `"auto"` (5.0 for recurrent models, else no clipping),
             `None` or a float. Defaults to `"auto"`.
-        patience: Integer or `None` (3, or 6 with dropout). Validated epochs
-            without improvement before the learning rate is halved.
+        patience: Integer or `None`. Validated epochs without improvement
+            before the learning rate is halved. `None`: 3 (6 with dropout),
+            raised until those epochs hold 100 updates (with few updates an
+            epoch, a few epochs are validation noise, not a plateau).
         stop_ratio: `"auto"`, a float or `None`. `"auto"` stops once
             `2 * patience` epochs brought no better validation loss and the
             update ratio is below a tenth of that of the last epoch that

@@ -33,7 +33,7 @@ from keras_recipes.result import Tip
 from keras_recipes.result import table
 
 DEFAULTS = dict(
-    validation_data=None, validation_split=0.2, epochs=100, batch_size="auto", learning_rate="auto",
+    validation_data=None, validation_split=0.2, epochs="auto", batch_size="auto", learning_rate="auto",
     momentum=0.9, clip_norm="auto", patience=None, stop_ratio="auto", preprocess=True,
     augment=None, noise_bank=None, callbacks=None, jit_compile="auto", strategy=None, seed=None,
     split_seed=None, verbose="auto", data_dir=None, audit=True, checkpoint_dir=None, task=None,
@@ -161,7 +161,8 @@ def check_options(model, options):
     o = dict(DEFAULTS, **options)
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
-    _positive_int("epochs", o["epochs"])
+    if o["epochs"] != "auto":
+        _positive_int("epochs", o["epochs"])
     if o["batch_size"] != "auto":
         _positive_int("batch_size", o["batch_size"])
     for name in ("patience", "steps_per_epoch", "validation_steps"):
@@ -239,13 +240,14 @@ def plan(model, data, **options):
             steps_per_epoch=o["steps_per_epoch"])
         _check_inputs_match(model, data)
         tips = _decide_data(data, o, strategy, batch_note)
+        tips.append(_decide_epochs(data, o))
         model, cloned = distribute.in_scope(model, strategy)
         if cloned:
             tips.append(Tip(0, "model", "cloned into the strategy's scope",
                             cloned + "; the trained model is result.model"))
         tips += _decide_task(model, data, o, parts)
         tips += _decide_inputs(model, data, o, parts)
-        tips += _decide_training(model, o, parts)
+        tips += _decide_training(model, o, parts, data)
         parts.update(build.training_model(parts, model, data))
         tips += _audit(model, data, o, parts)
         tips.append(_decide_execution(parts, data, o))
@@ -284,26 +286,26 @@ def _decide_learning_rate(parts, data, o):
     rows = [] if user else [Tip(4, "learning rate", f"{rate:.3g} (as passed)",
                                 "a fixed start; the plateau rule divides it",
                                 "learning_rate='auto'")]
-    measured = (f"measured {_ratio_text(ratio)} over {calibration.STEPS} steps at "
+    measured = (f"measured {calibration.ratio_text(ratio)} over {calibration.STEPS} steps at "
                 f"{whose} rate {rate:.3g}")
-    if math.isfinite(ratio) and 1e-4 <= ratio <= 1e-2:
-        rows.append(Tip(5, "update ratio", "in the healthy band", measured + "; logged per "
-                        "epoch and per layer; a diverged epoch is undone and the rate divided "
+    low, high = calibration.PROBE_BAND
+    target = calibration.TARGET
+    scale = (f"the first steps' ratio, where learning_rate='auto' aims for {target:g} (later "
+             "epochs then read near tip 5's 1e-3)")
+    if math.isfinite(ratio) and low <= ratio <= high:
+        rows.append(Tip(5, "update ratio", "in the healthy band", f"{measured}: {scale}; logged "
+                        "per epoch and per layer; a diverged epoch is undone and the rate divided "
                         "by 5", ""))
         return rows
-    aim = (f"about {callbacks.rate_for_ratio(rate, ratio):.2g} would bring it to 1e-3"
-           if math.isfinite(ratio) else "a much lower rate is needed")
-    text = (f"WARNING: {measured}, outside [1e-4, 1e-2]: {aim}. Kept, as you chose it; "
-            "a diverged epoch is undone and the rate divided by 5")
+    aim = (f"about {callbacks.rate_for_ratio(rate, ratio, target):.2g} would bring it to "
+           f"{target:g}" if math.isfinite(ratio) else "a much lower rate is needed")
+    text = (f"WARNING: {measured}, outside [{low:g}, {high:g}] ({scale}): {aim}. Kept, as you "
+            "chose it; a diverged epoch is undone and the rate divided by 5")
     warnings.warn(f"fit_with_tips: update/weight ratio {text}", callbacks.UpdateRatioWarning,
                   stacklevel=4)
-    rows.append(Tip(5, "update ratio", "far from 1e-3", text,
+    rows.append(Tip(5, "update ratio", "too high" if ratio > high else "too low", text,
                     "model.compile(optimizer=...)" if user else "learning_rate="))
     return rows
-
-
-def _ratio_text(ratio):
-    return f"{ratio:.2g}" if math.isfinite(ratio) else "a blow-up"
 
 
 def _check_inputs_match(model, data):
@@ -371,6 +373,29 @@ def _decide_batch_size(data, o):
         return 128, None
     return batch, (f"128 would give {-(-n_train // 128)} update(s) per epoch on {n_train} "
                    f"training examples; {batch} gives at least {min(MIN_STEPS, -(-n_train // batch))}")
+
+
+# The epoch budget ("auto"): 100 epochs, or more when 100 hold fewer than
+# this many updates (small data at tip 2's batch of 128). Keras' usual
+# 100 epochs at batch 32 give a 1,000-example set about 3,000 updates.
+BUDGET_EPOCHS, BUDGET_UPDATES = 100, 3000
+
+
+def _decide_epochs(data, o):
+    """Tip 4's "stop when it is tiny" ends most runs; the cap is a budget.
+    Sets o["epochs"] to a number and says where it came from."""
+    if o["epochs"] != "auto":
+        return Tip(4, "epoch budget", f"{o['epochs']}", "as passed; the stopping rule usually "
+                   "ends training earlier, a run still improving at the cap ends 'capped'", "epochs=")
+    steps = data.steps_per_epoch
+    epochs = BUDGET_EPOCHS
+    if steps and steps * BUDGET_EPOCHS < BUDGET_UPDATES:
+        epochs = -(-BUDGET_UPDATES // steps)
+    o["epochs"] = epochs
+    why = (f"{BUDGET_EPOCHS} epochs, or at least {BUDGET_UPDATES} updates ({steps} per epoch)"
+           if steps else f"{BUDGET_EPOCHS} epochs")
+    return Tip(4, "epoch budget", f"{epochs} (auto)", why + "; the stopping rule usually ends "
+               "training earlier, a run still improving at the cap ends 'capped'", "epochs=")
 
 
 def _decide_data(data, o, strategy, batch_note=None):
@@ -625,7 +650,7 @@ def _decide_structured(model, data, o, parts, custom):
     return tips
 
 
-def _decide_training(model, o, parts):
+def _decide_training(model, o, parts, data):
     """Tips 4, 5, 7, 11: optimizer, clipping, LR schedule, stopping."""
     tips = []
     recurrent, dropout = recurrent_layers(model), dropout_layers(model)
@@ -663,18 +688,39 @@ def _decide_training(model, o, parts):
                         "tip 4's optimizer; its rate is the next row's",
                         "momentum=, or compile the model"))
         parts["compile_kwargs"] = {}
-    tips += _decide_schedule(o, parts, dropout)
+    tips += _decide_schedule(o, parts, dropout, data.steps_per_epoch)
     parts["max_norm"] = max_norm
     return tips
 
 
-def _decide_schedule(o, parts, dropout):
+# A plateau is judged over at least this many updates: with a few updates an
+# epoch (small data), a patience of 3 epochs halves the rate on validation
+# noise long before the loss has settled (BUILD_NOTES.md, issue 24).
+PATIENCE_UPDATES = 100
+
+
+def _patience(o, dropout, steps):
+    """Epochs without improvement before halving, and why: 3 (6 with
+    dropout), or more when that many epochs hold fewer than PATIENCE_UPDATES
+    updates."""
+    if o["patience"]:
+        return o["patience"], None
+    base = 6 if dropout else 3
+    if not steps or steps * base >= PATIENCE_UPDATES:
+        return base, None
+    patience = -(-PATIENCE_UPDATES // steps)
+    return patience, (f"{base} epochs would be {steps * base} updates at {steps} per epoch; "
+                      f"{patience} epochs give the {PATIENCE_UPDATES} updates a plateau is "
+                      "judged over")
+
+
+def _decide_schedule(o, parts, dropout, steps=None):
     """Tip 4: our plateau rule, unless the user's callbacks own the LR or stopping."""
     user = list(o["callbacks"] or [])
     lr_owners = [type(c).__name__ for c in user if isinstance(
         c, (keras.callbacks.ReduceLROnPlateau, keras.callbacks.LearningRateScheduler))]
     stoppers = [type(c).__name__ for c in user if isinstance(c, keras.callbacks.EarlyStopping)]
-    patience = o["patience"] or (6 if dropout else 3)
+    patience, longer = _patience(o, dropout, steps)
     tips = []
     if lr_owners:
         parts["plateau"] = None
@@ -700,12 +746,14 @@ def _decide_schedule(o, parts, dropout):
     parts["plateau"] = plateau
     tips.append(Tip(4, "LR schedule", f"halve after {patience} flat validated epochs; {stop_text}"
                     + ("; restore best weights" if restore else ""),
-                    "divide by 2 on plateau, stop when tiny" + (
-                        f"; your {', '.join(stoppers)} decides stopping and best weights"
-                        if stoppers else ""), "patience=, stop_ratio=, callbacks="))
+                    "divide by 2 on plateau, stop when tiny" + (f"; {longer}" if longer else "")
+                    + (f"; your {', '.join(stoppers)} decides stopping and best weights"
+                       if stoppers else ""), "patience=, stop_ratio=, callbacks="))
     if dropout:
         tips.append(Tip(11, "dropout", f"patience {patience} (not 3)",
-                        f"dropout layers ({', '.join(dropout)}) need longer training", "patience="))
+                        f"dropout layers ({', '.join(dropout)}) need longer training: 6 epochs"
+                        + (", raised to the updates a plateau is judged over" if longer else ""),
+                        "patience="))
     return tips
 
 

@@ -107,7 +107,7 @@ def test_auto_rate_is_shown_with_its_evidence_and_trained_with(digits):
 def test_fixed_rate_keeps_todays_start_and_is_not_steered(digits):
     # learning_rate=0.3: a fixed start far above the band. The rate is the
     # user's (no calibration, no lowering for the ratio); the table warns.
-    with pytest.warns(UpdateRatioWarning, match="would bring it to 1e-3"):
+    with pytest.warns(UpdateRatioWarning, match="would bring it to 0.02"):
         result = fit_with_tips(tiny_classifier(n_features=64, n_classes=10), digits,
                                learning_rate=0.3, stop_ratio=1e-2, epochs=6, seed=0, verbose=0)
     assert result.history["learning_rate"][0] == pytest.approx(0.3)
@@ -115,7 +115,19 @@ def test_fixed_rate_keeps_todays_start_and_is_not_steered(digits):
     assert not any(t.name == "learning rate" and "lowered" in t.setting
                    and "update ratio" in t.reason for t in result.tips)
     row = next(t for t in result.tips if t.name == "update ratio")
-    assert row.setting == "far from 1e-3" and "about" in row.reason
+    assert row.setting == "too high" and "about" in row.reason
+
+
+def test_the_calibrated_rate_given_as_a_number_is_not_warned_about(digits):
+    # One scale for both: the rate "auto" picks, passed as a number, reads
+    # in the band the warning uses.
+    model = lambda: tiny_classifier(n_features=64, n_classes=10, seed=0)
+    found = plan(model(), digits, seed=0, verbose=0).parts["calibration"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UpdateRatioWarning)
+        p = plan(model(), digits, seed=0, verbose=0, learning_rate=found.rate)
+    row = next(t for t in p.tips if t.name == "update ratio")
+    assert row.setting == "in the healthy band" and "aims for 0.02" in row.reason
 
 
 def test_compiled_model_keeps_its_optimizer_and_is_told_its_ratio(digits):
@@ -238,3 +250,45 @@ def test_small_data_gets_enough_steps_per_epoch(digits, n, kwargs, batch):
     assert p.options["batch_size"] == batch
     if batch != 128:
         assert "128 would give" in row.reason
+
+
+@pytest.mark.parametrize("n,kwargs,dropout,patience,epochs", [
+    # digits, all 1437: 9 steps of 128; 3 epochs would be 27 updates.
+    (1437, {}, False, 12, 334),
+    # 120 examples: 96 train at batch 16, 6 steps: 17 epochs hold 100 updates.
+    (120, {}, False, 17, 500),
+    (120, {}, True, 17, 500),
+    # Many steps an epoch: the base patience (3, 6 with dropout), 100 epochs.
+    (1437, dict(batch_size=16), False, 3, 100),
+    (1437, dict(batch_size=16), True, 6, 100),
+    # The user's numbers win.
+    (120, dict(patience=2, epochs=7), False, 2, 7),
+])
+def test_plateau_and_budget_are_counted_in_updates(digits, n, kwargs, dropout, patience, epochs):
+    x, y = digits
+    layers = [keras.Input((64,)), keras.layers.Dense(16, activation="relu")]
+    layers += [keras.layers.Dropout(0.2)] if dropout else []
+    model = keras.Sequential(layers + [keras.layers.Dense(10)])
+    p = plan(model, (x[:n], y[:n]), seed=0, verbose=0, learning_rate=0.05, **kwargs)
+    rows = {t.name: t for t in p.tips}
+    steps = p.data.steps_per_epoch
+    assert p.parts["plateau"]["patience"] == patience
+    assert p.parts["plateau"]["stop_patience"] == 2 * patience
+    assert rows["LR schedule"].setting.startswith(f"halve after {patience} flat")
+    assert p.options["epochs"] == epochs
+    assert rows["epoch budget"].setting.startswith(str(epochs))
+    if "epochs" not in kwargs:
+        assert epochs * steps >= 3000 or epochs == 100
+        assert (epochs - 1) * steps < 3000 or epochs == 100
+        assert rows["epoch budget"].setting.endswith("(auto)")
+    if "patience" not in kwargs and patience > (6 if dropout else 3):
+        assert patience * steps >= 100 > (patience - 1) * steps
+        assert f"{steps} per epoch" in rows["LR schedule"].reason
+    if dropout:
+        assert rows["dropout"].setting == f"patience {patience} (not 3)"
+
+
+def test_bad_epochs_are_rejected_before_any_work():
+    for value in (0, 2.5, "many"):
+        with pytest.raises(ValueError, match=f"Received: epochs={value!r}"):
+            plan(tiny_classifier(), "digits", epochs=value)

@@ -15,7 +15,7 @@ NOTEBOOKS = sorted(COLAB.glob("*.ipynb"))
 # Figures (image/png outputs) each tutorial must draw.
 FIGURES = {
     "01_quickstart.ipynb": 1,
-    "02_learning_rate.ipynb": 3,
+    "02_learning_rate.ipynb": 4,
     "03_init_and_clipping.ipynb": 2,
     "04_augmentation.ipynb": 2,
     "05_ensembles.ipynb": 2,
