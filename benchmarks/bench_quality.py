@@ -5,6 +5,7 @@ fixed and never used for any choice.
     python benchmarks/bench_quality.py [--tasks digits,wine] [--seeds 0,1,2]
         [--contenders recipe,keras_default,tuned_adam] [--max_epochs 100]
         [--recipe_kwargs '{"learning_rate": 0.03}'] [--quick]
+    python benchmarks/bench_quality.py --from_logs a.log,b.log   # one summary of logged runs
 
 Contenders (the same architecture and split for each):
   recipe         fit_with_tips(model, (x, y), seed=s, verbose=0, **recipe_kwargs),
@@ -327,6 +328,24 @@ def summary(rows, tasks, contenders):
         print(f"total wall time {c:14} {sum(r['seconds'] for r in rows if r['contender'] == c):8.0f} s")
 
 
+def rows_from_logs(paths):
+    """The runs printed by earlier invocations (print_row's lines), for one
+    summary over several logs; a later log's run of the same task, contender
+    and seed replaces an earlier one."""
+    runs = {}
+    for path in paths:
+        for line in pathlib.Path(path).read_text().splitlines():
+            parts = line.split(None, 6)
+            if len(parts) < 6 or parts[0] not in TASKS or parts[1] not in CONTENDERS:
+                continue
+            extra = parts[6] if len(parts) > 6 else ""
+            row = dict(task=parts[0], contender=parts[1], seed=int(parts[2]),
+                       metric=float(parts[3]), seconds=float(parts[4]), epochs=int(parts[5]),
+                       extra=extra, diverged="status=diverged" in extra)
+            runs[row["task"], row["contender"], row["seed"]] = row
+    return list(runs.values())
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", default=",".join(TASKS))
@@ -336,8 +355,22 @@ def main():
     parser.add_argument("--recipe_kwargs", default="{}", help="JSON dict passed to fit_with_tips")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: 2 epochs, about 300 training examples")
+    parser.add_argument("--from_logs", default="",
+                        help="comma-separated logs of earlier runs: print their runs and "
+                             "summary (a later log's run of the same task, contender and seed "
+                             "wins) instead of training")
     args = parser.parse_args()
     tasks, contenders = args.tasks.split(","), args.contenders.split(",")
+    if args.from_logs:
+        rows = rows_from_logs(args.from_logs.split(","))
+        print(f"runs from {args.from_logs}")
+        for row in sorted(rows, key=lambda r: (tasks.index(r["task"]) if r["task"] in tasks
+                                                else len(tasks), r["seed"], r["contender"])):
+            if row["task"] in tasks and row["contender"] in contenders:
+                print_row(row)
+        rows = [r for r in rows if r["task"] in tasks and r["contender"] in contenders]
+        summary(rows, [t for t in tasks if any(r["task"] == t for r in rows)], contenders)
+        return
     unknown = set(tasks) - set(TASKS) | set(contenders) - set(CONTENDERS)
     if unknown:
         parser.error(f"unknown {sorted(unknown)}; tasks: {', '.join(TASKS)}; "

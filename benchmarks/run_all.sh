@@ -14,6 +14,7 @@ declare -A CMD=(
   [fit_quality]="bench_fit.py --part quality"
   [quality_light]="bench_quality.py --tasks digits,wine,breast_cancer,grunfeld,acsf1,california --seeds 0,1,2"
   [quality_heavy]="bench_quality.py --tasks spoken_digits,mnist --seeds 0,1,2"
+  [quality_sgd_light]="bench_quality.py --tasks digits,wine,breast_cancer,grunfeld,acsf1,california --seeds 0,1,2 --contenders recipe --recipe_kwargs {\"optimizer\":\"sgd\"}"
   [calibration]="bench_calibration.py"
   [fit_overhead]="bench_fit.py --part overhead"
   [fit_execution]="bench_fit.py --part execution"

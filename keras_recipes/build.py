@@ -25,9 +25,14 @@ def _fresh(optimizer):
     return type(optimizer).from_config(optimizer.get_config())
 
 
-def clipped_sgd(learning_rate, momentum, max_norm):
-    return ClippedOptimizer(keras.optimizers.SGD(learning_rate, momentum=momentum),
-                            max_norm=max_norm)
+def clipped_optimizer(name, learning_rate, momentum, max_norm):
+    """The recipe's own optimizer ("sgd" with `momentum`, or "adam") inside a
+    `ClippedOptimizer`."""
+    if name == "adam":
+        inner = keras.optimizers.Adam(learning_rate)
+    else:
+        inner = keras.optimizers.SGD(learning_rate, momentum=momentum)
+    return ClippedOptimizer(inner, max_norm=max_norm)
 
 
 def wrap_optimizer(optimizer, max_norm):

@@ -16,9 +16,10 @@ def fit_with_tips(model, data, *, ensemble=None, **options):
     What it does (each decision is a row of `result.tips`):
     inputs standardized on the training split, with `log1p` on non-negative
     features spanning orders of magnitude (tip 1); minibatches of 128 (2); a
-    mean-reduced loss (3), the model's own if it was compiled; SGD with
-    momentum 0.9 unless the model was compiled with an optimizer, at the rate
-    whose measured update/weight ratio is healthy (4, 5), halved on a
+    mean-reduced loss (3), the model's own if it was compiled; Adam (SGD
+    with momentum 0.9 at a given rate) unless the model was compiled with an
+    optimizer, at the rate whose measured update/weight ratio is healthy
+    (4, 5), halved on a
     validation plateau, lowered when the ratio stays far above the band, a
     diverged epoch undone, stopped when neither a better validation loss nor
     moving weights are left, best weights restored; the ratio logged (5);
@@ -55,13 +56,20 @@ def fit_with_tips(model, data, *, ensemble=None, **options):
         learning_rate: `"auto"` or a float. The default optimizer's initial
             rate (ignored when the model was compiled with one). `"auto"`
             measures the update/weight ratio over a few training steps at
-            rates from 0.1 by factors of 2 and takes the one closest to the
+            rates by factors of 2 from the optimizer's usual rate (0.1 for
+            SGD, 1e-3 for Adam) and takes the one closest to the
             healthy band (`keras_recipes.calibration`; weights, optimizer
             and seed states restored), then keeps the ratio in view: held far
             above the band, the rate is halved. A float is a fixed start.
             Either way a diverged epoch (NaN or an exploded loss) is undone
             and the rate divided by 5, up to 4 times. Defaults to `"auto"`.
-        momentum: Float. Momentum of the default SGD. Defaults to `0.9`.
+        optimizer: `"auto"`, `"adam"` or `"sgd"`. The optimizer of a model
+            that was not compiled with one. `"auto"`: Adam when the rate is
+            read from the update ratio (`learning_rate="auto"`), SGD with
+            momentum when `learning_rate` or `momentum` is given (tip 4's
+            fixed start). Defaults to `"auto"`.
+        momentum: `None` or a float in [0, 1). Momentum of SGD (0.9 when
+            `None`); giving one chooses SGD. Defaults to `None`.
         clip_norm: `"auto"` (5.0 for recurrent models, else no clipping),
             `None` or a float. Defaults to `"auto"`.
         patience: Integer or `None`. Validated epochs without improvement

@@ -34,7 +34,7 @@ from keras_recipes.result import table
 
 DEFAULTS = dict(
     validation_data=None, validation_split=0.2, epochs="auto", batch_size="auto", learning_rate="auto",
-    momentum=0.9, clip_norm="auto", patience=None, stop_ratio="auto", preprocess=True,
+    optimizer="auto", momentum=None, clip_norm="auto", patience=None, stop_ratio="auto", preprocess=True,
     augment=None, noise_bank=None, callbacks=None, jit_compile="auto", strategy=None, seed=None,
     split_seed=None, verbose="auto", data_dir=None, audit=True, checkpoint_dir=None, task=None,
     loss=None, sample_weight=None, class_weight=None, steps_per_epoch=None,
@@ -134,10 +134,11 @@ def fingerprint(data, model, tips):
     model_part = [type(model).__name__, [list(v.shape) for v in model.weights],
                   [type(layer).__name__ for layer in walk_layers(model)]]
     # Rows that differ between the processes or the runs of one training
-    # (which worker this is, the resumed epoch) are not decisions about it.
+    # (which worker this is, the resumed epoch) are not decisions about it;
+    # nor is the epoch budget: resuming to train longer is what it is for.
     decisions = [[t.number, t.name, t.setting] for t in tips
                  if t.name not in ("execution", "resumed", "audit", "distribution",
-                                   "learning rate", "update ratio")]
+                                   "learning rate", "update ratio", "epoch budget")]
     return {"data": _digest(data_part), "model": _digest(model_part),
             "decisions": _digest(decisions)}
 
@@ -177,6 +178,15 @@ def check_options(model, options):
                          or not (lr > 0 and math.isfinite(lr))):
         raise ValueError("`learning_rate` must be 'auto' or a number > 0. "
                          f"Received: learning_rate={lr!r}")
+    momentum = o["momentum"]
+    if momentum is not None and (isinstance(momentum, bool) or not isinstance(
+            momentum, (int, float)) or not 0 <= momentum < 1):
+        raise ValueError("`momentum` must be None or a number in [0, 1). "
+                         f"Received: momentum={momentum!r}")
+    if momentum is not None and o["optimizer"] == "adam":
+        raise ValueError("`momentum` is the SGD optimizer's; Adam keeps its own moments. Use "
+                         "optimizer='sgd' (or 'auto') with momentum=, or leave momentum out. "
+                         f"Received: optimizer='adam', momentum={momentum!r}")
     stop = o["stop_ratio"]
     if stop not in ("auto", None) and (isinstance(stop, bool) or not isinstance(stop, (int, float))
                                        or not 0 < stop < 1):
@@ -184,7 +194,7 @@ def check_options(model, options):
                          f"Received: stop_ratio={stop!r}")
     choices = {"jit_compile": ("auto", True, False), "verbose": ("auto", 0, 1, 2),
                "task": (None,) + TASKS, "shuffle": (True, False),
-               "deterministic": ("auto", True, False)}
+               "deterministic": ("auto", True, False), "optimizer": ("auto",) + OPTIMIZERS}
     for name, allowed in choices.items():
         if not any(o[name] is a or (type(o[name]) is type(a) and o[name] == a) for a in allowed):
             raise ValueError(f"`{name}` must be one of {allowed}. Received: {name}={o[name]!r}")
@@ -269,7 +279,8 @@ def _decide_learning_rate(parts, data, o):
         parts["compiled"] = (optimizer, parts["jit"])
         batches = list(data.training_batches(calibration.STEPS))
         if not user and o["learning_rate"] == "auto":
-            found = calibration.calibrate_learning_rate(parts["full"], batches)
+            found = calibration.calibrate_learning_rate(
+                parts["full"], batches, start=START_RATES[parts["optimizer_name"]])
             parts["learning_rate"] = found.rate
             parts["calibration"] = found
             parts["initial_loss"] = found.initial_loss
@@ -677,20 +688,42 @@ def _decide_training(model, o, parts, data):
                             "kept from model.compile", "model.compile(...)"))
         parts["compile_kwargs"] = kept
     else:
-        momentum = o["momentum"]
+        name, why = _choose_optimizer(o)
+        parts["optimizer_name"] = name
+        momentum = 0.9 if o["momentum"] is None else o["momentum"]
         auto = o["learning_rate"] == "auto"
         # The rate is read when the optimizer is made: the calibration
         # (_decide_learning_rate) sets it after the training model is built.
-        parts["learning_rate"] = calibration.START if auto else float(o["learning_rate"])
-        parts["make_optimizer"] = lambda: build.clipped_sgd(parts["learning_rate"], momentum,
-                                                            max_norm)
-        tips.append(Tip(4, "optimizer", f"SGD(momentum={momentum:g})",
-                        "tip 4's optimizer; its rate is the next row's",
-                        "momentum=, or compile the model"))
+        parts["learning_rate"] = START_RATES[name] if auto else float(o["learning_rate"])
+        parts["make_optimizer"] = lambda: build.clipped_optimizer(
+            name, parts["learning_rate"], momentum, max_norm)
+        shown = f"SGD(momentum={momentum:g})" if name == "sgd" else "Adam()"
+        tips.append(Tip(4, "optimizer", shown, why + "; its rate is the next row's",
+                        "optimizer=, momentum=, or compile the model"))
         parts["compile_kwargs"] = {}
     tips += _decide_schedule(o, parts, dropout, data.steps_per_epoch)
     parts["max_norm"] = max_norm
     return tips
+
+
+# The default optimizers, and where the calibration starts for each: tip 4's
+# "normal" 0.1 for SGD, Adam's own default 1e-3 for Adam.
+OPTIMIZERS = ("sgd", "adam")
+START_RATES = {"sgd": calibration.START, "adam": 1e-3}
+
+
+def _choose_optimizer(o):
+    """The recipe's own optimizer, and why (`optimizer="auto"`)."""
+    if o["optimizer"] != "auto":
+        return o["optimizer"], "as passed"
+    if o["momentum"] is not None:
+        return "sgd", "momentum= given: tip 4's SGD with momentum"
+    if o["learning_rate"] != "auto":
+        return "sgd", ("a given learning_rate keeps tip 4's SGD(momentum=0.9) start "
+                       "(optimizer='adam' for Adam at that rate)")
+    return "adam", ("the rate is read from the update ratio: with it, Adam matched or beat "
+                    "SGD(momentum=0.9) on the quality benchmark's real tasks (BUILD_NOTES.md, "
+                    "issue 24)")
 
 
 # A plateau is judged over at least this many updates: with a few updates an

@@ -435,7 +435,7 @@ def test_saved_result_model_loads_without_keras_recipes(tmp_path):
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         name, diff = proc.stdout.split()[-2:]
-        assert name == "SGD" and float(diff) < 1e-5
+        assert name == "Adam" and float(diff) < 1e-5
     # The wrapper that trained it is still there, with its statistics.
     assert isinstance(result.optimizer, ClippedOptimizer)
     assert result.model.optimizer is result.optimizer.inner_optimizer

@@ -125,7 +125,7 @@ def test_the_calibrated_rate_given_as_a_number_is_not_warned_about(digits):
     found = plan(model(), digits, seed=0, verbose=0).parts["calibration"]
     with warnings.catch_warnings():
         warnings.simplefilter("error", UpdateRatioWarning)
-        p = plan(model(), digits, seed=0, verbose=0, learning_rate=found.rate)
+        p = plan(model(), digits, seed=0, verbose=0, learning_rate=found.rate, optimizer="adam")
     row = next(t for t in p.tips if t.name == "update ratio")
     assert row.setting == "in the healthy band" and "aims for 0.02" in row.reason
 
@@ -292,3 +292,43 @@ def test_bad_epochs_are_rejected_before_any_work():
     for value in (0, 2.5, "many"):
         with pytest.raises(ValueError, match=f"Received: epochs={value!r}"):
             plan(tiny_classifier(), "digits", epochs=value)
+
+
+@pytest.mark.parametrize("kwargs,inner,momentum,start", [
+    # The default: Adam, its rate read from the update ratio from Adam's 1e-3.
+    ({}, "Adam", None, 1e-3),
+    # A given rate keeps tip 4's SGD(momentum=0.9) start, not calibrated.
+    (dict(learning_rate=0.1), "SGD", 0.9, None),
+    # Momentum given: SGD, calibrated from tip 4's 0.1.
+    (dict(momentum=0.5), "SGD", 0.5, 0.1),
+    (dict(optimizer="sgd"), "SGD", 0.9, 0.1),
+    (dict(optimizer="adam", learning_rate=0.01), "Adam", None, None),
+])
+def test_the_optimizer_choice_is_shown_and_built(digits, kwargs, inner, momentum, start):
+    p = plan(tiny_classifier(n_features=64, n_classes=10, seed=0), digits, seed=0, verbose=0,
+             **kwargs)
+    row = next(t for t in p.tips if t.name == "optimizer")
+    built = p.parts["full"].optimizer.inner_optimizer
+    assert type(built).__name__ == inner and row.setting.startswith(inner)
+    assert "optimizer=" in row.override
+    if momentum is not None:
+        assert built.momentum == pytest.approx(momentum)
+    found = p.parts.get("calibration")
+    if start is None:
+        assert found is None
+        rate = kwargs["learning_rate"]
+        assert float(keras.ops.convert_to_numpy(built.learning_rate)) == pytest.approx(rate)
+    else:
+        assert found.measured[0][0] == pytest.approx(start)
+    if not kwargs:
+        assert "update ratio" in row.reason and "BUILD_NOTES" in row.reason
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(optimizer="rmsprop"), "Received: optimizer='rmsprop'"),
+    (dict(momentum=1.5), "Received: momentum=1.5"),
+    (dict(optimizer="adam", momentum=0.9), "Received: optimizer='adam', momentum=0.9"),
+])
+def test_bad_optimizer_arguments_are_rejected_before_any_work(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        plan(tiny_classifier(), "digits", **kwargs)
