@@ -126,7 +126,10 @@ def run(argv=None):
     _quiet_start(FLAGS.verbosity)
     from keras_recipes import cli
 
-    return getattr(cli, command)(FLAGS)
+    try:
+        return getattr(cli, command)(FLAGS)
+    except cli.UsageError as error:
+        fail(str(error), command)
 
 
 def main():

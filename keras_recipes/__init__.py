@@ -16,7 +16,7 @@ from keras_recipes.diagnostics import check_batch_independence
 from keras_recipes.diagnostics import check_gradients
 from keras_recipes.ensemble import AveragingEnsemble
 from keras_recipes.ensemble import EnsembleResult
-from keras_recipes.ensemble import fit_ensemble
+from keras_recipes.fit import fit_ensemble
 from keras_recipes.fit import fit_with_tips
 from keras_recipes.plan import Plan
 from keras_recipes.plan import plan

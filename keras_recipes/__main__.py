@@ -1,5 +1,5 @@
 import sys
 
-from keras_recipes.cli import run
+from keras_recipes_cli import run
 
 sys.exit(run() or 0)

@@ -10,6 +10,12 @@ import keras
 import numpy as np
 
 from keras_recipes import distribute
+from keras_recipes.audio import NoiseBank
+from keras_recipes.data import leaves
+from keras_recipes.ensemble import FoldMembers
+from keras_recipes.ensemble import UnfoldMembers
+from keras_recipes.layers import NoiseMix
+from keras_recipes.layers import RandomShiftRotate
 from keras_recipes.modelinfo import jit_blockers
 from keras_recipes.optimizers import ClippedOptimizer
 from keras_recipes.result import Tip
@@ -58,8 +64,6 @@ def wrap_optimizer(optimizer, max_norm):
 
 def augmentation(augment, noise_bank, x_shape, seed):
     """Tip 10: the augmentation layers `augment` asks for."""
-    from keras_recipes.audio import NoiseBank
-    from keras_recipes.layers import NoiseMix, RandomShiftRotate
 
     if noise_bank is not None and not isinstance(noise_bank, NoiseBank):
         raise TypeError("`noise_bank` must be a keras_recipes.audio.NoiseBank. "
@@ -141,8 +145,6 @@ def _pipeline_map(parts, data):
 def _structured_result(parts, model, data):
     """`result.model` for several inputs or outputs: raw inputs in (named as
     the data's), each standardized, raw-unit outputs out."""
-    from keras_recipes.data import leaves
-
     raws, features = [], []
     for (name, spec), layers in zip(leaves(data.x_spec), parts["input_layers"]):
         # float64 columns (pandas) are read as floatx, as the training did.
@@ -202,9 +204,6 @@ def _members_training_model(parts, fused, data):
     """The ensemble's training model: `(batch, members, ...)` in, each
     member's share preprocessed and augmented as ordinary examples, the
     members' stacked outputs out."""
-    from keras_recipes.ensemble import FoldMembers
-    from keras_recipes.ensemble import UnfoldMembers
-
     raw = keras.Input((fused.size,) + tuple(data.x_shape), name="raw_input")
     z = FoldMembers(name="fold_members")(raw)
     for layer in parts["augment"] + parts["pre_layers"]:

@@ -6,6 +6,7 @@ import warnings
 
 import keras
 import numpy as np
+from absl import logging
 
 from keras_recipes.optimizers import ClippedOptimizer
 
@@ -87,8 +88,6 @@ def _print_msg(message):
     if keras.config.is_interactive_logging_enabled():
         print(message, flush=True)
     else:
-        from absl import logging
-
         logging.info(message)
 
 

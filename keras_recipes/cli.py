@@ -18,6 +18,20 @@ prints the audit report card; it exits with status 1 when a rule fails.
 
 import re
 
+import keras
+import numpy as np
+
+from keras_recipes.data import load_named
+from keras_recipes.diagnostics.audit import audit as run_audit
+from keras_recipes.diagnostics.audit import report_json
+from keras_recipes.fit import fit_with_tips
+from keras_recipes.models import preset
+
+
+class UsageError(Exception):
+    """A bad flag value: `keras_recipes_cli` prints it as one line naming
+    the flag, and exits with status 2."""
+
 
 def _flag_names(message):
     """Python argument names in a message, as the command's flags."""
@@ -25,22 +39,14 @@ def _flag_names(message):
 
 
 def train(FLAGS):
-    import keras
-    import numpy as np
-
-    from keras_recipes import fit_with_tips
-    from keras_recipes.data import load_named
-    from keras_recipes.models import preset
-    from keras_recipes_cli import fail
-
     if FLAGS.output and not FLAGS.output.endswith(".keras"):
-        fail(f"--output must end in .keras. Received: --output={FLAGS.output}", "train")
+        raise UsageError(f"--output must end in .keras. Received: --output={FLAGS.output}")
     if FLAGS.plot and not FLAGS.plot.lower().endswith((".png", ".pdf", ".svg")):
-        fail(f"--plot must end in .png, .pdf or .svg. Received: --plot={FLAGS.plot}", "train")
+        raise UsageError(f"--plot must end in .png, .pdf or .svg. Received: --plot={FLAGS.plot}")
     try:
         test = load_named(FLAGS.dataset, FLAGS.data_dir, split="test")
     except (ValueError, TypeError) as error:
-        fail(_flag_names(str(error)).replace("Received: data=", "Received: --dataset="), "train")
+        raise UsageError(_flag_names(str(error)).replace("Received: data=", "Received: --dataset="))
     x_spec, y_spec = test.element_spec
     # The preset needs the number of classes up front: the largest label of
     # either split.
@@ -58,7 +64,7 @@ def train(FLAGS):
                                batch_size=FLAGS.batch_size, jit_compile=jit, seed=FLAGS.seed,
                                verbose=verbose, data_dir=FLAGS.data_dir)
     except (ValueError, TypeError) as error:
-        fail(_flag_names(str(error)), "train")
+        raise UsageError(_flag_names(str(error)))
     print(result.summary() if getattr(result, "table_shown", False) else result)
     if FLAGS.output:
         result.model.save(FLAGS.output)
@@ -76,36 +82,21 @@ def train(FLAGS):
 
 
 def audit(FLAGS):
-    import keras
-    import numpy as np
-
-    import keras_recipes  # noqa: F401  (registers the package's objects for loading)
-    from keras_recipes.diagnostics.audit import audit as run_audit
-    from keras_recipes.diagnostics.audit import report_json
-    from keras_recipes_cli import fail
-
     if not FLAGS.keras_file or not FLAGS.npz:
-        fail("audit needs --keras_file and --npz. "
-             f"Received: --keras_file={FLAGS.keras_file} --npz={FLAGS.npz}", "audit")
+        raise UsageError("audit needs --keras_file and --npz. "
+                         f"Received: --keras_file={FLAGS.keras_file} --npz={FLAGS.npz}")
     try:
         model = keras.saving.load_model(FLAGS.keras_file)
     except Exception as error:
-        fail(f"Cannot load the model: {' '.join(str(error).split())[:300]}. "
-             f"Received: --keras_file={FLAGS.keras_file}", "audit")
+        raise UsageError(f"Cannot load the model: {' '.join(str(error).split())[:300]}. "
+                         f"Received: --keras_file={FLAGS.keras_file}") from None
     try:
         arrays = np.load(FLAGS.npz)
         x, y = arrays["x"], arrays["y"]
     except Exception as error:
-        fail(f"Cannot read arrays x and y from the npz: {error}. Received: --npz={FLAGS.npz}",
-             "audit")
+        raise UsageError(f"Cannot read arrays x and y from the npz: {error}. "
+                         f"Received: --npz={FLAGS.npz}") from None
     validation = (arrays["x_val"], arrays["y_val"]) if "x_val" in arrays else None
     report = run_audit(model, (x, y), batch_size=FLAGS.batch_size, validation_data=validation)
     print(report_json(report) if FLAGS.json else report)
     return 0 if report.ok else 1
-
-
-def run(argv=None):
-    """`python -m keras_recipes`: the same command line as `keras-recipes`."""
-    from keras_recipes_cli import run as run_cli
-
-    return run_cli(argv)

@@ -1,10 +1,23 @@
-"""`fit_with_tips(model, data)`: one call that applies the advice.
+"""The front doors: `fit_with_tips(model, data)`, one call that applies the
+advice, and `fit_ensemble(build_model, data)`, the same for tip 12's members.
 
-It is `plan(model, data, ...).fit()`: `keras_recipes.plan` decides (each
-decision a `Tip` with its evidence), `keras_recipes.build` makes the Keras
-objects, `keras_recipes.train` runs them and returns a `FitResult`.
+`fit_with_tips` is `plan(model, data, ...).fit()`: `keras_recipes.plan`
+decides (each decision a `Tip` with its evidence), `keras_recipes.build`
+makes the Keras objects, `keras_recipes.train` runs them and returns a
+`FitResult`. `fit_ensemble` builds the members and trains them fused (one
+plan `with_members`) or in turn (one `fit_with_tips` each).
 """
 
+import keras
+import numpy as np
+
+from keras_recipes import distribute
+from keras_recipes.ensemble import VECTORIZE
+from keras_recipes.ensemble import AveragingEnsemble
+from keras_recipes.ensemble import EnsembleResult
+from keras_recipes.ensemble import FusedMembers
+from keras_recipes.ensemble import architecture_signature
+from keras_recipes.ensemble import evaluate_members
 from keras_recipes.plan import plan
 from keras_recipes.result import FitResult  # noqa: F401 (public here before)
 from keras_recipes.result import Tip  # noqa: F401
@@ -139,10 +152,6 @@ def fit_with_tips(model, data, *, ensemble=None, **options):
         A `FitResult` (an `EnsembleResult` with `ensemble=`).
     """
     if ensemble is not None:
-        import keras
-
-        from keras_recipes.ensemble import fit_ensemble
-
         if not isinstance(model, keras.Model):
             raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
         first = [model]
@@ -152,3 +161,101 @@ def fit_with_tips(model, data, *, ensemble=None, **options):
 
         return fit_ensemble(build, data, members=ensemble, **options)
     return plan(model, data, **options).fit()
+
+
+def fit_ensemble(build_model, data, members=10, *, vectorize="auto", fused=True,
+                 **fit_kwargs):
+    """Trains `members` models from `build_model` and averages them (tip 12).
+
+    Members differ by seed: `seed + i` sets each one's initialization, its
+    dropout and augmentation draws, and its data order. When `build_model`
+    returns the same architecture every time, the members train together as
+    one compiled program (one step updates all members, each with its own
+    optimizer state, its own batches and, when gradients are clipped, its own
+    global norm), as a vectorized model (weights stacked along a member
+    axis, one kernel per layer) where the backend and device make that
+    faster, else side by side (stacked). Otherwise they train in turn. The
+    tips table and `result.reason` say which path ran and why.
+
+    Example:
+
+    ```python
+    def build():
+        return keras.Sequential([keras.Input((64,)),
+                                 keras.layers.Dense(64, activation="relu"),
+                                 keras.layers.Dense(10)])
+
+    result = fit_ensemble(build, "digits", members=10)
+    print(result)            # member, ensemble and first-k validation accuracy
+    result.plot()            # the marginal-gain curve
+    result.model.save("ensemble.keras")
+    ```
+
+    Args:
+        build_model: Callable returning a new (uncompiled or compiled)
+            `keras.Model`.
+        data: As for `fit_with_tips`.
+        members: Integer >= 1. Defaults to `10`.
+        vectorize: "auto" (by backend and device, see BUILD_NOTES.md), True
+            (an error when the members cannot be vectorized) or False
+            (stacked). Defaults to `"auto"`.
+        fused: False trains the members in turn, as independent runs.
+            Defaults to `True`.
+        **fit_kwargs: Passed to `fit_with_tips` (`seed`, `epochs`,
+            `strategy`, ...). Under a `strategy` the members are built in its
+            scope and each training step is split over its replicas.
+
+    Returns:
+        An `EnsembleResult`.
+    """
+    if not callable(build_model) or isinstance(build_model, keras.Model):
+        raise TypeError("`build_model` must be a function returning a new keras.Model. "
+                        f"Received: build_model={build_model!r}")
+    if isinstance(members, bool) or not isinstance(members, (int, np.integer)) or members < 1:
+        raise ValueError(f"`members` must be an integer >= 1. Received: members={members!r}")
+    if "ensemble" in fit_kwargs:
+        raise TypeError("Pass the number of members as `members`. Received: ensemble=...")
+    if not any(vectorize is v for v in VECTORIZE):
+        raise ValueError(f"`vectorize` must be one of {VECTORIZE}. Received: vectorize={vectorize!r}")
+    if fused not in (True, False) or not isinstance(fused, bool):
+        raise ValueError(f"`fused` must be True or False. Received: fused={fused!r}")
+    seed = fit_kwargs.pop("seed", None)
+    base_seed = 0 if seed is None else int(seed)
+    # Members are built under the strategy's scope (no clone needed) and
+    # then train data-parallel over its replicas.
+    strategy = distribute.resolve(fit_kwargs.get("strategy"))
+    distribute.check_outside_scope(strategy)
+    if fit_kwargs.get("strategy") is not None:
+        fit_kwargs["strategy"] = strategy
+    models = []
+    for i in range(members):
+        keras.utils.set_random_seed(base_seed + i)
+        with distribute.Scope(strategy):
+            model = build_model()
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"`build_model` must return a keras.Model. Received: {type(model).__name__}")
+        models.append(model)
+    signatures = {architecture_signature(m) for m in models}
+    same = len(signatures) == 1 and None not in signatures
+    if same and members > 1 and fused is not False:
+        fused = FusedMembers(models, vectorize=vectorize)
+        return plan(models[0], data, seed=base_seed, **fit_kwargs).with_members(fused).fit().ensemble
+    if not same:
+        reason = "build_model returned different architectures"
+    elif members == 1:
+        reason = "one member"
+    else:
+        reason = "fused=False"
+    results = []
+    for i, model in enumerate(models):
+        # One validation split for all (so the table compares like with
+        # like); initialization, data order and dropout differ by member.
+        results.append(fit_with_tips(model, data, seed=base_seed + i, split_seed=base_seed,
+                                     **fit_kwargs))
+    trained = [r.model for r in results]
+    average = "mean" if results[0].data.labels.kind == "continuous" else "probabilities"
+    ensemble = AveragingEnsemble(trained, average=average, name="averaging_ensemble")
+    x_val, y_val = results[0].data.validation_arrays()
+    metric, member_scores, prefix = evaluate_members(trained, x_val, y_val, average)
+    return EnsembleResult(ensemble, trained, [r.history for r in results], "sequential",
+                          reason, metric, member_scores, prefix, results)

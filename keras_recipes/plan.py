@@ -10,6 +10,7 @@ real batch, decides, and builds the training model it will fit
 import hashlib
 import json
 import math
+import sys
 import warnings
 
 import keras
@@ -18,9 +19,15 @@ import numpy as np
 from keras_recipes import build
 from keras_recipes import calibration
 from keras_recipes import callbacks
+from keras_recipes import data as data_lib
 from keras_recipes import determinism
 from keras_recipes import distribute
 from keras_recipes import preprocessing
+from keras_recipes import train
+from keras_recipes.data import leaves
+from keras_recipes.data import target_scale
+from keras_recipes.data import target_scale_of
+from keras_recipes.diagnostics.audit import audit_data
 from keras_recipes.losses import TASKS
 from keras_recipes.losses import check_labels
 from keras_recipes.losses import infer_loss
@@ -87,8 +94,6 @@ class Plan:
 
     def fit(self):
         """Trains as planned; returns a `FitResult`."""
-        from keras_recipes import train
-
         return train.run(self)
 
     def with_members(self, fused):
@@ -239,8 +244,6 @@ def plan(model, data, **options):
     if o["seed"] is not None:
         keras.utils.set_random_seed(int(o["seed"]))
     with distribute.Scope(strategy) as scope:
-        from keras_recipes import data as data_lib
-
         parts["scope"] = scope
         seed = o["seed"] if o["split_seed"] is None else o["split_seed"]
         data = data_lib.make_data(
@@ -320,8 +323,6 @@ def _decide_learning_rate(parts, data, o):
 
 
 def _check_inputs_match(model, data):
-    from keras_recipes.data import leaves
-
     inputs = getattr(model, "inputs", None) or []
     given = leaves(data.x_spec)
     if len(inputs) > 1 and len(given) != len(inputs):
@@ -337,8 +338,6 @@ def _verbosity(verbose):
     when the output goes to a file or a pipe (no cursor codes in logs)."""
     if verbose != "auto":
         return verbose
-    import sys
-
     isatty = getattr(sys.stdout, "isatty", None)
     return 1 if isatty is not None and isatty() else 2
 
@@ -421,8 +420,11 @@ def _decide_data(data, o, strategy, batch_note=None):
     steps = data.steps_per_epoch
     few = (f"; only {steps} update{'s' if steps > 1 else ''} per epoch on {data.n_train} "
            "training examples: a smaller batch gives more" if steps < 4 else "")
-    if batch_note:
+    if batch_note or o["steps_per_epoch"] is not None:
         few = ""
+    if o["steps_per_epoch"] is not None:
+        few = (f"; steps_per_epoch={o['steps_per_epoch']} limits each epoch "
+               f"({-(-data.n_train // batch)} batches hold the {data.n_train} training examples)")
     tips.append(Tip(2, "minibatch", f"batch_size={batch} ({steps} steps per epoch)",
                     (batch_note if batch_note else "about 128, as advised") + few
                     + (f"; {data.notes[0]}" if data.notes else ""), "batch_size="))
@@ -576,8 +578,6 @@ def _decide_inputs(model, data, o, parts):
     tips += _kept_targets(data, o, parts)
     if (parts["compile"] is None and o["loss"] is None and o["preprocess"]
             and isinstance(parts["loss"], keras.losses.MeanSquaredError)):
-        from keras_recipes.data import target_scale
-
         target = target_scale(data)
         if target is not None:
             mean, std = target
@@ -602,8 +602,6 @@ def _decide_inputs(model, data, o, parts):
 def _kept_targets(data, o, parts):
     """A compiled (or `loss=`) regression keeps its targets as they are: say
     so when their scale makes the loss, and so the right LR, large."""
-    from keras_recipes.data import target_scale
-
     given = parts["compile"] is not None or o["loss"] is not None
     if not given or data.structured or data.labels.kind != "continuous":
         return []
@@ -620,8 +618,6 @@ def _kept_targets(data, o, parts):
 def _decide_structured(model, data, o, parts, custom):
     """Tip 1 for several inputs (each numeric one on its own statistics, text
     passed through) and several outputs (each regression target on its own)."""
-    from keras_recipes.data import leaves
-    from keras_recipes.data import target_scale_of
 
     tips, input_layers = [], []
     for (name, spec), stats in zip(leaves(data.x_spec), data.input_stats):
@@ -794,8 +790,6 @@ def _audit(model, data, o, parts):
     if not o["audit"]:
         parts["audit"] = None
         return []
-    from keras_recipes.diagnostics.audit import audit_data
-
     if data.structured:
         parts["audit"] = None
         return [Tip(0, "audit", "not run", "the audit checks models with one input and one "
@@ -826,8 +820,6 @@ def _decide_determinism(o, parts):
     run when a seed is given (`deterministic="auto"`). Keras turns XLA off
     under TensorFlow's op determinism, so on TensorFlow the two exclude each
     other; which one wins is said."""
-    from keras_recipes import determinism
-
     wanted = o["deterministic"]
     enabled = o["seed"] is not None if wanted == "auto" else wanted
     conflict = enabled and parts["jit"] and keras.backend.backend() == "tensorflow"

@@ -19,6 +19,9 @@ from keras_recipes.callbacks import ScaledSchedule
 from keras_recipes.callbacks import UpdateRatioMonitor
 from keras_recipes.callbacks import describe_guard_event
 from keras_recipes.callbacks import learning_rate_schedule
+from keras_recipes.checkpoint import CheckpointCallback
+from keras_recipes.checkpoint import Checkpointer
+from keras_recipes.ensemble import MemberBestWeights
 from keras_recipes.result import FitResult
 from keras_recipes.result import Tip
 
@@ -80,8 +83,6 @@ def _resume(plan, checkpointer, full, optimizer, plateau):
 
 
 def _checkpoint_callback(plan, checkpointer, monitor, plateau, past, jit, member_best=None):
-    from keras_recipes.checkpoint import CheckpointCallback
-
     run_history = {k: list(v) for k, v in past[0].items()}
     full = plan.parts["full"]
 
@@ -111,8 +112,6 @@ def _prepare(plan):
     checkpointer = None
     parts["resume"] = None
     if o["checkpoint_dir"] is not None:
-        from keras_recipes.checkpoint import Checkpointer
-
         checkpointer = Checkpointer(o["checkpoint_dir"], writes=distribute.is_chief(parts["strategy"]))
         parts["resume"] = checkpointer.peek()
     jit = parts["jit"]
@@ -148,8 +147,6 @@ def _callbacks(plan, checkpointer, jit):
     # the plateau rule's restore (by their summed loss).
     member_best = None
     if parts.get("fused") is not None and plateau is not None and plateau.restore_best_weights:
-        from keras_recipes.ensemble import MemberBestWeights
-
         member_best = MemberBestWeights(parts["fused"])
         if parts["resume"] is not None and parts["resume"].get("member_best") is not None:
             member_best.set_state(parts["resume"]["member_best"],
@@ -167,8 +164,6 @@ def _callbacks(plan, checkpointer, jit):
 def _fit(plan, callbacks, initial_epoch, plateau):
     parts, o, data = plan.parts, plan.options, plan.data
     epochs = o["epochs"]
-    if o["steps_per_epoch"] is not None:
-        data.limit_steps(o["steps_per_epoch"])
     # A run that had already stopped (the stopping rule) stays stopped.
     last_epoch = initial_epoch if plateau is not None and plateau.stopped_epoch is not None else epochs
     # All remaining epochs, each shuffled by (seed, epoch): the same orders

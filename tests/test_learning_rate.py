@@ -332,3 +332,16 @@ def test_the_optimizer_choice_is_shown_and_built(digits, kwargs, inner, momentum
 def test_bad_optimizer_arguments_are_rejected_before_any_work(kwargs, match):
     with pytest.raises(ValueError, match=match):
         plan(tiny_classifier(), "digits", **kwargs)
+
+
+def test_steps_per_epoch_is_in_every_decision_counted_in_updates(digits):
+    # 1149 training examples at 128 are 9 batches; steps_per_epoch=3 limits
+    # each epoch, and the minibatch row, the budget and the patience see it.
+    x, y = digits
+    p = plan(tiny_classifier(n_features=64, n_classes=10), (x, y), seed=0, verbose=0,
+             learning_rate=0.05, steps_per_epoch=3)
+    rows = {t.name: t for t in p.tips}
+    assert p.data.steps_per_epoch == 3
+    assert rows["minibatch"].setting == "batch_size=128 (3 steps per epoch)"
+    assert "steps_per_epoch=3 limits each epoch (9 batches" in rows["minibatch"].reason
+    assert p.options["epochs"] == 1000 and p.parts["plateau"]["patience"] == 34

@@ -5,11 +5,14 @@ Fixed splits: row i goes to "test" when i % 5 == 0 (360 rows), else to
 labels 0-9.
 """
 
+import contextlib
 import gzip
+import io
 import os
 import pathlib
 
 import numpy as np
+from absl import logging
 
 DIGITS_NAME = "keras_recipes_digits"
 CSV = pathlib.Path(__file__).with_name("digits.csv.gz")
@@ -90,11 +93,8 @@ def _builder_class():
 
 def digits_builder(data_dir=None):
     """The prepared TFDS builder of the embedded digits (built on first use)."""
-    import contextlib
-    import io
 
     import tensorflow_datasets as tfds
-    from absl import logging
 
     builder = _builder_class()(data_dir=data_dir or default_data_dir())
     if builder.is_prepared():

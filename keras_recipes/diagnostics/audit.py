@@ -9,17 +9,22 @@ import dataclasses
 import hashlib
 import json
 import math
+import time
 
 import keras
 import numpy as np
 
+from keras_recipes.callbacks import find_clipped_optimizer
+from keras_recipes.data import make_data
+from keras_recipes.diagnostics.gradients import check_batch_independence
+from keras_recipes.initializers import compute_fan_in
 from keras_recipes.losses import infer_loss
 from keras_recipes.modelinfo import dropout_layers
 from keras_recipes.modelinfo import jit_blockers
 from keras_recipes.modelinfo import recurrent_layers
 from keras_recipes.modelinfo import walk_layers
-from keras_recipes.preprocessing import normalizing_layers
 from keras_recipes.preprocessing import log1p_candidates
+from keras_recipes.preprocessing import normalizing_layers
 
 STATUSES = ("pass", "warn", "fail")
 # Relative cross-example gradient from which the batch-independence rule fails.
@@ -237,8 +242,6 @@ def rule_initial_loss(model, data, ctx):
 
 
 def rule_init_scale(model, data, ctx):
-    from keras_recipes.initializers import compute_fan_in
-
     bad = []
     for layer in walk_layers(model):
         kernel = getattr(layer, "kernel", None)
@@ -258,8 +261,6 @@ def rule_init_scale(model, data, ctx):
 
 
 def _clips(optimizer):
-    from keras_recipes.callbacks import find_clipped_optimizer
-
     clipped = find_clipped_optimizer(optimizer)
     if clipped is not None and clipped.max_norm is not None:
         return True
@@ -356,8 +357,6 @@ def rule_xla(model, data, ctx):
 
 
 def rule_batch_independence(model, data, ctx):
-    from keras_recipes.diagnostics.gradients import check_batch_independence
-
     x, _ = ctx["batch"]
     if x.dtype.kind != "f" or len(x) < 2:
         return Finding(0, "batch independence", "pass", "not checked (integer inputs)")
@@ -399,8 +398,6 @@ def audit_data(model, data, batch_size=128, loss=None, will_clip=False, compile_
     itself, and the probe's compile would cost more than the rest, and with
     `skip` holding the titles (`Finding.rule`) of the rules whose advice it
     applies by itself."""
-    import time
-
     start = time.perf_counter()
     if not model.built:
         model.build((None,) + tuple(data.x_shape))
@@ -465,8 +462,6 @@ def audit(model, data, batch_size=128, validation_data=None, validation_split=0.
     Returns:
         An `AuditReport` (`.findings`, `.ok`, `str()`, `.to_dict()`).
     """
-    from keras_recipes.data import make_data
-
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
     nonfinite = None

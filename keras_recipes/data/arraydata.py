@@ -14,23 +14,24 @@ import inspect
 import keras
 import numpy as np
 
-from keras_recipes.data import Data
-from keras_recipes.data import _array_weights
-from keras_recipes.data import _check_array_pair
-from keras_recipes.data import _describe
-from keras_recipes.data import _is_structure
-from keras_recipes.data import _shapes
-from keras_recipes.data import as_nest
-from keras_recipes.data import class_ids
-from keras_recipes.data import class_weight_table
-from keras_recipes.data import _concatenate
-from keras_recipes.data import batch_stats
-from keras_recipes.data import flat
-from keras_recipes.data import input_nest
-from keras_recipes.data import leaf_of
-from keras_recipes.data import read_generator
-from keras_recipes.data import split_arrays
-from keras_recipes.data import take
+from keras_recipes.data.core import Data
+from keras_recipes.data.core import array_weights
+from keras_recipes.data.core import as_nest
+from keras_recipes.data.core import batch_stats
+from keras_recipes.data.core import check_array_pair
+from keras_recipes.data.core import class_ids
+from keras_recipes.data.core import class_weight_table
+from keras_recipes.data.core import concatenate
+from keras_recipes.data.core import describe
+from keras_recipes.data.core import flat
+from keras_recipes.data.core import input_nest
+from keras_recipes.data.core import is_structure
+from keras_recipes.data.core import leaf_of
+from keras_recipes.data.core import read_generator
+from keras_recipes.data.core import shapes
+from keras_recipes.data.core import split_arrays
+from keras_recipes.data.core import take
+from keras_recipes.datasets import load_digits
 
 _CHUNK = 1024
 
@@ -215,7 +216,7 @@ def _pydataset(data):
     n = len(data)
     if n == 0:
         raise ValueError("`data` is an empty PyDataset. Received: len(data)=0")
-    return _concatenate([tuple(data[i]) for i in range(n)])
+    return concatenate([tuple(data[i]) for i in range(n)])
 
 
 def _is_generator(data):
@@ -236,29 +237,29 @@ def _resolve(data, sample_weight, steps_per_epoch, name="data"):
             "reshuffled every epoch; a generator that makes new data every epoch should be a "
             "PyDataset, or use augment="]
     if isinstance(data, (tuple, list)) and len(data) in (2, 3) and all(
-            d is None or _is_structure(d) or np.ndim(d) >= 1 for d in data):
-        if _is_structure(data[0]) or _is_structure(data[1]):
+            d is None or is_structure(d) or np.ndim(d) >= 1 for d in data):
+        if is_structure(data[0]) or is_structure(data[1]):
             return "arrays (several inputs or outputs)", tuple(data), []
         return "arrays", tuple(data), []
     raise TypeError(
         f"`{name}` must be an (x, y) or (x, y, sample_weight) tuple of arrays (numpy or pandas; "
         "dicts or lists of them for several inputs or outputs), a tf.data.Dataset of such "
         "elements, a keras.utils.PyDataset, a generator with steps_per_epoch, 'digits' or a "
-        f"TFDS name. Received: {name}={_describe(data)}"
+        f"TFDS name. Received: {name}={describe(data)}"
     )
 
 
 def _checked(arrays, sample_weight, name):
     """(x, y, w) as numpy nests, one row per example in every array."""
-    if not (_is_structure(arrays[0]) or _is_structure(arrays[1])):
-        x, y = _check_array_pair(arrays[0], arrays[1], name)
-        return x, y, _array_weights(arrays, sample_weight, len(x))
+    if not (is_structure(arrays[0]) or is_structure(arrays[1])):
+        x, y = check_array_pair(arrays[0], arrays[1], name)
+        return x, y, array_weights(arrays, sample_weight, len(x))
     x, y = input_nest(arrays[0]), as_nest(arrays[1])
     lengths = {len(a) for a in flat(x) + flat(y)}
     if len(lengths) != 1:
         raise ValueError("Every input and output array must have one row per example. "
                          f"Received: lengths {sorted(lengths)}")
-    return x, y, _array_weights(arrays, sample_weight, lengths.pop())
+    return x, y, array_weights(arrays, sample_weight, lengths.pop())
 
 
 def _stats(arrays, verbose, name, features=True):
@@ -275,9 +276,9 @@ def _validation(validation_data, x_shape, weighted):
         raise TypeError(
             "`validation_data` must be an (x, y) or (x, y, sample_weight) tuple of arrays, a "
             "keras.utils.PyDataset or a tf.data.Dataset. "
-            f"Received: validation_data={_describe(validation_data)}")
+            f"Received: validation_data={describe(validation_data)}")
     x, y, w = _checked(arrays, None, "validation_data")
-    v_shape = _shapes(_map_nest(leaf_of, x))
+    v_shape = shapes(_map_nest(leaf_of, x))
     if v_shape != x_shape:
         raise ValueError(
             "`validation_data` x must have the same per-example shape as the "
@@ -293,8 +294,6 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
     """`keras_recipes.data.make_data` for in-memory data (arguments checked
     there; `seed` and `shuffle_seed` are integers). Returns an `ArrayData`."""
     if isinstance(data, str):  # the embedded digits (uses_tfdata sends TFDS names away)
-        from keras_recipes.datasets import load_digits
-
         description, arrays, notes = "dataset 'digits' (embedded, in memory)", load_digits("train"), []
     else:
         description, arrays, notes = _resolve(data, sample_weight, steps_per_epoch)
@@ -305,13 +304,13 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
         train, val, split = split_arrays(x, y, w, validation_split, seed)
     else:
         train, split = (x, y, w), "validation_data given"
-        val = _validation(validation_data, _shapes(_map_nest(leaf_of, x)), w is not None)
+        val = _validation(validation_data, shapes(_map_nest(leaf_of, x)), w is not None)
     features, labels, n_train = _stats(train, verbose, "data")
     _, val_labels, n_val = _stats(val, 0, "validation_data", features=False)
     x_spec, y_spec = _map_nest(leaf_of, train[0]), _map_nest(leaf_of, train[1])
-    x_shape = _shapes(x_spec)
+    x_shape = shapes(x_spec)
     x_leaves = flat(train[0])
-    structured = isinstance(x_shape, dict) or _is_structure(train[1])
+    structured = isinstance(x_shape, dict) or is_structure(train[1])
     return ArrayData(
         x_shape=x_shape, x_dtype=str(x_leaves[0].dtype) if len(x_leaves) == 1 else "several",
         features=None if structured else features[0],

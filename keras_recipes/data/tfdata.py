@@ -5,28 +5,30 @@ statistics of `keras_recipes.data`.
 """
 
 import dataclasses
+import inspect
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_recipes.data import EMBEDDED
-from keras_recipes.data import Data
-from keras_recipes.data import Leaf
-from keras_recipes.data import _array_split
-from keras_recipes.data import _array_weights
-from keras_recipes.data import _check_array_pair
-from keras_recipes.data import _describe
-from keras_recipes.data import _is_structure
-from keras_recipes.data import _label_stats
-from keras_recipes.data import _shapes
-from keras_recipes.data import array_feature_stats
-from keras_recipes.data import batch_stats
-from keras_recipes.data import class_weight_table
-from keras_recipes.data import epoch_seed
-from keras_recipes.data import as_nest
-from keras_recipes.data import input_nest
-from keras_recipes.data import leaves
-from keras_recipes.data import read_generator
+from keras_recipes.data.core import EMBEDDED
+from keras_recipes.data.core import Data
+from keras_recipes.data.core import Leaf
+from keras_recipes.data.core import array_feature_stats
+from keras_recipes.data.core import array_split
+from keras_recipes.data.core import array_weights
+from keras_recipes.data.core import as_nest
+from keras_recipes.data.core import batch_stats
+from keras_recipes.data.core import check_array_pair
+from keras_recipes.data.core import class_weight_table
+from keras_recipes.data.core import describe
+from keras_recipes.data.core import epoch_seed
+from keras_recipes.data.core import input_nest
+from keras_recipes.data.core import is_structure
+from keras_recipes.data.core import label_stats
+from keras_recipes.data.core import leaves
+from keras_recipes.data.core import read_generator
+from keras_recipes.data.core import shapes
 from keras_recipes.datasets.digits import digits_builder
 
 # Per-class counters for the streaming stratified split: labels are bucketed
@@ -411,15 +413,11 @@ def _generator(data, steps_per_epoch):
 def _resolve_source(data, sample_weight, steps_per_epoch=None):
     """(description, data, notes) with names loaded, pandas converted, and
     structures, PyDatasets and generators turned into datasets."""
-    import inspect
-
-    import keras
-
     if isinstance(data, tf.data.Dataset):
         if sample_weight is not None:
             raise ValueError("`sample_weight` goes with array data; a dataset carries its "
                              "weights as (x, y, sample_weight) elements. "
-                             f"Received: sample_weight={_describe(sample_weight)}")
+                             f"Received: sample_weight={describe(sample_weight)}")
         return "tf.data.Dataset", data, []
     if isinstance(data, keras.utils.PyDataset):
         return f"PyDataset ({type(data).__name__}, {len(data)} batches)", _pydataset(data), [
@@ -432,15 +430,15 @@ def _resolve_source(data, sample_weight, steps_per_epoch=None):
             "PyDataset, or use augment="]
     if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not any(
             isinstance(d, tf.data.Dataset) for d in data) and all(
-            d is None or _is_structure(d) or np.ndim(d) >= 1 for d in data):
-        if _is_structure(data[0]) or _is_structure(data[1]):
+            d is None or is_structure(d) or np.ndim(d) >= 1 for d in data):
+        if is_structure(data[0]) or is_structure(data[1]):
             return "arrays (several inputs or outputs)", _structured_dataset(data, sample_weight), []
         return "arrays", data, []
     raise TypeError(
         "`data` must be an (x, y) or (x, y, sample_weight) tuple of arrays (numpy or pandas; "
         "dicts or lists of them for several inputs or outputs), a tf.data.Dataset of such "
         "elements, a keras.utils.PyDataset, a generator with steps_per_epoch, 'digits' or a "
-        f"TFDS name. Received: data={_describe(data)}"
+        f"TFDS name. Received: data={describe(data)}"
     )
 
 
@@ -452,27 +450,25 @@ def _from_arrays(x, y, w):
 
 def _validation_dataset(validation_data, x_shape, weighted, input_rank):
     """The validation set as an unbatched dataset, checked like the training data."""
-    import keras
-
     if isinstance(validation_data, keras.utils.PyDataset):
         validation_data = _pydataset(validation_data)
     elif (isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3)
-          and (_is_structure(validation_data[0]) or _is_structure(validation_data[1]))):
+          and (is_structure(validation_data[0]) or is_structure(validation_data[1]))):
         validation_data = _structured_dataset(validation_data, None)
     if isinstance(validation_data, tf.data.Dataset):
         _check_finite_cardinality(validation_data, "validation_data")
         batched = _is_batched(validation_data, "validation_data", input_rank)
         val = validation_data.unbatch() if batched else validation_data
     elif isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
-        vx, vy = _check_array_pair(validation_data[0], validation_data[1], "validation_data")
-        vw = _array_weights(validation_data, None, len(vx))
+        vx, vy = check_array_pair(validation_data[0], validation_data[1], "validation_data")
+        vw = array_weights(validation_data, None, len(vx))
         val = _from_arrays(vx, vy, vw)
     else:
         raise TypeError(
             "`validation_data` must be an (x, y) or (x, y, sample_weight) tuple of arrays or "
-            f"a tf.data.Dataset. Received: validation_data={_describe(validation_data)}"
+            f"a tf.data.Dataset. Received: validation_data={describe(validation_data)}"
         )
-    v_shape = _shapes(val.element_spec[0])
+    v_shape = shapes(val.element_spec[0])
     if v_shape != x_shape:
         raise ValueError(
             "`validation_data` x must have the same per-example shape as the "
@@ -500,16 +496,16 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
 
     val_source = None
     if isinstance(data, (tuple, list)):
-        (x, y, w), held_out, split = _array_split(data, validation_data, validation_split, seed,
+        (x, y, w), held_out, split = array_split(data, validation_data, validation_split, seed,
                                                   sample_weight)
-        features, labels = [array_feature_stats(x)], [_label_stats(y)]
+        features, labels = [array_feature_stats(x)], [label_stats(y)]
         source = _from_arrays(x, y, w)
         arrays = (x, y, w)
         shuffle_buffer, n_train = len(x), len(x)
         x_shape, x_dtype = tuple(x.shape[1:]), str(x.dtype)
         if held_out is not None:
             val_source = _from_arrays(*held_out)
-            val_labels, n_val = [_label_stats(held_out[1])], len(held_out[0])
+            val_labels, n_val = [label_stats(held_out[1])], len(held_out[0])
     else:
         arrays = None
         _check_finite_cardinality(data, "data")
@@ -535,7 +531,7 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
             train_stream, split = dataset, "validation_data given"
         features, labels, n_train = _dataset_stats(train_stream, verbose)
         source = train_stream.apply(tf.data.experimental.assert_cardinality(n_train))
-        x_shape = _shapes(spec[0])
+        x_shape = shapes(spec[0])
         x_dtype = x_leaves[0].dtype.name if len(x_leaves) == 1 else "several"
     weighted = len(source.element_spec) == 3
     train = source.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
@@ -552,7 +548,7 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
     train = train.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     val = val.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     spec_x, spec_y = source.element_spec[0], source.element_spec[1]
-    structured = isinstance(x_shape, dict) or len(labels) > 1 or _is_structure(
+    structured = isinstance(x_shape, dict) or len(labels) > 1 or is_structure(
         source.element_spec[1])
     return TFData(
         x_shape=x_shape, x_dtype=x_dtype, features=None if structured else features[0],

@@ -1,20 +1,15 @@
-"""What the recipe learns about its data, on every backend: the statistics
-of the training split, the label kinds, the checks of bad input, the split,
-and `make_data`, which hands the data to the path that will feed it.
+"""What both data paths share, on every backend: the `Data` interface, the
+statistics of the training split, the label kinds, the checks of bad input
+and the split. `keras_recipes.data.make_data` picks the path.
 
-Two paths feed `model.fit`, with one interface (`Data`): in-memory data
-(arrays, pandas, dicts/lists of arrays, a `PyDataset`, a generator) on the
-JAX and torch backends goes through `keras_recipes.arraydata` (numpy and
-Keras' own `PyDataset` adapter, no TensorFlow); tf.data, TFDS names, and
-every input on the TensorFlow backend go through `keras_recipes.tfdata`.
 Everything here works on the training split only and rejects bad input
 before any training with a message that names what was received.
 """
 
 import dataclasses
 import math
-import sys
 
+import keras
 import numpy as np
 
 from keras_recipes.datasets.digits import DIGITS_NAME
@@ -198,7 +193,7 @@ def class_ids(y):
     return y.reshape(len(y)).astype("int64")
 
 
-def _describe(value):
+def describe(value):
     if isinstance(value, np.ndarray):
         return f"array of shape {value.shape} and dtype {value.dtype}"
     text = repr(value)
@@ -215,7 +210,7 @@ def _as_array(value):
     return value
 
 
-def _check_array_pair(x, y, name):
+def check_array_pair(x, y, name):
     x, y = _as_array(x), _as_array(y)
     if isinstance(x, (list, tuple)) or isinstance(x, dict):
         raise ValueError(
@@ -315,7 +310,7 @@ class _LabelMoments:
                           self.dtype)
 
 
-def _label_stats(y):
+def label_stats(y):
     moments = _LabelMoments()
     for start in range(0, len(y), 65536):
         moments.update(y[start : start + 65536])
@@ -386,7 +381,7 @@ def array_feature_stats(x):
 # -- splitting ----------------------------------------------------------------
 
 
-def _check_split(validation_split):
+def check_split(validation_split):
     if isinstance(validation_split, bool) or not isinstance(
         validation_split, (int, float)
     ) or not 0.0 < validation_split < 1.0:
@@ -429,7 +424,7 @@ def leaves(spec):
         named = [(str(i), v) for i, v in enumerate(spec)]
     else:
         return [("", spec)]
-    if any(_is_structure(v) for _, v in named):
+    if any(is_structure(v) for _, v in named):
         raise ValueError("Inputs and outputs may be nested one level deep (a dict or a list of "
                          f"tensors). Received: a nested structure {spec}")
     return named
@@ -474,8 +469,6 @@ def batch_stats(batches, x_leaves, verbose=0, name="data", features=True):
     n = 0
     progbar = None
     if verbose == 1:  # a terminal: a progress bar of the statistics pass
-        import keras
-
         progbar = keras.utils.Progbar(None, unit_name="example")
     for x, y in batches:
         xs, ys = [np.asarray(a) for a in flat(x)], [np.asarray(a) for a in flat(y)]
@@ -530,7 +523,7 @@ def target_scale_of(labels):
 # -- arrays -----------------------------------------------------------------------
 
 
-def _is_structure(value):
+def is_structure(value):
     return isinstance(value, (dict, list, tuple))
 
 
@@ -543,7 +536,7 @@ def as_nest(value):
     """Arrays, pandas objects, and dicts/lists of them as numpy (one level)."""
     if isinstance(value, dict):
         return {str(k): _leaf_array(a) for k, a in value.items()}
-    if _is_structure(value):
+    if is_structure(value):
         return tuple(_leaf_array(a) for a in value)
     return _leaf_array(value)
 
@@ -576,7 +569,7 @@ def take(nest, index):
     return nest[index]
 
 
-def _concatenate(batches):
+def concatenate(batches):
     """A list of (x, y[, w]) batches as one (x, y[, w]) of arrays."""
     width = len(batches[0])
     joined = []
@@ -608,10 +601,10 @@ def read_generator(data, steps_per_epoch):
             break
     if not batches:
         raise ValueError("The generator yielded nothing. Received: 0 batches")
-    return _concatenate(batches), len(batches)
+    return concatenate(batches), len(batches)
 
 
-def _array_weights(data, sample_weight, n):
+def array_weights(data, sample_weight, n):
     w = data[2] if len(data) == 3 else sample_weight
     if len(data) == 3 and sample_weight is not None:
         raise ValueError("Pass sample weights once: as the third element of `data` or as "
@@ -631,7 +624,7 @@ def split_arrays(x, y, w, validation_split, seed):
     Returns (train triple, validation triple, the split in words)."""
     first = flat(y)[0]
     n = len(first)
-    labels = _label_stats(first)
+    labels = label_stats(first)
     stratify = labels.kind == "integer" and first.ndim == 1 and labels.distinct <= _STRATIFY_MAX
     train_idx, val_idx = stratified_split(first if stratify else np.zeros(n, "float32"),
                                           validation_split, seed)
@@ -646,103 +639,20 @@ def split_arrays(x, y, w, validation_split, seed):
     return pick(train_idx), pick(val_idx), split
 
 
-def _array_split(data, validation_data, validation_split, seed, sample_weight):
-    x, y = _check_array_pair(data[0], data[1], "data")
-    w = _array_weights(data, sample_weight, len(x))
+def array_split(data, validation_data, validation_split, seed, sample_weight):
+    x, y = check_array_pair(data[0], data[1], "data")
+    w = array_weights(data, sample_weight, len(x))
     if validation_data is not None:
         return (x, y, w), None, "validation_data given"
     return split_arrays(x, y, w, validation_split, seed)
 
 
-def _shapes(x_spec):
+def shapes(x_spec):
     """Per-example shape of a single input, or {name: shape} of several."""
     named = leaves(x_spec)
-    if len(named) == 1 and not _is_structure(x_spec):
+    if len(named) == 1 and not is_structure(x_spec):
         return tuple(named[0][1].shape)
     return {name: tuple(spec.shape) for name, spec in named}
 
 
 # -- entry point -----------------------------------------------------------------
-
-
-def _tensorflow_or_none():
-    """TensorFlow if the program has imported it (a tf.data.Dataset cannot
-    exist otherwise), else None: nothing here imports it to find out."""
-    tf = sys.modules.get("tensorflow")
-    return tf if tf is not None and hasattr(tf, "data") else None
-
-
-def _is_tf_dataset(value):
-    tf = _tensorflow_or_none()
-    return tf is not None and isinstance(value, tf.data.Dataset)
-
-
-def _tfdata(what):
-    """`keras_recipes.tfdata`, or a clear error naming what needed it."""
-    try:
-        from keras_recipes import tfdata
-    except ImportError as error:
-        raise ImportError(
-            f"{what} needs TensorFlow (tf.data), which cannot be imported here ({error}). "
-            "Install it (`pip install tensorflow`), or pass in-memory data (arrays, pandas, "
-            "dicts of arrays, a keras.utils.PyDataset), which runs on the JAX and torch "
-            f"backends without it. Received: {what}") from None
-    return tfdata
-
-
-def uses_tfdata(data, validation_data=None):
-    """Whether `make_data` takes the tf.data path for these inputs."""
-    import keras
-
-    if isinstance(data, str):
-        return data not in EMBEDDED or keras.backend.backend() == "tensorflow"
-    return (_is_tf_dataset(data) or _is_tf_dataset(validation_data)
-            or keras.backend.backend() == "tensorflow")
-
-
-def load_named(name, data_dir=None, split="train"):
-    """An unbatched (x, y) tf.data dataset for the embedded digits or a TFDS name."""
-    return _tfdata(f"data={name!r} (a TFDS dataset)").load_named(name, data_dir, split)
-
-
-def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
-              seed=None, data_dir=None, shuffle_buffer=10_000, verbose=0, shuffle_seed=None,
-              sample_weight=None, input_rank=None, steps_per_epoch=None):
-    """Resolves `data` into batched train/validation data plus statistics.
-
-    Args:
-        data: `(x, y)` or `(x, y, sample_weight)` arrays (numpy or pandas;
-            dicts or lists of them for several inputs or outputs), a
-            `tf.data.Dataset` of such elements (batched or not), a
-            `keras.utils.PyDataset`, a generator (with `steps_per_epoch`),
-            `"digits"` (embedded) or a TFDS name.
-        validation_data: The same forms; if `None`, a seeded (stratified for
-            integer labels) `validation_split` of `data`.
-        batch_size: Integer. Batch size of both returned datasets.
-        seed: Integer or None, for the split (and the shuffling, unless
-            `shuffle_seed` is given).
-        data_dir: TFDS data directory for named datasets.
-        sample_weight: Array of per-example weights for array data.
-        input_rank: The model's input rank with the batch axis, when known:
-            tells a batched dataset (also with `drop_remainder=True`) apart.
-
-    Returns:
-        A `Data`: `tfdata.TFData` for tf.data, TFDS names and the TensorFlow
-        backend, `arraydata.ArrayData` for in-memory data on JAX and torch.
-    """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be an integer >= 1. Received: batch_size={batch_size!r}")
-    if validation_data is None:
-        _check_split(validation_split)
-    seed = 0 if seed is None else int(seed)
-    shuffle_seed = seed if shuffle_seed is None else int(shuffle_seed)
-    args = dict(validation_data=validation_data, validation_split=validation_split,
-                batch_size=batch_size, seed=seed, verbose=verbose, shuffle_seed=shuffle_seed,
-                sample_weight=sample_weight, steps_per_epoch=steps_per_epoch)
-    if uses_tfdata(data, validation_data):
-        what = f"data={data!r} (a TFDS dataset)" if isinstance(data, str) else "a tf.data.Dataset"
-        return _tfdata(what).make_tf_data(data, data_dir=data_dir, shuffle_buffer=shuffle_buffer,
-                                          input_rank=input_rank, **args)
-    from keras_recipes import arraydata
-
-    return arraydata.make_array_data(data, **args)

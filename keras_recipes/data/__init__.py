@@ -1,0 +1,117 @@
+"""Data: turning what `model.fit` accepts into train and validation
+batches plus the statistics the recipe decides from.
+
+Two paths feed `model.fit`, with one interface (`core.Data`), in the manner
+of Keras' own `data_adapters`: in-memory data (arrays, pandas, dicts/lists
+of arrays, a `PyDataset`, a generator) on the JAX and torch backends goes
+through `arraydata` (numpy and Keras' own `PyDataset` adapter, no
+TensorFlow); tf.data, TFDS names, and every input on the TensorFlow backend
+go through `tfdata`. `core` holds what both share. `make_data` (here) picks
+the path.
+"""
+
+import sys
+
+import keras
+import numpy as np
+
+from keras_recipes.data import arraydata
+from keras_recipes.data.core import EMBEDDED
+from keras_recipes.data.core import Data
+from keras_recipes.data.core import Leaf
+from keras_recipes.data.core import check_split
+from keras_recipes.data.core import class_ids
+from keras_recipes.data.core import leaves
+from keras_recipes.data.core import stratified_split
+from keras_recipes.data.core import target_scale
+from keras_recipes.data.core import target_scale_of
+
+__all__ = ["Data", "EMBEDDED", "Leaf", "class_ids", "leaves", "load_named", "make_data",
+           "stratified_split", "target_scale", "target_scale_of", "uses_tfdata"]
+
+
+def _tensorflow_or_none():
+    """TensorFlow if the program has imported it (a tf.data.Dataset cannot
+    exist otherwise), else None: nothing here imports it to find out."""
+    tf = sys.modules.get("tensorflow")
+    return tf if tf is not None and hasattr(tf, "data") else None
+
+
+def _is_tf_dataset(value):
+    tf = _tensorflow_or_none()
+    return tf is not None and isinstance(value, tf.data.Dataset)
+
+
+def _tfdata(what):
+    """`keras_recipes.tfdata`, or a clear error naming what needed it."""
+    try:
+        # Deferred: the tf.data path imports TensorFlow, which JAX and torch
+        # users may not have.
+        from keras_recipes.data import tfdata
+    except ImportError as error:
+        raise ImportError(
+            f"{what} needs TensorFlow (tf.data), which cannot be imported here ({error}). "
+            "Install it (`pip install tensorflow`), or pass in-memory data (arrays, pandas, "
+            "dicts of arrays, a keras.utils.PyDataset), which runs on the JAX and torch "
+            f"backends without it. Received: {what}") from None
+    return tfdata
+
+
+def uses_tfdata(data, validation_data=None):
+    """Whether `make_data` takes the tf.data path for these inputs."""
+    if isinstance(data, str):
+        return data not in EMBEDDED or keras.backend.backend() == "tensorflow"
+    return (_is_tf_dataset(data) or _is_tf_dataset(validation_data)
+            or keras.backend.backend() == "tensorflow")
+
+
+def load_named(name, data_dir=None, split="train"):
+    """An unbatched (x, y) tf.data dataset for the embedded digits or a TFDS name."""
+    return _tfdata(f"data={name!r} (a TFDS dataset)").load_named(name, data_dir, split)
+
+
+def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
+              seed=None, data_dir=None, shuffle_buffer=10_000, verbose=0, shuffle_seed=None,
+              sample_weight=None, input_rank=None, steps_per_epoch=None):
+    """Resolves `data` into batched train/validation data plus statistics.
+
+    Args:
+        data: `(x, y)` or `(x, y, sample_weight)` arrays (numpy or pandas;
+            dicts or lists of them for several inputs or outputs), a
+            `tf.data.Dataset` of such elements (batched or not), a
+            `keras.utils.PyDataset`, a generator (with `steps_per_epoch`),
+            `"digits"` (embedded) or a TFDS name.
+        validation_data: The same forms; if `None`, a seeded (stratified for
+            integer labels) `validation_split` of `data`.
+        batch_size: Integer. Batch size of both returned datasets.
+        seed: Integer or None, for the split (and the shuffling, unless
+            `shuffle_seed` is given).
+        data_dir: TFDS data directory for named datasets.
+        sample_weight: Array of per-example weights for array data.
+        input_rank: The model's input rank with the batch axis, when known:
+            tells a batched dataset (also with `drop_remainder=True`) apart.
+
+    Returns:
+        A `Data`: `tfdata.TFData` for tf.data, TFDS names and the TensorFlow
+        backend, `arraydata.ArrayData` for in-memory data on JAX and torch.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be an integer >= 1. Received: batch_size={batch_size!r}")
+    if validation_data is None:
+        check_split(validation_split)
+    seed = 0 if seed is None else int(seed)
+    shuffle_seed = seed if shuffle_seed is None else int(shuffle_seed)
+    args = dict(validation_data=validation_data, validation_split=validation_split,
+                batch_size=batch_size, seed=seed, verbose=verbose, shuffle_seed=shuffle_seed,
+                sample_weight=sample_weight, steps_per_epoch=steps_per_epoch)
+    if uses_tfdata(data, validation_data):
+        what = f"data={data!r} (a TFDS dataset)" if isinstance(data, str) else "a tf.data.Dataset"
+        made = _tfdata(what).make_tf_data(data, data_dir=data_dir, shuffle_buffer=shuffle_buffer,
+                                          input_rank=input_rank, **args)
+    else:
+        made = arraydata.make_array_data(data, **args)
+    if steps_per_epoch is not None:
+        # Here, not when training starts: every decision taken from the
+        # updates an epoch (batch size, patience, budget) sees the limit.
+        made.limit_steps(steps_per_epoch)
+    return made
