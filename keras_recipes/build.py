@@ -64,7 +64,6 @@ def wrap_optimizer(optimizer, max_norm):
 
 def augmentation(augment, noise_bank, x_shape, seed):
     """Tip 10: the augmentation layers `augment` asks for."""
-
     if noise_bank is not None and not isinstance(noise_bank, NoiseBank):
         raise TypeError("`noise_bank` must be a keras_recipes.audio.NoiseBank. "
                         f"Received: noise_bank={noise_bank!r}")

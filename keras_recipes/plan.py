@@ -420,11 +420,11 @@ def _decide_data(data, o, strategy, batch_note=None):
     steps = data.steps_per_epoch
     few = (f"; only {steps} update{'s' if steps > 1 else ''} per epoch on {data.n_train} "
            "training examples: a smaller batch gives more" if steps < 4 else "")
-    if batch_note or o["steps_per_epoch"] is not None:
-        few = ""
     if o["steps_per_epoch"] is not None:
         few = (f"; steps_per_epoch={o['steps_per_epoch']} limits each epoch "
                f"({-(-data.n_train // batch)} batches hold the {data.n_train} training examples)")
+    elif batch_note:
+        few = ""
     tips.append(Tip(2, "minibatch", f"batch_size={batch} ({steps} steps per epoch)",
                     (batch_note if batch_note else "about 128, as advised") + few
                     + (f"; {data.notes[0]}" if data.notes else ""), "batch_size="))
@@ -618,7 +618,6 @@ def _kept_targets(data, o, parts):
 def _decide_structured(model, data, o, parts, custom):
     """Tip 1 for several inputs (each numeric one on its own statistics, text
     passed through) and several outputs (each regression target on its own)."""
-
     tips, input_layers = [], []
     for (name, spec), stats in zip(leaves(data.x_spec), data.input_stats):
         label = "".join(c if c.isalnum() or c == "_" else "_" for c in name) or "input"
@@ -718,8 +717,8 @@ def _choose_optimizer(o):
         return "sgd", ("a given learning_rate keeps tip 4's SGD(momentum=0.9) start "
                        "(optimizer='adam' for Adam at that rate)")
     return "adam", ("the rate is read from the update ratio: with it, Adam matched or beat "
-                    "SGD(momentum=0.9) on the quality benchmark's real tasks (BUILD_NOTES.md, "
-                    "issue 24)")
+                    "SGD(momentum=0.9) on seven of the quality benchmark's eight real tasks "
+                    "(BUILD_NOTES.md, issue 24)")
 
 
 # A plateau is judged over at least this many updates: with a few updates an

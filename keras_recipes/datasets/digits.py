@@ -93,7 +93,6 @@ def _builder_class():
 
 def digits_builder(data_dir=None):
     """The prepared TFDS builder of the embedded digits (built on first use)."""
-
     import tensorflow_datasets as tfds
 
     builder = _builder_class()(data_dir=data_dir or default_data_dir())
