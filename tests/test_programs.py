@@ -531,8 +531,7 @@ def grunfeld_log1p():
     r = fit_with_tips(dense(3, 1), (x[idx[:170]], y[idx[:170]]), epochs=60,
                       **dict(FAST, batch_size=128))
     # Hand-written (Normalization, Adam 1e-2, batch 16, 60 epochs) reaches 0.59
-    # on this split; the recipe (Adam, its rate read from the update ratio)
-    # 0.44 in these 60 epochs of 2 updates (capped), SGD(0.1, m=0.9) 0.38. A
+    # on this split. The recipe's 60 epochs of 2 updates here are capped, and a
     # 34-example validation set decides: the 3-seed benchmark's grunfeld is the
     # quality measure (recipe 0.40, tuned Adam 0.40; BUILD_NOTES, issue 24).
     return float(r2(r.model, x[idx[170:]], y[idx[170:]])), 0.4
