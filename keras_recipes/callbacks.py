@@ -735,6 +735,12 @@ class DivergenceGuard(keras.callbacks.Callback):
     entry of `events` (a dict with `epoch`, `kind`, `loss`, the old and new
     rate); `describe_guard_event` puts one in words.
 
+    For a fused ensemble (`members=N`), whose `loss` is the sum of the
+    members' losses, each member's own loss (`member_{i}_loss`, logged by
+    `keras_recipes.ensemble.MemberLoss` metrics) is judged against its own
+    history: the scale of "exploded" is one member's whatever the count,
+    and one member that diverges is seen among many.
+
     Example:
 
     ```python
@@ -760,12 +766,20 @@ class DivergenceGuard(keras.callbacks.Callback):
             "far above". A calibrated start reads about 2e-2 in its first
             steps and less after, so this acts only on a run going wrong.
         high_epochs: Integer >= 1. Defaults to `3`.
+        members: Integer >= 1 or `None`. The member count of a fused
+            ensemble: each `member_{i}_loss` log is judged on its own
+            (`reference_loss` is then one member's). `None`: the `loss` log.
+            Defaults to `None`.
         verbose: Integer. 1 prints each action. Defaults to `0`.
     """
 
     def __init__(self, factor=0.2, max_recoveries=4, explode=10.0, lower_when_high=False,
-                 high=3e-2, high_epochs=3, reference_loss=None, verbose=0):
+                 high=3e-2, high_epochs=3, reference_loss=None, members=None, verbose=0):
         super().__init__()
+        if members is not None and (isinstance(members, bool) or not isinstance(members, int)
+                                    or members < 1):
+            raise ValueError(f"`members` must be an integer >= 1 or None. Received: members={members!r}")
+        self.members = members
         if reference_loss is not None and (
                 isinstance(reference_loss, bool) or not isinstance(reference_loss, (int, float))
                 or not math.isfinite(reference_loss)):
@@ -794,8 +808,28 @@ class DivergenceGuard(keras.callbacks.Callback):
         self.failed = None
         self._good = None
         # Without a reference, the first epoch sets the scale of "exploded".
-        self._first_loss = self._best_loss = getattr(self, "reference_loss", None)
+        # One (first, best) pair per loss judged: the run's, or each member's.
+        reference = getattr(self, "reference_loss", None)
+        self._first = [reference] * (getattr(self, "members", None) or 1)
+        self._best = list(self._first)
         self._high_run = 0
+
+    def _losses(self, logs):
+        """The losses judged this epoch: `[loss]`, or each member's own."""
+        if self.members is None:
+            return [logs.get("loss")]
+        keys = [f"member_{i}_loss" for i in range(self.members)]
+        missing = [k for k in keys if k not in logs]
+        if missing:
+            raise ValueError(
+                f"DivergenceGuard(members={self.members}) reads each member's loss, but the "
+                f"logs have no {missing[0]!r} (compile with keras_recipes.ensemble.MemberLoss "
+                f"metrics). Logs: {sorted(logs)}")
+        return [logs[k] for k in keys]
+
+    def _exploded(self, losses):
+        return any(math.isfinite(loss) and best is not None and loss > self.explode * best
+                   and loss > first for loss, first, best in zip(losses, self._first, self._best))
 
     def _state(self):
         optimizer = self.model.optimizer
@@ -831,13 +865,12 @@ class DivergenceGuard(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        loss = logs.get("loss")
-        if loss is None:
+        if logs.get("loss") is None:
             return
-        loss = float(loss)
-        exploded = (math.isfinite(loss) and self._best_loss is not None
-                    and loss > self.explode * self._best_loss and loss > self._first_loss)
-        if not math.isfinite(loss) or exploded:
+        loss = float(logs["loss"])
+        losses = [float(v) for v in self._losses(logs)]
+        exploded = self._exploded(losses)
+        if not all(math.isfinite(v) for v in losses + [loss]) or exploded:
             # The rate in force now (after any reduction this epoch), then
             # the last good state, then the lower rate.
             rates = [(opt, _rate(opt)) for _, opt in lr_optimizers(self.model.optimizer)]
@@ -856,9 +889,8 @@ class DivergenceGuard(keras.callbacks.Callback):
             self._record(epoch, kind, loss, old, new)
             self._high_run = 0
             return
-        if self._first_loss is None:
-            self._first_loss = loss
-        self._best_loss = loss if self._best_loss is None else min(self._best_loss, loss)
+        self._first = [v if first is None else first for v, first in zip(losses, self._first)]
+        self._best = [v if best is None else min(best, v) for v, best in zip(losses, self._best)]
         ratio = logs.get("update_ratio")
         if self.lower_when_high and ratio is not None:
             self._high_run = self._high_run + 1 if float(ratio) > self.high else 0
@@ -872,7 +904,8 @@ class DivergenceGuard(keras.callbacks.Callback):
         return {"factor": self.factor, "max_recoveries": self.max_recoveries,
                 "explode": self.explode, "lower_when_high": self.lower_when_high,
                 "high": self.high, "high_epochs": self.high_epochs,
-                "reference_loss": self.reference_loss, "verbose": self.verbose}
+                "reference_loss": self.reference_loss, "members": self.members,
+                "verbose": self.verbose}
 
     @classmethod
     def from_config(cls, config):

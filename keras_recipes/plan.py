@@ -103,6 +103,11 @@ class Plan:
         parts["member_loss"] = self.parts["loss"]
         parts["loss"] = fused.loss(self.parts["loss"])
         parts["metrics"] = fused.metrics(self.parts["loss"])
+        if self.parts["plateau"] is not None:
+            # The monitored val_loss is the members' sum: an improvement of
+            # min_delta per member, as one member's run would count it.
+            plateau = self.parts["plateau"]
+            parts["plateau"] = dict(plateau, min_delta=plateau.get("min_delta", 1e-4) * fused.size)
         make_optimizer = self.parts["make_optimizer"]
         # Each member clipped by its own global norm.
         parts["make_optimizer"] = lambda: fused.configure(make_optimizer())

@@ -130,10 +130,14 @@ def _callbacks(plan, checkpointer, jit):
     # user fixed is only rescued from divergence.
     steer = parts["compile"] is None and plan.options["learning_rate"] == "auto"
     monitor, interrupt = UpdateRatioMonitor(), GracefulInterrupt()
+    # The reference is one model's first loss (the calibration's); a fused
+    # ensemble's loss is the members' sum, so the guard judges each member.
     reference = parts.get("initial_loss")
+    fused = parts.get("fused")
     guard = DivergenceGuard(lower_when_high=steer, verbose=int(parts["verbose"] > 0),
                             reference_loss=reference if reference is not None
-                            and math.isfinite(reference) else None)
+                            and math.isfinite(reference) else None,
+                            members=fused.size if fused is not None else None)
     optimizer = build.compile_model(parts, jit)
     past = (0, {}, [])
     if parts["resume"] is not None:

@@ -141,6 +141,7 @@ def test_scaled_schedule_config_round_trip():
     lambda: ReduceLROnPlateau.halve(patience=2, stop_patience=4, stop_update_fraction=0.25),
     lambda: DivergenceGuard(factor=0.5, max_recoveries=2, explode=20.0, lower_when_high=True,
                             high=5e-2, high_epochs=2),
+    lambda: DivergenceGuard(members=16, reference_loss=2.3),
 ])
 def test_config_round_trip(make):
     config_round_trip(make())
@@ -213,6 +214,7 @@ def test_update_ratio_monitor_needs_clipped_optimizer():
         (lambda: DivergenceGuard(explode=0.5), ValueError, "Received: explode=0.5"),
         (lambda: DivergenceGuard(max_recoveries=-1), ValueError, "Received: max_recoveries=-1"),
         (lambda: DivergenceGuard(high_epochs=0), ValueError, "Received: high_epochs=0"),
+        (lambda: DivergenceGuard(members=0), ValueError, "Received: members=0"),
     ],
 )
 def test_bad_arguments_rejected(make, error, match):

@@ -182,6 +182,40 @@ def test_ratio_far_above_the_band_lowers_the_rate():
     assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.125)
 
 
+def _guarded(members, reference=2.3):
+    model = tiny_classifier()
+    model.compile(ClippedOptimizer(keras.optimizers.SGD(0.1), max_norm=None), SPARSE_CE)
+    guard = DivergenceGuard(members=members, reference_loss=reference)
+    guard.set_model(model)
+    guard.on_train_begin()
+    return guard
+
+
+def _member_logs(losses):
+    return {"loss": float(sum(losses)), **{f"member_{i}_loss": v for i, v in enumerate(losses)}}
+
+
+def test_guard_judges_each_members_loss_not_the_sum():
+    # 16 healthy members (one member's reference 2.3; their sum ~37 is 16x
+    # it): no recovery. The loss alone would read as exploded.
+    guard = _guarded(16)
+    for epoch, loss in enumerate([2.0, 1.5, 1.2]):
+        guard.on_epoch_end(epoch, _member_logs([loss] * 16))
+    assert guard.events == [] and guard.failed is None
+    assert DivergenceGuard(reference_loss=2.3)._exploded([2.0 * 16])
+    # One member of 16 exploding is seen, though the sum moves by 60%.
+    guard.on_epoch_end(3, _member_logs([1.2] * 15 + [13.0]))
+    assert [e["kind"] for e in guard.events] == ["exploded"]
+    guard.on_epoch_end(4, _member_logs([1.1] * 15 + [float("nan")]))
+    assert [e["kind"] for e in guard.events] == ["exploded", "not finite"]
+
+
+def test_guard_with_members_names_a_missing_member_loss():
+    guard = _guarded(3)
+    with pytest.raises(ValueError, match="'member_2_loss'"):
+        guard.on_epoch_end(0, {"loss": 3.0, "member_0_loss": 1.0, "member_1_loss": 1.0})
+
+
 class _Scripted:
     """Drives a plateau callback with scripted epoch logs."""
 
