@@ -5,6 +5,7 @@ measured XLA choice, which needs the built training model."""
 import statistics
 import time
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -251,6 +252,26 @@ def result_model(parts, full, model, data):
 
 # -- execution -----------------------------------------------------------------------------
 
+# Models the recipe compiled: model -> (the optimizer it set, the user's own
+# compile arguments or None). The user's model object may be compiled in
+# place (trained as it is, or returned as result.model); a later call must
+# read what the user chose, not the recipe's compile.
+_OWN_COMPILES = weakref.WeakKeyDictionary()
+
+
+def _mark_own_compile(model, users):
+    _OWN_COMPILES[model] = (weakref.ref(model.optimizer), users)
+
+
+def users_compile(model, live):
+    """What the user compiled `model` with: `live` (its compile arguments,
+    or None), unless the recipe compiled it last, then the user's own
+    arguments from before that (None when the user never compiled it)."""
+    own = _OWN_COMPILES.get(model)
+    if own is not None and own[0]() is getattr(model, "optimizer", None):
+        return own[1]
+    return live
+
 
 def compile_model(parts, jit):
     """Compiles the training model; returns its optimizer. The model the plan
@@ -263,6 +284,7 @@ def compile_model(parts, jit):
     optimizer = parts["make_optimizer"]()
     parts["full"].compile(optimizer, parts["loss"], metrics=parts["metrics"], jit_compile=jit,
                           **parts.get("compile_kwargs", {}))
+    _mark_own_compile(parts["full"], parts.get("compile"))
     return optimizer
 
 
@@ -289,6 +311,7 @@ def unwrap_optimizer(parts, model, full):
         metrics = keras.tree.map_structure(fresh, parts["metrics"])
         model.compile(wrapper.inner_optimizer, parts["loss"], metrics=metrics,
                       jit_compile=full.jit_compile, **parts.get("compile_kwargs", {}))
+        _mark_own_compile(model, parts.get("compile"))
     return wrapper
 
 

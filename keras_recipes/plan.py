@@ -208,6 +208,17 @@ def check_options(model, options):
     for name, allowed in choices.items():
         if not any(o[name] is a or (type(o[name]) is type(a) and o[name] == a) for a in allowed):
             raise ValueError(f"`{name}` must be one of {allowed}. Received: {name}={o[name]!r}")
+    # A compiled model trains with its own optimizer: these would be ignored.
+    given = [k for k in ("optimizer", "learning_rate", "momentum") if o[k] not in ("auto", None)]
+    compiled = build.users_compile(model, _live_compile(model))
+    if given and compiled is not None:
+        optimizer = compiled["optimizer"]
+        shown = optimizer if isinstance(optimizer, str) else type(optimizer).__name__
+        raise ValueError(
+            f"The model is compiled (optimizer {shown} from model.compile), which fit_with_tips "
+            f"trains with as it is, so `{given[0]}=` would be ignored. Set it in model.compile, "
+            "or pass the model uncompiled for the recipe's optimizer. Received: "
+            + ", ".join(f"{k}={o[k]!r}" for k in given))
     callbacks = o["callbacks"]
     if callbacks is not None and not all(isinstance(c, keras.callbacks.Callback) for c in callbacks):
         raise TypeError(f"`callbacks` must be a list of keras.callbacks.Callback. "
@@ -522,7 +533,8 @@ def _decide_task(model, data, o, parts):
     """Tip 3: the loss, from the labels and the measured output, or the user's;
     one loss per output."""
     units, probes = _measure(model, data)
-    compiled = _live_compile(parts["source"])
+    # A model the recipe compiled (an earlier call) counts as the user left it.
+    compiled = build.users_compile(parts["source"], _live_compile(parts["source"]))
     parts.update(units=units[0] if len(units) == 1 else units, compile=compiled)
     labels, val_labels = data.output_labels, data.output_val_labels
     if len(labels) != len(units):

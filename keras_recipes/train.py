@@ -3,7 +3,9 @@ what happened in a `FitResult`. A run that diverged or was interrupted says
 so, in `result.status`, `str(result)` and a warning."""
 
 import math
+import os
 import signal
+import tempfile
 import threading
 import time
 import warnings
@@ -241,6 +243,43 @@ def _headline(status, events):
     return next(e for e in events if e.startswith(starts))
 
 
+class _KeepTrained:
+    """Nothing trained is lost: when a step after the training loop fails
+    (assembling result.model, the ensemble, the final file), the trained
+    weights are written to a named file first and the error says what
+    failed and where they are."""
+
+    def __init__(self, plan, checkpointer):
+        self.plan, self.checkpointer, self.stage = plan, checkpointer, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if error is None or not isinstance(error, Exception):
+            return False
+        parts = self.plan.parts
+        # The user's own model holds the trained weights (the training model
+        # wraps it); a fused ensemble's are in its training model.
+        model = parts["full"] if parts.get("fused") is not None else self.plan.model
+        folder = (self.checkpointer.directory if self.checkpointer is not None
+                  else tempfile.mkdtemp(prefix="keras_recipes_"))
+        path = os.path.join(str(folder), f"{model.name.lstrip('_') or 'model'}_trained.weights.h5")
+        try:
+            model.save_weights(path)
+        except Exception as save_error:  # noqa: BLE001 - report both failures
+            raise RuntimeError(
+                f"fit_with_tips trained, then failed while {self.stage} ({type(error).__name__}: "
+                f"{error}); writing the trained weights to {path} failed too "
+                f"({type(save_error).__name__}: {save_error}). They are still in the model "
+                "object you passed.") from error
+        raise RuntimeError(
+            f"fit_with_tips trained, then failed while {self.stage} ({type(error).__name__}: "
+            f"{error}). The trained weights are saved in {path}: "
+            f"`{'training_model' if parts.get('fused') is not None else 'model'}.load_weights("
+            f"{path!r})` restores them (the model object you passed holds them too).") from error
+
+
 def run(plan):
     """Trains as `plan` says; returns a `FitResult` (or, for a plan with
     members, the result whose `.ensemble` is the `EnsembleResult`)."""
@@ -252,37 +291,49 @@ def run(plan):
         if parts["verbose"]:
             print(plan, flush=True)
         history = _fit(plan, callbacks, past[0], watch["plateau"])
-        merged = {k: list(v) for k, v in past[1].items()}
-        for key, values in history.history.items():
-            merged[key] = merged.get(key, []) + list(values)
-        full = parts["full"]
-        execution = dict(parts["execution"], jit_compile_after_fit=bool(full.jit_compile),
-                         replicas=distribute.replicas(parts["strategy"]),
-                         workers=distribute.workers(parts["strategy"]))
-        status, events = _events(watch, len(merged.get("loss", [])), plan.options["epochs"])
-        fused = parts.get("fused")
-        model = full if fused is not None else build.result_model(parts, full, plan.model, plan.data)
-        wrapper = build.unwrap_optimizer(parts, model, full) if fused is None else None
-        result = FitResult(model, merged, plan.tips + _outcome_rows(watch, status, events),
-                           plan.data, execution,
-                           past[2] + watch["monitor"].layer_history,
-                           time.perf_counter() - start, events, status)
-        result.optimizer = wrapper or getattr(full, "optimizer", None)
-        result.audit = parts.get("audit")
-        result.table_shown = bool(parts["verbose"])
-        result.plan = plan
-        plateau = watch["plateau"]
-        result.best_epoch = plateau.best_epoch if plateau is not None else None
-        if status in ("diverged", "interrupted", "capped"):
-            warnings.warn(f"fit_with_tips {status}: {_headline(status, events)}",
-                          RuntimeWarning, stacklevel=3)
-        if fused is not None:
-            result.execution["ensemble_path"] = "fused"
-            result.ensemble = fused.assemble(parts, result)
-            # The file is the averaging ensemble on raw inputs (the training
-            # model only exists to train the members).
-            model = result.ensemble.model
-        if checkpointer is not None and status != "interrupted":
-            checkpointer.save_final(model)
+        with _KeepTrained(plan, checkpointer) as keep:
+            keep.stage = "building the result"
+            return _result(plan, history, past, watch, checkpointer, start, keep)
+
+
+def _result(plan, history, past, watch, checkpointer, start, keep):
+    """The `FitResult` of a finished fit (inside `_KeepTrained`)."""
+    parts = plan.parts
+    merged = {k: list(v) for k, v in past[1].items()}
+    for key, values in history.history.items():
+        merged[key] = merged.get(key, []) + list(values)
+    full = parts["full"]
+    execution = dict(parts["execution"], jit_compile_after_fit=bool(full.jit_compile),
+                     replicas=distribute.replicas(parts["strategy"]),
+                     workers=distribute.workers(parts["strategy"]))
+    status, events = _events(watch, len(merged.get("loss", [])), plan.options["epochs"])
+    fused = parts.get("fused")
+    keep.stage = "assembling result.model"
+    model = full if fused is not None else build.result_model(parts, full, plan.model, plan.data)
+    wrapper = build.unwrap_optimizer(parts, model, full) if fused is None else None
+    keep.stage = "building the result"
+    result = FitResult(model, merged, plan.tips + _outcome_rows(watch, status, events),
+                       plan.data, execution,
+                       past[2] + watch["monitor"].layer_history,
+                       time.perf_counter() - start, events, status)
+    result.optimizer = wrapper or getattr(full, "optimizer", None)
+    result.audit = parts.get("audit")
+    result.table_shown = bool(parts["verbose"])
+    result.plan = plan
+    plateau = watch["plateau"]
+    result.best_epoch = plateau.best_epoch if plateau is not None else None
+    if status in ("diverged", "interrupted", "capped"):
+        warnings.warn(f"fit_with_tips {status}: {_headline(status, events)}",
+                      RuntimeWarning, stacklevel=4)
+    if fused is not None:
+        result.execution["ensemble_path"] = "fused"
+        keep.stage = "assembling the ensemble"
+        result.ensemble = fused.assemble(parts, result)
+        # The file is the averaging ensemble on raw inputs (the training
+        # model only exists to train the members).
+        model = result.ensemble.model
+    if checkpointer is not None and status != "interrupted":
+        keep.stage = "saving the final model"
+        checkpointer.save_final(model)
     return result
 

@@ -368,6 +368,20 @@ def test_bad_optimizer_arguments_are_rejected_before_any_work(kwargs, match):
         plan(tiny_classifier(), "digits", **kwargs)
 
 
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(learning_rate=0.01), r"`learning_rate=` would be ignored.*Received: learning_rate=0.01"),
+    (dict(optimizer="sgd", momentum=0.5), r"`optimizer=`.*Received: optimizer='sgd', momentum=0.5"),
+])
+def test_a_compiled_model_refuses_optimizer_arguments_it_would_ignore(kwargs, match):
+    """Issue 36: a compiled model trains with its own optimizer; these
+    arguments were silently ignored."""
+    model = tiny_classifier()
+    model.compile(keras.optimizers.Adam(1e-3), SPARSE_CE)
+    with pytest.raises(ValueError, match=match) as info:
+        plan(model, "no data is read before this error", **kwargs)
+    assert "optimizer Adam from model.compile" in str(info.value)
+
+
 def test_steps_per_epoch_is_in_every_decision_counted_in_updates(digits):
     # 1149 training examples at 128 are 9 batches; steps_per_epoch=3 limits
     # each epoch, and the minibatch row, the budget and the patience see it.
