@@ -22,6 +22,7 @@ declare -A CMD=(
   [augment_throughput]="bench_augment_throughput.py"
   [augment_effect]="bench_augment_effect.py"
   [ensemble]="bench_ensemble.py"
+  [ensemble_size]="bench_ensemble_size.py"
   [diagnostics]="bench_diagnostics.py"
   [reliability]="bench_reliability.py"
   [distribute]="bench_distribute.py"
