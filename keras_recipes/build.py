@@ -142,10 +142,40 @@ def _pipeline_map(parts, data):
     data.preprocess_in_pipeline(input_layers, parts["augment"], targets)
 
 
+def _model_input_order(model, x_spec):
+    """The data's input keys in the order of the model's own inputs, when the
+    data is a dict and the model a functional one whose inputs carry those
+    names (Keras pairs a dict with `model.inputs` by name); else None (the
+    data's structure is the model's)."""
+    inputs = getattr(model, "_inputs_struct", None)
+    if not isinstance(x_spec, dict) or not isinstance(inputs, (list, tuple)):
+        return None
+    names = [getattr(i, "name", None) for i in inputs]
+    return names if set(names) <= set(x_spec) and len(names) == len(x_spec) else None
+
+
+def output_keys(model, y_spec, outputs):
+    """Per output of `model(...)` (flattened), the key of its labels in a dict
+    `y_spec`, by name: a dict output's key, or a list output's name in
+    `model.output_names` (as Keras pairs dict labels in `fit`). None where the
+    labels are not a dict (then outputs and labels pair by position)."""
+    if not isinstance(y_spec, dict):
+        return None
+    if isinstance(outputs, dict):
+        return sorted(outputs)  # keras.tree.flatten's order
+    names = list(getattr(model, "output_names", None) or [])
+    if len(names) == len(keras.tree.flatten(outputs)) and set(names) == set(y_spec):
+        return names
+    return sorted(y_spec)  # unnamed: the order Keras' data adapters flatten them in
+
+
 def _structured_result(parts, model, data):
-    """`result.model` for several inputs or outputs: raw inputs in (named as
-    the data's), each standardized, raw-unit outputs out."""
-    raws, features = [], []
+    """`result.model` for several inputs or outputs: raw inputs in, each
+    standardized, raw-unit outputs out, with the user's model's interface:
+    its input names and order, its output names and structure. Targets are
+    joined to outputs by name wherever the labels have names, never by
+    sorting one side against the other."""
+    raws, features = {}, {}
     for (name, spec), layers in zip(leaves(data.x_spec), parts["input_layers"]):
         # float64 columns (pandas) are read as floatx, as the training did.
         dtype = keras.backend.floatx() if spec.dtype == "float64" else spec.dtype
@@ -153,16 +183,30 @@ def _structured_result(parts, model, data):
         z = raw
         for layer in layers:
             z = layer(z)
-        raws.append(raw)
-        features.append(z)
-    inputs = keras.tree.pack_sequence_as(data.x_spec, raws)
-    outputs = keras.tree.flatten(model(keras.tree.pack_sequence_as(data.x_spec, features)))
-    outputs = [_unstandardize(t, f"unstandardize_{i}")(o) if t is not None else o
-               for i, (o, t) in enumerate(zip(outputs, parts["targets"]))]
-    if isinstance(data.y_spec, dict):
-        outputs = dict(zip(sorted(data.y_spec), outputs))
-    elif len(outputs) == 1:
-        outputs = outputs[0]
+        raws[name], features[name] = raw, z
+    order = _model_input_order(model, data.x_spec)
+    if order is not None:  # the model's own input list, by name
+        inputs = [raws[k] for k in order]
+        called = model([features[k] for k in order])
+    else:
+        keys = [k for k, _ in leaves(data.x_spec)]
+        inputs = keras.tree.pack_sequence_as(data.x_spec, [raws[k] for k in keys])
+        called = model(keras.tree.pack_sequence_as(data.x_spec, [features[k] for k in keys]))
+    label_keys = [k for k, _ in leaves(data.y_spec)]
+    by_key = dict(zip(label_keys, parts["targets"]))
+    keys = output_keys(model, data.y_spec, called)
+    flat = keras.tree.flatten(called)
+    targets = [by_key[k] for k in keys] if keys is not None else list(parts["targets"])
+    names = (sorted(called) if isinstance(called, dict)
+             else list(getattr(model, "output_names", None) or []))
+    outputs = []
+    for i, (output, target) in enumerate(zip(flat, targets)):
+        if target is not None:
+            output = _unstandardize(target, f"unstandardize_{i}")(output)
+        # Named as the user's output, so result.model.output_names match.
+        name = names[i] if len(names) == len(flat) else None
+        outputs.append(keras.layers.Identity(name=name)(output) if name else output)
+    outputs = keras.tree.pack_sequence_as(called, outputs)
     return keras.Model(inputs, outputs, name=_name(model))
 
 

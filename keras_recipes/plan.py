@@ -476,7 +476,8 @@ def _measure(model, data):
     x = keras.tree.map_structure(lambda a: a[:64], x)
     if not model.built and not data.structured:
         model.build((None,) + tuple(data.x_shape))
-    outputs = keras.tree.flatten(model(x, training=False))
+    called = model(x, training=False)
+    outputs = keras.tree.flatten(called)
     numeric = [a for a in keras.tree.flatten(x) if np.asarray(a).dtype.kind in "biuf"]
     stress = len(numeric) == len(keras.tree.flatten(x)) and all(
         np.asarray(a).dtype.kind == "f" for a in numeric)
@@ -485,15 +486,25 @@ def _measure(model, data):
     except Exception:  # an input range the model refuses (indices): real batch only
         probes = probe_output(model, x, stress=False)
     units = [int(o.shape[-1]) if len(o.shape) > 1 else 1 for o in outputs]
-    return units, probes
+    return units, probes, build.output_keys(model, data.y_spec, called)
 
 
-def _output_names(model, data, count):
-    """Names of the outputs, in the labels' order (dict keys when y is a dict)."""
-    if isinstance(data.y_spec, dict):  # tf.nest's order, as the label statistics
-        return sorted(data.y_spec)
+def _output_names(model, data, count, keys=None):
+    """Names of the outputs in the model's output order: the labels' dict keys
+    paired with them by name (`keys`), else the model's output names."""
+    if keys is not None:
+        return list(keys)
     names = list(getattr(model, "output_names", None) or [])
     return names if len(names) == count else [f"output {i}" for i in range(count)]
+
+
+def _in_output_order(keys, data, labels):
+    """Per-label values (in the data's order: sorted dict keys) reordered to
+    the model's outputs, joined by name where the labels are a dict."""
+    if keys is None:
+        return list(labels)
+    order = [k for k, _ in leaves(data.y_spec)]
+    return [labels[order.index(k)] for k in keys]
 
 
 def _label_checks(loss, labels, val_labels, units):
@@ -532,23 +543,25 @@ def _given_loss(o, compiled):
 def _decide_task(model, data, o, parts):
     """Tip 3: the loss, from the labels and the measured output, or the user's;
     one loss per output."""
-    units, probes = _measure(model, data)
+    units, probes, keys = _measure(model, data)
     # A model the recipe compiled (an earlier call) counts as the user left it.
     compiled = build.users_compile(parts["source"], _live_compile(parts["source"]))
     parts.update(units=units[0] if len(units) == 1 else units, compile=compiled)
-    labels, val_labels = data.output_labels, data.output_val_labels
-    if len(labels) != len(units):
+    if len(data.output_labels) != len(units):
         raise ValueError(f"The model has {len(units)} output(s) and the data {len(labels)} "
                          f"label array(s); give one label array per output. "
-                         f"Received: {len(labels)} label arrays")
+                         f"Received: {len(data.output_labels)} label arrays")
+    # Labels joined to outputs by name (a dict's keys), by position otherwise.
+    labels = _in_output_order(keys, data, data.output_labels)
+    val_labels = _in_output_order(keys, data, data.output_val_labels)
+    names = _output_names(model, data, len(units), keys)
     if o["loss"] is not None or compiled is not None:
         loss, metrics, tip = _given_loss(o, compiled)
         tips = [tip]
         losses = loss if isinstance(loss, (list, tuple)) else (
-            [loss.get(n) for n in _output_names(model, data, len(units))]
+            [loss.get(n) for n in names]
             if isinstance(loss, dict) else [loss] * len(units))
     else:
-        names = _output_names(model, data, len(units))
         losses, metrics, tips = [], [], []
         for i, (label, width, probe) in enumerate(zip(labels, units, probes)):
             loss_i, metrics_i, why = infer_loss(model, label, width, probe, o["task"])
@@ -567,7 +580,10 @@ def _decide_task(model, data, o, parts):
             label.kind = "continuous"
         if loss_i is not None:
             _label_checks(loss_i, label, val_label, width)
-    parts.update(loss=loss, metrics=metrics, output_losses=losses)
+    # Per label in the data's order (as the label statistics and targets are).
+    by_name = dict(zip(names, losses))
+    parts.update(loss=loss, metrics=metrics, label_losses=(
+        [by_name[k] for k, _ in leaves(data.y_spec)] if keys is not None else losses))
     return tips
 
 
@@ -651,8 +667,9 @@ def _decide_structured(model, data, o, parts, custom):
                         f"statistics of {data.n_train} training examples" if layers else skipped,
                         "preprocess="))
     targets = []
-    names = _output_names(model, data, len(data.output_labels))
-    for name, loss, labels in zip(names, parts["output_losses"], data.output_labels):
+    names = ([k for k, _ in leaves(data.y_spec)] if isinstance(data.y_spec, dict)
+             else _output_names(model, data, len(data.output_labels)))
+    for name, loss, labels in zip(names, parts["label_losses"], data.output_labels):
         scale = None
         if (parts["compile"] is None and o["loss"] is None and o["preprocess"]
                 and isinstance(loss, keras.losses.MeanSquaredError)):

@@ -94,3 +94,75 @@ def test_a_failure_after_training_leaves_the_trained_weights_on_disk(digits, whe
     for trained, loaded, initial in zip(model.get_weights(), restored.get_weights(), before):
         np.testing.assert_array_equal(loaded, trained)
     assert any(not np.array_equal(t, i) for t, i in zip(model.get_weights(), before))
+
+
+def _diabetes_two_heads():
+    """scikit-learn's bundled diabetes table as a keras-io style two-input,
+    two-output functional model: inputs and outputs named out of sorted
+    order (Keras pairs dicts with them by name)."""
+    from sklearn.datasets import load_diabetes
+
+    bunch = load_diabetes()
+    x = bunch.data.astype("float32")
+    progression = bunch.target.astype("float32")[:, None]       # 25..346
+    bmi = x[:, 2:3] * 100                                       # about -9..17
+    vitals, age_sex = x[:, 4:], x[:, :2]
+    keras.utils.set_random_seed(0)
+    v_in, a_in = keras.Input((6,), name="vitals"), keras.Input((2,), name="age_sex")
+    h = keras.layers.Dense(32, activation="relu")(keras.layers.Concatenate()([v_in, a_in]))
+    model = keras.Model([v_in, a_in], [keras.layers.Dense(1, name="progression")(h),
+                                       keras.layers.Dense(1, name="bmi")(h)])
+    x_dict = {"vitals": vitals, "age_sex": age_sex}
+    y_dict = {"progression": progression, "bmi": bmi}
+    return model, x_dict, y_dict
+
+
+def _r2(pred, true):
+    return 1 - float(((pred - true) ** 2).mean() / true.var())
+
+
+def test_dict_outputs_and_inputs_out_of_sorted_order_keep_their_names_and_units(tmp_path):
+    """Issue 37: the raw-unit outputs were paired with the targets' scales by
+    sorted name (progression came back as the bmi head in progression's
+    units) and result.model's inputs and outputs were renamed and reordered."""
+    model, x, y = _diabetes_two_heads()
+    cut = 340
+    train = ({k: v[:cut] for k, v in x.items()}, {k: v[:cut] for k, v in y.items()})
+    x_test = {k: v[cut:] for k, v in x.items()}
+    result = fit_with_tips(model, train, epochs=60, seed=0, verbose=0)
+    got = result.model
+    assert [i.name for i in got.inputs] == ["vitals", "age_sex"]
+    assert got.output_names == ["progression", "bmi"]
+    pred = got.predict(x_test, verbose=0)
+    assert isinstance(pred, list) and len(pred) == 2  # the user's model returns a list
+    # Each head in its own units: a heads swap reads far below these (R^2 < 0).
+    assert _r2(pred[0], y["progression"][cut:]) > 0.2
+    assert _r2(pred[1], y["bmi"][cut:]) > 0.1
+    # By name or as a list in model.inputs order: the same predictions.
+    as_list = got.predict([x_test["vitals"], x_test["age_sex"]], verbose=0)
+    np.testing.assert_allclose(as_list[0], pred[0], rtol=1e-6)
+    loaded = keras.saving.load_model(tmp_path / "m.keras") if got.save(tmp_path / "m.keras") is None else None
+    reloaded = loaded.predict(x_test, verbose=0)
+    for a, b in zip(reloaded, pred):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_two_softmax_heads_with_dict_labels_out_of_sorted_order(tmp_path):
+    """Issue 37: the labels were checked against the heads in sorted-name
+    order ('big' against the 10-way head): refused with a false range error."""
+    x, y = load_digits("train")
+    x_test, y_test = load_digits("test")
+    keras.utils.set_random_seed(0)
+    pixels = keras.Input((64,), name="pixels")
+    h = keras.layers.Dense(64, activation="relu")(pixels)
+    model = keras.Model(pixels, [keras.layers.Dense(10, activation="softmax", name="digit")(h),
+                                 keras.layers.Dense(2, activation="softmax", name="big")(h)])
+    p = plan(model, (x, {"digit": y, "big": (y >= 5).astype("int32")}), epochs=20, seed=0,
+             verbose=0)
+    assert [t.name for t in p.tips if t.name.startswith("loss")] == ["loss (digit)", "loss (big)"]
+    result = p.fit()
+    assert result.model.output_names == ["digit", "big"]
+    digit, big = result.model.predict(x_test, verbose=0)
+    assert digit.shape[-1] == 10 and big.shape[-1] == 2
+    assert (digit.argmax(-1) == y_test).mean() > 0.9
+    assert (big.argmax(-1) == (y_test >= 5)).mean() > 0.9
