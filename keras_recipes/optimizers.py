@@ -187,7 +187,14 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
             aggregation="only_first_replica", name="layer_stats"
         )
         self.inner_optimizer.build(var_list)
-        super().build(var_list)
+        # The base class would give the wrapper accumulators of its own when
+        # it reads gradient_accumulation_steps (the inner optimizer's, below):
+        # the inner optimizer accumulates, and `_accumulated` above serves the clip.
+        self._base_building = True
+        try:
+            super().build(var_list)
+        finally:
+            self._base_building = False
 
     @property
     def variables(self):
@@ -205,6 +212,24 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
         # never scaled by it.
         if getattr(self, "inner_optimizer", None) is not None:
             self.inner_optimizer.loss_scale_factor = value
+
+    @property
+    def gradient_accumulation_steps(self):
+        """The inner optimizer's (Keras' trainers and callbacks read it here)."""
+        if getattr(self, "_base_building", False):
+            return None
+        return getattr(getattr(self, "inner_optimizer", None), "gradient_accumulation_steps", None)
+
+    @gradient_accumulation_steps.setter
+    def gradient_accumulation_steps(self, value):
+        # Optimizer.__init__ sets None before the inner optimizer exists. The
+        # clip's own accumulators are sized when the wrapper is made, so the
+        # value cannot change afterwards.
+        inner = getattr(self, "inner_optimizer", None)
+        if inner is not None and value != inner.gradient_accumulation_steps:
+            raise ValueError(
+                "Set gradient_accumulation_steps on the optimizer before wrapping it in "
+                f"ClippedOptimizer. Received: gradient_accumulation_steps={value!r}")
 
     @property
     def optimizers(self):

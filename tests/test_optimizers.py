@@ -231,6 +231,20 @@ def test_overflowing_loss_scale_skips_the_step_like_keras():
     assert float(ours.inner_optimizer.dynamic_scale) == float(keras_way.dynamic_scale)
 
 
+def test_gradient_accumulation_steps_reads_through_to_the_inner_optimizer():
+    """Issue 37: Keras' trainers and callbacks read it on the optimizer they
+    hold; the wrapper read None while the inner optimizer accumulated."""
+    ours = ClippedOptimizer(SGD(0.1, gradient_accumulation_steps=3), max_norm=1.0)
+    assert ours.gradient_accumulation_steps == 3
+    assert ClippedOptimizer(SGD(0.1)).gradient_accumulation_steps is None
+    with pytest.raises(ValueError, match="before wrapping it.*Received: gradient_accumulation_steps=2"):
+        ours.gradient_accumulation_steps = 2
+    # The wrapper builds no accumulators of its own (the inner one has them).
+    ours.build([keras.Variable(np.zeros((2, 2), "float32"))])
+    assert not hasattr(ours, "_accumulated_gradients")
+    assert len(ours.inner_optimizer._accumulated_gradients) == 1
+
+
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_gradient_accumulation_clips_the_accumulated_mean(momentum):
     keras_way = SGD(0.1, momentum=momentum, global_clipnorm=1.0, gradient_accumulation_steps=3)
