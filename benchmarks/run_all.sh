@@ -23,6 +23,7 @@ declare -A CMD=(
   [augment_effect]="bench_augment_effect.py"
   [ensemble]="bench_ensemble.py"
   [ensemble_size]="bench_ensemble_size.py"
+  [target_scaling]="bench_target_scaling.py"
   [diagnostics]="bench_diagnostics.py"
   [reliability]="bench_reliability.py"
   [distribute]="bench_distribute.py"

@@ -75,8 +75,13 @@ class Calibration:
 
     def evidence(self):
         probes = ", ".join(f"{r:.3g} -> {ratio_text(q)}" for r, q in self.measured)
+        still = all(q == 0 for _, q in self.measured)
+        choice = (f"the weights did not move at any rate (no gradient reaches them: all-zero "
+                  f"or constant initial weights, dead activations), so {self.rate:.3g}, the "
+                  "start, is no measured choice" if still else
+                  f"{self.rate:.3g} is closest to {self.target:g}")
         return (f"update/weight ratio over {self.steps} training steps per rate: {probes}; "
-                f"{self.rate:.3g} is closest to {self.target:g} ({self.seconds:.1f} s, and "
+                f"{choice} ({self.seconds:.1f} s, and "
                 f"{self.trace_seconds:.1f} s tracing the step training reuses; weights and "
                 "optimizer state restored)")
 
@@ -140,7 +145,8 @@ def _probe(model, clipped, batches):
         if not math.isfinite(loss):
             break
     ratio = clipped.read_stats(reset=True).get("update_ratio", math.inf)
-    finite = math.isfinite(loss) and math.isfinite(ratio) and ratio > 0
+    # A ratio of 0 is a measurement (nothing moved), not a blow-up.
+    finite = math.isfinite(loss) and math.isfinite(ratio) and ratio >= 0
     return (ratio if finite else math.inf), first
 
 
@@ -269,6 +275,8 @@ def calibrate_learning_rate(model, batches, target=TARGET, start=START, factor=F
             measured[k] = (rate, ratio)
             # Where the target lies if the ratio grows with the rate; a
             # blow-up says only "lower", by two grid steps.
+            if ratio == 0:
+                break  # nothing moved: no gradient reaches the weights, at any rate
             jump = -2 if not math.isfinite(ratio) else round(
                 math.log(target / ratio) / math.log(factor))
             nxt = min(max(k + jump, _GRID[0]), _GRID[1])
@@ -278,8 +286,10 @@ def calibrate_learning_rate(model, batches, target=TARGET, start=START, factor=F
     finally:
         saved.restore()
         clipped.reset_stats()
-    finite = [(r, q) for r, q in measured.values() if math.isfinite(q)]
-    if finite:
+    finite = [(r, q) for r, q in measured.values() if math.isfinite(q) and q > 0]
+    if not finite and any(math.isfinite(q) for _, q in measured.values()):
+        rate = float(start)  # nothing moved at any rate: no evidence, the usual start
+    elif finite:
         rate = min(finite, key=lambda p: abs(math.log(p[1] / target)))[0]
     else:  # every probe blew up: the smallest rate tried, and the guard for the rest
         rate = min(r for r, _ in measured.values())

@@ -215,6 +215,12 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
             Defaults to `None`.
         stop_update_fraction: Float in (0, 1) or `None`. See
             `stop_patience`. Defaults to `None`.
+        min_relative_delta: Float in (0, 1) or `None`. An improvement must
+            also beat the best value by this fraction of it, so the rule
+            reads the loss on its own scale: a loss of 2e-3 improving slowly
+            is not a plateau because 1e-4 is 5% of it, and a loss summed over
+            many outputs is not held to a finer standard. `None`: `min_delta`
+            alone, as Keras. Defaults to `None`.
     """
 
     def __init__(
@@ -231,9 +237,12 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         restore_best_weights=False,
         stop_patience=None,
         stop_update_fraction=None,
+        min_relative_delta=None,
         **kwargs,
     ):
         factor = _check_fraction("factor", factor)
+        self.min_relative_delta = _check_fraction("min_relative_delta", min_relative_delta,
+                                                  allow_none=True)
         stop_ratio = _check_fraction("stop_ratio", stop_ratio, allow_none=True)
         if stop_patience is not None:
             stop_patience = _check_count("stop_patience", stop_patience)
@@ -364,6 +373,21 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
 
     # -- the rule ------------------------------------------------------------------
 
+    def _is_improvement(self, monitor_value, reference_value):
+        if self.min_relative_delta is None or reference_value is None:
+            return super()._is_improvement(monitor_value, reference_value)
+        # Keras' min_delta carries the direction's sign once the op is set.
+        delta = max(abs(self.min_delta), self.min_relative_delta * abs(reference_value))
+        delta = -delta if self.min_delta < 0 or self.monitor_op == keras.ops.less else delta
+        return bool(self.monitor_op(monitor_value - delta, reference_value))
+
+    def threshold_text(self):
+        """The improvement the rule counts, in words (for rows and messages)."""
+        if self.min_relative_delta is None:
+            return f"by more than {abs(self.min_delta):g}"
+        return (f"by more than {self.min_relative_delta:g} of its best value"
+                + (f" and {abs(self.min_delta):g}" if self.min_delta else ""))
+
     def _better(self, current, reference):
         if reference is None:
             return True
@@ -452,7 +476,7 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
             self.model.stop_training = True
             self.stopped_epoch = epoch
             self.stop_reason = (
-                f"{flat} epochs without a better {self.monitor} (by min_delta {abs(self.min_delta):g}) "
+                f"{flat} epochs without a better {self.monitor} ({self.threshold_text()}) "
                 f"since epoch {self.improved_epoch + 1}" + (f", update ratio {float(update_ratio):.2g} below "
                                             f"{self.stop_update_fraction:g} x its {best:.2g} "
                                             "there" if measured else ""))
@@ -506,6 +530,7 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
             "restore_best_weights": self.restore_best_weights,
             "stop_patience": self.stop_patience,
             "stop_update_fraction": self.stop_update_fraction,
+            "min_relative_delta": self.min_relative_delta,
         }
 
     @classmethod
@@ -524,7 +549,11 @@ def find_clipped_optimizer(optimizer):
 
 def rate_for_ratio(rate, ratio, target=1e-3):
     """The learning rate that would bring a measured update ratio to
-    `target`: for small steps the ratio grows in proportion to the rate."""
+    `target`: for small steps the ratio grows in proportion to the rate.
+    None when the weights did not move at all (ratio 0: no gradient reaches
+    them, which no rate can fix)."""
+    if not ratio > 0:
+        return None
     return rate * target / ratio
 
 
@@ -633,7 +662,10 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
         out = sorted(name.split("/")[-1] for name, r in layers.items()
                      if (r < self.low if side == "low" else r > self.high))
         lr = current_learning_rate(self.model.optimizer)
-        aim = f"about {rate_for_ratio(lr, ratio, self.target):.2g} would bring it near {self.target:g}"
+        wanted = rate_for_ratio(lr, ratio, self.target)
+        aim = (f"about {wanted:.2g} would bring it near {self.target:g}" if wanted is not None
+               else "no rate moves weights that receive no gradient: check the initialization "
+               "(all-zero or constant weights) and dead activations")
         advice = ("the weights barely move: the learning rate is too low for progress (after "
                   f"the plateau rule's drops this is how training ends; from the start, raise "
                   f"learning_rate {lr:.3g}: {aim})" if side == "low" else

@@ -97,7 +97,12 @@ def fit_with_tips(model, data, *, ensemble=None, **options):
             below that fraction of its initial value; `None` never stops
             early. `epochs` is then a budget: a run still improving when it
             runs out ends with status `"capped"`. Defaults to `"auto"`.
-        preprocess: Boolean. Apply tip 1's preprocessing. Defaults to `True`.
+        preprocess: "auto", True or False. Tip 1's preprocessing: "auto"
+            standardizes an input only where that is shown safe (every layer
+            reading it, through the model's own graph, treats its values as
+            magnitudes: Dense, Conv*, the RNNs; not a model trained before);
+            True standardizes every numeric input; False none. Defaults to
+            `"auto"`.
         augment: Tip 10. `None`, `"image"` (`RandomShiftRotate`), `"audio"`
             (`NoiseMix`, with `noise_bank` when given), a Keras layer or a list
             of layers. Applied to the raw inputs, in training only.

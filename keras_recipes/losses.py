@@ -169,3 +169,41 @@ def mean_reduced(loss):
         config = dict(loss.get_config(), reduction="sum_over_batch_size")
         return type(loss).from_config(config), True
     return loss, False
+
+
+def constant_predictor_loss(loss, labels, val_labels, target_std=None):
+    """The validation loss of the best constant prediction learned from the
+    training labels (their class frequencies, or their mean), and how it was
+    computed; `(None, why not)` for a loss it cannot be computed for. A model
+    whose validation loss is no better has learned nothing usable (issue 36).
+
+    Args:
+        loss: The loss trained with (a Keras loss object).
+        labels: `LabelStats` of the training split.
+        val_labels: `LabelStats` of the validation split.
+        target_std: Per-column std the targets were divided by, or None.
+    """
+    classes = (keras.losses.SparseCategoricalCrossentropy, keras.losses.CategoricalCrossentropy,
+               keras.losses.BinaryCrossentropy)
+    if isinstance(loss, classes) and labels.class_counts and val_labels.class_counts:
+        if isinstance(loss, keras.losses.BinaryCrossentropy) and not labels.binary:
+            return None, "multilabel"
+        total = sum(labels.class_counts.values())
+        seen = sum(val_labels.class_counts.values())
+        # Training frequencies, with half a count for a class it never saw.
+        known = set(labels.class_counts) | set(val_labels.class_counts)
+        unseen = len(known - set(labels.class_counts))
+        p = {c: labels.class_counts.get(c, 0.5) / (total + 0.5 * unseen) for c in known}
+        if isinstance(loss, keras.losses.BinaryCrossentropy):
+            p1 = p.get(1, p.get(1.0, 0.5))
+            q1 = (val_labels.class_counts.get(1, 0) + val_labels.class_counts.get(1.0, 0)) / seen
+            value = -(q1 * np.log(p1) + (1 - q1) * np.log(1 - p1))
+        else:
+            value = -sum(n / seen * np.log(p[c]) for c, n in val_labels.class_counts.items())
+        return float(value), "predicting the training split's class frequencies"
+    if (isinstance(loss, keras.losses.MeanSquaredError) and labels.mean is not None
+            and val_labels.mean is not None):
+        scale = np.ones_like(labels.mean) if target_std is None else np.asarray(target_std)
+        spread = (val_labels.std ** 2 + (val_labels.mean - labels.mean) ** 2) / scale ** 2
+        return float(np.mean(spread)), "predicting the training split's mean"
+    return None, f"no constant-predictor baseline for {type(loss).__name__}"

@@ -30,10 +30,12 @@ from keras_recipes.data import target_scale_of
 from keras_recipes.diagnostics.audit import audit_data
 from keras_recipes.losses import TASKS
 from keras_recipes.losses import check_labels
+from keras_recipes.losses import constant_predictor_loss
 from keras_recipes.losses import infer_loss
 from keras_recipes.losses import mean_reduced
 from keras_recipes.losses import probe_output
 from keras_recipes.modelinfo import dropout_layers
+from keras_recipes.modelinfo import output_activation
 from keras_recipes.modelinfo import recurrent_layers
 from keras_recipes.modelinfo import walk_layers
 from keras_recipes.result import Tip
@@ -41,7 +43,7 @@ from keras_recipes.result import table
 
 DEFAULTS = dict(
     validation_data=None, validation_split=0.2, epochs="auto", batch_size="auto", learning_rate="auto",
-    optimizer="auto", momentum=None, clip_norm="auto", patience=None, stop_ratio="auto", preprocess=True,
+    optimizer="auto", momentum=None, clip_norm="auto", patience=None, stop_ratio="auto", preprocess="auto",
     augment=None, noise_bank=None, callbacks=None, jit_compile="auto", strategy=None, seed=None,
     split_seed=None, verbose="auto", data_dir=None, audit=True, checkpoint_dir=None, task=None,
     loss=None, sample_weight=None, class_weight=None, steps_per_epoch=None,
@@ -52,6 +54,9 @@ DEFAULTS = dict(
 # weights where progress was last made. A quarter (two halvings) stopped runs
 # on small, noisy validation sets too early (BUILD_NOTES.md, issue 24).
 STILL_FRACTION = 0.1
+# A plateau is judged on the validation loss's own scale: an epoch improves
+# when it beats the best by this fraction of it.
+MIN_RELATIVE_DELTA = 1e-3
 # Settings of model.compile that fit_with_tips keeps as they are.
 _KEPT_COMPILE = ("loss_weights", "weighted_metrics", "run_eagerly", "steps_per_execution")
 _STEP_METHODS = ("train_step", "test_step", "compute_loss")
@@ -104,8 +109,8 @@ class Plan:
         parts["loss"] = fused.loss(self.parts["loss"])
         parts["metrics"] = fused.metrics(self.parts["loss"])
         if self.parts["plateau"] is not None:
-            # The monitored val_loss is the members' sum: an improvement of
-            # min_delta per member, as one member's run would count it.
+            # The monitored val_loss is the members' sum: an absolute
+            # min_delta counts per member, as one member's run would.
             plateau = self.parts["plateau"]
             parts["plateau"] = dict(plateau, min_delta=plateau.get("min_delta", 1e-4) * fused.size)
         make_optimizer = self.parts["make_optimizer"]
@@ -204,7 +209,8 @@ def check_options(model, options):
                          f"Received: stop_ratio={stop!r}")
     choices = {"jit_compile": ("auto", True, False), "verbose": ("auto", 0, 1, 2),
                "task": (None,) + TASKS, "shuffle": (True, False),
-               "deterministic": ("auto", True, False), "optimizer": ("auto",) + OPTIMIZERS}
+               "deterministic": ("auto", True, False), "optimizer": ("auto",) + OPTIMIZERS,
+               "preprocess": ("auto", True, False)}
     for name, allowed in choices.items():
         if not any(o[name] is a or (type(o[name]) is type(a) and o[name] == a) for a in allowed):
             raise ValueError(f"`{name}` must be one of {allowed}. Received: {name}={o[name]!r}")
@@ -276,6 +282,7 @@ def plan(model, data, **options):
                             cloned + "; the trained model is result.model"))
         tips += _decide_task(model, data, o, parts)
         tips += _decide_inputs(model, data, o, parts)
+        parts["baseline"] = _baseline(data, parts)
         tips += _decide_training(model, o, parts, data)
         parts.update(build.training_model(parts, model, data))
         tips += _audit(model, data, o, parts)
@@ -327,8 +334,11 @@ def _decide_learning_rate(parts, data, o):
                         "per epoch and per layer; a diverged epoch is undone and the rate divided "
                         "by 5", ""))
         return rows
-    aim = (f"about {callbacks.rate_for_ratio(rate, ratio, target):.2g} would bring it to "
-           f"{target:g}" if math.isfinite(ratio) else "a much lower rate is needed")
+    wanted = callbacks.rate_for_ratio(rate, ratio, target) if math.isfinite(ratio) else None
+    aim = (f"about {wanted:.2g} would bring it to {target:g}" if wanted is not None
+           else "a much lower rate is needed" if not math.isfinite(ratio)
+           else "the weights did not move at all: no gradient reaches them (all-zero or "
+           "constant initial weights, dead activations), which no rate fixes")
     text = (f"WARNING: {measured}, outside [{low:g}, {high:g}] ({scale}): {aim}. Kept, as you "
             "chose it; a diverged epoch is undone and the rate divided by 5")
     warnings.warn(f"fit_with_tips: update/weight ratio {text}", callbacks.UpdateRatioWarning,
@@ -544,9 +554,15 @@ def _decide_task(model, data, o, parts):
     """Tip 3: the loss, from the labels and the measured output, or the user's;
     one loss per output."""
     units, probes, keys = _measure(model, data)
+    if not model.trainable_weights:
+        frozen = len(model.non_trainable_weights)
+        raise ValueError(
+            "The model has no trainable weights, so there is nothing to train (every layer is "
+            "frozen, or it has no weights). Set `layer.trainable = True` on the layers to train. "
+            f"Received: model={model.name!r} with 0 trainable and {frozen} frozen weights")
     # A model the recipe compiled (an earlier call) counts as the user left it.
     compiled = build.users_compile(parts["source"], _live_compile(parts["source"]))
-    parts.update(units=units[0] if len(units) == 1 else units, compile=compiled)
+    parts.update(units=units[0] if len(units) == 1 else units, compile=compiled, probes=probes)
     if len(data.output_labels) != len(units):
         raise ValueError(f"The model has {len(units)} output(s) and the data {len(labels)} "
                          f"label array(s); give one label array per output. "
@@ -587,6 +603,18 @@ def _decide_task(model, data, o, parts):
     return tips
 
 
+def _baseline(data, parts):
+    """(loss, how) of the constant predictor on the validation split, the
+    floor a run must beat to count as having learned (issue 36); None where
+    it cannot be computed (several outputs, a loss without one)."""
+    if data.structured or not data.output_val_labels:
+        return None
+    target = parts.get("target")
+    value, how = constant_predictor_loss(parts["loss"], data.labels, data.output_val_labels[0],
+                                         None if target is None else target[1])
+    return None if value is None else (value, how)
+
+
 def _decide_inputs(model, data, o, parts):
     """Tip 1 (inputs and regression targets) and tip 10 (augmentation)."""
     tips = []
@@ -599,29 +627,27 @@ def _decide_inputs(model, data, o, parts):
     if data.structured:
         return tips + _decide_structured(model, data, o, parts, custom)
     if o["preprocess"]:
-        pre_layers, applied, skipped = preprocessing.plan(model, data.features)
+        pre_layers, applied, skipped = preprocessing.plan(model, data.features,
+                                                          force=o["preprocess"] is True)
     else:
         pre_layers, applied, skipped = [], None, "preprocess=False"
     if pre_layers:
         tips.append(Tip(1, "inputs", applied, f"statistics of {data.n_train} training examples; "
                         "saved inside the model", "preprocess=False"))
     else:
-        tips.append(Tip(1, "inputs", "unchanged", skipped, "preprocess="))
+        tips.append(Tip(1, "inputs", "unchanged", skipped,
+                        "preprocess=True" if o["preprocess"] == "auto" else "preprocess="))
     target = None
     tips += _kept_targets(data, o, parts)
     if (parts["compile"] is None and o["loss"] is None and o["preprocess"]
             and isinstance(parts["loss"], keras.losses.MeanSquaredError)):
-        target = target_scale(data)
+        target, row = _target_scale_for_output(data, parts["probes"][0], model)
         if target is not None:
             mean, std = target
             if not custom:  # with a custom step, build.training_model maps it
                 data.standardize_targets(mean, std)
-            shown = ", ".join(f"{m:.4g}/{s:.4g}" for m, s in zip(mean[:4], std[:4]))
-            more = f" (+{len(mean) - 4} more)" if len(mean) > 4 else ""
-            tips.append(Tip(1, "targets", f"standardized per column (mean/std {shown}{more}), "
-                            "inverted inside result.model",
-                            "the MSE gradient, and so the right LR, scale with the targets",
-                            "preprocess=False"))
+        if row is not None:
+            tips.append(row)
     augment = build.augmentation(o["augment"], o["noise_bank"], data.x_shape, o["seed"])
     if augment:
         measured = build.measured_effect(o["augment"], o["noise_bank"])
@@ -630,6 +656,45 @@ def _decide_inputs(model, data, o, parts):
                         + (f"; {measured}" if measured else ""), "augment="))
     parts.update(pre_layers=pre_layers, target=target, augment=augment, custom_step=bool(custom))
     return tips
+
+
+def _target_scale_for_output(data, probe, model):
+    """Tip 1 for regression targets, only as far as the output can express
+    the result (issue 25): `(mean, std)` or None, and the row. A centered
+    target needs an output that goes below 0: a non-negative output (relu,
+    softplus, or measured never below 0) gets the targets scaled without
+    centering; a bounded one (sigmoid: [0, 1]) keeps them as they are."""
+    target = target_scale(data)
+    if target is None:
+        return None, None
+    mean, std = target
+    activation = output_activation(model)
+    measured = f"the output measured on a real batch and on it x100: [{probe.low:.3g}, {probe.high:.3g}]"
+    nonnegative = activation in ("relu", "softplus", "exponential", "relu6")
+    if activation in ("sigmoid", "softmax", "tanh", "hard_sigmoid") or (
+            probe.bounded and probe.stressed and not nonnegative):
+        return None, Tip(1, "targets", "unchanged",
+                         f"the output is bounded ({activation}; {measured}): scaled targets "
+                         "could leave its range", "preprocess=False / your own scaling")
+    if nonnegative or (probe.low >= 0 and probe.stressed):
+        if np.any(np.asarray(data.labels.min) < 0):
+            return None, Tip(1, "targets", "unchanged",
+                             f"the output never goes below 0 ({activation}; {measured}) but "
+                             "the targets do: neither centering nor scaling helps it; check the "
+                             "output activation", "preprocess=False")
+        shown = ", ".join(f"{s:.4g}" for s in std[:4]) + (
+            f" (+{len(std) - 4} more)" if len(std) > 4 else "")
+        return (np.zeros_like(mean), std), Tip(
+            1, "targets", f"scaled per column, not centered (std {shown}), inverted inside "
+            "result.model", f"the output never goes below 0 ({activation}; {measured}), so "
+            "centered targets would ask for values it cannot give; the MSE gradient, and so the "
+            "right LR, scale with the targets", "preprocess=False")
+    shown = ", ".join(f"{m:.4g}/{s:.4g}" for m, s in zip(mean[:4], std[:4]))
+    more = f" (+{len(mean) - 4} more)" if len(mean) > 4 else ""
+    return target, Tip(1, "targets", f"standardized per column (mean/std {shown}{more}), "
+                       "inverted inside result.model",
+                       f"the MSE gradient, and so the right LR, scale with the targets; the "
+                       f"output can go below 0 ({measured})", "preprocess=False")
 
 
 def _kept_targets(data, o, parts):
@@ -652,7 +717,11 @@ def _decide_structured(model, data, o, parts, custom):
     """Tip 1 for several inputs (each numeric one on its own statistics, text
     passed through) and several outputs (each regression target on its own)."""
     tips, input_layers = [], []
-    for (name, spec), stats in zip(leaves(data.x_spec), data.input_stats):
+    model_inputs = [getattr(t, "name", None) for t in (getattr(model, "inputs", None) or [])]
+    for position, ((name, spec), stats) in enumerate(zip(leaves(data.x_spec), data.input_stats)):
+        # The model's own input this data leaf feeds: by name for a dict.
+        index = (model_inputs.index(name) if isinstance(data.x_spec, dict) and name in model_inputs
+                 else position)
         label = "".join(c if c.isalnum() or c == "_" else "_" for c in name) or "input"
         if stats is None:
             input_layers.append([])
@@ -660,7 +729,8 @@ def _decide_structured(model, data, o, parts, custom):
                             f"{spec.dtype} values: not numeric", ""))
             continue
         layers, applied, skipped = ((preprocessing.plan(model, stats, suffix=f"_{label}",
-                                                        input_name=name or None))
+                                                        input_name=name or None, index=index,
+                                                        force=o["preprocess"] is True))
                                     if o["preprocess"] else ([], None, "preprocess=False"))
         input_layers.append(layers)
         tips.append(Tip(1, f"input {label}", applied or "unchanged",
@@ -791,8 +861,11 @@ def _decide_schedule(o, parts, dropout, steps=None):
                         "restore best) is not added", "callbacks="))
         return tips
     restore = not stoppers
+    # Improvement on the loss's own scale (issue 36): 1e-3 of the best value
+    # is the absolute 1e-4 it replaces at a loss of 0.1.
     plateau = dict(patience=patience, stop_ratio=None, restore_best_weights=restore,
-                   verbose=int(parts["verbose"] > 0))
+                   verbose=int(parts["verbose"] > 0), min_delta=0.0,
+                   min_relative_delta=MIN_RELATIVE_DELTA)
     if stoppers or o["stop_ratio"] is None:
         stop_text = "never stop early"
     elif o["stop_ratio"] == "auto":
@@ -806,7 +879,8 @@ def _decide_schedule(o, parts, dropout, steps=None):
         plateau["stop_ratio"] = o["stop_ratio"]
         stop_text = f"stop below {o['stop_ratio']:g} x initial"
     parts["plateau"] = plateau
-    tips.append(Tip(4, "LR schedule", f"halve after {patience} flat validated epochs; {stop_text}"
+    tips.append(Tip(4, "LR schedule", f"halve after {patience} validated epochs without a "
+                    f"{MIN_RELATIVE_DELTA:g} relative improvement; {stop_text}"
                     + ("; restore best weights" if restore else ""),
                     "divide by 2 on plateau, stop when tiny" + (f"; {longer}" if longer else "")
                     + (f"; your {', '.join(stoppers)} decides stopping and best weights"

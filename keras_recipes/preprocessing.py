@@ -14,6 +14,11 @@ from keras_recipes.layers.preprocessing import Log1p
 # least a quarter decade (so one outlier is not enough).
 LOG_DECADES = 2.0
 LOG_SPREAD = 0.25
+# ... and its largest value is at least this many decades above its typical
+# non-zero value (the mean of log10(1 + x) over x > 0): a bounded,
+# zero-inflated feature such as a pixel (0, or near 255) is not heavy-tailed
+# (issue 25), while income or population columns are.
+LOG_TAIL = 1.0
 # Data counts as already standardized when every non-constant column has
 # |mean| and |std - 1| below this.
 STANDARD_TOL = 0.1
@@ -61,17 +66,122 @@ def consumers(model, name):
     return [l.name for l in found if isinstance(l, own)]
 
 
+# Tip 1 is safe in front of these: they read their input as continuous
+# magnitudes, and a shift and scale of it is what their own weights absorb.
+# An allowlist (issue 25): a layer not named here, a custom layer, a lookup,
+# an embedding, masking or discretization leaves the input alone.
+_MAGNITUDE_READERS = tuple(getattr(keras.layers, n) for n in (
+    "Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D",
+    "DepthwiseConv1D", "DepthwiseConv2D", "Conv1DTranspose", "Conv2DTranspose",
+    "Conv3DTranspose", "LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
+    "BatchNormalization", "LayerNormalization") if hasattr(keras.layers, n))
+# Seen through: they only move, select or pool values (max and mean commute
+# with a per-feature shift and positive scale), so what reads their output
+# decides.
+_SEEN_THROUGH = tuple(getattr(keras.layers, n) for n in (
+    "InputLayer", "Reshape", "Flatten", "Permute", "RepeatVector", "Concatenate", "Dropout",
+    "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "MaxPooling1D", "MaxPooling2D",
+    "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D", "GlobalAveragePooling3D", "Cropping1D", "Cropping2D",
+    "Cropping3D") if hasattr(keras.layers, n))
+
+
+def _graph(model):
+    """The nodes of `model`'s own graph (a Sequential's functional one), or
+    None where there is no graph to read (a subclassed model)."""
+    graph = model if hasattr(model, "_nodes_by_depth") else getattr(model, "_functional", None)
+    if graph is None or not hasattr(graph, "_nodes_by_depth"):
+        return None, None
+    nodes = [n for depth in graph._nodes_by_depth.values() for n in depth]
+    return graph, nodes
+
+
+def _judge(layer):
+    """(verdict, why) for a layer reading values: "safe", "through" or "unsure"."""
+    inner = getattr(layer, "layer", None) or getattr(layer, "forward_layer", None)
+    if isinstance(layer, (keras.layers.TimeDistributed, keras.layers.Bidirectional)) and inner:
+        return _judge(inner)
+    if isinstance(layer, _SEEN_THROUGH):
+        return "through", None
+    if isinstance(layer, _MAGNITUDE_READERS):
+        if not layer.trainable:
+            return "unsure", (f"{type(layer).__name__} {layer.name!r} is frozen: its weights "
+                              "expect the values as they are")
+        return "safe", None
+    kind = type(layer).__name__
+    return "unsure", (f"{kind} {layer.name!r} reads the values as they are (not a layer shown "
+                      "to treat them as continuous magnitudes)")
+
+
+def raw_reader(model, index=0):
+    """Why model input `index` must stay as it is, or None when every layer
+    that reads its values, followed through the model's own graph, treats
+    them as continuous magnitudes (Dense, Conv*, the RNNs, ...; shape-only
+    layers seen through, nested models followed). The allowlist decides:
+    anything it cannot show safe is named."""
+    graph, nodes = _graph(model)
+    if graph is None:
+        return (f"{type(model).__name__} is subclassed: its call cannot be read to show the "
+                "inputs are used as magnitudes")
+    inputs = list(graph.inputs)
+    if index >= len(inputs):
+        return "the model's inputs cannot be matched to the data"
+    frontier, seen = [inputs[index]], set()
+    while frontier:
+        tensor = frontier.pop()
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        readers = [n for n in nodes if any(t is tensor for t in keras.tree.flatten(n.input_tensors))]
+        for node in readers:
+            layer = node.operation
+            if isinstance(layer, keras.Model):
+                position = [i for i, t in enumerate(keras.tree.flatten(node.input_tensors))
+                            if t is tensor]
+                why = raw_reader(layer, position[0])
+                if why is not None:
+                    return why
+                continue
+            verdict, why = _judge(layer)
+            if verdict == "unsure":
+                return why
+            if verdict == "through":
+                frontier.extend(keras.tree.flatten(node.output_tensors))
+    return None
+
+
 def log1p_candidates(stats):
     """Indices of tabular features that are non-negative and span orders of magnitude."""
     if stats.axis != "feature":
         return []
     decades = np.log10(1.0 + np.maximum(stats.max, 0)) - np.log10(1.0 + np.maximum(stats.min, 0))
     keep = (stats.min >= 0) & (decades >= LOG_DECADES) & (stats.log_std >= LOG_SPREAD)
+    if stats.log_positive_mean is not None:
+        tail = np.log10(1.0 + np.maximum(stats.max, 0)) - stats.log_positive_mean
+        keep &= tail >= LOG_TAIL
     return [int(i) for i in np.flatnonzero(keep)]
 
 
-def plan(model, stats, feature_names=None, suffix="", input_name=None):
+def trained_before(model):
+    """Why the model's weights already expect raw inputs, or None: its
+    optimizer has taken steps (a model continued from training)."""
+    optimizer = getattr(model, "optimizer", None)
+    steps = getattr(optimizer, "iterations", None)
+    if steps is None:
+        return None
+    taken = int(keras.ops.convert_to_numpy(steps))
+    return (f"the model was trained before ({taken} optimizer steps): its weights expect the "
+            "inputs as they were") if taken else None
+
+
+def plan(model, stats, feature_names=None, suffix="", input_name=None, index=0, force=False):
     """The preprocessing layers and a list of (setting, reason) lines.
+
+    An input is standardized only where that is shown safe (`raw_reader`:
+    every layer reading it treats values as magnitudes, through the model's
+    own graph; the model was not trained before); `force=True` skips that
+    check (`fit_with_tips(preprocess=True)`).
 
     Returns:
         `(layers, applied, skipped)`: Keras layers to put before the model,
@@ -83,6 +193,9 @@ def plan(model, stats, feature_names=None, suffix="", input_name=None):
     if existing:
         return [], None, ("the model already normalizes its inputs, computes its own "
                           f"features or reads ids ({', '.join(existing)})")
+    unsafe = None if force else (trained_before(model) or raw_reader(model, index))
+    if unsafe is not None:
+        return [], None, f"left as it is: {unsafe} (preprocess=True standardizes anyway)"
 
     mean, std = stats.mean.copy(), stats.std.copy()
     log_features = log1p_candidates(stats)

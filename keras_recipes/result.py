@@ -55,8 +55,11 @@ class FitResult:
             (the `epochs` cap ended a run whose validation loss was still
             improving), `"diverged"` (NaN or exploding loss that the
             recoveries, each undoing the epoch and dividing the rate by 5,
-            could not cure; the last good weights are kept) or
-            `"interrupted"` (Ctrl-C; best weights and preprocessing kept).
+            could not cure; the last good weights are kept),
+            `"interrupted"` (Ctrl-C; best weights and preprocessing kept) or
+            `"not learning"` (the best validation loss is no better than a
+            constant prediction from the training labels: their class
+            frequencies or mean).
         events: What happened during training, in words.
     """
 
@@ -78,7 +81,8 @@ class FitResult:
 
     def __str__(self):
         head = (f"fit_with_tips: {self.status.upper()}"
-                if self.status in ("diverged", "interrupted", "capped") else "fit_with_tips")
+                if self.status in ("diverged", "interrupted", "capped", "not learning")
+                else "fit_with_tips")
         # The table was printed before training (verbose): not twice.
         table_text = ("tips: the table printed before training (result.tips_table())"
                       if getattr(self, "table_shown", False) else self.tips_table())

@@ -189,7 +189,28 @@ def _fit(plan, callbacks, initial_epoch, plateau):
         class_weight=class_weight)
 
 
-def _events(watch, epochs_run, epochs):
+# A run whose best validation loss is not at least this much below the
+# constant predictor's has learned nothing usable.
+LEARNED_FRACTION = 0.98
+
+
+def _learned(watch, baseline):
+    """The 'not learning' event, or None: the best validation loss against
+    the constant predictor's on the same split (the plan's `baseline`)."""
+    plateau = watch["plateau"]
+    if baseline is None or plateau is None or plateau.best_weights_value is None:
+        return None
+    value, how = baseline
+    best = plateau.best_weights_value
+    if not (math.isfinite(best) and best >= LEARNED_FRACTION * value):
+        return None
+    return (f"not learning: the best val_loss {best:.4g} (epoch {plateau.best_epoch + 1}) is no "
+            f"better than {value:.4g}, {how}: the model learned nothing usable. Raise "
+            "learning_rate= (or leave it 'auto'), check the labels and the model's output, or "
+            "try optimizer='adam'")
+
+
+def _events(watch, epochs_run, epochs, baseline=None):
     guard, plateau, interrupt = watch["guard"], watch["plateau"], watch["interrupt"]
     events, status = [], "finished"
     if guard.failed is not None:
@@ -212,9 +233,18 @@ def _events(watch, epochs_run, epochs):
           and epochs - 1 - plateau.improved_epoch < plateau.patience):
         # The cap is a budget: a run still improving when it ran out says so.
         status = "capped"
-        events.append(f"still improving at the epoch cap: val_loss improved (by more than "
-                      f"{abs(plateau.min_delta):g}) at epoch {plateau.improved_epoch + 1} of {epochs}; "
+        events.append(f"still improving at the epoch cap: val_loss improved "
+                      f"({plateau.threshold_text()}) at epoch {plateau.improved_epoch + 1} of {epochs}; "
                       "raise epochs= to train longer")
+    learned = _learned(watch, baseline)
+    # A budget shorter than a plateau's patience is too early to tell: said,
+    # not the status.
+    early = status == "capped" and epochs_run < plateau.patience
+    if learned is not None and status in ("finished", "stopped", "capped") and not early:
+        status = "not learning"
+        events.insert(0, learned)
+    elif learned is not None:
+        events.append(learned.replace("not learning:", "not learning yet:", 1))
     if plateau is not None and plateau.best_epoch is not None:
         events.append(f"weights restored from epoch {plateau.best_epoch + 1} "
                       f"(val_loss {plateau.best_weights_value:.4g})")
@@ -233,13 +263,16 @@ def _outcome_rows(watch, status, events):
     if status == "capped":
         rows.append(Tip(4, "epochs", "cap reached while still improving",
                         _headline(status, events), "epochs="))
+    if status == "not learning":
+        rows.append(Tip(5, "learning", "not learning", _headline(status, events),
+                        "learning_rate=, optimizer="))
     return rows
 
 
 def _headline(status, events):
     """The event that gave the run its status."""
     starts = {"diverged": "training diverged", "interrupted": "interrupted",
-              "capped": "still improving"}[status]
+              "capped": "still improving", "not learning": "not learning"}[status]
     return next(e for e in events if e.startswith(starts))
 
 
@@ -306,7 +339,8 @@ def _result(plan, history, past, watch, checkpointer, start, keep):
     execution = dict(parts["execution"], jit_compile_after_fit=bool(full.jit_compile),
                      replicas=distribute.replicas(parts["strategy"]),
                      workers=distribute.workers(parts["strategy"]))
-    status, events = _events(watch, len(merged.get("loss", [])), plan.options["epochs"])
+    status, events = _events(watch, len(merged.get("loss", [])), plan.options["epochs"],
+                             parts.get("baseline") if parts.get("fused") is None else None)
     fused = parts.get("fused")
     keep.stage = "assembling result.model"
     model = full if fused is not None else build.result_model(parts, full, plan.model, plan.data)
@@ -322,7 +356,7 @@ def _result(plan, history, past, watch, checkpointer, start, keep):
     result.plan = plan
     plateau = watch["plateau"]
     result.best_epoch = plateau.best_epoch if plateau is not None else None
-    if status in ("diverged", "interrupted", "capped"):
+    if status in ("diverged", "interrupted", "capped", "not learning"):
         warnings.warn(f"fit_with_tips {status}: {_headline(status, events)}",
                       RuntimeWarning, stacklevel=4)
     if fused is not None:

@@ -142,6 +142,7 @@ def test_scaled_schedule_config_round_trip():
     lambda: DivergenceGuard(factor=0.5, max_recoveries=2, explode=20.0, lower_when_high=True,
                             high=5e-2, high_epochs=2),
     lambda: DivergenceGuard(members=16, reference_loss=2.3),
+    lambda: ReduceLROnPlateau.halve(min_delta=0.0, min_relative_delta=1e-3),
 ])
 def test_config_round_trip(make):
     config_round_trip(make())

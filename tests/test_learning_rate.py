@@ -249,6 +249,25 @@ def test_stop_rule_reads_the_ratio(ratios, stops_at):
         assert callback.stopped_epoch == stops_at and "update ratio" in callback.stop_reason
 
 
+def test_the_plateau_rule_reads_the_losss_own_scale(digits):
+    """Issue 36: a planted loss scale (the same run's losses x 1e-3, as
+    targets x ~0.03 give) keeps the same halvings; an absolute min_delta of
+    1e-4 read the slow descent at the small scale as a plateau."""
+    p = plan(tiny_classifier(n_features=64, n_classes=10), digits, seed=0, verbose=0)
+    settings = dict(p.parts["plateau"], patience=2, stop_patience=None,
+                    stop_update_fraction=None)
+    descent = [2.0 * 0.99 ** i for i in range(12)] + [2.0 * 0.99 ** 11] * 6
+
+    def halvings(scale, **overrides):
+        callback = ReduceLROnPlateau.halve(**dict(settings, **overrides))
+        _Scripted(callback).run([v * scale for v in descent], [1e-3] * len(descent))
+        return len(callback.reductions)
+
+    assert halvings(1.0) == halvings(1e-3) == 3
+    # Keras' absolute threshold: the same run at the small scale halves all along.
+    assert halvings(1e-3, min_delta=1e-4, min_relative_delta=None) > 3
+
+
 def test_a_run_still_improving_at_the_cap_says_so(digits):
     with pytest.warns(RuntimeWarning, match="still improving"):
         result = fit_with_tips(tiny_classifier(n_features=64, n_classes=10), digits, epochs=3,
@@ -308,7 +327,7 @@ def test_plateau_and_budget_are_counted_in_updates(digits, n, kwargs, dropout, p
     steps = p.data.steps_per_epoch
     assert p.parts["plateau"]["patience"] == patience
     assert p.parts["plateau"]["stop_patience"] == 2 * patience
-    assert rows["LR schedule"].setting.startswith(f"halve after {patience} flat")
+    assert rows["LR schedule"].setting.startswith(f"halve after {patience} validated epochs without")
     assert p.options["epochs"] == epochs
     assert rows["epoch budget"].setting.startswith(str(epochs))
     if "epochs" not in kwargs:
@@ -393,3 +412,65 @@ def test_steps_per_epoch_is_in_every_decision_counted_in_updates(digits):
     assert rows["minibatch"].setting == "batch_size=128 (3 steps per epoch)"
     assert "steps_per_epoch=3 limits each epoch (9 batches" in rows["minibatch"].reason
     assert p.options["epochs"] == 1000 and p.parts["plateau"]["patience"] == 34
+
+
+def _dead(n_in=64, n_out=10):
+    # Zero kernels behind a relu: no gradient reaches the hidden layer, only
+    # the output bias learns (the class frequencies): a run that cannot learn.
+    return keras.Sequential([keras.Input((n_in,)),
+                             keras.layers.Dense(32, activation="relu", kernel_initializer="zeros"),
+                             keras.layers.Dense(n_out, kernel_initializer="zeros")])
+
+
+def test_the_constant_predictors_loss_is_the_plans_baseline(digits):
+    """Issue 36: the floor a run must beat, from the label counts alone."""
+    x, y = digits
+    p = plan(_dead(), (x, y), seed=0, verbose=0)
+    value, how = p.parts["baseline"]
+    counts = p.data.labels.class_counts
+    val_counts = p.data.output_val_labels[0].class_counts
+    freq = np.array([counts.get(c, 0.5) for c in range(10)], "float64")
+    freq /= freq.sum()
+    q = np.array([val_counts.get(c, 0) for c in range(10)], "float64")
+    q /= q.sum()
+    assert value == pytest.approx(-(q * np.log(freq)).sum(), rel=1e-6)
+    assert "class frequencies" in how
+
+
+def test_a_run_that_learned_nothing_is_never_a_success(digits):
+    with pytest.warns(RuntimeWarning, match="not learning"):
+        result = fit_with_tips(_dead(), digits, epochs=15, seed=0, verbose=0)
+    assert result.status == "not learning"
+    assert str(result).startswith("fit_with_tips: NOT LEARNING")
+    row = next(t for t in result.tips if t.name == "learning")
+    assert "no better than" in row.reason and "class frequencies" in row.reason
+    # A budget shorter than a plateau's patience (12 epochs here) is too
+    # early to tell: said, not the status.
+    early = fit_with_tips(_dead(), digits, epochs=2, seed=0, verbose=0)
+    assert early.status == "capped" and any("not learning yet" in e for e in early.events)
+    # A model that learns is not flagged.
+    learned = fit_with_tips(tiny_classifier(n_features=64, n_classes=10), digits, epochs=8,
+                            seed=0, verbose=0)
+    assert learned.status != "not learning"
+
+
+def test_weights_that_never_move_are_said_not_searched():
+    """Issue 36: a model whose weights receive no gradient (all zero) reads a
+    ratio of 0 at every rate; the calibration stops at once and says why."""
+    x = np.random.default_rng(0).normal(size=(128, 8)).astype("float32")
+    y = np.zeros((128, 1), "float32")
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(
+        4, activation="relu", kernel_initializer="zeros", use_bias=False),
+        keras.layers.Dense(1, kernel_initializer="zeros", use_bias=False)])
+    model.compile(ClippedOptimizer(keras.optimizers.SGD(0.1), max_norm=None), "mse")
+    found = calibrate_learning_rate(model, [(x, y)])
+    assert found.measured == ((0.1, 0.0),) and found.rate == 0.1
+    assert "did not move at any rate" in found.evidence()
+
+
+def test_a_model_with_no_trainable_weights_is_refused_by_name(digits):
+    model = tiny_classifier(n_features=64, n_classes=10)
+    model.trainable = False
+    with pytest.raises(ValueError, match=r"no trainable weights.*Received: model='sequential.*"
+                                         r"0 trainable and 4 frozen"):
+        plan(model, digits, seed=0, verbose=0)

@@ -34,6 +34,9 @@ class FeatureStats:
     log_mean: np.ndarray  # of log10(1 + x), meaningful where min >= 0
     log_std: np.ndarray
     axis: str  # "feature", "channel" or "global"
+    # Of log10(1 + x) over the positive values only: where a zero-inflated
+    # feature's non-zero values typically lie (a pixel's near its maximum).
+    log_positive_mean: np.ndarray = None
 
 
 @dataclasses.dataclass
@@ -333,12 +336,12 @@ class _Moments:
         logx = np.log10(1.0 + np.maximum(x, 0.0))
         parts = dict(
             s=x.sum(0), ss=(x * x).sum(0), mn=x.min(0), mx=x.max(0),
-            ls=logx.sum(0), lss=(logx * logx).sum(0),
+            ls=logx.sum(0), lss=(logx * logx).sum(0), pn=(x > 0).sum(0),
         )
         if self.sums is None:
             self.sums = parts
         else:
-            for k in ("s", "ss", "ls", "lss"):
+            for k in ("s", "ss", "ls", "lss", "pn"):
                 self.sums[k] += parts[k]
             self.sums["mn"] = np.minimum(self.sums["mn"], parts["mn"])
             self.sums["mx"] = np.maximum(self.sums["mx"], parts["mx"])
@@ -351,8 +354,10 @@ class _Moments:
         var = np.maximum(s["ss"] / n - mean**2, 0.0)
         lmean = s["ls"] / n
         lvar = np.maximum(s["lss"] / n - lmean**2, 0.0)
+        # log10(1 + x) is 0 where x <= 0: the positive values' sum is the sum.
+        positive = s["ls"] / np.maximum(s["pn"], 1)
         return FeatureStats(count, mean, np.sqrt(var), s["mn"], s["mx"], lmean,
-                            np.sqrt(lvar), axis)
+                            np.sqrt(lvar), axis, positive)
 
 
 def _stats_axis(x_shape):

@@ -1,0 +1,192 @@
+"""Issue 25: tip 1 only where it is safe.
+
+An input is standardized only when every layer reading its values, followed
+through the model's own graph, treats them as continuous magnitudes (Dense,
+Conv*, the RNNs, ...; shape-only layers seen through, nested models
+followed). Everything else is left alone and the row says which layer and
+why. Decisions are tested through `plan(...)` alone: nothing trains.
+The inputs are the embedded UCI digits (pixel values 0..16, which also serve
+as token ids for the lookup and embedding cases).
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_recipes import plan
+from keras_recipes.datasets import load_digits
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits("train")
+    return x[:400].astype("float32"), y[:400]
+
+
+class TokenAndPosition(keras.layers.Layer):
+    """keras.io's Transformer example: an Embedding inside a custom layer."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.tokens = keras.layers.Embedding(17, 8)
+
+    def call(self, x):
+        return self.tokens(keras.ops.cast(x, "int32"))
+
+
+class Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(16, activation="relu")
+        self.out = keras.layers.Dense(10)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+
+def seq(*layers, shape=(64,)):
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input(shape)] + list(layers))
+
+
+def functional_nested():
+    keras.utils.set_random_seed(0)
+    inner = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu")])
+    x = keras.Input((64,))
+    return keras.Model(x, keras.layers.Dense(10)(inner(keras.layers.Dropout(0.1)(x))))
+
+
+def frozen_base():
+    base = seq(keras.layers.Dense(16, activation="relu"))
+    base.trainable = False
+    x = keras.Input((64,))
+    return keras.Model(x, keras.layers.Dense(10)(base(x)))
+
+
+def trained_before(digits):
+    model = seq(keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(*digits, epochs=1, verbose=0)
+    return model
+
+
+def shared_lookup():
+    # One lookup layer in two models: the second model's graph decides.
+    lookup = keras.layers.IntegerLookup(vocabulary=list(range(17)), output_mode="one_hot")
+    first = keras.Input((64,))
+    keras.Model(first, lookup(first))
+    x = keras.Input((64,))
+    z = keras.layers.Flatten()(lookup(x))
+    return keras.Model(x, keras.layers.Dense(10)(z))
+
+
+CASES = [
+    # (name, model builder, standardized?, what the row names)
+    ("dense", lambda d: seq(keras.layers.Dense(16), keras.layers.Dense(10)), True, "zero mean"),
+    ("conv_after_reshape", lambda d: seq(keras.layers.Reshape((8, 8, 1)),
+                                         keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+                                         keras.layers.Dense(10)), True, "zero mean"),
+    ("lstm_rows", lambda d: seq(keras.layers.Reshape((8, 8)), keras.layers.LSTM(8),
+                                keras.layers.Dense(10)), True, "zero mean"),
+    ("nested_model_behind_dropout", lambda d: functional_nested(), True, "zero mean"),
+    ("embedding_in_custom_layer", lambda d: seq(TokenAndPosition(name="token_and_position"),
+                                               keras.layers.Flatten(), keras.layers.Dense(10)),
+     False, "TokenAndPosition 'token_and_position'"),
+    ("masking", lambda d: seq(keras.layers.Reshape((8, 8)), keras.layers.Masking(0.0),
+                              keras.layers.LSTM(8), keras.layers.Dense(10)), False, "Masking"),
+    ("discretization", lambda d: seq(keras.layers.Discretization(bin_boundaries=[4.0, 8.0]),
+                                     keras.layers.Dense(10)), False, "Discretization"),
+    ("relu_on_raw_values", lambda d: seq(keras.layers.ReLU(), keras.layers.Dense(10)), False,
+     "ReLU"),
+    ("frozen_pretrained_base", lambda d: frozen_base(), False, "is frozen"),
+    ("trained_before", trained_before, False, "trained before"),
+    ("shared_lookup", lambda d: shared_lookup(), False, "already normalizes"),
+    ("subclassed", lambda d: Subclassed(), False, "subclassed"),
+]
+
+
+@pytest.mark.parametrize("name,build,standardized,evidence", CASES, ids=[c[0] for c in CASES])
+def test_standardized_only_where_shown_safe(digits, name, build, standardized, evidence):
+    p = plan(build(digits), digits, seed=0, verbose=0)
+    row = next(t for t in p.tips if t.name == "inputs")
+    assert (row.setting != "unchanged") is standardized, row
+    assert evidence in (row.setting if standardized else row.reason), row
+    if not standardized:
+        assert row.override == "preprocess=True"
+        assert not p.parts["pre_layers"]
+
+
+def test_preprocess_true_standardizes_where_the_check_is_unsure(digits):
+    p = plan(seq(keras.layers.ReLU(), keras.layers.Dense(10)), digits, seed=0, verbose=0,
+             preprocess=True)
+    assert "zero mean" in next(t for t in p.tips if t.name == "inputs").setting
+
+
+def test_bad_preprocess_value_is_refused():
+    with pytest.raises(ValueError, match="Received: preprocess='yes'"):
+        plan(seq(keras.layers.Dense(10)), "digits", preprocess="yes")
+
+
+def _diabetes():
+    from sklearn.datasets import load_diabetes
+
+    bunch = load_diabetes()
+    return bunch.data.astype("float32"), bunch.target.astype("float32")  # targets 25..346
+
+
+@pytest.mark.parametrize("activation,setting,mean_zero", [
+    (None, "standardized per column", False),
+    ("relu", "scaled per column, not centered", True),
+    ("softplus", "scaled per column, not centered", True),
+    ("sigmoid", "unchanged", None),
+])
+def test_regression_targets_only_as_far_as_the_output_can_express(activation, setting, mean_zero):
+    """A relu output cannot predict below the training mean once targets are
+    centered (R^2 0.44 against 0.74 in the issue's program)."""
+    x, y = _diabetes()
+    model = seq(keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, activation=activation),
+                shape=(10,))
+    p = plan(model, (x, y), seed=0, verbose=0)
+    row = next(t for t in p.tips if t.name == "targets")
+    assert row.setting.startswith(setting), row
+    if mean_zero is None:
+        assert p.parts["target"] is None and "bounded" in row.reason
+    else:
+        mean, std = p.parts["target"]
+        assert (float(mean[0]) == 0.0) is mean_zero and float(std[0]) == pytest.approx(
+            float(y[:int(len(y) * 0.8)].std()), rel=0.15)
+
+
+def _mnist_flat(n=2000):
+    import gzip
+
+    from conftest import shared_data
+
+    folder = shared_data("mnist_test")
+    with gzip.open(folder / "t10k-images-idx3-ubyte.gz") as f:
+        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)[:n]
+    with gzip.open(folder / "t10k-labels-idx1-ubyte.gz") as f:
+        y = np.frombuffer(f.read(), np.uint8, offset=8)[:n].astype("int32")
+    return x.astype("float32"), y
+
+
+def test_pixels_are_not_heavy_tailed():
+    """Issue 25: flattened MNIST pixels (0, or near 255) got log1p on 458
+    columns; their largest value is not far above their typical non-zero one."""
+    x, y = _mnist_flat()
+    p = plan(seq(keras.layers.Dense(10), shape=(784,)), (x, y), seed=0, verbose=0)
+    row = next(t for t in p.tips if t.name == "inputs")
+    assert "log1p" not in row.setting and "zero mean" in row.setting, row
+
+
+def test_heavy_tailed_columns_still_get_log1p():
+    from conftest import shared_data
+    import pandas as pd
+
+    frame = pd.read_csv(shared_data("tabular", "california_housing.csv")).dropna()
+    y = frame.pop("median_house_value").to_numpy("float32")
+    x = frame.drop(columns="ocean_proximity").to_numpy("float32")
+    p = plan(seq(keras.layers.Dense(1), shape=(8,)), (x, y), seed=0, verbose=0)
+    row = next(t for t in p.tips if t.name == "inputs")
+    # total_rooms, total_bedrooms, population, households (not the coordinates, age or income)
+    assert "log1p on feature 3, feature 4, feature 5, feature 6" in row.setting, row
