@@ -18,12 +18,13 @@ from keras_recipes.ensemble import EnsembleResult
 from keras_recipes.ensemble import FusedMembers
 from keras_recipes.ensemble import architecture_signature
 from keras_recipes.ensemble import evaluate_members
+from keras_recipes.plan import fit_data
 from keras_recipes.plan import plan
 from keras_recipes.result import FitResult  # noqa: F401 (public here before)
 from keras_recipes.result import Tip  # noqa: F401
 
 
-def fit_with_tips(model, data, *, ensemble=None, **options):
+def fit_with_tips(model, data=None, y=None, *, x=None, ensemble=None, **options):
     """Trains `model` on `data` with Sutskever's advice applied, visibly.
 
     What it does (each decision is a row of `result.tips`):
@@ -54,7 +55,12 @@ def fit_with_tips(model, data, *, ensemble=None, **options):
         model: A `keras.Model` with one input (Sequential, functional or
             subclassed). Compiled or not.
         data: `(x, y)` arrays, a `tf.data.Dataset` of `(x, y)` (batched or
-            not), `"digits"` (embedded) or a TFDS name (`"mnist"`).
+            not), `"digits"` (embedded) or a TFDS name (`"mnist"`); or the
+            inputs `x`, with the labels as `y` (`fit_with_tips(model, x, y)`,
+            as `model.fit(x, y)`).
+        y: The labels, when `data` is the inputs alone. Defaults to `None`.
+        x: The inputs by keyword (`model.fit(x=..., y=...)`). Defaults to
+            `None`.
         validation_data: `(x, y)` or a dataset. If `None`, a seeded,
             stratified `validation_split` of `data` is held out.
         validation_split: Float in (0, 1). Defaults to `0.2`.
@@ -156,6 +162,7 @@ def fit_with_tips(model, data, *, ensemble=None, **options):
     Returns:
         A `FitResult` (an `EnsembleResult` with `ensemble=`).
     """
+    data = fit_data(data, y, x)
     if ensemble is not None:
         if not isinstance(model, keras.Model):
             raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
@@ -168,8 +175,8 @@ def fit_with_tips(model, data, *, ensemble=None, **options):
     return plan(model, data, **options).fit()
 
 
-def fit_ensemble(build_model, data, members=10, *, vectorize="auto", fused=True,
-                 **fit_kwargs):
+def fit_ensemble(build_model, data=None, members=10, *, x=None, y=None, vectorize="auto",
+                 fused=True, **fit_kwargs):
     """Trains `members` models from `build_model` and averages them (tip 12).
 
     Members differ by seed: `seed + i` sets each one's initialization, its
@@ -201,6 +208,8 @@ def fit_ensemble(build_model, data, members=10, *, vectorize="auto", fused=True,
             `keras.Model`.
         data: As for `fit_with_tips`.
         members: Integer >= 1. Defaults to `10`.
+        x, y: The inputs and labels by keyword, as `model.fit(x=, y=)`
+            (`members` keeps the third place). Defaults to `None`.
         vectorize: "auto" (by backend and device, see BUILD_NOTES.md), True
             (an error when the members cannot be vectorized) or False
             (stacked). Defaults to `"auto"`.
@@ -213,6 +222,7 @@ def fit_ensemble(build_model, data, members=10, *, vectorize="auto", fused=True,
     Returns:
         An `EnsembleResult`.
     """
+    data = fit_data(data, y, x)
     if not callable(build_model) or isinstance(build_model, keras.Model):
         raise TypeError("`build_model` must be a function returning a new keras.Model. "
                         f"Received: build_model={build_model!r}")

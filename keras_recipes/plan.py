@@ -47,7 +47,7 @@ DEFAULTS = dict(
     augment=None, noise_bank=None, callbacks=None, jit_compile="auto", strategy=None, seed=None,
     split_seed=None, verbose="auto", data_dir=None, audit=True, checkpoint_dir=None, task=None,
     loss=None, sample_weight=None, class_weight=None, steps_per_epoch=None,
-    validation_steps=None, shuffle=True, deterministic="auto",
+    validation_steps=None, shuffle=True, deterministic="auto", validation_freq=1, initial_epoch=0,
 )
 # With no progress for a stretch, the stopping rule's cue: updates an order
 # of magnitude below those of the last epoch that improved no longer move the
@@ -183,6 +183,14 @@ def check_options(model, options):
         _positive_int("batch_size", o["batch_size"])
     for name in ("patience", "steps_per_epoch", "validation_steps"):
         _positive_int(name, o[name], allow_none=True)
+    _positive_int("validation_freq", o["validation_freq"])
+    start = o["initial_epoch"]
+    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
+        raise ValueError(f"`initial_epoch` must be an integer >= 0. Received: initial_epoch={start!r}")
+    if o["epochs"] != "auto" and start >= o["epochs"]:
+        raise ValueError("`initial_epoch` must be below `epochs` (model.fit trains epochs "
+                         f"initial_epoch..epochs-1). Received: initial_epoch={start}, "
+                         f"epochs={o['epochs']}")
     clip = o["clip_norm"]
     if clip != "auto" and clip is not None and (
             isinstance(clip, bool) or not isinstance(clip, (int, float))
@@ -240,7 +248,29 @@ def check_options(model, options):
 # -- the call ---------------------------------------------------------------------
 
 
-def plan(model, data, **options):
+def fit_data(data=None, y=None, x=None):
+    """`model.fit`'s ways of passing the data as fit_with_tips' one `data`:
+    `(model, data)`, `(model, x, y)`, or `x=` / `y=` by keyword."""
+    if x is not None:
+        if data is not None:
+            raise TypeError("Pass the inputs once: as `data` (the second argument) or as `x=`. "
+                            "Received: both")
+        data = x
+    if data is None:
+        raise TypeError("fit_with_tips needs data: `fit_with_tips(model, x, y)`, "
+                        "`fit_with_tips(model, (x, y))`, a tf.data.Dataset, a PyDataset or a "
+                        "dataset name. Received: data=None")
+    if y is None:
+        return data
+    if isinstance(data, (str, tuple)) or hasattr(data, "element_spec") or isinstance(
+            data, keras.utils.PyDataset):
+        raise ValueError("`y` goes with array-like inputs only; a dataset, a PyDataset, a "
+                         "dataset name or an (x, y) pair already holds its labels (as in "
+                         f"model.fit). Received: y with data of type {type(data).__name__}")
+    return (data, y)
+
+
+def plan(model, data=None, y=None, *, x=None, **options):
     """Decides how `fit_with_tips(model, data, **options)` would train.
 
     Takes the same arguments as `fit_with_tips` and trains nothing: it takes
@@ -256,6 +286,7 @@ def plan(model, data, **options):
     result = p.fit()    # the same as fit_with_tips(model, "digits")
     ```
     """
+    data = fit_data(data, y, x)
     o = check_options(model, options)
     o["batch_size"], batch_note = _decide_batch_size(data, o)
     strategy = distribute.resolve(o["strategy"])
@@ -420,23 +451,36 @@ BUDGET_EPOCHS, BUDGET_UPDATES = 100, 3000
 def _decide_epochs(data, o):
     """Tip 4's "stop when it is tiny" ends most runs; the cap is a budget.
     Sets o["epochs"] to a number and says where it came from."""
+    start = o["initial_epoch"]
+    counted = (f"; numbered from initial_epoch={start}, as model.fit numbers them (epochs "
+               f"{start}..{o['epochs'] if o['epochs'] != 'auto' else 'the budget'} - 1 run)"
+               if start else "")
     if o["epochs"] != "auto":
         return Tip(4, "epoch budget", f"{o['epochs']}", "as passed; the stopping rule usually "
-                   "ends training earlier, a run still improving at the cap ends 'capped'", "epochs=")
+                   "ends training earlier, a run still improving at the cap ends 'capped'"
+                   + counted, "epochs=")
     steps = data.steps_per_epoch
     epochs = BUDGET_EPOCHS
     if steps and steps * BUDGET_EPOCHS < BUDGET_UPDATES:
         epochs = -(-BUDGET_UPDATES // steps)
+    # The budget counts the epochs that run, after the user's initial_epoch.
+    epochs += start
     o["epochs"] = epochs
     why = (f"{BUDGET_EPOCHS} epochs, or at least {BUDGET_UPDATES} updates ({steps} per epoch)"
            if steps else f"{BUDGET_EPOCHS} epochs")
     return Tip(4, "epoch budget", f"{epochs} (auto)", why + "; the stopping rule usually ends "
-               "training earlier, a run still improving at the cap ends 'capped'", "epochs=")
+               "training earlier, a run still improving at the cap ends 'capped'" + counted,
+               "epochs=")
 
 
 def _decide_data(data, o, strategy, batch_note=None):
     tips = [Tip(4, "validation set", f"{data.n_validation} examples ({data.split})",
                 "decides LR drops, stopping and the best weights", "validation_data=, validation_split=")]
+    if o["validation_freq"] > 1:
+        tips.append(Tip(4, "validation", f"every {o['validation_freq']} epochs",
+                        "validation_freq as model.fit reads it: LR drops, stopping and the best "
+                        "weights are judged on the validated epochs only, patience counts them",
+                        "validation_freq="))
     if data.weighted:
         tips.append(Tip(3, "sample weights", "per-example weights in the loss and weighted metrics",
                         "given with the data", "sample_weight="))

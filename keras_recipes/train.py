@@ -141,7 +141,7 @@ def _callbacks(plan, checkpointer, jit):
                             and math.isfinite(reference) else None,
                             members=fused.size if fused is not None else None)
     optimizer = build.compile_model(parts, jit)
-    past = (0, {}, [])
+    past = (o["initial_epoch"], {}, [])  # model.fit's initial_epoch, unless resumed
     if parts["resume"] is not None:
         past = _resume(plan, checkpointer, parts["full"], optimizer, plateau)
         plan.tips.append(Tip(0, "resumed", f"from the checkpoint after epoch {past[0]}",
@@ -186,7 +186,7 @@ def _fit(plan, callbacks, initial_epoch, plateau):
     return parts["full"].fit(
         train, steps_per_epoch=data.steps_per_epoch, validation_data=validation, epochs=last_epoch,
         callbacks=callbacks, verbose=parts["verbose"], shuffle=False, initial_epoch=initial_epoch,
-        class_weight=class_weight)
+        class_weight=class_weight, validation_freq=o["validation_freq"])
 
 
 # A run whose best validation loss is not at least this much below the
@@ -339,7 +339,10 @@ def _result(plan, history, past, watch, checkpointer, start, keep):
     execution = dict(parts["execution"], jit_compile_after_fit=bool(full.jit_compile),
                      replicas=distribute.replicas(parts["strategy"]),
                      workers=distribute.workers(parts["strategy"]))
-    status, events = _events(watch, len(merged.get("loss", [])), plan.options["epochs"],
+    # Epochs before a user's initial_epoch count as run (model.fit's numbering).
+    ran = len(merged.get("loss", [])) + (plan.options["initial_epoch"] if parts["resume"] is None
+                                         else 0)
+    status, events = _events(watch, ran, plan.options["epochs"],
                              parts.get("baseline") if parts.get("fused") is None else None)
     fused = parts.get("fused")
     keep.stage = "assembling result.model"

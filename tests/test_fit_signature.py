@@ -1,0 +1,65 @@
+"""Issue 38, item 7: model.fit's own signature. `fit_with_tips(model, x, y)`,
+`x=`/`y=`, `validation_freq` and `initial_epoch` keep model.fit's meaning
+(decisions through `plan(...)`; one short run each where the fit is the point)."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_recipes import fit_with_tips
+from keras_recipes import plan
+from keras_recipes.datasets import load_digits
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits("train")
+    return x[:600], y[:600]
+
+
+def mlp():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"),
+                             keras.layers.Dense(10)])
+
+
+def fingerprint(p):
+    return p.fingerprint()
+
+
+def test_x_y_as_model_fit_takes_them_plan_the_same(digits):
+    x, y = digits
+    pair = plan(mlp(), (x, y), seed=0, verbose=0)
+    assert fingerprint(plan(mlp(), x, y, seed=0, verbose=0)) == fingerprint(pair)
+    assert fingerprint(plan(mlp(), x=x, y=y, seed=0, verbose=0)) == fingerprint(pair)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda x, y: plan(mlp(), (x, y), y), r"`y` goes with array-like inputs only.*tuple"),
+    (lambda x, y: plan(mlp(), "digits", y), r"Received: y with data of type str"),
+    (lambda x, y: plan(mlp(), x, x=x), r"as `data` .* or as `x=`"),
+    (lambda x, y: plan(mlp()), r"Received: data=None"),
+    (lambda x, y: plan(mlp(), x, y, validation_freq=0), r"Received: validation_freq=0"),
+    (lambda x, y: plan(mlp(), x, y, initial_epoch=-1), r"Received: initial_epoch=-1"),
+    (lambda x, y: plan(mlp(), x, y, initial_epoch=5, epochs=5),
+     r"Received: initial_epoch=5, epochs=5"),
+])
+def test_bad_fit_arguments_are_refused_by_name(digits, call, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        call(*digits)
+
+
+def test_validation_freq_and_initial_epoch_mean_what_model_fit_means(digits):
+    x, y = digits
+    p = plan(mlp(), x, y, seed=0, verbose=0, epochs=8, initial_epoch=2, validation_freq=2)
+    rows = {t.name: t for t in p.tips}
+    assert rows["validation"].setting == "every 2 epochs"
+    assert "initial_epoch=2" in rows["epoch budget"].reason
+    result = p.fit()
+    # Epochs 2..7 ran (six); validation on epochs 2, 4, 6, 8 in model.fit's
+    # 1-based count: three of the six.
+    assert len(result.history["loss"]) == 6
+    assert len(result.history["val_loss"]) == 3
+    auto = plan(mlp(), x, y, seed=0, verbose=0, initial_epoch=3)
+    budget = plan(mlp(), x, y, seed=0, verbose=0).options["epochs"]
+    assert auto.options["epochs"] == budget + 3  # the budget counts the epochs that run
