@@ -63,3 +63,25 @@ def test_validation_freq_and_initial_epoch_mean_what_model_fit_means(digits):
     auto = plan(mlp(), x, y, seed=0, verbose=0, initial_epoch=3)
     budget = plan(mlp(), x, y, seed=0, verbose=0).options["epochs"]
     assert auto.options["epochs"] == budget + 3  # the budget counts the epochs that run
+
+
+@pytest.mark.parametrize("form", ["int", "float", "column", "onehot"])
+def test_class_labels_are_split_stratified_whatever_their_dtype(form):
+    """Issue 38: float 0/1 labels (as pandas gives them) got a random split
+    while the table said "stratified"; the positive class in validation
+    moved 3..9 over seeds where stratified gives the same count each time."""
+    from sklearn.datasets import load_breast_cancer
+
+    from keras_recipes.data.core import split_arrays
+
+    x, y = load_breast_cancer(return_X_y=True)
+    labels = {"int": y, "float": y.astype("float64"), "column": y.astype("float32")[:, None],
+              "onehot": np.eye(2)[y]}[form]
+    counts = set()
+    for seed in range(6):
+        _, (xv, yv, _), split = split_arrays(x, labels, None, 0.2, seed)
+        assert "stratified" in split
+        yv = np.asarray(yv)
+        counts.add(int((yv.argmax(-1) if form == "onehot" else yv.reshape(-1)).sum()))
+    # 357 benign (1) of 569: a fifth is 71 in validation on every seed.
+    assert counts == {71}

@@ -623,15 +623,28 @@ def array_weights(data, sample_weight, n):
     return w
 
 
+def class_ids(labels, stats):
+    """Integer class ids of labels whose values are class labels, whatever
+    their dtype (float 0/1 from pandas, one-hot rows), or None (regression,
+    multilabel, or too many distinct values to stratify by)."""
+    array = np.asarray(labels)
+    if stats.kind == "integer" and stats.distinct <= _STRATIFY_MAX and (
+            array.ndim == 1 or (array.ndim == 2 and array.shape[1] == 1)):
+        return array.reshape(len(array)).astype("int64")
+    if stats.kind == "onehot" and array.ndim == 2:
+        return array.argmax(-1).astype("int64")
+    return None
+
+
 def split_arrays(x, y, w, validation_split, seed):
     """A seeded split of in-memory (x, y, w) nests: stratified when the
     (first) labels' values look like class ids (a few distinct integers).
     Returns (train triple, validation triple, the split in words)."""
     first = flat(y)[0]
     n = len(first)
-    labels = label_stats(first)
-    stratify = labels.kind == "integer" and first.ndim == 1 and labels.distinct <= _STRATIFY_MAX
-    train_idx, val_idx = stratified_split(first if stratify else np.zeros(n, "float32"),
+    classes = class_ids(first, label_stats(first))
+    stratify = classes is not None
+    train_idx, val_idx = stratified_split(classes if stratify else np.zeros(n, "float32"),
                                           validation_split, seed)
     if len(val_idx) == 0 or len(train_idx) == 0:
         raise ValueError(
