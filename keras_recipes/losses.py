@@ -120,6 +120,20 @@ def infer_loss(model, labels, units, probe=None, task=None):
     else:
         from_logits, output = _from_logits(probe, model, notes)
         output = f"{probe.describe()} -> {output}"
+    independent = (inferred == task == "classification" and labels.kind == "onehot"
+                   and probe is not None and probe.units > 1 and probe.stressed
+                   and probe.bounded and not probe.sums_to_one)
+    if independent:
+        # One-hot labels, but each output unit its own probability (a sigmoid
+        # head): categorical cross-entropy would read rows that do not sum to
+        # 1 as a distribution (issue 38).
+        loss = keras.losses.BinaryCrossentropy(from_logits=False)
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy"),
+                   keras.metrics.BinaryAccuracy(name="binary_accuracy")]
+        return loss, metrics, (
+            f"{evidence}; {output}, but its rows do not sum to 1 (each unit an independent "
+            "probability, as a sigmoid gives) -> binary_crossentropy per unit (from_logits="
+            "False); task='classification' (with a softmax output) for categorical")
     if task == "classification":
         sparse = labels.kind != "onehot"
         loss = (keras.losses.SparseCategoricalCrossentropy if sparse
