@@ -4,6 +4,9 @@ ensemble and the audit to take decisions from the model alone."""
 
 import keras
 
+from keras_recipes.layers import NoiseMix
+from keras_recipes.layers import RandomShiftRotate
+
 
 def walk_layers(layer):
     """Yields `layer` and every layer nested in it (models, wrappers)."""
@@ -48,3 +51,20 @@ def jit_blockers(model):
 def dropout_layers(model):
     """Names of the dropout layers in the model."""
     return [l.name for l in walk_layers(model) if isinstance(l, DROPOUT)]
+
+
+# Keras' own augmentation layers (random at training, identity at inference).
+AUGMENTATION = tuple(getattr(keras.layers, n) for n in (
+    "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom", "RandomContrast",
+    "RandomCrop", "RandomBrightness", "RandomShear", "RandomColorJitter", "RandomGrayscale",
+    "RandomHue", "RandomSaturation", "RandomSharpness", "RandomPosterization",
+    "RandomColorDegeneration", "RandomInvert", "RandomErasing", "RandomGaussianBlur",
+    "RandomPerspective", "RandomElasticTransform", "AugMix", "RandAugment", "CutMix", "MixUp",
+    "Solarization", "GaussianNoise") if hasattr(keras.layers, n))
+
+
+def augmentation_layers(model):
+    """Names of the augmentation layers the model holds itself (Keras' own
+    and tip 10's)."""
+    found = AUGMENTATION + (NoiseMix, RandomShiftRotate)
+    return [f"{type(l).__name__} {l.name!r}" for l in walk_layers(model) if isinstance(l, found)]

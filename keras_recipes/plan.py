@@ -34,6 +34,7 @@ from keras_recipes.losses import constant_predictor_loss
 from keras_recipes.losses import infer_loss
 from keras_recipes.losses import mean_reduced
 from keras_recipes.losses import probe_output
+from keras_recipes.modelinfo import augmentation_layers
 from keras_recipes.modelinfo import dropout_layers
 from keras_recipes.modelinfo import output_activation
 from keras_recipes.modelinfo import recurrent_layers
@@ -693,11 +694,18 @@ def _decide_inputs(model, data, o, parts):
         if row is not None:
             tips.append(row)
     augment = build.augmentation(o["augment"], o["noise_bank"], data.x_shape, o["seed"])
+    own = augmentation_layers(model)
     if augment:
         measured = build.measured_effect(o["augment"], o["noise_bank"])
+        both = (f"; BOTH are on: the model augments itself too ({', '.join(own)}), and "
+                "augment= adds this in front" if own else "")
         tips.append(Tip(10, "augmentation", ", ".join(build.describe_layer(l) for l in augment),
                         "training only (identity at inference), on the raw inputs"
-                        + (f"; {measured}" if measured else ""), "augment="))
+                        + (f"; {measured}" if measured else "") + both, "augment="))
+    elif own:
+        tips.append(Tip(10, "augmentation", "the model's own", f"{', '.join(own)} inside the "
+                        "model; no second one added (augment= would stack one in front)",
+                        "augment="))
     parts.update(pre_layers=pre_layers, target=target, augment=augment, custom_step=bool(custom))
     return tips
 

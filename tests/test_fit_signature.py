@@ -103,3 +103,21 @@ def test_a_sigmoid_head_with_one_hot_labels_gets_binary_cross_entropy(digits):
                                 keras.layers.Dense(10, activation="softmax")])
     p = plan(softmax, x, np.eye(10)[y], seed=0, verbose=0)
     assert next(t for t in p.tips if t.name == "loss").setting == "categorical_crossentropy"
+
+
+@pytest.mark.parametrize("augment", [None, "image"])
+def test_the_models_own_augmentation_is_evidence(digits, augment):
+    """Issue 38: augment='image' stacked a second augmentation on a model
+    holding RandomRotation and RandomTranslation, and no row said so."""
+    x, y = digits
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.RandomRotation(0.05),
+                              keras.layers.RandomTranslation(0.1, 0.1), keras.layers.Flatten(),
+                              keras.layers.Dense(10)])
+    p = plan(model, x.reshape(-1, 8, 8, 1), y, seed=0, verbose=0, augment=augment)
+    row = next(t for t in p.tips if t.name == "augmentation")
+    assert "RandomRotation" in row.reason and "RandomTranslation" in row.reason
+    if augment is None:
+        assert row.setting == "the model's own" and not p.parts["augment"]
+    else:
+        assert "BOTH are on" in row.reason and p.parts["augment"]
