@@ -24,6 +24,7 @@ declare -A CMD=(
   [ensemble]="bench_ensemble.py"
   [ensemble_size]="bench_ensemble_size.py"
   [target_scaling]="bench_target_scaling.py"
+  [not_learning]="bench_not_learning.py"
   [diagnostics]="bench_diagnostics.py"
   [reliability]="bench_reliability.py"
   [distribute]="bench_distribute.py"

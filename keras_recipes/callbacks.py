@@ -802,12 +802,29 @@ class DivergenceGuard(keras.callbacks.Callback):
             ensemble: each `member_{i}_loss` log is judged on its own
             (`reference_loss` is then one member's). `None`: the `loss` log.
             Defaults to `None`.
+        baseline_loss: Float or `None`. The validation loss of a constant
+            prediction (the plan's). With it, a run whose `val_loss` stays
+            within 2% of it for `high_epochs` validated epochs while the
+            update ratio is far below the band (under `low`, above 0) is not
+            learning because its steps are too small: the rate is raised
+            10x (tip 5), at most twice. Defaults to `None`.
+        low: Float. "Far below the band". Defaults to `1e-4`.
         verbose: Integer. 1 prints each action. Defaults to `0`.
     """
 
     def __init__(self, factor=0.2, max_recoveries=4, explode=10.0, lower_when_high=False,
-                 high=3e-2, high_epochs=3, reference_loss=None, members=None, verbose=0):
+                 high=3e-2, high_epochs=3, reference_loss=None, members=None,
+                 baseline_loss=None, low=1e-4, verbose=0):
         super().__init__()
+        for name, value in (("baseline_loss", baseline_loss),):
+            if value is not None and (isinstance(value, bool) or not isinstance(
+                    value, (int, float)) or not (math.isfinite(value) and value > 0)):
+                raise ValueError(f"`{name}` must be a finite number > 0 or None. "
+                                 f"Received: {name}={value!r}")
+        self.baseline_loss = None if baseline_loss is None else float(baseline_loss)
+        if isinstance(low, bool) or not isinstance(low, (int, float)) or not low > 0:
+            raise ValueError(f"`low` must be a number > 0. Received: low={low!r}")
+        self.low = float(low)
         if members is not None and (isinstance(members, bool) or not isinstance(members, int)
                                     or members < 1):
             raise ValueError(f"`members` must be an integer >= 1 or None. Received: members={members!r}")
@@ -845,6 +862,7 @@ class DivergenceGuard(keras.callbacks.Callback):
         self._first = [reference] * (getattr(self, "members", None) or 1)
         self._best = list(self._first)
         self._high_run = 0
+        self._stuck_run = 0
 
     def _losses(self, logs):
         """The losses judged this epoch: `[loss]`, or each member's own."""
@@ -907,7 +925,8 @@ class DivergenceGuard(keras.callbacks.Callback):
             # the last good state, then the lower rate.
             rates = [(opt, _rate(opt)) for _, opt in lr_optimizers(self.model.optimizer)]
             kind = "exploded" if exploded else "not finite"
-            if len([e for e in self.events if e["kind"] != "ratio high"]) >= self.max_recoveries:
+            if len([e for e in self.events if e["kind"] not in ("ratio high", "not learning")]
+                   ) >= self.max_recoveries:
                 self._restore()
                 self.failed = {"epoch": epoch, "loss": loss, "kind": kind,
                                "learning_rate": max(r for _, r in rates)}
@@ -930,14 +949,30 @@ class DivergenceGuard(keras.callbacks.Callback):
                 old, new = self._scale(0.5)
                 self._record(epoch, "ratio high", loss, old, new, update_ratio=float(ratio))
                 self._high_run = 0
+        self._raise_when_stuck(epoch, loss, logs.get("val_loss"), ratio)
         self._good = self._state()
+
+    def _raise_when_stuck(self, epoch, loss, val_loss, ratio):
+        """Tip 5 acting on a run that is not learning because its steps are
+        too small: the validation loss at the constant predictor's and the
+        ratio far below the band."""
+        if self.baseline_loss is None or val_loss is None or ratio is None:
+            return
+        stuck = (float(val_loss) >= 0.98 * self.baseline_loss and 0 < float(ratio) < self.low)
+        self._stuck_run = self._stuck_run + 1 if stuck else 0
+        raised = sum(e["kind"] == "not learning" for e in self.events)
+        if self._stuck_run >= self.high_epochs and raised < 2:
+            old, new = self._scale(10.0)
+            self._record(epoch, "not learning", loss, old, new, update_ratio=float(ratio),
+                         val_loss=float(val_loss), baseline=self.baseline_loss)
+            self._stuck_run = 0
 
     def get_config(self):
         return {"factor": self.factor, "max_recoveries": self.max_recoveries,
                 "explode": self.explode, "lower_when_high": self.lower_when_high,
                 "high": self.high, "high_epochs": self.high_epochs,
                 "reference_loss": self.reference_loss, "members": self.members,
-                "verbose": self.verbose}
+                "baseline_loss": self.baseline_loss, "low": self.low, "verbose": self.verbose}
 
     @classmethod
     def from_config(cls, config):
@@ -949,6 +984,11 @@ def describe_guard_event(event):
     if event["kind"] == "ratio high":
         return (f"update ratio {event['update_ratio']:.2g} stayed above the band: learning "
                 f"rate lowered {event['from_lr']:.3g} -> {event['to_lr']:.3g}")
+    if event["kind"] == "not learning":
+        return (f"not learning at epoch {event['epoch'] + 1}: val_loss {event['val_loss']:.4g} "
+                f"at the constant predictor's {event['baseline']:.4g}, update ratio "
+                f"{event['update_ratio']:.2g} far below the band: learning rate raised "
+                f"{event['from_lr']:.3g} -> {event['to_lr']:.3g}")
     return (f"loss {event['kind']} ({event['loss']:.4g}) at epoch {event['epoch'] + 1}: "
             f"restored the last good epoch's weights and optimizer state, learning rate "
             f"{event['from_lr']:.3g} -> {event['to_lr']:.3g}")

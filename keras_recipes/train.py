@@ -139,7 +139,10 @@ def _callbacks(plan, checkpointer, jit):
     guard = DivergenceGuard(lower_when_high=steer, verbose=int(parts["verbose"] > 0),
                             reference_loss=reference if reference is not None
                             and math.isfinite(reference) else None,
-                            members=fused.size if fused is not None else None)
+                            members=fused.size if fused is not None else None,
+                            baseline_loss=(parts["baseline"][0] if steer and fused is None
+                                           and parts.get("baseline")
+                                           and parts["baseline"][0] > 0 else None))
     optimizer = build.compile_model(parts, jit)
     past = (o["initial_epoch"], {}, [])  # model.fit's initial_epoch, unless resumed
     if parts["resume"] is not None:
@@ -257,7 +260,7 @@ def _events(watch, epochs_run, epochs, baseline=None):
 def _outcome_rows(watch, status, events):
     """Rows for what the run did on its own: each rate the guard changed,
     and a cap that ended a run still improving."""
-    rows = [Tip(4 if e["kind"] != "ratio high" else 5, "learning rate",
+    rows = [Tip(5 if e["kind"] in ("ratio high", "not learning") else 4, "learning rate",
                 f"lowered at epoch {e['epoch'] + 1}", describe_guard_event(e), "learning_rate=")
             for e in watch["guard"].events]
     if status == "capped":

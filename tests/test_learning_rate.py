@@ -15,6 +15,7 @@ from keras_recipes import plan
 from keras_recipes.calibration import calibrate_learning_rate
 from keras_recipes.calibration import measure_update_ratio
 from keras_recipes.callbacks import DivergenceGuard
+from keras_recipes.callbacks import describe_guard_event
 from keras_recipes.callbacks import ReduceLROnPlateau
 from keras_recipes.callbacks import UpdateRatioMonitor
 from keras_recipes.callbacks import UpdateRatioWarning
@@ -474,3 +475,25 @@ def test_a_model_with_no_trainable_weights_is_refused_by_name(digits):
     with pytest.raises(ValueError, match=r"no trainable weights.*Received: model='sequential.*"
                                          r"0 trainable and 4 frozen"):
         plan(model, digits, seed=0, verbose=0)
+
+
+def test_a_stuck_run_with_tiny_steps_gets_a_higher_rate():
+    """Issue 36: a run at the constant predictor's validation loss whose
+    update ratio is far below the band is acted on (tip 5: raise the rate),
+    at most twice; a stuck run whose weights move normally is not."""
+    model = tiny_classifier()
+    model.compile(ClippedOptimizer(keras.optimizers.SGD(1e-4), max_norm=None), SPARSE_CE)
+    guard = DivergenceGuard(baseline_loss=1.0, high_epochs=2)
+    guard.set_model(model)
+    guard.on_train_begin()
+    for epoch in range(8):
+        guard.on_epoch_end(epoch, {"loss": 1.0, "val_loss": 0.995, "update_ratio": 1e-6})
+    assert [e["kind"] for e in guard.events] == ["not learning", "not learning"]
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-2)
+    assert "learning rate raised 0.0001 -> 0.001" in describe_guard_event(guard.events[0])
+    healthy = DivergenceGuard(baseline_loss=1.0, high_epochs=2)
+    healthy.set_model(model)
+    healthy.on_train_begin()
+    for epoch in range(4):  # at the baseline, but the weights move: no rate fixes that
+        healthy.on_epoch_end(epoch, {"loss": 1.0, "val_loss": 0.995, "update_ratio": 1e-3})
+    assert healthy.events == []
