@@ -25,6 +25,7 @@ declare -A CMD=(
   [ensemble_size]="bench_ensemble_size.py"
   [target_scaling]="bench_target_scaling.py"
   [not_learning]="bench_not_learning.py"
+  [forget_bias_length]="bench_forget_bias_length.py"
   [diagnostics]="bench_diagnostics.py"
   [reliability]="bench_reliability.py"
   [distribute]="bench_distribute.py"

@@ -22,9 +22,13 @@ from keras_recipes import callbacks
 from keras_recipes import data as data_lib
 from keras_recipes import determinism
 from keras_recipes import distribute
+from keras_recipes import forget_gate
 from keras_recipes import preprocessing
 from keras_recipes import train
 from keras_recipes.data import leaves
+from keras_recipes.forget_gate import FORGET_BIAS
+from keras_recipes.forget_gate import FORGET_BIAS_STEPS
+from keras_recipes.forget_gate import FORGET_BIAS_WHY
 from keras_recipes.data import target_scale
 from keras_recipes.data import target_scale_of
 from keras_recipes.diagnostics.audit import audit_data
@@ -49,6 +53,7 @@ DEFAULTS = dict(
     split_seed=None, verbose="auto", data_dir=None, audit=True, checkpoint_dir=None, task=None,
     loss=None, sample_weight=None, class_weight=None, steps_per_epoch=None,
     validation_steps=None, shuffle=True, deterministic="auto", validation_freq=1, initial_epoch=0,
+    forget_bias="auto",
 )
 # With no progress for a stretch, the stopping rule's cue: updates an order
 # of magnitude below those of the last epoch that improved no longer move the
@@ -109,6 +114,11 @@ class Plan:
         parts["member_loss"] = self.parts["loss"]
         parts["loss"] = fused.loss(self.parts["loss"])
         parts["metrics"] = fused.metrics(self.parts["loss"])
+        # Tip 9 as decided on the first member (plan() set its bias), for the rest.
+        for member in fused.members[1:]:
+            for layer, value, _, _ in forget_bias_changes(member, self.options["forget_bias"]):
+                if value is not None:
+                    forget_gate.set_forget_bias(layer, value)
         if self.parts["plateau"] is not None:
             # The monitored val_loss is the members' sum: an absolute
             # min_delta counts per member, as one member's run would.
@@ -223,6 +233,11 @@ def check_options(model, options):
     for name, allowed in choices.items():
         if not any(o[name] is a or (type(o[name]) is type(a) and o[name] == a) for a in allowed):
             raise ValueError(f"`{name}` must be one of {allowed}. Received: {name}={o[name]!r}")
+    fb = o["forget_bias"]
+    if fb not in ("auto", None) and (isinstance(fb, bool) or not isinstance(fb, (int, float))
+                                     or not math.isfinite(fb)):
+        raise ValueError("`forget_bias` must be 'auto', None or a number. "
+                         f"Received: forget_bias={fb!r}")
     # A compiled model trains with its own optimizer: these would be ignored.
     given = [k for k in ("optimizer", "learning_rate", "momentum") if o[k] not in ("auto", None)]
     compiled = build.users_compile(model, _live_compile(model))
@@ -812,9 +827,44 @@ def _decide_structured(model, data, o, parts, custom):
     return tips
 
 
+def forget_bias_changes(model, setting):
+    """Tip 9 per LSTM-family layer: `[(layer, value or None, setting, why)]`;
+    a value is what the forget-gate bias is set to before training."""
+    changes = []
+    for layer, reader in forget_gate.lstm_layers(model):
+        steps = forget_gate.sequence_length(reader)
+        read = f"sequences of {steps} steps" if steps else "sequences of unknown length"
+        if setting is None:
+            changes.append((layer, None, "kept", "forget_bias=None"))
+        elif not forget_gate.at_keras_default(layer):
+            changes.append((layer, None, "yours, kept", "its bias is not Keras' default "
+                            "(unit_forget_bias's 1): set by you, or trained"))
+        elif setting != "auto":
+            changes.append((layer, float(setting), f"{float(setting):g}", "as passed"))
+        elif steps is not None and steps >= FORGET_BIAS_STEPS:
+            changes.append((layer, FORGET_BIAS, f"{FORGET_BIAS:g} (Keras' default 1 found in "
+                            "its bias)", f"{read}, at least {FORGET_BIAS_STEPS}: {FORGET_BIAS_WHY}"))
+        else:
+            changes.append((layer, None, "Keras' 1, kept", f"{read}, fewer than "
+                            f"{FORGET_BIAS_STEPS}: {FORGET_BIAS_WHY}"))
+    return changes
+
+
+def _decide_forget_bias(model, o):
+    """Tip 9: a large forget-gate bias on LSTMs that read long sequences, set
+    now (the calibration and training start from it)."""
+    rows = []
+    for layer, value, setting, why in forget_bias_changes(model, o["forget_bias"]):
+        if value is not None:
+            forget_gate.set_forget_bias(layer, value)
+        rows.append(Tip(9, "forget-gate bias", f"{setting} on {type(layer).__name__} "
+                        f"{layer.name!r}", why, "forget_bias="))
+    return rows
+
+
 def _decide_training(model, o, parts, data):
     """Tips 4, 5, 7, 11: optimizer, clipping, LR schedule, stopping."""
-    tips = []
+    tips = _decide_forget_bias(model, o)
     recurrent, dropout = recurrent_layers(model), dropout_layers(model)
     if o["clip_norm"] == "auto":
         max_norm = 5.0 if recurrent else None
