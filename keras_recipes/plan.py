@@ -238,6 +238,17 @@ def check_options(model, options):
                                      or not math.isfinite(fb)):
         raise ValueError("`forget_bias` must be 'auto', None or a number. "
                          f"Received: forget_bias={fb!r}")
+    stateful = [layer.name for layer in walk_layers(model) if getattr(layer, "stateful", False)]
+    if stateful:
+        # Issue 37, item 4 (not built yet): a stateful layer needs every batch
+        # at the model's fixed size; the probes, the audit and a last partial
+        # batch are not, and Keras' error would come mid-way.
+        raise ValueError(
+            f"The model has stateful layers ({', '.join(stateful)}): they need every batch at "
+            "the model's fixed batch size, which fit_with_tips does not guarantee yet (its "
+            "measurements read other batch sizes, and a last partial batch). Train it with "
+            "model.fit, or build it with stateful=False. Received: stateful=True on "
+            f"{stateful[0]!r}")
     # A compiled model trains with its own optimizer: these would be ignored.
     given = [k for k in ("optimizer", "learning_rate", "momentum") if o[k] not in ("auto", None)]
     compiled = build.users_compile(model, _live_compile(model))

@@ -166,3 +166,15 @@ def test_two_softmax_heads_with_dict_labels_out_of_sorted_order(tmp_path):
     assert digit.shape[-1] == 10 and big.shape[-1] == 2
     assert (digit.argmax(-1) == y_test).mean() > 0.9
     assert (big.argmax(-1) == (y_test >= 5)).mean() > 0.9
+
+
+def test_a_stateful_model_is_refused_by_name_before_any_work():
+    """Issue 37, item 4 (support not built yet): a stateful LSTM crashed deep
+    in the output probe with Keras' shape error; now it is refused at once."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8), batch_size=32),
+                              keras.layers.LSTM(8, stateful=True, name="memory"),
+                              keras.layers.Dense(10)])
+    with pytest.raises(ValueError, match=r"stateful layers \(memory\).*Received: stateful=True "
+                                         r"on 'memory'"):
+        plan(model, "no data is read before this error")
