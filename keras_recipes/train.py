@@ -261,7 +261,8 @@ def _outcome_rows(watch, status, events):
     """Rows for what the run did on its own: each rate the guard changed,
     and a cap that ended a run still improving."""
     rows = [Tip(5 if e["kind"] in ("ratio high", "not learning") else 4, "learning rate",
-                f"lowered at epoch {e['epoch'] + 1}", describe_guard_event(e), "learning_rate=")
+                f"{'raised' if e['kind'] == 'not learning' else 'lowered'} at epoch "
+                f"{e['epoch'] + 1}", describe_guard_event(e), "learning_rate=")
             for e in watch["guard"].events]
     if status == "capped":
         rows.append(Tip(4, "epochs", "cap reached while still improving",
