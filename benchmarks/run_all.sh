@@ -26,6 +26,7 @@ declare -A CMD=(
   [target_scaling]="bench_target_scaling.py"
   [not_learning]="bench_not_learning.py"
   [forget_bias_length]="bench_forget_bias_length.py"
+  [dict_heads]="bench_dict_heads.py"
   [diagnostics]="bench_diagnostics.py"
   [reliability]="bench_reliability.py"
   [distribute]="bench_distribute.py"
