@@ -119,11 +119,8 @@ class Plan:
             for layer, value, _, _ in forget_bias_changes(member, self.options["forget_bias"]):
                 if value is not None:
                     forget_gate.set_forget_bias(layer, value)
-        if self.parts["plateau"] is not None:
-            # The monitored val_loss is the members' sum: an absolute
-            # min_delta counts per member, as one member's run would.
-            plateau = self.parts["plateau"]
-            parts["plateau"] = dict(plateau, min_delta=plateau.get("min_delta", 1e-4) * fused.size)
+        # The monitored val_loss is the members' sum; the plateau rule judges
+        # it relative to its own best (MIN_RELATIVE_DELTA), as one member's.
         make_optimizer = self.parts["make_optimizer"]
         # Each member clipped by its own global norm.
         parts["make_optimizer"] = lambda: fused.configure(make_optimizer())
@@ -746,15 +743,19 @@ def _target_scale_for_output(data, probe, model):
     if target is None:
         return None, None
     mean, std = target
+    # The measured range decides; the last activation only breaks a tie
+    # between "bounded" and "non-negative" (a relu output that stayed below 1).
     activation = output_activation(model)
     measured = f"the output measured on a real batch and on it x100: [{probe.low:.3g}, {probe.high:.3g}]"
     nonnegative = activation in ("relu", "softplus", "exponential", "relu6")
-    if activation in ("sigmoid", "softmax", "tanh", "hard_sigmoid") or (
-            probe.bounded and probe.stressed and not nonnegative):
+    bounded = activation in ("sigmoid", "softmax", "tanh", "hard_sigmoid")
+    if probe.low < 0 and not bounded:
+        nonnegative = False  # measured below 0: centered targets are expressible
+    elif bounded or (probe.bounded and probe.stressed and not nonnegative):
         return None, Tip(1, "targets", "unchanged",
                          f"the output is bounded ({activation}; {measured}): scaled targets "
                          "could leave its range", "preprocess=False / your own scaling")
-    if nonnegative or (probe.low >= 0 and probe.stressed):
+    if probe.low >= 0 and (nonnegative or probe.stressed):
         if np.any(np.asarray(data.labels.min) < 0):
             return None, Tip(1, "targets", "unchanged",
                              f"the output never goes below 0 ({activation}; {measured}) but "

@@ -190,3 +190,13 @@ def test_heavy_tailed_columns_still_get_log1p():
     row = next(t for t in p.tips if t.name == "inputs")
     # total_rooms, total_bedrooms, population, households (not the coordinates, age or income)
     assert "log1p on feature 3, feature 4, feature 5, feature 6" in row.setting, row
+
+
+def test_a_relu_the_output_does_not_end_with_is_read_from_the_measured_range():
+    """The last activation defined is relu, but a layer after it negates:
+    the output is measured below 0, so the targets are standardized."""
+    x, y = _diabetes()
+    model = seq(keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, activation="relu"),
+                keras.layers.Rescaling(-1.0), shape=(10,))
+    p = plan(model, (x, y), seed=0, verbose=0)
+    assert next(t for t in p.tips if t.name == "targets").setting.startswith("standardized")
