@@ -22,6 +22,7 @@ from keras_recipes.plan import Plan
 from keras_recipes.plan import plan
 from keras_recipes.result import FitResult
 from keras_recipes.result import Tip
+from keras_recipes.wrapped import Preprocessed
 
 __version__ = "0.1.0"
 
@@ -30,6 +31,7 @@ __all__ = [
     "EnsembleResult",
     "FitResult",
     "Plan",
+    "Preprocessed",
     "Tip",
     "__version__",
     "audio",

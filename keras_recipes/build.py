@@ -20,6 +20,7 @@ from keras_recipes.layers import RandomShiftRotate
 from keras_recipes.modelinfo import jit_blockers
 from keras_recipes.optimizers import ClippedOptimizer
 from keras_recipes.result import Tip
+from keras_recipes.wrapped import Preprocessed
 
 _JIT_PROBE_STEPS = 6
 
@@ -267,24 +268,34 @@ def features_shape(parts, data):
     return tuple(z.shape[1:]), z.dtype
 
 
+def _with_own_steps(parts, model, data):
+    """`result.model` for a model with its own train_step, test_step or
+    compute_loss: the user's model itself when nothing was added, else
+    `Preprocessed` (its fit and evaluate run the user's steps). The targets
+    were left as given (the user's code reads them)."""
+    if parts.get("structured"):
+        pipelines = [list(layers) for layers in parts["input_layers"]]
+        spec = data.x_spec
+        keys = ([k for k, _ in leaves(spec)] if isinstance(spec, dict)
+                else len(pipelines) if isinstance(spec, (list, tuple)) else None)
+    else:
+        pipelines, keys = [list(parts["pre_layers"])], None
+    if not any(pipelines):
+        return model
+    return Preprocessed(model, pipelines[0] if keys is None else pipelines, keys,
+                        name=_name(model))
+
+
 def result_model(parts, full, model, data):
     """`result.model`: raw inputs in, raw-unit predictions out."""
+    if parts.get("own_steps"):
+        return _with_own_steps(parts, model, data)
     if parts.get("structured"):
         if all(not layers for layers in parts["input_layers"]) and not any(
                 t is not None for t in parts["targets"]):
             return model
         return _structured_result(parts, model, data)
     raw, target = parts["raw"], parts["target"]
-    if parts["custom_step"]:
-        inference_z = raw
-        for layer in parts["pre_layers"]:
-            inference_z = layer(inference_z)
-        output = model(inference_z)
-        if target is not None:
-            output = _unstandardize(target)(output)
-        if inference_z is raw and target is None:
-            return model
-        return keras.Model(raw, output, name=_name(model))
     if target is not None:
         return keras.Model(raw, _unstandardize(target)(parts["trained_output"]), name=full.name)
     if distribute.is_multi_worker(parts["strategy"]):
@@ -346,16 +357,22 @@ def unwrap_optimizer(parts, model, full):
     # Under several workers result.model is a plain model for the user (the
     # training one exists to get through Keras' multi-worker reductions);
     # compiling it there would take part in the workers' collectives.
-    if model is full or not (getattr(model, "compiled", False)
-                             or distribute.is_multi_worker(parts["strategy"])):
-        # New metric objects: the training model's hold its state (and, for
-        # regression, were built on standardized targets).
-        fresh = lambda m: type(m).from_config(m.get_config()) if isinstance(
-            m, keras.metrics.Metric) else m
-        metrics = keras.tree.map_structure(fresh, parts["metrics"])
-        model.compile(wrapper.inner_optimizer, parts["loss"], metrics=metrics,
-                      jit_compile=full.jit_compile, **parts.get("compile_kwargs", {}))
-        _mark_own_compile(model, parts.get("compile"))
+    # A Preprocessed result trains through the user's model: that one is
+    # compiled, the wrapper mirrors it.
+    target = model.wrapped if isinstance(model, Preprocessed) else model
+    if target is full or not (getattr(target, "compiled", False)
+                              or distribute.is_multi_worker(parts["strategy"])):
+        # The user's own metric objects (a clone from get_config can differ:
+        # a Metric whose __init__ arguments its config omits), their state
+        # from training cleared.
+        for metric in keras.tree.flatten(parts["metrics"]):
+            if isinstance(metric, keras.metrics.Metric):
+                metric.reset_state()
+        target.compile(wrapper.inner_optimizer, parts["loss"], metrics=parts["metrics"],
+                       jit_compile=full.jit_compile, **parts.get("compile_kwargs", {}))
+        _mark_own_compile(target, parts.get("compile"))
+    if target is not model:
+        model._adopt_compile()
     return wrapper
 
 

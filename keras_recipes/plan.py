@@ -691,7 +691,8 @@ def _decide_inputs(model, data, o, parts):
     if custom:
         tips.append(Tip(0, "model", f"your {', '.join(custom)} runs as written",
                         "preprocessing and augmentation run in the input pipeline instead of "
-                        "wrapping the model; result.model includes them for inference", ""))
+                        "wrapping the model; result.model is your model with the preprocessing "
+                        "in front, its fit and evaluate run your steps", ""))
     if data.structured:
         return tips + _decide_structured(model, data, o, parts, custom)
     if o["preprocess"]:
@@ -709,13 +710,14 @@ def _decide_inputs(model, data, o, parts):
     tips += _kept_targets(data, o, parts)
     if (parts["compile"] is None and o["loss"] is None and o["preprocess"]
             and isinstance(parts["loss"], keras.losses.MeanSquaredError)):
-        target, row = _target_scale_for_output(data, parts["probes"][0], model)
-        if target is not None:
-            mean, std = target
-            if not custom:  # with a custom step, build.training_model maps it
-                data.standardize_targets(mean, std)
-        if row is not None:
-            tips.append(row)
+        if custom:
+            tips.append(_targets_read_by(custom))
+        else:
+            target, row = _target_scale_for_output(data, parts["probes"][0], model)
+            if target is not None:
+                data.standardize_targets(*target)
+            if row is not None:
+                tips.append(row)
     augment = build.augmentation(o["augment"], o["noise_bank"], data.x_shape, o["seed"])
     own = augmentation_layers(model)
     if augment:
@@ -729,8 +731,17 @@ def _decide_inputs(model, data, o, parts):
         tips.append(Tip(10, "augmentation", "the model's own", f"{', '.join(own)} inside the "
                         "model; no second one added (augment= would stack one in front)",
                         "augment="))
-    parts.update(pre_layers=pre_layers, target=target, augment=augment, custom_step=bool(custom))
+    parts.update(pre_layers=pre_layers, target=target, augment=augment, custom_step=bool(custom),
+                 own_steps=custom)
     return tips
+
+
+def _targets_read_by(custom, name=None):
+    """The targets row for a model whose own steps read the labels: they
+    stay as given (standardizing them would change what the user's code
+    computes, and result.model's loss would be in other units)."""
+    return Tip(1, "targets" if name is None else f"targets ({name})", "unchanged", f"your {', '.join(custom)} reads them: standardizing "
+               "would change the values your code computes with", "standardize y yourself")
 
 
 def _target_scale_for_output(data, probe, model):
@@ -822,7 +833,10 @@ def _decide_structured(model, data, o, parts, custom):
         scale = None
         if (parts["compile"] is None and o["loss"] is None and o["preprocess"]
                 and isinstance(loss, keras.losses.MeanSquaredError)):
-            scale = target_scale_of(labels)
+            if custom:
+                tips.append(_targets_read_by(custom, name))
+            else:
+                scale = target_scale_of(labels)
         targets.append(scale)
         if scale is not None:
             tips.append(Tip(1, f"targets ({name})", "standardized per column, inverted inside "
@@ -832,7 +846,7 @@ def _decide_structured(model, data, o, parts, custom):
         raise ValueError("`augment` needs a model with one input. Received: augment="
                          f"{o['augment']!r} with several inputs")
     parts.update(pre_layers=[], input_layers=input_layers, target=None, targets=targets,
-                 augment=[], custom_step=True, structured=True)
+                 augment=[], custom_step=True, structured=True, own_steps=custom)
     if not custom and (any(input_layers) or any(t is not None for t in targets)):
         tips.append(Tip(0, "model", "trained as it is, preprocessing in the input pipeline",
                         "several inputs or outputs; result.model includes the preprocessing", ""))

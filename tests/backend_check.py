@@ -59,6 +59,19 @@ class Batches(keras.utils.PyDataset):
         return self.x[part], self.y[part]
 
 
+class DoubledLoss(keras.Model):
+    calls = 0
+
+    @staticmethod
+    def loss_of(y, logits):
+        return 2.0 * keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
+            y, logits, from_logits=True))
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        type(self).calls += 1
+        return self.loss_of(y, y_pred)
+
+
 def tour(out):
     x, y = load_digits("train")
     xt, yt = load_digits("test")
@@ -122,6 +135,20 @@ def tour(out):
     report["column_inputs_status"] = result.status
     result = keras_recipes.fit_with_tips(mlp(), Batches(x, y, 100), epochs=2, seed=0, verbose=0)
     report["pydataset_n"] = result.data.n_train + result.data.n_validation
+
+    # The user's own compute_loss behind result.model (issue 37 item 2).
+    inputs = keras.Input((64,))
+    own = DoubledLoss(inputs, keras.layers.Dense(10)(inputs))
+    got = keras_recipes.fit_with_tips(own, (x, y), epochs=1, seed=0, verbose=0).model
+    logits = keras.ops.convert_to_numpy(own.predict(got.preprocess(x[:300]), verbose=0))
+    report["own_loss_by_hand"] = float(keras.ops.convert_to_numpy(DoubledLoss.loss_of(
+        y[:300], logits)))
+    report["own_loss_evaluated"] = got.evaluate(x[:300], y[:300], batch_size=300, verbose=0,
+                                                return_dict=True)["loss"]
+    DoubledLoss.calls = 0
+    got.fit(x[:300], y[:300], epochs=1, batch_size=100, verbose=0)
+    report["own_loss_calls_in_fit"] = DoubledLoss.calls
+    report["own_is_wrapped"] = type(got).__name__ == "Preprocessed" and got.wrapped is own
 
     try:
         keras_recipes.fit_with_tips(mlp(), "mnist", verbose=0)

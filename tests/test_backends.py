@@ -72,6 +72,11 @@ def test_in_memory_front_door_without_tensorflow(tmp_path, backend):
     assert abs(report["regression_evaluate_r2"] - report["regression_r2"]) < 1e-3, report
     assert report["column_inputs_status"] in ("finished", "stopped", "capped"), report
     assert report["pydataset_n"] == 1437
+    # result.model of a model with its own compute_loss runs it (issue 37 item 2).
+    assert report["own_is_wrapped"], report
+    assert abs(report["own_loss_evaluated"] - report["own_loss_by_hand"]) < 1e-4 * abs(
+        report["own_loss_by_hand"]), report
+    assert report["own_loss_calls_in_fit"] > 0, report
     # tf.data and TFDS inputs still need TensorFlow, and say so.
     assert report["tfds_error"].startswith("ImportError") and "needs TensorFlow" in report[
         "tfds_error"] and "Received: data='mnist'" in report["tfds_error"]

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_recipes
 from keras_recipes import fit_with_tips
 from keras_recipes import plan
 from keras_recipes.datasets import load_digits
@@ -178,3 +179,128 @@ def test_a_stateful_model_is_refused_by_name_before_any_work():
     with pytest.raises(ValueError, match=r"stateful layers \(memory\).*Received: stateful=True "
                                          r"on 'memory'"):
         plan(model, "no data is read before this error")
+
+
+# -- item 2: the user's steps, loss and metric objects travel with result.model ---------
+
+class DoubledLoss(keras.Model):
+    """keras.io's "customizing what happens in fit" pattern: the model's own
+    compute_loss (twice the cross-entropy on logits), counted."""
+
+    calls = 0
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        type(self).calls += 1
+        return 2.0 * keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
+            y, y_pred, from_logits=True))
+
+
+def _doubled_loss_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((64,), name="pixels")
+    hidden = keras.layers.Dense(32, activation="relu")(inputs)
+    return DoubledLoss(inputs, keras.layers.Dense(10)(hidden))
+
+
+def test_a_custom_compute_loss_is_what_result_model_evaluates_and_fits(digits, tmp_path):
+    """Issue 37 item 2: result.model was a functional model around the user's:
+    its evaluate reported plain cross-entropy and its fit never called the
+    user's compute_loss. Now it is the user's model with the preprocessing in
+    front, and both go through the user's compute_loss."""
+    x, y = digits
+    model = _doubled_loss_model()
+    result = fit_with_tips(model, (x, y), epochs=2, seed=0, verbose=0)
+    got = result.model
+    assert isinstance(got, keras_recipes.Preprocessed) and got.wrapped is model
+    assert row(result, "inputs").setting.startswith("zero mean, unit variance")  # digits' pixels run 0..16
+    # The user's loss on the preprocessed inputs, computed by hand.
+    logits = model.predict(got.preprocess(x), verbose=0)
+    by_hand = 2.0 * float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
+        y, logits, from_logits=True)))
+    evaluated = got.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)["loss"]
+    assert evaluated == pytest.approx(by_hand, rel=1e-5)
+    DoubledLoss.calls = 0
+    history = got.fit(x, y, epochs=1, batch_size=100, verbose=0)
+    assert DoubledLoss.calls > 0 and history.history["loss"][0] < evaluated
+    # Raw inputs in: the same predictions as preprocessing by hand, and after
+    # a save and load (the preprocessing and the user's model both inside).
+    np.testing.assert_allclose(got.predict(x, verbose=0),
+                               model.predict(got.preprocess(x), verbose=0), rtol=1e-5, atol=1e-5)
+    got.save(tmp_path / "m.keras")
+    with keras.saving.custom_object_scope({"DoubledLoss": DoubledLoss}):
+        loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.wrapped, DoubledLoss)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), got.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-5)
+    assert loaded.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)["loss"] == (
+        pytest.approx(got.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)["loss"],
+                      rel=1e-5))
+
+
+def test_a_custom_step_keeps_regression_targets_as_given():
+    """The user's compute_loss reads the labels: standardizing them changes
+    what it computes (and result.model's loss units). Kept, and said."""
+    from sklearn.datasets import load_diabetes
+
+    class HalvedSquares(keras.Model):
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            return 0.5 * keras.ops.mean(keras.ops.square(keras.ops.reshape(y, (-1, 1)) - y_pred))
+
+    x, y = load_diabetes(return_X_y=True)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((10,))
+    model = HalvedSquares(inputs, keras.layers.Dense(1)(inputs))
+    p = plan(model, (x.astype("float32"), y.astype("float32")), epochs=1, seed=0, verbose=0)
+    targets = row(p, "targets")
+    assert targets.setting == "unchanged" and "your compute_loss reads them" in targets.reason
+    assert p.parts["target"] is None
+
+
+class FBeta(keras.metrics.Metric):
+    """A keras.io-style metric: __init__ arguments and no get_config (a clone
+    from its config has the defaults: beta 1, threshold 0.5)."""
+
+    def __init__(self, beta=1.0, threshold=0.5, name="fbeta", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.beta, self.threshold = beta, threshold
+        self.tp = self.add_variable((), initializer="zeros", name="tp")
+        self.fp = self.add_variable((), initializer="zeros", name="fp")
+        self.fn = self.add_variable((), initializer="zeros", name="fn")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "float32")
+        y_pred = keras.ops.cast(keras.ops.reshape(y_pred, (-1,)) > self.threshold, "float32")
+        self.tp.assign_add(keras.ops.sum(y_true * y_pred))
+        self.fp.assign_add(keras.ops.sum((1 - y_true) * y_pred))
+        self.fn.assign_add(keras.ops.sum(y_true * (1 - y_pred)))
+
+    def result(self):
+        b2 = self.beta ** 2
+        return (1 + b2) * self.tp / ((1 + b2) * self.tp + b2 * self.fn + self.fp + 1e-7)
+
+    def reset_state(self):
+        for v in (self.tp, self.fp, self.fn):
+            v.assign(0.0)
+
+
+def test_a_metric_with_init_arguments_comes_back_as_the_users_object(digits):
+    """Issue 37 item 2: metrics were rebuilt from get_config, so an F2 at
+    threshold 0.3 was reported as FBeta(beta=1) at 0.5."""
+    x, y = digits
+    big = (y >= 5).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    f2 = FBeta(beta=2.0, threshold=0.3, name="f2")
+    model.compile("adam", "binary_crossentropy", metrics=[f2])
+    result = fit_with_tips(model, (x, big), epochs=2, seed=0, verbose=0)
+    assert row(result, "inputs").setting.startswith("zero mean, unit variance")  # so result.model is a new model
+    assert result.model is not model
+    reported = result.model.evaluate(x, big, batch_size=len(x), verbose=0, return_dict=True)["f2"]
+    # The metric computed by hand at the user's beta and threshold.
+    pred = result.model.predict(x, verbose=0)[:, 0] > 0.3
+    tp, fp = float((pred & (big == 1)).sum()), float((pred & (big == 0)).sum())
+    fn = float((~pred & (big == 1)).sum())
+    assert reported == pytest.approx(5 * tp / (5 * tp + 4 * fn + fp), rel=1e-5)
+    flat = result.model._compile_metrics._user_metrics
+    assert any(m is f2 for m in keras.tree.flatten(flat))
