@@ -180,7 +180,8 @@ def _structured_result(parts, model, data):
     for (name, spec), layers in zip(leaves(data.x_spec), parts["input_layers"]):
         # float64 columns (pandas) are read as floatx, as the training did.
         dtype = keras.backend.floatx() if spec.dtype == "float64" else spec.dtype
-        raw = keras.Input(tuple(spec.shape), dtype=dtype, name=name or None)
+        raw = keras.Input(tuple(spec.shape), dtype=dtype, name=name or None,
+                          batch_size=parts.get("fixed_batch"))
         z = raw
         for layer in layers:
             z = layer(z)
@@ -227,7 +228,7 @@ def training_model(parts, model, data):
     fused = parts.get("fused")
     if fused is not None:
         return _members_training_model(parts, fused, data)
-    raw = keras.Input(tuple(data.x_shape), name="raw_input")
+    raw = keras.Input(tuple(data.x_shape), name="raw_input", batch_size=parts.get("fixed_batch"))
     z = raw
     for layer in parts["augment"] + parts["pre_layers"]:
         z = layer(z)

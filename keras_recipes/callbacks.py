@@ -9,6 +9,7 @@ import numpy as np
 from absl import logging
 
 from keras_recipes.optimizers import ClippedOptimizer
+from keras_recipes.stateful import ResetStates  # noqa: F401  (keras_recipes.callbacks.ResetStates)
 
 _PACKAGE = "keras_recipes"
 _Schedule = keras.optimizers.schedules.LearningRateSchedule

@@ -18,6 +18,8 @@ from keras_recipes.ensemble import EnsembleResult
 from keras_recipes.ensemble import FusedMembers
 from keras_recipes.ensemble import architecture_signature
 from keras_recipes.ensemble import evaluate_members
+from keras_recipes.modelinfo import fixed_batch_size
+from keras_recipes.modelinfo import stateful_layers
 from keras_recipes.plan import fit_data
 from keras_recipes.plan import plan
 from keras_recipes.result import FitResult  # noqa: F401 (public here before)
@@ -256,13 +258,24 @@ def fit_ensemble(build_model, data=None, members=10, *, x=None, y=None, vectoriz
         if not isinstance(model, keras.Model):
             raise TypeError(f"`build_model` must return a keras.Model. Received: {type(model).__name__}")
         models.append(model)
+    stateful = stateful_layers(models[0])
+    if stateful:
+        raise ValueError(
+            "An ensemble of stateful models is not supported: each member's states follow its "
+            "own stream of batches, and averaging needs every prediction at the fixed batch "
+            "size. Train the members with fit_with_tips and average them with "
+            f"keras_recipes.AveragingEnsemble. Received: stateful=True on {stateful[0]!r}")
+    fixed = fixed_batch_size(models[0])
     signatures = {architecture_signature(m) for m in models}
     same = len(signatures) == 1 and None not in signatures
-    if same and members > 1 and fused is not False:
+    if same and members > 1 and fused is not False and fixed is None:
         fused = FusedMembers(models, vectorize=vectorize)
         return plan(models[0], data, seed=base_seed, **fit_kwargs).with_members(fused).fit().ensemble
     if not same:
         reason = "build_model returned different architectures"
+    elif fixed is not None and members > 1 and fused is not False:
+        reason = (f"the model's inputs fix the batch size at {fixed}, so the members cannot "
+                  "share one batch")
     elif members == 1:
         reason = "one member"
     else:

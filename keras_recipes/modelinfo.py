@@ -68,3 +68,27 @@ def augmentation_layers(model):
     and tip 10's)."""
     found = AUGMENTATION + (NoiseMix, RandomShiftRotate)
     return [f"{type(l).__name__} {l.name!r}" for l in walk_layers(model) if isinstance(l, found)]
+
+
+def stateful_layers(model):
+    """Names of the layers that carry state from one batch to the next
+    (`stateful=True` recurrent layers)."""
+    return [l.name for l in walk_layers(model) if getattr(l, "stateful", False)]
+
+
+def fixed_batch_size(model):
+    """The batch size the model's own inputs fix (`keras.Input(batch_size=N)`,
+    a Sequential built with a batch dimension), or a model nested in it
+    does, or None. Inputs that fix different sizes are refused."""
+    inputs = []
+    for layer in walk_layers(model):
+        if isinstance(layer, keras.Model):
+            try:
+                inputs += list(layer.inputs or [])
+            except (AttributeError, ValueError):  # subclassed: no symbolic inputs
+                pass
+    sizes = {int(t.shape[0]) for t in inputs if len(t.shape) and t.shape[0] is not None}
+    if len(sizes) > 1:
+        raise ValueError("The model's inputs fix different batch sizes; a batch feeds every input "
+                         f"at once. Received: batch sizes {sorted(sizes)} on model.inputs")
+    return sizes.pop() if sizes else None

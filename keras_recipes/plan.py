@@ -40,8 +40,10 @@ from keras_recipes.losses import mean_reduced
 from keras_recipes.losses import probe_output
 from keras_recipes.modelinfo import augmentation_layers
 from keras_recipes.modelinfo import dropout_layers
+from keras_recipes.modelinfo import fixed_batch_size
 from keras_recipes.modelinfo import output_activation
 from keras_recipes.modelinfo import recurrent_layers
+from keras_recipes.modelinfo import stateful_layers
 from keras_recipes.modelinfo import walk_layers
 from keras_recipes.result import Tip
 from keras_recipes.result import table
@@ -52,7 +54,7 @@ DEFAULTS = dict(
     augment=None, noise_bank=None, callbacks=None, jit_compile="auto", strategy=None, seed=None,
     split_seed=None, verbose="auto", data_dir=None, audit=True, checkpoint_dir=None, task=None,
     loss=None, sample_weight=None, class_weight=None, steps_per_epoch=None,
-    validation_steps=None, shuffle=True, deterministic="auto", validation_freq=1, initial_epoch=0,
+    validation_steps=None, shuffle="auto", deterministic="auto", validation_freq=1, initial_epoch=0,
     forget_bias="auto",
 )
 # With no progress for a stretch, the stopping rule's cue: updates an order
@@ -224,7 +226,7 @@ def check_options(model, options):
         raise ValueError("`stop_ratio` must be 'auto', None or a number in (0, 1). "
                          f"Received: stop_ratio={stop!r}")
     choices = {"jit_compile": ("auto", True, False), "verbose": ("auto", 0, 1, 2),
-               "task": (None,) + TASKS, "shuffle": (True, False),
+               "task": (None,) + TASKS, "shuffle": ("auto", True, False),
                "deterministic": ("auto", True, False), "optimizer": ("auto",) + OPTIMIZERS,
                "preprocess": ("auto", True, False)}
     for name, allowed in choices.items():
@@ -235,17 +237,7 @@ def check_options(model, options):
                                      or not math.isfinite(fb)):
         raise ValueError("`forget_bias` must be 'auto', None or a number. "
                          f"Received: forget_bias={fb!r}")
-    stateful = [layer.name for layer in walk_layers(model) if getattr(layer, "stateful", False)]
-    if stateful:
-        # Issue 37, item 4 (not built yet): a stateful layer needs every batch
-        # at the model's fixed size; the probes, the audit and a last partial
-        # batch are not, and Keras' error would come mid-way.
-        raise ValueError(
-            f"The model has stateful layers ({', '.join(stateful)}): they need every batch at "
-            "the model's fixed batch size, which fit_with_tips does not guarantee yet (its "
-            "measurements read other batch sizes, and a last partial batch). Train it with "
-            "model.fit, or build it with stateful=False. Received: stateful=True on "
-            f"{stateful[0]!r}")
+    _check_fixed_batch(model, o)
     # A compiled model trains with its own optimizer: these would be ignored.
     given = [k for k in ("optimizer", "learning_rate", "momentum") if o[k] not in ("auto", None)]
     compiled = build.users_compile(model, _live_compile(model))
@@ -267,6 +259,37 @@ def check_options(model, options):
         raise ValueError("`class_weight` must be a dict {class id: weight >= 0}. "
                          f"Received: class_weight={cw!r}")
     return o
+
+
+def _check_fixed_batch(model, o):
+    """A model whose inputs fix the batch size (issue 37 item 4) trains at
+    that size, every batch whole; a stateful one needs it. Sets
+    o["fixed_batch"] and o["stateful"]."""
+    stateful = stateful_layers(model)
+    fixed = fixed_batch_size(model)
+    if stateful and fixed is None:
+        raise ValueError(
+            f"The model has stateful layers ({', '.join(stateful)}), which need a fixed batch "
+            "size, and its inputs do not fix one: build it on keras.Input(shape, batch_size=N). "
+            f"Received: stateful=True on {stateful[0]!r} and model inputs with batch size None")
+    if stateful and keras.backend.backend() == "torch":
+        raise ValueError(
+            "Keras' torch backend cannot train a stateful recurrent layer: model.fit itself "
+            "fails in the backward pass ('modified by an inplace operation', Keras 3.15). Use "
+            "the TensorFlow or JAX backend. Received: stateful=True on "
+            f"{stateful[0]!r} with KERAS_BACKEND=torch")
+    if fixed is not None and o["batch_size"] not in ("auto", fixed):
+        raise ValueError(
+            f"The model's inputs fix the batch size at {fixed} (keras.Input(batch_size={fixed})), "
+            "so every batch must hold exactly that many examples. Leave batch_size='auto' or "
+            f"pass {fixed}. Received: batch_size={o['batch_size']!r}")
+    if fixed is not None and o["strategy"] not in (None, "auto"):
+        raise ValueError(
+            "A model whose inputs fix the batch size cannot be split over replicas (each would "
+            f"get a part of the batch of {fixed}). Received: strategy={o['strategy']!r}")
+    o["fixed_batch"], o["stateful"] = fixed, stateful
+    if o["shuffle"] == "auto":
+        o["shuffle"] = not stateful
 
 
 # -- the call ---------------------------------------------------------------------
@@ -313,11 +336,12 @@ def plan(model, data=None, y=None, *, x=None, **options):
     data = fit_data(data, y, x)
     o = check_options(model, options)
     o["batch_size"], batch_note = _decide_batch_size(data, o)
-    strategy = distribute.resolve(o["strategy"])
+    # A fixed batch is not split over replicas ("auto" means one device then).
+    strategy = distribute.resolve(None if o["fixed_batch"] is not None else o["strategy"])
     distribute.check_outside_scope(strategy)
     distribute.check_batch_size(o["batch_size"], strategy)
     parts = {"strategy": strategy, "no_xla": distribute.check_jit(o["jit_compile"], strategy),
-             "verbose": _verbosity(o["verbose"]), "source": model}
+             "verbose": _verbosity(o["verbose"]), "source": model, "fixed_batch": o["fixed_batch"]}
     if o["seed"] is not None:
         keras.utils.set_random_seed(int(o["seed"]))
     with distribute.Scope(strategy) as scope:
@@ -327,7 +351,8 @@ def plan(model, data=None, y=None, *, x=None, **options):
             data, o["validation_data"], o["validation_split"], o["batch_size"], seed,
             o["data_dir"], verbose=parts["verbose"], shuffle_seed=o["seed"],
             sample_weight=o["sample_weight"], input_rank=_input_rank(model),
-            steps_per_epoch=o["steps_per_epoch"])
+            steps_per_epoch=o["steps_per_epoch"], fixed_batch=o["fixed_batch"] is not None,
+            ordered=bool(o["stateful"]))
         _check_inputs_match(model, data)
         tips = _decide_data(data, o, strategy, batch_note)
         tips.append(_decide_epochs(data, o))
@@ -451,6 +476,10 @@ def _decide_batch_size(data, o):
     """Tip 2: 128, unless the training examples are so few that 128 leaves
     fewer than MIN_STEPS updates an epoch; then the largest power of two
     (at least 16) that gives that many. Returns (batch, why or None)."""
+    if o["fixed_batch"] is not None:
+        return o["fixed_batch"], (f"fixed by the model's inputs (keras.Input(batch_size="
+                                  f"{o['fixed_batch']})): every batch holds exactly that many, "
+                                  "a last partial batch is dropped")
     if o["batch_size"] != "auto":
         return o["batch_size"], None
     n = _examples(data)
@@ -519,9 +548,19 @@ def _decide_data(data, o, strategy, batch_note=None):
                f"({-(-data.n_train // batch)} batches hold the {data.n_train} training examples)")
     elif batch_note:
         few = ""
+    if data.drop_remainder:
+        few += (f"; {data.n_train % batch} training and {data.n_validation % batch} validation "
+                "examples left over")
     tips.append(Tip(2, "minibatch", f"batch_size={batch} ({steps} steps per epoch)",
                     (batch_note if batch_note else "about 128, as advised") + few
                     + (f"; {data.notes[0]}" if data.notes else ""), "batch_size="))
+    if o["stateful"]:
+        shuffled = ("shuffle=True as passed: the states then carry between unrelated batches"
+                    if o["shuffle"] else "batches in order (shuffle off)")
+        tips.append(Tip(0, "stateful", f"states of {', '.join(o['stateful'])} reset at each "
+                        "epoch's start and before each validation pass",
+                        f"the batches of an epoch are one stream; {shuffled}; the validation "
+                        "set is read from reset states too", "shuffle="))
     if strategy is None and o["strategy"] == "auto":
         tips.append(Tip(0, "distribution", distribute.describe(None),
                         "strategy='auto': " + ("fewer than two GPUs" if keras.backend.backend()
@@ -551,7 +590,8 @@ def _live_compile(source):
 def _measure(model, data):
     """Per output: its width and an `OutputProbe` on a real batch."""
     x, _ = data.first_batch()
-    x = keras.tree.map_structure(lambda a: a[:64], x)
+    if not data.drop_remainder:  # else the batch is the model's fixed size
+        x = keras.tree.map_structure(lambda a: a[:64], x)
     if not model.built and not data.structured:
         model.build((None,) + tuple(data.x_shape))
     called = model(x, training=False)

@@ -26,6 +26,7 @@ from keras_recipes.checkpoint import Checkpointer
 from keras_recipes.ensemble import MemberBestWeights
 from keras_recipes.result import FitResult
 from keras_recipes.result import Tip
+from keras_recipes.stateful import ResetStates
 
 
 class GracefulInterrupt(keras.callbacks.Callback):
@@ -161,6 +162,7 @@ def _callbacks(plan, checkpointer, jit):
             member_best.set_state(parts["resume"]["member_best"],
                                   checkpointer.read_arrays(checkpointer.latest(), "member_best"))
     callbacks = ([interrupt, monitor, guard] + ([plateau] if plateau else [])
+                 + ([ResetStates()] if o.get("stateful") else [])
                  + ([member_best] if member_best else []) + list(o["callbacks"] or []))
     if checkpointer is not None:
         # Last, so that every callback before it has updated its state.

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import keras_recipes
+import keras_recipes.modelinfo
 from keras_recipes import fit_with_tips
 from keras_recipes import plan
 from keras_recipes.datasets import load_digits
@@ -169,16 +170,91 @@ def test_two_softmax_heads_with_dict_labels_out_of_sorted_order(tmp_path):
     assert (big.argmax(-1) == (y_test >= 5)).mean() > 0.9
 
 
-def test_a_stateful_model_is_refused_by_name_before_any_work():
-    """Issue 37, item 4 (support not built yet): a stateful LSTM crashed deep
-    in the output probe with Keras' shape error; now it is refused at once."""
+def _stateful_rows_model(batch):
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((8, 8), batch_size=32),
-                              keras.layers.LSTM(8, stateful=True, name="memory"),
-                              keras.layers.Dense(10)])
-    with pytest.raises(ValueError, match=r"stateful layers \(memory\).*Received: stateful=True "
-                                         r"on 'memory'"):
-        plan(model, "no data is read before this error")
+    return keras.Sequential([keras.Input((8, 8), batch_size=batch),
+                             keras.layers.LSTM(16, stateful=True, name="memory"),
+                             keras.layers.Dense(10)])
+
+
+class _StatesAtEpochStart(keras.callbacks.Callback):
+    """The stateful layer's state norm when each epoch's first batch starts."""
+
+    def __init__(self):
+        super().__init__()
+        self.norms, self.first = [], False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.first = True
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.first:
+            layer = next(l for l in keras_recipes.modelinfo.walk_layers(self.model)
+                         if l.name == "memory")
+            self.norms.append(sum(float(np.abs(keras.ops.convert_to_numpy(v)).sum())
+                                  for v in layer.states))
+            self.first = False
+
+
+def test_a_stateful_lstm_trains_at_its_fixed_batch_with_states_reset_per_epoch(digits):
+    """Issue 37 item 4: a stateful LSTM crashed in the audit (a batch of 1).
+    Every batch is now the model's 32 (Keras' own error otherwise), read in
+    order, the states reset at each epoch's start, the validation split the
+    last whole batches, and result.model keeps the fixed batch."""
+    x, y = digits[0].reshape(-1, 8, 8), digits[1]
+    watch = _StatesAtEpochStart()
+    result = fit_with_tips(_stateful_rows_model(32), (x, y), epochs=3, seed=0, verbose=0,
+                           callbacks=[watch])
+    assert result.status in ("finished", "capped", "stopped")
+    assert row(result, "minibatch").setting == "batch_size=32 (14 steps per epoch)"
+    assert "fixed by the model's inputs (keras.Input(batch_size=32))" in row(
+        result, "minibatch").reason
+    assert "reset at each epoch's start" in row(result, "stateful").setting
+    assert "shuffle off" in row(result, "stateful").reason
+    assert result.data.split.startswith("the last 128 of 600 examples, in order")
+    assert len(watch.norms) == 3 and watch.norms == [0.0, 0.0, 0.0]
+    assert result.model.inputs[0].shape[0] == 32
+    # The audit ran at the fixed size (no rule "could not run").
+    assert not [f for f in result.audit.findings if "could not run" in f.message]
+    assert min(result.history["val_loss"]) < result.history["val_loss"][0]
+
+
+@pytest.mark.parametrize("backend_path", ["tf.data", "arrays"])
+def test_a_fixed_input_batch_size_decides_the_batch_and_every_batch_is_whole(digits,
+                                                                             backend_path):
+    """Issue 37 item 4: `Input(batch_size=N)` is evidence: the batch-size
+    decision takes it, a last partial batch is dropped (training and
+    validation), another batch_size is refused by name."""
+    from keras_recipes.data import arraydata
+    from keras_recipes.data import make_data
+
+    x, y = digits
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,), batch_size=100),
+                              keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10)])
+    p = plan(model, (x, y), epochs=1, seed=0, verbose=0, audit=False)
+    assert row(p, "minibatch").setting == "batch_size=100 (4 steps per epoch)"
+    assert "81 training and 19 validation examples left over" in row(p, "minibatch").reason
+    data = (make_data((x, y), batch_size=100, fixed_batch=True) if backend_path == "tf.data"
+            else arraydata.make_array_data((x, y), None, 0.2, 100, 0, 0, fixed_batch=True))
+    train, validation = data.fit_inputs(0, 1, True, None)
+    rows = [len(keras.tree.flatten(b)[0]) for b in train]
+    assert rows == [100] * 4 and data.steps_per_epoch == 4
+    assert [len(keras.tree.flatten(b)[0]) for b in validation] == [100]
+    with pytest.raises(ValueError, match=r"fix the batch size at 100.*Received: batch_size=64"):
+        plan(model, (x, y), batch_size=64, verbose=0)
+
+
+def test_reset_states_zeroes_every_stateful_layer_nested_too():
+    inner = _stateful_rows_model(4)
+    outer = keras.Sequential([keras.Input((8, 8), batch_size=4), inner])
+    outer(np.ones((4, 8, 8), "float32"))
+    layer = inner.get_layer("memory")
+    assert any(np.abs(keras.ops.convert_to_numpy(v)).sum() > 0 for v in layer.states)
+    callback = keras_recipes.callbacks.ResetStates()
+    callback.set_model(outer)
+    callback.on_epoch_begin(0)
+    assert all(np.abs(keras.ops.convert_to_numpy(v)).sum() == 0 for v in layer.states)
 
 
 # -- item 2: the user's steps, loss and metric objects travel with result.model ---------

@@ -72,7 +72,8 @@ def load_named(name, data_dir=None, split="train"):
 
 def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
               seed=None, data_dir=None, shuffle_buffer=10_000, verbose=0, shuffle_seed=None,
-              sample_weight=None, input_rank=None, steps_per_epoch=None):
+              sample_weight=None, input_rank=None, steps_per_epoch=None, fixed_batch=False,
+              ordered=False):
     """Resolves `data` into batched train/validation data plus statistics.
 
     Args:
@@ -90,6 +91,11 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
         sample_weight: Array of per-example weights for array data.
         input_rank: The model's input rank with the batch axis, when known:
             tells a batched dataset (also with `drop_remainder=True`) apart.
+        fixed_batch: Every batch at exactly `batch_size` (the model's inputs
+            fix it): a last partial batch is dropped, in training and
+            validation.
+        ordered: A stateful model's data: the validation split is the last
+            whole batches, in order.
 
     Returns:
         A `Data`: `tfdata.TFData` for tf.data, TFDS names and the TensorFlow
@@ -103,13 +109,21 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
     shuffle_seed = seed if shuffle_seed is None else int(shuffle_seed)
     args = dict(validation_data=validation_data, validation_split=validation_split,
                 batch_size=batch_size, seed=seed, verbose=verbose, shuffle_seed=shuffle_seed,
-                sample_weight=sample_weight, steps_per_epoch=steps_per_epoch)
+                sample_weight=sample_weight, steps_per_epoch=steps_per_epoch,
+                fixed_batch=bool(fixed_batch), ordered=batch_size if ordered else None)
     if uses_tfdata(data, validation_data):
         what = f"data={data!r} (a TFDS dataset)" if isinstance(data, str) else "a tf.data.Dataset"
         made = _tfdata(what).make_tf_data(data, data_dir=data_dir, shuffle_buffer=shuffle_buffer,
                                           input_rank=input_rank, **args)
     else:
         made = arraydata.make_array_data(data, **args)
+    if fixed_batch:
+        for name, n in (("training", made.n_train), ("validation", made.n_validation)):
+            if n < batch_size:
+                raise ValueError(
+                    f"The model's inputs fix the batch size at {batch_size}, and the {name} set "
+                    f"has fewer examples ({n}): not one whole batch. Received: {n} {name} "
+                    "examples")
     if steps_per_epoch is not None:
         # Here, not when training starts: every decision taken from the
         # updates an epoch (batch size, patience, budget) sees the limit.

@@ -170,7 +170,7 @@ class ArrayData(Data):
                              first, max(last - first, 1), self.transform, training=True,
                              class_table=table)
         n_val = self.n_validation
-        val_steps = -(-n_val // self.batch_size)
+        val_steps = self.validation_steps
         if validation_steps is not None:
             val_steps = min(val_steps, validation_steps)
         validation = EpochBatches(self.val_arrays, self.batch_size, val_steps,
@@ -290,7 +290,8 @@ def _validation(validation_data, x_shape, weighted):
 
 
 def make_array_data(data, validation_data, validation_split, batch_size, seed, shuffle_seed,
-                    verbose=0, sample_weight=None, steps_per_epoch=None):
+                    verbose=0, sample_weight=None, steps_per_epoch=None, fixed_batch=False,
+                    ordered=None):
     """`keras_recipes.data.make_data` for in-memory data (arguments checked
     there; `seed` and `shuffle_seed` are integers). Returns an `ArrayData`."""
     if isinstance(data, str):  # the embedded digits (uses_tfdata sends TFDS names away)
@@ -301,7 +302,7 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
             arrays = arrays[:2]
     x, y, w = _checked(arrays, sample_weight, "data")
     if validation_data is None:
-        train, val, split = split_arrays(x, y, w, validation_split, seed)
+        train, val, split = split_arrays(x, y, w, validation_split, seed, ordered)
     else:
         train, split = (x, y, w), "validation_data given"
         val = _validation(validation_data, shapes(_map_nest(leaf_of, x)), w is not None)
@@ -319,4 +320,4 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
         shuffle_seed=shuffle_seed, validation_labels=None if structured else val_labels[0],
         weighted=w is not None, input_stats=features, output_labels=labels,
         output_val_labels=val_labels, x_spec=x_spec, y_spec=y_spec, train_arrays=train,
-        val_arrays=val)
+        val_arrays=val, drop_remainder=fixed_batch)

@@ -110,6 +110,9 @@ class Data:
     output_val_labels: list = None
     x_spec: object = None  # one example's structure of `Leaf`
     y_spec: object = None
+    # Every batch at exactly `batch_size` (a model whose inputs fix the batch
+    # size): a last partial batch is dropped, in training and validation.
+    drop_remainder: bool = False
 
     @property
     def structured(self):
@@ -122,8 +125,14 @@ class Data:
 
     @property
     def steps_per_epoch(self):
-        steps = -(-self.n_train // self.batch_size)
+        steps = (self.n_train // self.batch_size if self.drop_remainder
+                 else -(-self.n_train // self.batch_size))
         return min(steps, self.max_steps) if self.max_steps else steps
+
+    @property
+    def validation_steps(self):
+        return (self.n_validation // self.batch_size if self.drop_remainder
+                else -(-self.n_validation // self.batch_size))
 
     # What a path implements (numpy values in, numpy values out):
 
@@ -636,12 +645,27 @@ def class_ids(labels, stats):
     return None
 
 
-def split_arrays(x, y, w, validation_split, seed):
+def split_arrays(x, y, w, validation_split, seed, ordered=None):
     """A seeded split of in-memory (x, y, w) nests: stratified when the
     (first) labels' values look like class ids (a few distinct integers).
+    With `ordered` (a batch size: a stateful model reads consecutive batches
+    as one stream), the last rows in order, a whole number of batches.
     Returns (train triple, validation triple, the split in words)."""
     first = flat(y)[0]
     n = len(first)
+    pick = lambda idx: (take(x, idx), take(y, idx), None if w is None else w[idx])
+    if ordered:
+        batches = int(round(n * validation_split / ordered))
+        if batches < 1 or n - batches * ordered < ordered:
+            raise ValueError(
+                f"`data` has too few examples ({n}) for a validation split of "
+                f"{validation_split} in whole batches of {ordered} (the model's fixed batch "
+                f"size) with a batch left to train on. Pass validation_data=. Received: {n} "
+                "examples")
+        cut = n - batches * ordered
+        return (pick(np.arange(cut)), pick(np.arange(cut, n)),
+                f"the last {n - cut} of {n} examples, in order (a stateful model reads "
+                "consecutive batches)")
     classes = class_ids(first, label_stats(first))
     stratify = classes is not None
     train_idx, val_idx = stratified_split(classes if stratify else np.zeros(n, "float32"),
@@ -651,18 +675,17 @@ def split_arrays(x, y, w, validation_split, seed):
             f"`data` has too few examples ({n}) for a validation split "
             f"of {validation_split}. Received: {n} examples"
         )
-    pick = lambda idx: (take(x, idx), take(y, idx), None if w is None else w[idx])
     split = (f"held out {len(val_idx)} of {n} examples "
              f"({'stratified, ' if stratify else ''}seed {seed})")
     return pick(train_idx), pick(val_idx), split
 
 
-def array_split(data, validation_data, validation_split, seed, sample_weight):
+def array_split(data, validation_data, validation_split, seed, sample_weight, ordered=None):
     x, y = check_array_pair(data[0], data[1], "data")
     w = array_weights(data, sample_weight, len(x))
     if validation_data is not None:
         return (x, y, w), None, "validation_data given"
-    return split_arrays(x, y, w, validation_split, seed)
+    return split_arrays(x, y, w, validation_split, seed, ordered)
 
 
 def shapes(x_spec):

@@ -179,7 +179,8 @@ class TFData(Data):
         if shuffle:
             ds = ds.shuffle(self.shuffle_buffer, seed=epoch_seed(shuffle_seed, epoch),
                             reshuffle_each_iteration=False)
-        return ds.batch(self.batch_size).take(self.steps_per_epoch)
+        return ds.batch(self.batch_size, drop_remainder=self.drop_remainder).take(
+            self.steps_per_epoch)
 
     def _gathered(self, seeds, epoch, shuffle):
         """For in-memory arrays: batches `(batch, members, ...)` whose member
@@ -199,7 +200,8 @@ class TFData(Data):
             self._tensors = tuple(tf.nest.map_structure(tf.constant, a)
                                   for a in self.arrays if a is not None)
         tensors = self._tensors
-        rows = tf.data.Dataset.zip(tuple(orders)).batch(self.batch_size).take(
+        rows = tf.data.Dataset.zip(tuple(orders)).batch(
+            self.batch_size, drop_remainder=self.drop_remainder).take(
             self.steps_per_epoch).map(lambda *index: tf.stack(index, axis=1))
         return rows.map(lambda index: tuple(
             tf.nest.map_structure(lambda a: tf.gather(a, index), a) for a in tensors))
@@ -483,7 +485,7 @@ def _validation_dataset(validation_data, x_shape, weighted, input_rank):
 
 def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuffle_seed,
                  verbose=0, sample_weight=None, steps_per_epoch=None, data_dir=None,
-                 shuffle_buffer=10_000, input_rank=None):
+                 shuffle_buffer=10_000, input_rank=None, fixed_batch=False, ordered=None):
     """`keras_recipes.data.make_data` on the tf.data path (arguments checked
     there; `seed` and `shuffle_seed` are integers). Returns a `TFData`."""
     notes = []
@@ -497,7 +499,7 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
     val_source = None
     if isinstance(data, (tuple, list)):
         (x, y, w), held_out, split = array_split(data, validation_data, validation_split, seed,
-                                                  sample_weight)
+                                                  sample_weight, ordered)
         features, labels = [array_feature_stats(x)], [label_stats(y)]
         source = _from_arrays(x, y, w)
         arrays = (x, y, w)
@@ -521,6 +523,11 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
                 f"Received: x dtype {x_leaves[0].dtype.name}"
             )
         integer = len(tf.nest.flatten(spec[1])) == 1 and tf.nest.flatten(spec[1])[0].dtype.is_integer
+        if validation_data is None and ordered:
+            raise ValueError(
+                "A stateful model reads consecutive batches as one stream, so its validation "
+                "set must be a separate stretch of the series, not examples taken out of it: "
+                "pass validation_data=. Received: a dataset and validation_data=None")
         if validation_data is None:
             _check_deterministic_order(dataset, "data")
             train_stream, val_source, k = _stream_split(dataset, validation_split, seed, integer)
@@ -545,8 +552,8 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
     # progress and not warn that the input "ran out of data".
     train = train.apply(tf.data.experimental.assert_cardinality(n_train))
     val = val_source.apply(tf.data.experimental.assert_cardinality(n_val))
-    train = train.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    val = val.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    train = train.batch(batch_size, drop_remainder=fixed_batch).prefetch(tf.data.AUTOTUNE)
+    val = val.batch(batch_size, drop_remainder=fixed_batch).prefetch(tf.data.AUTOTUNE)
     spec_x, spec_y = source.element_spec[0], source.element_spec[1]
     structured = isinstance(x_shape, dict) or len(labels) > 1 or is_structure(
         source.element_spec[1])
@@ -558,4 +565,4 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
         weighted=weighted, input_stats=features, output_labels=labels,
         output_val_labels=val_labels, x_spec=tf.nest.map_structure(_leaf_spec, spec_x),
         y_spec=tf.nest.map_structure(_leaf_spec, spec_y), train=train, validation=val,
-        source=source, shuffle_buffer=shuffle_buffer, arrays=arrays)
+        source=source, shuffle_buffer=shuffle_buffer, arrays=arrays, drop_remainder=fixed_batch)

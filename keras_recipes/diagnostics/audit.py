@@ -20,12 +20,14 @@ from keras_recipes.diagnostics.gradients import check_batch_independence
 from keras_recipes.initializers import compute_fan_in
 from keras_recipes.losses import infer_loss
 from keras_recipes.modelinfo import dropout_layers
+from keras_recipes.modelinfo import fixed_batch_size
 from keras_recipes.modelinfo import jit_blockers
 from keras_recipes.modelinfo import recurrent_layers
 from keras_recipes.modelinfo import walk_layers
 from keras_recipes.forget_gate import FORGET_BIAS_STEPS
 from keras_recipes.preprocessing import log1p_candidates
 from keras_recipes.preprocessing import normalizing_layers
+from keras_recipes.stateful import reset_states
 
 STATUSES = ("pass", "warn", "fail")
 # Relative cross-example gradient from which the batch-independence rule fails.
@@ -314,7 +316,9 @@ def rule_dropout(model, data, ctx):
 
 def rule_inference_deterministic(model, data, ctx):
     x, _ = ctx["batch"]
+    reset_states(model)  # a stateful model's second call would continue the first
     a = keras.ops.convert_to_numpy(model(x, training=False))
+    reset_states(model)
     b = keras.ops.convert_to_numpy(model(x, training=False))
     if not np.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True):
         return Finding(11, "inference deterministic", "fail",
@@ -351,7 +355,8 @@ def rule_xla(model, data, ctx):
         import tensorflow as tf
 
         try:
-            tf.function(lambda v: model(v, training=False), jit_compile=True)(x[:2])
+            tf.function(lambda v: model(v, training=False), jit_compile=True)(
+                x if ctx["fixed"] else x[:2])
         except Exception as error:  # a TF op without an XLA kernel
             return Finding(0, "XLA", "warn",
                            f"the compile probe failed: {str(error).splitlines()[0][:200]}",
@@ -361,6 +366,9 @@ def rule_xla(model, data, ctx):
 
 def rule_batch_independence(model, data, ctx):
     x, _ = ctx["batch"]
+    if ctx["fixed"]:
+        return Finding(0, "batch independence", "pass", "not checked: the model's inputs fix the "
+                       f"batch size at {ctx['fixed']}, so no smaller batch can be formed")
     if x.dtype.kind != "f" or len(x) < 2:
         return Finding(0, "batch independence", "pass", "not checked (integer inputs)")
     report = check_batch_independence(model, x[:8], examples=2)
@@ -404,7 +412,9 @@ def audit_data(model, data, batch_size=128, loss=None, will_clip=False, compile_
     start = time.perf_counter()
     if not model.built:
         model.build((None,) + tuple(data.x_shape))
-    output = model(keras.ops.zeros((1,) + tuple(data.x_shape)), training=False)
+    # A model whose inputs fix the batch size is called at that size only.
+    fixed = fixed_batch_size(model)
+    output = model(keras.ops.zeros((fixed or 1,) + tuple(data.x_shape)), training=False)
     units = int(output.shape[-1]) if len(output.shape) > 1 else 1
     if isinstance(loss, str):
         loss = keras.losses.get(loss)
@@ -416,7 +426,7 @@ def audit_data(model, data, batch_size=128, loss=None, will_clip=False, compile_
         "units": units, "loss": loss, "loss_kind": _loss_kind(loss), "batch_size": batch_size,
         "batch": (x, y), "will_clip": will_clip, "compile_probe": compile_probe,
         "train_hashes": _hashes(data, "train"), "val_hashes": _hashes(data, "validation"),
-        "nonfinite": nonfinite,
+        "nonfinite": nonfinite, "fixed": fixed,
     }
     findings = []
     for rule in RULES:
@@ -429,6 +439,7 @@ def audit_data(model, data, batch_size=128, loss=None, will_clip=False, compile_
         # the rules fit_with_tips skips are cheap, so they run and are dropped.
         if finding.rule not in skip:
             findings.append(finding)
+    reset_states(model)  # training starts from zero states, as without the audit
     return AuditReport(findings, time.perf_counter() - start)
 
 
