@@ -28,6 +28,7 @@ declare -A CMD=(
   [forget_bias_length]="bench_forget_bias_length.py"
   [dict_heads]="bench_dict_heads.py"
   [own_steps]="bench_own_steps.py"
+  [stateful]="bench_stateful.py"
   [diagnostics]="bench_diagnostics.py"
   [reliability]="bench_reliability.py"
   [distribute]="bench_distribute.py"
