@@ -741,8 +741,9 @@ def _decide_inputs(model, data, o, parts):
     else:
         pre_layers, applied, skipped = [], None, "preprocess=False"
     if pre_layers:
-        tips.append(Tip(1, "inputs", applied, f"statistics of {data.n_train} training examples; "
-                        "saved inside the model", "preprocess=False"))
+        tips.append(Tip(1, "inputs", applied, _axis_evidence(data.features)
+                        + f"statistics of {data.n_train} training examples; saved inside the "
+                        "model", "preprocess=False"))
     else:
         tips.append(Tip(1, "inputs", "unchanged", skipped,
                         "preprocess=True" if o["preprocess"] == "auto" else "preprocess="))
@@ -774,6 +775,11 @@ def _decide_inputs(model, data, o, parts):
     parts.update(pre_layers=pre_layers, target=target, augment=augment, custom_step=bool(custom),
                  own_steps=custom)
     return tips
+
+
+def _axis_evidence(stats):
+    """The statistics axis and the evidence it was chosen on (issue 25 item 3)."""
+    return f"{stats.evidence}; " if getattr(stats, "evidence", "") else ""
 
 
 def _targets_read_by(custom, name=None):
@@ -864,7 +870,8 @@ def _decide_structured(model, data, o, parts, custom):
                                     if o["preprocess"] else ([], None, "preprocess=False"))
         input_layers.append(layers)
         tips.append(Tip(1, f"input {label}", applied or "unchanged",
-                        f"statistics of {data.n_train} training examples" if layers else skipped,
+                        _axis_evidence(stats) + f"statistics of {data.n_train} training examples"
+                        if layers else skipped,
                         "preprocess="))
     targets = []
     names = ([k for k, _ in leaves(data.y_spec)] if isinstance(data.y_spec, dict)

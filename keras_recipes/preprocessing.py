@@ -231,5 +231,7 @@ def plan(model, stats, feature_names=None, suffix="", input_name=None, index=0, 
     )
     where = {"feature": f"{len(mean)} features", "channel": f"{len(mean)} channels",
              "global": "all values (one mean/std)"}[stats.axis]
+    if stats.axis == "channel" and len(mean) > 4:
+        where = f"{len(mean)} features over batch and time"
     parts.append(f"zero mean, unit variance over {where}")
     return layers, "; ".join(parts), None

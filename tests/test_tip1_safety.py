@@ -200,3 +200,68 @@ def test_a_relu_the_output_does_not_end_with_is_read_from_the_measured_range():
                 keras.layers.Rescaling(-1.0), shape=(10,))
     p = plan(model, (x, y), seed=0, verbose=0)
     assert next(t for t in p.tips if t.name == "targets").setting.startswith("standardized")
+
+
+# -- item 3: the statistics axis from evidence ------------------------------------------
+
+
+def _inputs_row(model, data):
+    p = plan(model, data, epochs=1, seed=0, verbose=0, audit=False, learning_rate=1e-3)
+    return next(t for t in p.tips if t.name == "inputs"), p
+
+
+def _wine():
+    from sklearn.datasets import load_wine
+
+    bunch = load_wine()
+    return bunch.data.astype("float32"), bunch.target
+
+
+@pytest.mark.parametrize("shape", [(64,), (8, 8)])
+def test_pixel_columns_share_one_scale_and_get_one_mean_and_std(digits, shape):
+    """Issue 25 item 3: every pixel column had its own mean/std (a column
+    that is almost always 0 gets a tiny std, and a test stroke there becomes
+    a huge value). The 64 columns share 0..16: one scalar, and the row says
+    what showed it."""
+    x, y = digits
+    row, p = _inputs_row(seq(keras.layers.Flatten(), keras.layers.Dense(10), shape=shape),
+                         (x.reshape((-1,) + shape), y))
+    assert row.setting == "zero mean, unit variance over all values (one mean/std)"
+    assert row.reason.startswith("one mean/std for all values: the ")
+    assert "share one range (0..16" in row.reason
+    layer = p.parts["pre_layers"][-1]
+    assert np.asarray(layer.mean).size == 1
+    assert float(np.asarray(layer.mean).ravel()[0]) == pytest.approx(float(
+        p.data.features.mean[0]), rel=1e-6)
+
+
+def test_table_columns_on_different_scales_get_their_own():
+    x, y = _wine()
+    row, _ = _inputs_row(seq(keras.layers.Dense(3), shape=(13,)), (x, y))
+    assert row.setting == "zero mean, unit variance over 13 features"
+    assert "per feature: 13 columns on different scales (their ranges have no value in common)" in (
+        row.reason)
+
+
+def test_a_sequence_of_features_on_different_scales_is_standardized_per_feature():
+    """Issue 25 item 3: a (time, features) input with more than four features
+    got one mean/std for all values (a small feature's spread became 3e-5).
+    Now per feature over batch and time."""
+    x, y = _wine()
+    sequences = np.stack([np.roll(x[:, :8], k, axis=0) for k in range(5)], axis=1)  # (n, 5, 8)
+    row, p = _inputs_row(seq(keras.layers.LSTM(4), keras.layers.Dense(3), shape=(5, 8)),
+                         (sequences, y))
+    assert row.setting == "zero mean, unit variance over 8 features over batch and time"
+    assert row.reason.startswith("per feature over batch and time: 8 columns on different scales")
+    layer = p.parts["pre_layers"][-1]
+    z = keras.ops.convert_to_numpy(layer(sequences)).reshape(-1, 8)
+    np.testing.assert_allclose(z.std(0), 1.0, rtol=0.15)  # each feature near unit spread
+
+
+def test_image_channels_keep_their_own_statistics(digits):
+    x, y = digits
+    rgb = np.stack([x, x * 2.0, x + 5.0], axis=-1).reshape(-1, 8, 8, 3)
+    row, _ = _inputs_row(seq(keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+                             keras.layers.Dense(10), shape=(8, 8, 3)), (rgb, y))
+    assert row.setting == "zero mean, unit variance over 3 channels"
+    assert row.reason.startswith("per channel: ")

@@ -185,11 +185,15 @@ def rule_standardized(model, data, ctx):
     if len(off):
         where = {"feature": "features", "channel": "channels", "global": "values"}[stats.axis]
         worst = off[np.argmax(np.abs(stats.mean[off]) + stats.std[off])]
+        # The axis the statistics were taken on, and why (issue 25 item 3):
+        # one scalar for columns that share a range, else per column.
+        fix = ("norm = keras.layers.Normalization(axis=None); norm.adapt(x_train)  # first layer"
+               if stats.axis == "global" else
+               "norm = keras.layers.Normalization(); norm.adapt(x_train)  # first layer")
         return Finding(1, "inputs standardized", "warn",
                        f"{len(off)} {where} are not centred/scaled ({_names(list(off))}; e.g. "
                        f"mean {stats.mean[worst]:.3g}, std {stats.std[worst]:.3g}) and the model has "
-                       "no normalization layer",
-                       "norm = keras.layers.Normalization(); norm.adapt(x_train)  # first layer")
+                       f"no normalization layer; statistics taken {stats.evidence}", fix)
     return Finding(1, "inputs standardized", "pass", "inputs have mean ~0 and std ~1")
 
 
