@@ -31,6 +31,7 @@ declare -A CMD=(
   [stateful]="bench_stateful.py"
   [stats_axis]="bench_stats_axis.py"
   [probe_homogeneous]="probe_homogeneous.py"
+  [text_inputs]="bench_text_inputs.py"
   [diagnostics]="bench_diagnostics.py"
   [reliability]="bench_reliability.py"
   [distribute]="bench_distribute.py"

@@ -92,3 +92,28 @@ def fixed_batch_size(model):
         raise ValueError("The model's inputs fix different batch sizes; a batch feeds every input "
                          f"at once. Received: batch sizes {sorted(sizes)} on model.inputs")
     return sizes.pop() if sizes else None
+
+
+# Keras layers that take strings and encode them themselves.
+STRING_READERS = tuple(getattr(keras.layers, n) for n in (
+    "TextVectorization", "StringLookup", "Hashing") if hasattr(keras.layers, n))
+
+
+def reads_strings(model):
+    """Why the model takes string inputs itself (issue 38 item 4), or None:
+    an input declared `dtype="string"` (Keras would fail on strings
+    otherwise), or an unbuilt Sequential whose first layer encodes text."""
+    try:
+        inputs = list(model.inputs or [])
+    except (AttributeError, ValueError):
+        inputs = []
+    named = [getattr(t, "name", None) or "" for t in inputs
+             if str(getattr(t, "dtype", "")) == "string"]
+    if named:
+        shown = [repr(n) for n in named if not n.startswith("keras_tensor")]
+        return (f"the model's input {', '.join(shown)} is declared dtype='string'" if shown
+                else "its input is declared dtype='string'")
+    layers = getattr(model, "layers", None) or []
+    if isinstance(model, keras.Sequential) and layers and isinstance(layers[0], STRING_READERS):
+        return f"its first layer, {type(layers[0]).__name__} {layers[0].name!r}, encodes strings"
+    return None

@@ -42,6 +42,7 @@ from keras_recipes.modelinfo import augmentation_layers
 from keras_recipes.modelinfo import dropout_layers
 from keras_recipes.modelinfo import fixed_batch_size
 from keras_recipes.modelinfo import output_activation
+from keras_recipes.modelinfo import reads_strings
 from keras_recipes.modelinfo import recurrent_layers
 from keras_recipes.modelinfo import stateful_layers
 from keras_recipes.modelinfo import walk_layers
@@ -339,7 +340,8 @@ def plan(model, data=None, y=None, *, x=None, **options):
     # A fixed batch is not split over replicas ("auto" means one device then).
     strategy = distribute.resolve(None if o["fixed_batch"] is not None else o["strategy"])
     distribute.check_outside_scope(strategy)
-    distribute.check_batch_size(o["batch_size"], strategy)
+    if not callable(o["batch_size"]):
+        distribute.check_batch_size(o["batch_size"], strategy)
     parts = {"strategy": strategy, "no_xla": distribute.check_jit(o["jit_compile"], strategy),
              "verbose": _verbosity(o["verbose"]), "source": model, "fixed_batch": o["fixed_batch"]}
     if o["seed"] is not None:
@@ -352,8 +354,11 @@ def plan(model, data=None, y=None, *, x=None, **options):
             o["data_dir"], verbose=parts["verbose"], shuffle_seed=o["seed"],
             sample_weight=o["sample_weight"], input_rank=_input_rank(model),
             steps_per_epoch=o["steps_per_epoch"], fixed_batch=o["fixed_batch"] is not None,
-            ordered=bool(o["stateful"]))
+            ordered=bool(o["stateful"]), strings=reads_strings(model) is not None)
         _check_inputs_match(model, data)
+        if callable(o["batch_size"]):  # tip 2's rule, on the examples now read
+            o["batch_size"], batch_note = data.batch_size, _batch_rule(data.n_train)[1]
+            distribute.check_batch_size(o["batch_size"], strategy)
         tips = _decide_data(data, o, strategy, batch_note)
         tips.append(_decide_epochs(data, o))
         model, cloned = distribute.in_scope(model, strategy)
@@ -460,18 +465,6 @@ def _input_rank(model):
 MIN_STEPS = 8
 
 
-def _examples(data):
-    """The number of examples in in-memory `(x, y)` data, else None."""
-    if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
-        return None
-    first = data[0]
-    if isinstance(first, dict) and first:
-        first = next(iter(first.values()))
-    elif isinstance(first, (list, tuple)) and first:
-        first = first[0]
-    return len(first) if hasattr(first, "shape") and hasattr(first, "__len__") else None
-
-
 def _decide_batch_size(data, o):
     """Tip 2: 128, unless the training examples are so few that 128 leaves
     fewer than MIN_STEPS updates an epoch; then the largest power of two
@@ -482,10 +475,13 @@ def _decide_batch_size(data, o):
                                   "a last partial batch is dropped")
     if o["batch_size"] != "auto":
         return o["batch_size"], None
-    n = _examples(data)
-    if n is None:
-        return 128, None
-    n_train = n if o["validation_data"] is not None else int(n * (1 - o["validation_split"]))
+    # Decided on the training examples once read, the same rule whatever the
+    # form (arrays, a dataset, a PyDataset, a generator: issue 38 item 3).
+    return (lambda n_train: _batch_rule(n_train)[0]), None
+
+
+def _batch_rule(n_train):
+    """(batch, why or None) for `n_train` training examples."""
     batch = 128
     while batch > 16 and -(-n_train // batch) < MIN_STEPS:
         batch //= 2
@@ -861,8 +857,10 @@ def _decide_structured(model, data, o, parts, custom):
         label = "".join(c if c.isalnum() or c == "_" else "_" for c in name) or "input"
         if stats is None:
             input_layers.append([])
-            tips.append(Tip(1, f"input {label}", "passed through",
-                            f"{spec.dtype} values: not numeric", ""))
+            own = reads_strings(model) if spec.dtype == "string" else None
+            tips.append(Tip(1, "inputs" if not name else f"input {label}", "passed through",
+                            f"{spec.dtype} values: not numeric"
+                            + (f"; the model encodes them itself ({own})" if own else ""), ""))
             continue
         layers, applied, skipped = ((preprocessing.plan(model, stats, suffix=f"_{label}",
                                                         input_name=name or None, index=index,

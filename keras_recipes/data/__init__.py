@@ -73,7 +73,7 @@ def load_named(name, data_dir=None, split="train"):
 def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
               seed=None, data_dir=None, shuffle_buffer=10_000, verbose=0, shuffle_seed=None,
               sample_weight=None, input_rank=None, steps_per_epoch=None, fixed_batch=False,
-              ordered=False):
+              ordered=False, strings=False):
     """Resolves `data` into batched train/validation data plus statistics.
 
     Args:
@@ -84,7 +84,10 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
             `"digits"` (embedded) or a TFDS name.
         validation_data: The same forms; if `None`, a seeded (stratified for
             integer labels) `validation_split` of `data`.
-        batch_size: Integer. Batch size of both returned datasets.
+        batch_size: Integer. Batch size of both returned datasets; or a
+            function of the number of training examples returning it, for
+            data whose size is known only once read (a dataset, a
+            PyDataset): every form then gets the same batch size.
         seed: Integer or None, for the split (and the shuffling, unless
             `shuffle_seed` is given).
         data_dir: TFDS data directory for named datasets.
@@ -96,12 +99,15 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
             validation.
         ordered: A stateful model's data: the validation split is the last
             whole batches, in order.
+        strings: The model takes string inputs itself (TextVectorization,
+            StringLookup): a text input is passed through, not refused.
 
     Returns:
         A `Data`: `tfdata.TFData` for tf.data, TFDS names and the TensorFlow
         backend, `arraydata.ArrayData` for in-memory data on JAX and torch.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if not callable(batch_size) and (isinstance(batch_size, bool) or not isinstance(
+            batch_size, (int, np.integer)) or batch_size < 1):
         raise ValueError(f"`batch_size` must be an integer >= 1. Received: batch_size={batch_size!r}")
     if validation_data is None:
         check_split(validation_split)
@@ -110,18 +116,19 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
     args = dict(validation_data=validation_data, validation_split=validation_split,
                 batch_size=batch_size, seed=seed, verbose=verbose, shuffle_seed=shuffle_seed,
                 sample_weight=sample_weight, steps_per_epoch=steps_per_epoch,
-                fixed_batch=bool(fixed_batch), ordered=batch_size if ordered else None)
+                fixed_batch=bool(fixed_batch),
+                ordered=batch_size if ordered and not callable(batch_size) else None)
     if uses_tfdata(data, validation_data):
         what = f"data={data!r} (a TFDS dataset)" if isinstance(data, str) else "a tf.data.Dataset"
         made = _tfdata(what).make_tf_data(data, data_dir=data_dir, shuffle_buffer=shuffle_buffer,
-                                          input_rank=input_rank, **args)
+                                          input_rank=input_rank, strings=strings, **args)
     else:
         made = arraydata.make_array_data(data, **args)
     if fixed_batch:
         for name, n in (("training", made.n_train), ("validation", made.n_validation)):
-            if n < batch_size:
+            if n < made.batch_size:
                 raise ValueError(
-                    f"The model's inputs fix the batch size at {batch_size}, and the {name} set "
+                    f"The model's inputs fix the batch size at {made.batch_size}, and the {name} set "
                     f"has fewer examples ({n}): not one whole batch. Received: {n} {name} "
                     "examples")
     if steps_per_epoch is not None:

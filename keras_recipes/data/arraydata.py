@@ -307,6 +307,8 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
         train, split = (x, y, w), "validation_data given"
         val = _validation(validation_data, shapes(_map_nest(leaf_of, x)), w is not None)
     features, labels, n_train = _stats(train, verbose, "data")
+    if callable(batch_size):  # decided on the number of examples, now read
+        batch_size = int(batch_size(n_train))
     _, val_labels, n_val = _stats(val, 0, "validation_data", features=False)
     x_spec, y_spec = _map_nest(leaf_of, train[0]), _map_nest(leaf_of, train[1])
     x_shape = shapes(x_spec)

@@ -235,8 +235,18 @@ def check_array_pair(x, y, name):
     y = np.asarray(y)
     for label, arr in (("x", x), ("y", y)):
         if arr.dtype.kind in "USO":
+            if label == "x" and keras.backend.backend() != "tensorflow":
+                raise TypeError(
+                    f"`{name}` x holds strings: Keras feeds strings to a model (a "
+                    "TextVectorization or StringLookup inside it) on the TensorFlow backend "
+                    f"only; on {keras.backend.backend()} its model.fit fails on them too. Use "
+                    "KERAS_BACKEND=tensorflow, or encode the text first. Received: x with dtype "
+                    f"{arr.dtype}")
             raise TypeError(
-                f"`{name}` {label} must be numeric; encode text columns first. "
+                f"`{name}` {label} must be numeric"
+                + (", or go to a model that takes strings itself (keras.Input(dtype='string') "
+                   "into a TextVectorization or StringLookup)" if label == "x" else "")
+                + "; encode text columns first. "
                 f"Received: {label} with dtype {arr.dtype}"
             )
         if arr.dtype.kind not in "biuf":

@@ -412,7 +412,7 @@ def _generator(data, steps_per_epoch):
     return tf.data.Dataset.from_tensor_slices(arrays), n
 
 
-def _resolve_source(data, sample_weight, steps_per_epoch=None):
+def _resolve_source(data, sample_weight, steps_per_epoch=None, strings=False):
     """(description, data, notes) with names loaded, pandas converted, and
     structures, PyDatasets and generators turned into datasets."""
     if isinstance(data, tf.data.Dataset):
@@ -433,7 +433,10 @@ def _resolve_source(data, sample_weight, steps_per_epoch=None):
     if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not any(
             isinstance(d, tf.data.Dataset) for d in data) and all(
             d is None or is_structure(d) or np.ndim(d) >= 1 for d in data):
-        if is_structure(data[0]) or is_structure(data[1]):
+        text = strings and not is_structure(data[0]) and np.asarray(data[0]).dtype.kind in "USO"
+        if is_structure(data[0]) or is_structure(data[1]) or text:
+            # Text the model encodes itself is read as one text input (its
+            # statistics skipped, passed through as given).
             return "arrays (several inputs or outputs)", _structured_dataset(data, sample_weight), []
         return "arrays", data, []
     raise TypeError(
@@ -485,7 +488,8 @@ def _validation_dataset(validation_data, x_shape, weighted, input_rank):
 
 def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuffle_seed,
                  verbose=0, sample_weight=None, steps_per_epoch=None, data_dir=None,
-                 shuffle_buffer=10_000, input_rank=None, fixed_batch=False, ordered=None):
+                 shuffle_buffer=10_000, input_rank=None, fixed_batch=False, ordered=None,
+                 strings=False):
     """`keras_recipes.data.make_data` on the tf.data path (arguments checked
     there; `seed` and `shuffle_seed` are integers). Returns a `TFData`."""
     notes = []
@@ -493,7 +497,7 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
         description = f"dataset {data!r}" + (" (embedded, via TFDS)" if data in EMBEDDED else " (TFDS)")
         data = load_named(data, data_dir)
     else:
-        description, data, more = _resolve_source(data, sample_weight, steps_per_epoch)
+        description, data, more = _resolve_source(data, sample_weight, steps_per_epoch, strings)
         notes += more
 
     val_source = None
@@ -514,14 +518,15 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
         dataset = data
         if _is_batched(dataset, "data", input_rank):
             dataset = dataset.unbatch()
-            notes.append(f"the dataset was batched; it was re-batched to batch_size={batch_size}")
+            notes.append("the dataset was batched; it was re-batched to batch_size={batch_size}")
         spec = dataset.element_spec
         x_leaves = [leaf for _, leaf in leaves(spec[0])]
-        if len(x_leaves) == 1 and x_leaves[0].dtype == tf.string:
+        if len(x_leaves) == 1 and x_leaves[0].dtype == tf.string and not strings:
             raise TypeError(
-                "`data` must hold numeric tensors; encode strings first. "
-                f"Received: x dtype {x_leaves[0].dtype.name}"
-            )
+                "`data` holds strings, and the model does not take them itself (no input "
+                "declared keras.Input(dtype='string') feeding a TextVectorization or "
+                "StringLookup): encode the text first, or put such a layer in the model. "
+                f"Received: x dtype {x_leaves[0].dtype.name}")
         integer = len(tf.nest.flatten(spec[1])) == 1 and tf.nest.flatten(spec[1])[0].dtype.is_integer
         if validation_data is None and ordered:
             raise ValueError(
@@ -552,6 +557,9 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
     # progress and not warn that the input "ran out of data".
     train = train.apply(tf.data.experimental.assert_cardinality(n_train))
     val = val_source.apply(tf.data.experimental.assert_cardinality(n_val))
+    if callable(batch_size):  # decided on the number of examples, now read
+        batch_size = int(batch_size(n_train))
+    notes = [n.format(batch_size=batch_size) if "{batch_size}" in n else n for n in notes]
     train = train.batch(batch_size, drop_remainder=fixed_batch).prefetch(tf.data.AUTOTUNE)
     val = val.batch(batch_size, drop_remainder=fixed_batch).prefetch(tf.data.AUTOTUNE)
     spec_x, spec_y = source.element_spec[0], source.element_spec[1]
