@@ -32,6 +32,7 @@ declare -A CMD=(
   [stats_axis]="bench_stats_axis.py"
   [probe_homogeneous]="probe_homogeneous.py"
   [text_inputs]="bench_text_inputs.py"
+  [pydataset_reads]="bench_pydataset_reads.py"
   [diagnostics]="bench_diagnostics.py"
   [reliability]="bench_reliability.py"
   [distribute]="bench_distribute.py"

@@ -56,7 +56,7 @@ DEFAULTS = dict(
     split_seed=None, verbose="auto", data_dir=None, audit=True, checkpoint_dir=None, task=None,
     loss=None, sample_weight=None, class_weight=None, steps_per_epoch=None,
     validation_steps=None, shuffle="auto", deterministic="auto", validation_freq=1, initial_epoch=0,
-    forget_bias="auto",
+    forget_bias="auto", read_once=False,
 )
 # With no progress for a stretch, the stopping rule's cue: updates an order
 # of magnitude below those of the last epoch that improved no longer move the
@@ -128,6 +128,13 @@ class Plan:
         # Each member clipped by its own global norm.
         parts["make_optimizer"] = lambda: fused.configure(make_optimizer())
         tips = [t for t in self.tips if t.name not in ("execution", "determinism")]
+        if getattr(self.data, "live", None) is not None:
+            # Fused members each read their own order of rows: the batches
+            # as read once (each member's order from its own seed).
+            tips.append(Tip(12, "PyDataset", "read once for the fused members",
+                            "each member reads its own order of the rows, so the batches read "
+                            "at the start are shuffled per member; fused=False reads them anew "
+                            "every epoch for each member", "fused=False"))
         with distribute.Scope(parts["strategy"]) as scope:
             parts["scope"] = scope
             # The XLA decision is taken on the stacked members; the members
@@ -227,7 +234,7 @@ def check_options(model, options):
         raise ValueError("`stop_ratio` must be 'auto', None or a number in (0, 1). "
                          f"Received: stop_ratio={stop!r}")
     choices = {"jit_compile": ("auto", True, False), "verbose": ("auto", 0, 1, 2),
-               "task": (None,) + TASKS, "shuffle": ("auto", True, False),
+               "task": (None,) + TASKS, "shuffle": ("auto", True, False), "read_once": (True, False),
                "deterministic": ("auto", True, False), "optimizer": ("auto",) + OPTIMIZERS,
                "preprocess": ("auto", True, False)}
     for name, allowed in choices.items():
@@ -354,9 +361,12 @@ def plan(model, data=None, y=None, *, x=None, **options):
             o["data_dir"], verbose=parts["verbose"], shuffle_seed=o["seed"],
             sample_weight=o["sample_weight"], input_rank=_input_rank(model),
             steps_per_epoch=o["steps_per_epoch"], fixed_batch=o["fixed_batch"] is not None,
-            ordered=bool(o["stateful"]), strings=reads_strings(model) is not None)
+            ordered=bool(o["stateful"]), strings=reads_strings(model) is not None,
+            read_once=o["read_once"])
         _check_inputs_match(model, data)
-        if callable(o["batch_size"]):  # tip 2's rule, on the examples now read
+        if getattr(data, "live", None) is not None:  # a PyDataset read as model.fit reads it
+            o["batch_size"], batch_note = data.batch_size, "your PyDataset's batch size, kept"
+        elif callable(o["batch_size"]):  # tip 2's rule, on the examples now read
             o["batch_size"], batch_note = data.batch_size, _batch_rule(data.n_train)[1]
             distribute.check_batch_size(o["batch_size"], strategy)
         tips = _decide_data(data, o, strategy, batch_note)

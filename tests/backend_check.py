@@ -50,11 +50,13 @@ class Batches(keras.utils.PyDataset):
     def __init__(self, x, y, size):
         super().__init__()
         self.x, self.y, self.size = x, y, size
+        self.reads = 0
 
     def __len__(self):
         return -(-len(self.x) // self.size)
 
     def __getitem__(self, i):
+        self.reads += 1
         part = slice(i * self.size, (i + 1) * self.size)
         return self.x[part], self.y[part]
 
@@ -133,8 +135,12 @@ def tour(out):
     result = keras_recipes.fit_with_tips(per_column, ({f"c{i}": x[:, 20 + i] for i in range(3)}, y),
                                          epochs=1, seed=0, verbose=0)
     report["column_inputs_status"] = result.status
-    result = keras_recipes.fit_with_tips(mlp(), Batches(x, y, 100), epochs=2, seed=0, verbose=0)
+    batches = Batches(x, y, 100)
+    result = keras_recipes.fit_with_tips(mlp(), batches, epochs=2, seed=0, verbose=0)
     report["pydataset_n"] = result.data.n_train + result.data.n_validation
+    # Read anew every epoch, as model.fit reads it (issue 38 item 3).
+    report["pydataset_reads"] = batches.reads
+    report["pydataset_steps"] = result.data.steps_per_epoch
 
     # The user's own compute_loss behind result.model (issue 37 item 2).
     inputs = keras.Input((64,))

@@ -75,6 +75,7 @@ def test_in_memory_front_door_without_tensorflow(tmp_path, backend):
     assert abs(report["regression_evaluate_r2"] - report["regression_r2"]) < 1e-3, report
     assert report["column_inputs_status"] in ("finished", "stopped", "capped"), report
     assert report["pydataset_n"] == 1437
+    assert report["pydataset_reads"] >= 15 + 2 * report["pydataset_steps"], report
     # result.model of a model with its own compute_loss runs it (issue 37 item 2).
     assert report["own_is_wrapped"], report
     assert abs(report["own_loss_evaluated"] - report["own_loss_by_hand"]) < 1e-4 * abs(

@@ -33,7 +33,7 @@ def mlp():
 
 
 def _forms(x, y):
-    forms = {"arrays": (x, y), "PyDataset": Batches(x, y, 50)}
+    forms = {"arrays": (x, y), "PyDataset read once": Batches(x, y, 50)}
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
@@ -47,7 +47,8 @@ def test_the_same_rows_get_the_same_batch_and_budget_in_every_form(n):
     x, y = x[:n].astype("float32"), y[:n]
     rows = {}
     for form, data in _forms(x, y).items():
-        p = plan(mlp(), data, seed=0, verbose=0, audit=False, learning_rate=1e-3)
+        p = plan(mlp(), data, seed=0, verbose=0, audit=False, learning_rate=1e-3,
+                 read_once=form == "PyDataset read once")
         minibatch = next(t for t in p.tips if t.name == "minibatch")
         budget = next(t for t in p.tips if t.name == "epoch budget")
         rows[form] = (p.options["batch_size"], budget.setting, p.data.n_train)
@@ -57,3 +58,98 @@ def test_the_same_rows_get_the_same_batch_and_budget_in_every_form(n):
     batches = {form: r[0] for form, r in rows.items()}
     assert len(set(batches.values())) == 1, rows
     assert batches["arrays"] == (16 if n == 138 else 64), rows
+    # Read as model.fit reads it (the default), a PyDataset keeps its own
+    # batches, and the row says so.
+    p = plan(mlp(), Batches(x, y, 50), seed=0, verbose=0, audit=False, learning_rate=1e-3)
+    minibatch = next(t for t in p.tips if t.name == "minibatch")
+    assert minibatch.setting.startswith("batch_size=50 (")
+    assert minibatch.reason.startswith("your PyDataset's batch size, kept; its batches are read "
+                                       "anew every epoch")
+
+
+class Augmenting(keras.utils.PyDataset):
+    """A keras.io-style PyDataset that adds fresh noise to every read and
+    reshuffles its batches at each epoch's end (what the README advises for
+    data that changes every epoch). Counts its reads."""
+
+    def __init__(self, x, y, size=50):
+        super().__init__()
+        self.x, self.y, self.size = x, y, size
+        self.reads = self.ends = 0
+        self.order = np.arange(len(x))
+
+    def __len__(self):
+        return -(-len(self.x) // self.size)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        rows = self.order[i * self.size:(i + 1) * self.size]
+        noise = np.random.default_rng(self.reads).normal(0, 0.1, (len(rows), 64))
+        return (self.x[rows] + noise).astype("float32"), self.y[rows]
+
+    def on_epoch_end(self):
+        self.ends += 1
+        self.order = np.random.default_rng(self.ends).permutation(len(self.x))
+
+
+def test_a_pydataset_is_read_anew_every_epoch_as_model_fit_reads_it():
+    """Issue 38 item 3: on JAX and torch a PyDataset was read into memory
+    once (its per-epoch augmentation frozen: 18 reads in 8 epochs against
+    model.fit's 149). Its batches are now kept and read anew every epoch,
+    on every backend; read_once=True is the named alternative."""
+    from keras_recipes import fit_with_tips
+
+    x, y = load_digits("train")
+    data = Augmenting(x[:1000].astype("float32"), y[:1000])
+    result = fit_with_tips(mlp(), data, epochs=3, seed=0, verbose=0)
+    train_batches = result.data.steps_per_epoch
+    assert train_batches == 16  # 20 batches, 4 held out whole for validation
+    assert data.reads >= len(data) + 3 * train_batches
+    assert data.ends == 2  # between the three epochs, as model.fit calls it
+    assert "read anew every epoch" in result.data.split
+    minibatch = next(t for t in result.tips if t.name == "minibatch")
+    assert minibatch.setting == "batch_size=50 (16 steps per epoch)"
+    assert "read anew every epoch, as model.fit reads them" in minibatch.reason
+
+    once = Augmenting(x[:1000].astype("float32"), y[:1000])
+    p = plan(mlp(), once, seed=0, verbose=0, read_once=True, audit=False, learning_rate=1e-3)
+    assert once.reads == len(once)
+    assert "stratified" in p.data.split
+
+
+def _variable_length(n=96, seed=0):
+    """Digits read as sequences of rows, cut to varying lengths (as clips of
+    their natural lengths are): each example (length, 8), the longest of
+    each 32 growing by one row."""
+    x, y = load_digits("train")
+    rng = np.random.default_rng(seed)
+    rows = x[:n].reshape(-1, 8, 8).astype("float32")
+    return [r[:rng.integers(3, 5 + i // 32)] for i, r in enumerate(rows)], y[:n]
+
+
+def test_batches_of_different_shapes_are_refused_by_name_before_any_work():
+    """Issue 38 item 1 (not built): a generator of per-batch-padded
+    sequences crashed in numpy's concatenate, a padded_batch dataset deep in
+    tf.data, neither naming an argument. Now refused at once, with what to do."""
+    seqs, labels = _variable_length()
+
+    def padded(batch=32):
+        for i in range(0, len(seqs), batch):
+            part = seqs[i:i + batch]
+            length = max(len(s) for s in part)
+            yield (np.stack([np.pad(s, ((0, length - len(s)), (0, 0))) for s in part]),
+                   labels[i:i + batch])
+
+    model = keras.Sequential([keras.Input((None, 8)), keras.layers.GRU(8), keras.layers.Dense(10)])
+    with pytest.raises(ValueError, match=r"`data` yields batches of different shapes.*pad_sequences"
+                                         r".*Received: 3 different shapes"):
+        plan(model, padded(), steps_per_epoch=3, verbose=0)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        dataset = tf.data.Dataset.from_generator(
+            lambda: zip(seqs, labels), output_signature=(
+                tf.TensorSpec((None, 8)), tf.TensorSpec((), tf.int64))).padded_batch(32)
+        with pytest.raises(ValueError, match=r"`data` is batched with batches of different "
+                                             r"shapes.*padded_batch"):
+            plan(model, dataset, verbose=0)

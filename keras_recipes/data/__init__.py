@@ -58,7 +58,11 @@ def _tfdata(what):
 
 
 def uses_tfdata(data, validation_data=None):
-    """Whether `make_data` takes the tf.data path for these inputs."""
+    """Whether `make_data` takes the tf.data path for these inputs. A
+    PyDataset takes the in-memory path on every backend: read anew every
+    epoch as `model.fit` reads it, or once into memory with `read_once`."""
+    if isinstance(data, keras.utils.PyDataset) and not _is_tf_dataset(validation_data):
+        return False
     if isinstance(data, str):
         return data not in EMBEDDED or keras.backend.backend() == "tensorflow"
     return (_is_tf_dataset(data) or _is_tf_dataset(validation_data)
@@ -73,7 +77,7 @@ def load_named(name, data_dir=None, split="train"):
 def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
               seed=None, data_dir=None, shuffle_buffer=10_000, verbose=0, shuffle_seed=None,
               sample_weight=None, input_rank=None, steps_per_epoch=None, fixed_batch=False,
-              ordered=False, strings=False):
+              ordered=False, strings=False, read_once=False):
     """Resolves `data` into batched train/validation data plus statistics.
 
     Args:
@@ -101,6 +105,9 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
             whole batches, in order.
         strings: The model takes string inputs itself (TextVectorization,
             StringLookup): a text input is passed through, not refused.
+        read_once: On the in-memory path (JAX, torch), read a PyDataset's
+            batches once into memory and re-batch them; by default its
+            batches are kept and read anew every epoch, as `model.fit` does.
 
     Returns:
         A `Data`: `tfdata.TFData` for tf.data, TFDS names and the TensorFlow
@@ -123,7 +130,7 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
         made = _tfdata(what).make_tf_data(data, data_dir=data_dir, shuffle_buffer=shuffle_buffer,
                                           input_rank=input_rank, strings=strings, **args)
     else:
-        made = arraydata.make_array_data(data, **args)
+        made = arraydata.make_array_data(data, read_once=read_once, **args)
     if fixed_batch:
         for name, n in (("training", made.n_train), ("validation", made.n_validation)):
             if n < made.batch_size:

@@ -112,6 +112,39 @@ class EpochBatches(keras.utils.PyDataset):
         return (batch[0], batch[1], weights)
 
 
+class LiveBatches(keras.utils.PyDataset):
+    """The user's PyDataset read anew every epoch, as `model.fit` reads it
+    (issue 38 item 3): element i is the user's training batch
+    `indices[i % steps]` of epoch `first + i // steps`, through `transform`;
+    the user's `on_epoch_end` runs between epochs, so augmentation or
+    reshuffling it does per epoch happens."""
+
+    def __init__(self, source, indices, first=0, epochs=1, transform=None, class_table=None):
+        super().__init__()
+        self.source, self.indices = source, list(indices)
+        self.first, self.epochs = first, epochs
+        self.transform, self.class_table = transform, class_table
+        self._epoch = None
+
+    def __len__(self):
+        return len(self.indices) * self.epochs
+
+    def __getitem__(self, i):
+        steps = len(self.indices)
+        epoch = self.first + i // steps
+        if self._epoch is not None and epoch != self._epoch:
+            self.source.on_epoch_end()
+        self._epoch = epoch
+        batch = tuple(a for a in tuple(self.source[self.indices[i % steps]]) if a is not None)
+        batch = self.transform(batch, True) if self.transform else batch
+        if self.class_table is None:
+            return batch
+        weights = self.class_table[class_ids(batch[1])]
+        if len(batch) == 3:
+            weights = weights * np.asarray(batch[2], "float32").reshape(weights.shape)
+        return (batch[0], batch[1], weights)
+
+
 @dataclasses.dataclass
 class ArrayData(Data):
     """`Data` held as numpy: `train_arrays` and `val_arrays` are
@@ -121,6 +154,16 @@ class ArrayData(Data):
     train_arrays: tuple = None
     val_arrays: tuple = None
     transform: object = None
+    # A PyDataset read anew every epoch: (the PyDataset, its training batch
+    # indices); None when the data is held in memory.
+    live: tuple = None
+
+    @property
+    def steps_per_epoch(self):
+        if self.live is None:
+            return Data.steps_per_epoch.fget(self)
+        steps = len(self.live[1])
+        return min(steps, self.max_steps) if self.max_steps else steps
 
     def _order(self, shuffle, seeds=None):
         """Epoch -> the order of the rows; with `seeds`, one row per seed."""
@@ -163,6 +206,17 @@ class ArrayData(Data):
                    class_weight=None):
         steps = self.steps_per_epoch
         table = class_weight_table(class_weight, self.labels) if members and class_weight else None
+        if self.live is not None and not members:
+            source, indices = self.live
+            train = LiveBatches(source, indices[:steps], first, max(last - first, 1),
+                                self.transform)
+            val_steps = self.validation_steps
+            if validation_steps is not None:
+                val_steps = min(val_steps, validation_steps)
+            validation = EpochBatches(self.val_arrays, self.batch_size, val_steps,
+                                      lambda epoch: np.arange(self.n_validation),
+                                      transform=self.transform, training=False)
+            return train, validation
         # At least one epoch's batches: Keras reads one to build, also when
         # a resumed run has nothing left to train.
         train = EpochBatches(self.train_arrays, self.batch_size, steps,
@@ -289,11 +343,54 @@ def _validation(validation_data, x_shape, weighted):
     return x, y, w if weighted else None
 
 
+def _live_split(data, validation_data, validation_split, seed):
+    """A PyDataset split by whole batches, seeded: (the batches read once,
+    the training batch indices, the validation batches or None, the split
+    in words). Its training batches are read again every epoch."""
+    n = len(data)
+    if n == 0:
+        raise ValueError("`data` is an empty PyDataset. Received: len(data)=0")
+    batches = [tuple(data[i]) for i in range(n)]
+    if validation_data is not None:
+        return batches, list(range(n)), None, "validation_data given"
+    held = max(int(round(n * validation_split)), 1)
+    if held >= n:
+        raise ValueError(
+            f"`data` has too few batches ({n}) to hold out {validation_split} of them whole and "
+            "train on the rest. Pass validation_data=, or read_once=True (the batches read into "
+            f"memory and split by example). Received: a PyDataset of {n} batches")
+    val_idx = sorted(np.random.default_rng(seed).permutation(n)[:held].tolist())
+    train_idx = [i for i in range(n) if i not in set(val_idx)]
+    split = (f"held out {held} of the PyDataset's {n} batches whole (seed {seed}); the other "
+             f"{n - held} are read anew every epoch")
+    return batches, train_idx, [batches[i] for i in val_idx], split
+
+
 def make_array_data(data, validation_data, validation_split, batch_size, seed, shuffle_seed,
                     verbose=0, sample_weight=None, steps_per_epoch=None, fixed_batch=False,
-                    ordered=None):
+                    ordered=None, read_once=False):
     """`keras_recipes.data.make_data` for in-memory data (arguments checked
     there; `seed` and `shuffle_seed` are integers). Returns an `ArrayData`."""
+    live = None
+    if isinstance(data, keras.utils.PyDataset) and not read_once and not ordered:
+        batches, train_idx, val_batches, split = _live_split(data, validation_data,
+                                                             validation_split, seed)
+        size = _rows(tuple(batches[train_idx[0]]))
+        x, y, w = _checked(concatenate([batches[i] for i in train_idx]), sample_weight, "data")
+        train = (x, y, w)
+        if val_batches is None:
+            val = _validation(validation_data, shapes(_map_nest(leaf_of, x)), w is not None)
+        else:
+            val = _checked(concatenate(val_batches), None, "data")
+            if w is None:
+                val = (val[0], val[1], None)
+        live = (data, train_idx)
+        description = f"PyDataset ({type(data).__name__}, {len(data)} batches)"
+        notes = ["its batches are read anew every epoch, as model.fit reads them (read_once=True "
+                 "reads them once into memory and re-batches)"]
+        batch_size = size
+        return _array_data(train, val, split, batch_size, description, notes, shuffle_seed,
+                           verbose, fixed_batch, live)
     if isinstance(data, str):  # the embedded digits (uses_tfdata sends TFDS names away)
         description, arrays, notes = "dataset 'digits' (embedded, in memory)", load_digits("train"), []
     else:
@@ -306,6 +403,12 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
     else:
         train, split = (x, y, w), "validation_data given"
         val = _validation(validation_data, shapes(_map_nest(leaf_of, x)), w is not None)
+    return _array_data(train, val, split, batch_size, description, notes, shuffle_seed, verbose,
+                       fixed_batch, None)
+
+
+def _array_data(train, val, split, batch_size, description, notes, shuffle_seed, verbose,
+                fixed_batch, live):
     features, labels, n_train = _stats(train, verbose, "data")
     if callable(batch_size):  # decided on the number of examples, now read
         batch_size = int(batch_size(n_train))
@@ -320,6 +423,6 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
         labels=None if structured else labels[0], n_train=n_train, n_validation=n_val,
         description=description, split=split, batch_size=batch_size, notes=notes,
         shuffle_seed=shuffle_seed, validation_labels=None if structured else val_labels[0],
-        weighted=w is not None, input_stats=features, output_labels=labels,
+        weighted=train[2] is not None, input_stats=features, output_labels=labels,
         output_val_labels=val_labels, x_spec=x_spec, y_spec=y_spec, train_arrays=train,
-        val_arrays=val, drop_remainder=fixed_batch)
+        val_arrays=val, drop_remainder=fixed_batch, live=live)

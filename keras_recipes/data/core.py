@@ -642,7 +642,23 @@ def take(nest, index):
     return nest[index]
 
 
-def concatenate(batches):
+def _join(parts, name):
+    """One array from batches that must agree on every axis but the first."""
+    parts = [np.asarray(p) for p in parts]
+    shapes_seen = {p.shape[1:] for p in parts}
+    if len(shapes_seen) > 1:
+        first = next(i for i, p in enumerate(parts) if p.shape[1:] != parts[0].shape[1:])
+        raise ValueError(
+            f"`{name}` yields batches of different shapes (batch 0 {parts[0].shape}, batch "
+            f"{first} {parts[first].shape}): variable-length batches are not read yet (the "
+            "statistics and the validation split are taken from whole arrays). Pad every "
+            "example to one length (keras.utils.pad_sequences(..., maxlen=N, padding='post')) "
+            "and mask the padding in the model, or train it with model.fit. Received: "
+            f"{len(shapes_seen)} different shapes")
+    return np.concatenate(parts)
+
+
+def concatenate(batches, name="data"):
     """A list of (x, y[, w]) batches as one (x, y[, w]) of arrays."""
     width = len(batches[0])
     joined = []
@@ -650,12 +666,11 @@ def concatenate(batches):
         parts = [b[i] for b in batches]
         first = parts[0]
         if isinstance(first, dict):
-            joined.append({k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in first})
+            joined.append({k: _join([p[k] for p in parts], name) for k in first})
         elif isinstance(first, (list, tuple)):
-            joined.append(tuple(np.concatenate([np.asarray(p[j]) for p in parts])
-                                for j in range(len(first))))
+            joined.append(tuple(_join([p[j] for p in parts], name) for j in range(len(first))))
         else:
-            joined.append(np.concatenate([np.asarray(p) for p in parts]))
+            joined.append(_join(parts, name))
     return tuple(joined)
 
 

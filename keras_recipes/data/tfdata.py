@@ -293,6 +293,26 @@ def _is_batched(dataset, name="data", input_rank=None):
     return y_spec.shape[0] is None
 
 
+def _check_one_shape(dataset, name, batches=8):
+    """A batched dataset whose batches differ in shape beyond the batch axis
+    (`padded_batch` of variable-length examples) cannot be unbatched and
+    re-batched: refused before any work, with what to do (read from its
+    first `batches` batches)."""
+    seen = {}
+    for i, element in enumerate(dataset.take(batches)):
+        for leaf in tf.nest.flatten(element[0]):
+            seen.setdefault(tuple(leaf.shape[1:]), i)
+    if len(seen) > 1:
+        (a, _), (b, j) = list(seen.items())[:2]
+        raise ValueError(
+            f"`{name}` is batched with batches of different shapes (batch 0 {a}, batch {j} {b}; "
+            "padded_batch of variable-length examples): variable-length batches are not read "
+            "yet (they would be unbatched and re-batched). Pad every example to one length "
+            "(keras.utils.pad_sequences(..., maxlen=N, padding='post'), or "
+            "padded_batch(..., padded_shapes=) with a fixed length) and mask the padding in "
+            f"the model, or train it with model.fit. Received: {len(seen)} different shapes")
+
+
 def _check_finite_cardinality(dataset, name):
     if int(dataset.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
         raise ValueError(
@@ -517,6 +537,7 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
         _check_finite_cardinality(data, "data")
         dataset = data
         if _is_batched(dataset, "data", input_rank):
+            _check_one_shape(dataset, "data")
             dataset = dataset.unbatch()
             notes.append("the dataset was batched; it was re-batched to batch_size={batch_size}")
         spec = dataset.element_spec
