@@ -153,3 +153,47 @@ def test_batches_of_different_shapes_are_refused_by_name_before_any_work():
         with pytest.raises(ValueError, match=r"`data` is batched with batches of different "
                                              r"shapes.*padded_batch"):
             plan(model, dataset, verbose=0)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="image_dataset_from_directory yields tf.data (TensorFlow)")
+def test_image_dataset_from_directory_of_mnist_pngs(tmp_path):
+    """Issue 38 item 2: the datasets Keras' utilities make. 400 MNIST test
+    images written as PNGs into one folder per class, read back by
+    keras.utils.image_dataset_from_directory (batched float32 images)."""
+    import gzip
+
+    import tensorflow as tf
+
+    from conftest import shared_data
+    from keras_recipes import fit_with_tips
+
+    folder = shared_data("mnist_test")
+    with gzip.open(folder / "t10k-images-idx3-ubyte.gz") as f:
+        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28, 1)[:400]
+    with gzip.open(folder / "t10k-labels-idx1-ubyte.gz") as f:
+        labels = np.frombuffer(f.read(), np.uint8, offset=8)[:400]
+    for i, (image, label) in enumerate(zip(images, labels)):
+        path = tmp_path / "digits" / str(label)
+        path.mkdir(parents=True, exist_ok=True)
+        tf.io.write_file(str(path / f"{i}.png"), tf.io.encode_png(image))
+    read = dict(color_mode="grayscale", image_size=(28, 28), batch_size=32, seed=0)
+    # Its default reshuffles on every pass: a split taken from it would
+    # overlap training, so it is refused with what to do (model.fit refuses
+    # validation_split for any dataset).
+    with pytest.raises(ValueError, match="different order on each pass.*validation_data="):
+        plan(mlp(), keras.utils.image_dataset_from_directory(str(tmp_path / "digits"), **read),
+             verbose=0)
+    # keras.io's pattern: the utility's own split, validation_data= given.
+    train, validation = keras.utils.image_dataset_from_directory(
+        str(tmp_path / "digits"), validation_split=0.2, subset="both", **read)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
+                              keras.layers.MaxPooling2D(), keras.layers.Flatten(),
+                              keras.layers.Dense(10)])
+    result = fit_with_tips(model, train, validation_data=validation, epochs=8, seed=0, verbose=0)
+    assert result.data.n_train + result.data.n_validation == 400
+    row = next(t for t in result.tips if t.name == "inputs")
+    assert row.setting == "zero mean, unit variance over 1 channels" and "per channel" in row.reason
+    # 320 training images, 8 epochs: it learned (chance 0.1).
+    assert max(result.history["val_accuracy"]) > 0.6, result.history
