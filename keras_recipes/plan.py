@@ -408,9 +408,9 @@ def _decide_learning_rate(parts, data, o):
             return [Tip(4, "learning rate", f"{found.rate:.3g} (calibrated)", found.evidence(),
                         "learning_rate="),
                     Tip(5, "update ratio", "kept in view every epoch",
-                        "logged per epoch and per layer; held above 3e-2 (far above the band) for "
-                        "3 epochs, the rate is halved; a diverged epoch is undone and the rate "
-                        "divided by 5",
+                        "logged per epoch and per layer; warned and acted on outside [1e-4, 3e-2]: "
+                        "held above 3e-2 (far above the band) for 3 epochs, the rate is halved; "
+                        "a diverged epoch is undone and the rate divided by 5",
                         "learning_rate=")]
         ratio, parts["initial_loss"] = calibration.probe_update_ratio(parts["full"], batches)
     rate = callbacks.current_learning_rate(optimizer)

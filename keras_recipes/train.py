@@ -13,6 +13,7 @@ import warnings
 import keras
 
 from keras_recipes import build
+from keras_recipes import calibration
 from keras_recipes import determinism
 from keras_recipes import distribute
 from keras_recipes.callbacks import DivergenceGuard
@@ -132,7 +133,7 @@ def _callbacks(plan, checkpointer, jit):
     # The recipe steers the rate it chose (learning_rate="auto"); a rate the
     # user fixed is only rescued from divergence.
     steer = parts["compile"] is None and plan.options["learning_rate"] == "auto"
-    monitor, interrupt = UpdateRatioMonitor(), GracefulInterrupt()
+    interrupt = GracefulInterrupt()
     # The reference is one model's first loss (the calibration's); a fused
     # ensemble's loss is the members' sum, so the guard judges each member.
     reference = parts.get("initial_loss")
@@ -144,6 +145,11 @@ def _callbacks(plan, checkpointer, jit):
                             baseline_loss=(parts["baseline"][0] if steer and fused is None
                                            and parts.get("baseline")
                                            and parts["baseline"][0] > 0 else None))
+    # One band (issue 36 item 5): the monitor warns where the guard acts
+    # (far above: 3e-2 held for 3 epochs; far below: 1e-4), and its advice
+    # aims at the calibration's target, so a run at its calibrated rate is
+    # not told it is too fast.
+    monitor = UpdateRatioMonitor(target=calibration.TARGET, low=guard.low, high=guard.high)
     optimizer = build.compile_model(parts, jit)
     past = (o["initial_epoch"], {}, [])  # model.fit's initial_epoch, unless resumed
     if parts["resume"] is not None:

@@ -497,3 +497,17 @@ def test_a_stuck_run_with_tiny_steps_gets_a_higher_rate():
     for epoch in range(4):  # at the baseline, but the weights move: no rate fixes that
         healthy.on_epoch_end(epoch, {"loss": 1.0, "val_loss": 0.995, "update_ratio": 1e-3})
     assert healthy.events == []
+
+
+def test_a_run_at_its_calibrated_rate_is_not_told_it_is_too_fast(digits):
+    """Issue 36 item 5: the per-epoch monitor warned outside [1e-4, 1e-2]
+    while the calibration aims the first steps at 2e-2 and the guard acts
+    only above 3e-2: a digits MLP at its calibrated rate was told at epoch 4
+    to lower it (ratio 1.1e-2). One band now: the monitor's is the guard's."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UpdateRatioWarning)
+        result = fit_with_tips(tiny_classifier(n_features=64, n_classes=10, seed=0), digits,
+                               epochs=6, seed=0, verbose=0)
+    assert max(result.history["update_ratio"][1:]) > 1e-2  # what the old band warned about
+    row = next(t for t in result.tips if t.name == "update ratio")
+    assert "warned and acted on outside [1e-4, 3e-2]" in row.reason
