@@ -33,6 +33,7 @@ declare -A CMD=(
   [probe_homogeneous]="probe_homogeneous.py"
   [text_inputs]="bench_text_inputs.py"
   [pydataset_reads]="bench_pydataset_reads.py"
+  [band]="bench_band.py"
   [diagnostics]="bench_diagnostics.py"
   [reliability]="bench_reliability.py"
   [distribute]="bench_distribute.py"
