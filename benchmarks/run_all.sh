@@ -34,6 +34,7 @@ declare -A CMD=(
   [text_inputs]="bench_text_inputs.py"
   [pydataset_reads]="bench_pydataset_reads.py"
   [band]="bench_band.py"
+  [ratio_over_run]="bench_ratio_over_run.py"
   [diagnostics]="bench_diagnostics.py"
   [reliability]="bench_reliability.py"
   [distribute]="bench_distribute.py"
