@@ -35,6 +35,7 @@ declare -A CMD=(
   [pydataset_reads]="bench_pydataset_reads.py"
   [band]="bench_band.py"
   [ratio_over_run]="bench_ratio_over_run.py"
+  [tip1_cases]="bench_tip1_cases.py"
   [diagnostics]="bench_diagnostics.py"
   [reliability]="bench_reliability.py"
   [distribute]="bench_distribute.py"
