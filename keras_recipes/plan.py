@@ -476,9 +476,9 @@ MIN_STEPS = 8
 
 
 def _decide_batch_size(data, o):
-    """Tip 2: 128, unless the training examples are so few that 128 leaves
-    fewer than MIN_STEPS updates an epoch; then the largest power of two
-    (at least 16) that gives that many. Returns (batch, why or None)."""
+    """Tip 2: the model's fixed batch size, the user's, or `_batch_rule`.
+    Returns (batch, or the rule as a function of the training examples
+    for `make_data` to apply once they are read; why or None)."""
     if o["fixed_batch"] is not None:
         return o["fixed_batch"], (f"fixed by the model's inputs (keras.Input(batch_size="
                                   f"{o['fixed_batch']})): every batch holds exactly that many, "
@@ -491,7 +491,9 @@ def _decide_batch_size(data, o):
 
 
 def _batch_rule(n_train):
-    """(batch, why or None) for `n_train` training examples."""
+    """(batch, why or None) for `n_train` training examples: 128, unless 128
+    leaves fewer than MIN_STEPS updates an epoch; then the largest power of
+    two (at least 16) that gives that many."""
     batch = 128
     while batch > 16 and -(-n_train // batch) < MIN_STEPS:
         batch //= 2
