@@ -1084,8 +1084,16 @@ def _audit(model, data, o, parts):
         return []
     if data.structured:
         parts["audit"] = None
-        return [Tip(0, "audit", "not run", "the audit checks models with one input and one "
-                    "output; run keras_recipes.audit on each part", "")]
+        text = [name or "the input" for (name, spec), stats in zip(leaves(data.x_spec),
+                                                               data.input_stats or [])
+                if stats is None]
+        if len(leaves(data.x_spec)) == 1 and len(data.output_labels or []) == 1 and text:
+            why = ("its rules read numeric features, and this model's input is text it encodes "
+                   "itself")
+        else:
+            why = ("the audit checks models with one numeric input and one output; run "
+                   "keras_recipes.audit on each part")
+        return [Tip(0, "audit", "not run", why, "")]
     # Rules whose advice this call applies itself are not reported.
     skip = {"dropout", "gradient clipping", "batch size"}
     if o["preprocess"]:

@@ -242,11 +242,19 @@ def _events(watch, epochs_run, epochs, baseline=None):
     elif (status == "finished" and plateau is not None and epochs_run >= epochs
           and plateau.improved_epoch is not None
           and epochs - 1 - plateau.improved_epoch < plateau.patience):
-        # The cap is a budget: a run still improving when it ran out says so.
+        # The cap is a budget: a run it ended before the stopping rule could
+        # judge says so, and whether it was still improving at the end.
         status = "capped"
-        events.append(f"still improving at the epoch cap: val_loss improved "
-                      f"({plateau.threshold_text()}) at epoch {plateau.improved_epoch + 1} of {epochs}; "
-                      "raise epochs= to train longer")
+        last = plateau.improved_epoch + 1
+        if last == epochs:
+            events.append(f"epoch cap reached while still improving: val_loss improved "
+                          f"({plateau.threshold_text()}) at epoch {last} of {epochs}; raise "
+                          "epochs= to train longer")
+        else:
+            events.append(f"epoch cap reached before the stopping rule could judge: val_loss "
+                          f"last improved ({plateau.threshold_text()}) at epoch {last} of "
+                          f"{epochs}, and the plateau rule waits {plateau.patience} epochs "
+                          "without improvement; raise epochs= to let it decide")
     learned = _learned(watch, baseline)
     # A budget shorter than a plateau's patience is too early to tell: said,
     # not the status.
@@ -273,8 +281,10 @@ def _outcome_rows(watch, status, events):
                 f"{e['epoch'] + 1}", describe_guard_event(e), "learning_rate=")
             for e in watch["guard"].events]
     if status == "capped":
-        rows.append(Tip(4, "epochs", "cap reached while still improving",
-                        _headline(status, events), "epochs="))
+        headline = _headline(status, events)
+        rows.append(Tip(4, "epochs", "cap reached while still improving"
+                        if "while still improving" in headline else
+                        "cap reached before the stopping rule could judge", headline, "epochs="))
     if status == "not learning":
         rows.append(Tip(5, "learning", "not learning", _headline(status, events),
                         "learning_rate=, optimizer="))
@@ -284,7 +294,7 @@ def _outcome_rows(watch, status, events):
 def _headline(status, events):
     """The event that gave the run its status."""
     starts = {"diverged": "training diverged", "interrupted": "interrupted",
-              "capped": "still improving", "not learning": "not learning"}[status]
+              "capped": "epoch cap reached", "not learning": "not learning"}[status]
     return next(e for e in events if e.startswith(starts))
 
 

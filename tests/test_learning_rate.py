@@ -511,3 +511,29 @@ def test_a_run_at_its_calibrated_rate_is_not_told_it_is_too_fast(digits):
     assert max(result.history["update_ratio"][1:]) > 1e-2  # what the old band warned about
     row = next(t for t in result.tips if t.name == "update ratio")
     assert "warned and acted on outside [1e-4, 3e-2]" in row.reason
+
+
+def test_a_cap_after_the_last_improvement_does_not_claim_still_improving():
+    """Found by a new user: a 3-epoch run whose val_loss was best at epoch 1
+    ended `capped` with "still improving ... improved at epoch 1 of 3". The
+    status stays (the stopping rule could not judge in 3 epochs of a
+    12-epoch patience); the words now say that."""
+    from types import SimpleNamespace
+
+    from keras_recipes import train
+
+    plateau = ReduceLROnPlateau.halve(patience=12)
+    plateau.improved_epoch, plateau.best_epoch, plateau.best_weights_value = 0, 0, 0.6937
+    watch = {"guard": SimpleNamespace(failed=None, events=[]), "plateau": plateau,
+             "interrupt": SimpleNamespace(interrupted=False)}
+    status, events = train._events(watch, 3, 3)
+    assert status == "capped"
+    assert events[0].startswith("epoch cap reached before the stopping rule could judge: val_loss "
+                                "last improved")
+    assert "at epoch 1 of 3, and the plateau rule waits 12 epochs" in events[0]
+    assert "still improving" not in events[0]
+    row = train._outcome_rows({"guard": watch["guard"]}, status, events)[0]
+    assert row.setting == "cap reached before the stopping rule could judge"
+    plateau.improved_epoch = 2
+    status, events = train._events(watch, 3, 3)
+    assert events[0].startswith("epoch cap reached while still improving")

@@ -59,12 +59,16 @@ def _forms(tmp_path):
         "dict": (({"review": texts[:, None]}, labels), (1,), "review"),
         "batched tf.data": (tf.data.Dataset.from_tensor_slices((texts, labels)).batch(16), (),
                             None),
+        # Batches of shape (16,) into Input((1,)): Keras adds the last axis.
+        "batched 1-D strings into Input((1,))": (
+            tf.data.Dataset.from_tensor_slices((texts, labels)).batch(16), (1,), None),
         "text_dataset_from_directory": (keras.utils.text_dataset_from_directory(
             str(folder), batch_size=16, shuffle=False), (), None),
     }
 
 
 @pytest.mark.parametrize("form", ["column array", "flat array", "dict", "batched tf.data",
+                                  "batched 1-D strings into Input((1,))",
                                   "text_dataset_from_directory"])
 def test_a_text_model_trains_in_every_form_with_its_text_passed_through(form, tmp_path):
     import tensorflow as tf
@@ -75,6 +79,9 @@ def test_a_text_model_trains_in_every_form_with_its_text_passed_through(form, tm
     row = next(t for t in p.tips if t.name in ("inputs", "input review"))
     assert row.setting == "passed through"
     assert "the model encodes them itself" in row.reason and "dtype='string'" in row.reason
+    audit = next(t for t in p.tips if t.name == "audit")
+    assert audit.setting == "not run" and "this model's input is text it encodes itself" in (
+        audit.reason)
     result = p.fit()
     assert max(result.history["val_binary_accuracy"]) > 0.9, result.history
     probe = tf.constant([["a beautiful, gripping story"], ["an ugly, tedious mess"]] if shape

@@ -285,6 +285,11 @@ def _is_batched(dataset, name="data", input_rank=None):
     spec = _split_spec(dataset, name)
     x_spec, y_spec = tf.nest.flatten(spec[0])[0], tf.nest.flatten(spec[1])[0]
     if input_rank is not None and x_spec.shape.rank is not None:
+        # Batched strings of shape (batch,) for a model's Input((1,), dtype="string"):
+        # Keras adds the last axis itself, as model.fit does.
+        if (x_spec.dtype == tf.string and x_spec.shape.rank == input_rank - 1 == 1
+                and x_spec.shape[0] is None):
+            return True
         return x_spec.shape.rank == input_rank
     if y_spec.shape.rank == 0:
         return False
