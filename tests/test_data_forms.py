@@ -197,3 +197,26 @@ def test_image_dataset_from_directory_of_mnist_pngs(tmp_path):
     assert row.setting == "zero mean, unit variance over 1 channels" and "per channel" in row.reason
     # 320 training images, 8 epochs: it learned (chance 0.1).
     assert max(result.history["val_accuracy"]) > 0.6, result.history
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="timeseries_dataset_from_array yields tf.data (TensorFlow)")
+def test_timeseries_dataset_from_array_is_read_as_model_fit_reads_it():
+    """Issue 38 item 2: Keras' windowing utility (elements (None, None, 10):
+    the window length is not in the spec) crashed in tip 1's planning. The
+    rows of scikit-learn's diabetes table, read in order as a 10-feature
+    series, windows of 5 predicting the next target."""
+    from sklearn.datasets import load_diabetes
+
+    x, y = load_diabetes(return_X_y=True)
+    series, target = x.astype("float32"), y.astype("float32")
+    dataset = keras.utils.timeseries_dataset_from_array(series, target[5:], sequence_length=5,
+                                                        batch_size=16)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5, 10)), keras.layers.LSTM(8), keras.layers.Dense(1)])
+    p = plan(model, dataset, epochs=1, seed=0, verbose=0, audit=False, learning_rate=1e-3)
+    assert p.data.n_train + p.data.n_validation == len(series) - 5
+    assert p.data.x_shape[-1] == 10  # (None, 10): the spec does not hold the window length
+    inputs = next(t for t in p.tips if t.name == "inputs")
+    assert "over batch and time" in inputs.setting or "one mean/std" in inputs.setting, inputs
+    assert next(t for t in p.tips if t.name == "loss").setting == "mean_squared_error"
