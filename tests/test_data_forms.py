@@ -218,5 +218,7 @@ def test_timeseries_dataset_from_array_is_read_as_model_fit_reads_it():
     assert p.data.n_train + p.data.n_validation == len(series) - 5
     assert p.data.x_shape[-1] == 10  # (None, 10): the spec does not hold the window length
     inputs = next(t for t in p.tips if t.name == "inputs")
-    assert "over batch and time" in inputs.setting or "one mean/std" in inputs.setting, inputs
+    # scikit-learn's scaled columns share one range: one mean/std, with the evidence.
+    assert inputs.setting == "zero mean, unit variance over all values (one mean/std)", inputs
+    assert "the 10 varying columns share one range" in inputs.reason
     assert next(t for t in p.tips if t.name == "loss").setting == "mean_squared_error"
