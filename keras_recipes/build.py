@@ -20,6 +20,7 @@ from keras_recipes.layers import RandomShiftRotate
 from keras_recipes.modelinfo import jit_blockers
 from keras_recipes.optimizers import ClippedOptimizer
 from keras_recipes.result import Tip
+from keras_recipes.result import user_stacklevel
 from keras_recipes.wrapped import Preprocessed
 
 _JIT_PROBE_STEPS = 6
@@ -422,7 +423,8 @@ def choose_jit(jit_compile, parts, data, seed):
     if jit_compile in (True, False):
         if jit_compile and blockers:
             warnings.warn(f"jit_compile=True was asked, but layer(s) {blockers} do not support "
-                          "XLA; Keras will run the whole model without XLA.", stacklevel=4)
+                          "XLA; Keras will run the whole model without XLA.",
+                          stacklevel=user_stacklevel())
         return jit_compile, Tip(0, "execution", f"jit_compile={jit_compile}", why + blocked,
                                 "jit_compile="), {**base, "jit_compile": jit_compile}
     rule = _jit_rule(blockers, blocked)

@@ -48,6 +48,7 @@ from keras_recipes.modelinfo import stateful_layers
 from keras_recipes.modelinfo import walk_layers
 from keras_recipes.result import Tip
 from keras_recipes.result import table
+from keras_recipes.result import user_stacklevel
 
 DEFAULTS = dict(
     validation_data=None, validation_split=0.2, epochs="auto", batch_size="auto", learning_rate="auto",
@@ -437,7 +438,7 @@ def _decide_learning_rate(parts, data, o):
     text = (f"WARNING: {measured}, outside [{low:g}, {high:g}] ({scale}): {aim}. Kept, as you "
             "chose it; a diverged epoch is undone and the rate divided by 5")
     warnings.warn(f"fit_with_tips: update/weight ratio {text}", callbacks.UpdateRatioWarning,
-                  stacklevel=4)
+                  stacklevel=user_stacklevel())
     rows.append(Tip(5, "update ratio", "too high" if ratio > high else "too low", text,
                     "model.compile(optimizer=...)" if user else "learning_rate="))
     return rows

@@ -2,6 +2,8 @@
 history and how the run ended; a plain-text table and a plot of it."""
 
 import dataclasses
+import os
+import sys
 import textwrap
 
 import numpy as np
@@ -166,3 +168,16 @@ def _interactive():
         return False
 
 
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def user_stacklevel():
+    """The `stacklevel` that makes a warning issued by the caller point at
+    the first line outside keras_recipes (the user's call), however deep
+    the package's own calls go."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level

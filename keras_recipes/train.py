@@ -27,6 +27,7 @@ from keras_recipes.checkpoint import Checkpointer
 from keras_recipes.ensemble import MemberBestWeights
 from keras_recipes.result import FitResult
 from keras_recipes.result import Tip
+from keras_recipes.result import user_stacklevel
 from keras_recipes.stateful import ResetStates
 
 
@@ -383,7 +384,7 @@ def _result(plan, history, past, watch, checkpointer, start, keep):
     result.best_epoch = plateau.best_epoch if plateau is not None else None
     if status in ("diverged", "interrupted", "capped", "not learning"):
         warnings.warn(f"fit_with_tips {status}: {_headline(status, events)}",
-                      RuntimeWarning, stacklevel=4)
+                      RuntimeWarning, stacklevel=user_stacklevel())
     if fused is not None:
         result.execution["ensemble_path"] = "fused"
         keep.stage = "assembling the ensemble"
