@@ -119,11 +119,11 @@ class LiveBatches(keras.utils.PyDataset):
     the user's `on_epoch_end` runs between epochs, so augmentation or
     reshuffling it does per epoch happens."""
 
-    def __init__(self, source, indices, first=0, epochs=1, transform=None, class_table=None):
+    def __init__(self, source, indices, first=0, epochs=1, transform=None):
         super().__init__()
         self.source, self.indices = source, list(indices)
         self.first, self.epochs = first, epochs
-        self.transform, self.class_table = transform, class_table
+        self.transform = transform
         self._epoch = None
 
     def __len__(self):
@@ -136,13 +136,8 @@ class LiveBatches(keras.utils.PyDataset):
             self.source.on_epoch_end()
         self._epoch = epoch
         batch = tuple(a for a in tuple(self.source[self.indices[i % steps]]) if a is not None)
-        batch = self.transform(batch, True) if self.transform else batch
-        if self.class_table is None:
-            return batch
-        weights = self.class_table[class_ids(batch[1])]
-        if len(batch) == 3:
-            weights = weights * np.asarray(batch[2], "float32").reshape(weights.shape)
-        return (batch[0], batch[1], weights)
+        # Class weights are model.fit's own here (one model, not stacked members).
+        return self.transform(batch, True) if self.transform else batch
 
 
 @dataclasses.dataclass
