@@ -344,7 +344,7 @@ def plan(model, data=None, y=None, *, x=None, **options):
     """
     data = fit_data(data, y, x)
     o = check_options(model, options)
-    o["batch_size"], batch_note = _decide_batch_size(data, o)
+    o["batch_size"], batch_note = _decide_batch_size(o)
     # A fixed batch is not split over replicas ("auto" means one device then).
     strategy = distribute.resolve(None if o["fixed_batch"] is not None else o["strategy"])
     distribute.check_outside_scope(strategy)
@@ -476,7 +476,7 @@ def _input_rank(model):
 MIN_STEPS = 8
 
 
-def _decide_batch_size(data, o):
+def _decide_batch_size(o):
     """Tip 2: the model's fixed batch size, the user's, or `_batch_rule`.
     Returns (batch, or the rule as a function of the training examples
     for `make_data` to apply once they are read; why or None)."""
@@ -795,8 +795,9 @@ def _targets_read_by(custom, name=None):
     """The targets row for a model whose own steps read the labels: they
     stay as given (standardizing them would change what the user's code
     computes, and result.model's loss would be in other units)."""
-    return Tip(1, "targets" if name is None else f"targets ({name})", "unchanged", f"your {', '.join(custom)} reads them: standardizing "
-               "would change the values your code computes with", "standardize y yourself")
+    return Tip(1, "targets" if name is None else f"targets ({name})", "unchanged",
+               f"your {', '.join(custom)} reads them: standardizing would change the values "
+               "your code computes with", "standardize y yourself")
 
 
 def _target_scale_for_output(data, probe, model):

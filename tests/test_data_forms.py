@@ -222,3 +222,28 @@ def test_timeseries_dataset_from_array_is_read_as_model_fit_reads_it():
     assert inputs.setting == "zero mean, unit variance over all values (one mean/std)", inputs
     assert "the 10 varying columns share one range" in inputs.reason
     assert next(t for t in p.tips if t.name == "loss").setting == "mean_squared_error"
+
+
+def test_a_live_pydataset_is_shuffled_by_batch_as_model_fit_shuffles_it():
+    """model.fit(shuffle=True) reads a PyDataset's batches in a new order every
+    epoch; so does the live path, seeded by (seed, epoch); shuffle=False keeps
+    the order."""
+    from keras_recipes.data import make_data
+
+    x, y = load_digits("train")
+    source = Batches(x[:1000].astype("float32"), y[:1000], 50)
+    data = make_data(source, seed=0, shuffle_seed=0)
+    train_idx = data.live[1]
+    orders = []
+    for shuffle in (True, False):
+        train, _ = data.fit_inputs(0, 2, shuffle, None)
+        firsts = [np.asarray(train[i][1]) for i in range(len(train))]
+        # Which of the user's batches each step read, by its labels.
+        read = [next(j for j in train_idx if np.array_equal(y[j * 50:(j + 1) * 50], f))
+                for f in firsts]
+        orders.append(read)
+    shuffled, kept = orders
+    steps = len(train_idx)
+    assert sorted(shuffled[:steps]) == sorted(train_idx) == sorted(shuffled[steps:])
+    assert shuffled[:steps] != shuffled[steps:] and shuffled[:steps] != train_idx
+    assert kept == train_idx * 2

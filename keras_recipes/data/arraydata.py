@@ -114,28 +114,31 @@ class EpochBatches(keras.utils.PyDataset):
 
 class LiveBatches(keras.utils.PyDataset):
     """The user's PyDataset read anew every epoch, as `model.fit` reads it
-    (issue 38 item 3): element i is the user's training batch
-    `indices[i % steps]` of epoch `first + i // steps`, through `transform`;
-    the user's `on_epoch_end` runs between epochs, so augmentation or
-    reshuffling it does per epoch happens."""
+    (issue 38 item 3): epoch `first + i // steps` reads the user's training
+    batches `indices` in the order `order(epoch)` gives (a seeded
+    permutation when shuffled, as model.fit shuffles a PyDataset's batches),
+    its first `steps`, through `transform`; the user's `on_epoch_end` runs
+    between epochs, so augmentation or reshuffling it does per epoch
+    happens."""
 
-    def __init__(self, source, indices, first=0, epochs=1, transform=None):
+    def __init__(self, source, indices, order, steps, first=0, epochs=1, transform=None):
         super().__init__()
-        self.source, self.indices = source, list(indices)
-        self.first, self.epochs = first, epochs
+        self.source, self.indices, self.order = source, list(indices), order
+        self.steps, self.first, self.epochs = steps, first, epochs
         self.transform = transform
-        self._epoch = None
+        self._epoch, self._positions = None, None
 
     def __len__(self):
-        return len(self.indices) * self.epochs
+        return self.steps * self.epochs
 
     def __getitem__(self, i):
-        steps = len(self.indices)
-        epoch = self.first + i // steps
-        if self._epoch is not None and epoch != self._epoch:
-            self.source.on_epoch_end()
-        self._epoch = epoch
-        batch = tuple(a for a in tuple(self.source[self.indices[i % steps]]) if a is not None)
+        epoch = self.first + i // self.steps
+        if epoch != self._epoch:
+            if self._epoch is not None:
+                self.source.on_epoch_end()
+            self._epoch, self._positions = epoch, self.order(epoch)
+        index = self.indices[self._positions[i % self.steps]]
+        batch = tuple(a for a in tuple(self.source[index]) if a is not None)
         # Class weights are model.fit's own here (one model, not stacked members).
         return self.transform(batch, True) if self.transform else batch
 
@@ -203,7 +206,10 @@ class ArrayData(Data):
         table = class_weight_table(class_weight, self.labels) if members and class_weight else None
         if self.live is not None and not members:
             source, indices = self.live
-            train = LiveBatches(source, indices[:steps], first, max(last - first, 1),
+            count = len(indices)
+            order = ((lambda epoch: np.random.default_rng([self.shuffle_seed, epoch]).permutation(
+                count)) if shuffle else (lambda epoch: np.arange(count)))
+            train = LiveBatches(source, indices, order, steps, first, max(last - first, 1),
                                 self.transform)
             val_steps = self.validation_steps
             if validation_steps is not None:
@@ -377,8 +383,6 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
             val = _validation(validation_data, shapes(_map_nest(leaf_of, x)), w is not None)
         else:
             val = _checked(concatenate(val_batches), None, "data")
-            if w is None:
-                val = (val[0], val[1], None)
         live = (data, train_idx)
         description = f"PyDataset ({type(data).__name__}, {len(data)} batches)"
         notes = ["its batches are read anew every epoch, as model.fit reads them (read_once=True "
