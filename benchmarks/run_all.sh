@@ -33,6 +33,7 @@ declare -A CMD=(
   [probe_homogeneous]="probe_homogeneous.py"
   [text_inputs]="bench_text_inputs.py"
   [pydataset_reads]="bench_pydataset_reads.py"
+  [variable_length]="bench_variable_length.py"
   [band]="bench_band.py"
   [ratio_over_run]="bench_ratio_over_run.py"
   [tip1_cases]="bench_tip1_cases.py"

@@ -272,10 +272,16 @@ def fit_ensemble(build_model, data=None, members=10, *, x=None, y=None, vectoriz
     fixed = fixed_batch_size(models[0])
     signatures = {architecture_signature(m) for m in models}
     same = len(signatures) == 1 and None not in signatures
+    first = None
     if same and members > 1 and fused is not False and fixed is None:
-        fused = FusedMembers(models, vectorize=vectorize)
-        return plan(models[0], data, seed=base_seed, **fit_kwargs).with_members(fused).fit().ensemble
-    if not same:
+        first = plan(models[0], data, seed=base_seed, **fit_kwargs)
+        if not first.data.kept_batches:
+            fused = FusedMembers(models, vectorize=vectorize)
+            return first.with_members(fused).fit().ensemble
+    if first is not None:
+        reason = ("the batches are kept as given (their shapes vary), so the members cannot "
+                  "stack their own orders of one batch")
+    elif not same:
         reason = "build_model returned different architectures"
     elif fixed is not None and members > 1 and fused is not False:
         reason = (f"the model's inputs fix the batch size at {fixed}, so the members cannot "
@@ -288,8 +294,8 @@ def fit_ensemble(build_model, data=None, members=10, *, x=None, y=None, vectoriz
     for i, model in enumerate(models):
         # One validation split for all (so the table compares like with
         # like); initialization, data order and dropout differ by member.
-        results.append(fit_with_tips(model, data, seed=base_seed + i, split_seed=base_seed,
-                                     **fit_kwargs))
+        results.append(first.fit() if i == 0 and first is not None else fit_with_tips(
+            model, data, seed=base_seed + i, split_seed=base_seed, **fit_kwargs))
     trained = [r.model for r in results]
     average = "mean" if results[0].data.labels.kind == "continuous" else "probabilities"
     ensemble = AveragingEnsemble(trained, average=average, name="averaging_ensemble")

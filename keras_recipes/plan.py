@@ -363,9 +363,12 @@ def plan(model, data=None, y=None, *, x=None, **options):
             sample_weight=o["sample_weight"], input_rank=_input_rank(model),
             steps_per_epoch=o["steps_per_epoch"], fixed_batch=o["fixed_batch"] is not None,
             ordered=bool(o["stateful"]), strings=reads_strings(model) is not None,
-            read_once=o["read_once"])
+            read_once=o["read_once"], padding=_padding(model))
         _check_inputs_match(model, data)
-        if getattr(data, "live", None) is not None:  # a PyDataset read as model.fit reads it
+        if data.kept_batches:  # shapes vary: the batches as given (issue 38 item 1)
+            o["batch_size"], batch_note = data.batch_size, (
+                "your first batch's size (tip 2's rule re-batches only batches of one shape)")
+        elif getattr(data, "live", None) is not None:  # a PyDataset read as model.fit reads it
             o["batch_size"], batch_note = data.batch_size, "your PyDataset's batch size, kept"
         elif callable(o["batch_size"]):  # tip 2's rule, on the examples now read
             o["batch_size"], batch_note = data.batch_size, _batch_rule(data.n_train)[1]
@@ -464,12 +467,26 @@ def _verbosity(verbose):
     return 1 if isatty is not None and isatty() else 2
 
 
+def _padding(model):
+    """The value whose steps the model reads as padding (a `Masking` layer's
+    `mask_value` on its one input), or None."""
+    if len(getattr(model, "inputs", None) or []) != 1:
+        return None
+    return preprocessing.padding_of(model)
+
+
 def _input_rank(model):
+    """The rank (with the batch axis) of the model's input, or of each input
+    by name ({name: rank}) when it has several; None when unknown."""
     inputs = getattr(model, "inputs", None)
     try:
-        return len(inputs[0].shape) if inputs and len(inputs) == 1 else None
+        if inputs and len(inputs) == 1:
+            return len(inputs[0].shape)
+        if inputs:
+            return {t.name: len(t.shape) for t in inputs}
     except (AttributeError, TypeError, ValueError):
-        return None
+        pass
+    return None
 
 
 # Tip 2's 128 assumes many batches per epoch: below this many, a smaller one.

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from keras_recipes.layers.preprocessing import Log1p
+from keras_recipes.layers.preprocessing import PaddingAwareNormalization
 
 # A non-negative feature "spans orders of magnitude" when log10(1 + x) covers
 # at least two decades between its minimum and maximum and has a spread of at
@@ -97,12 +98,18 @@ def _graph(model):
     return graph, nodes
 
 
-def _judge(layer):
-    """(verdict, why) for a layer reading values: "safe", "through" or "unsure"."""
+def _judge(layer, padding=None):
+    """(verdict, why) for a layer reading values: "safe", "through" or
+    "unsure". With `padding` (the standardization keeps steps of that value
+    as they are), a `Masking` layer of that `mask_value` is seen through:
+    its mask is unchanged."""
     inner = getattr(layer, "layer", None) or getattr(layer, "forward_layer", None)
     if isinstance(layer, (keras.layers.TimeDistributed, keras.layers.Bidirectional)) and inner:
-        return _judge(inner)
+        return _judge(inner, padding)
     if isinstance(layer, _SEEN_THROUGH):
+        return "through", None
+    if (isinstance(layer, keras.layers.Masking) and padding is not None
+            and float(layer.mask_value) == float(padding)):
         return "through", None
     if isinstance(layer, _MAGNITUDE_READERS):
         if not layer.trainable:
@@ -114,41 +121,82 @@ def _judge(layer):
                       "to treat them as continuous magnitudes)")
 
 
-def raw_reader(model, index=0):
-    """Why model input `index` must stay as it is, or None when every layer
-    that reads its values, followed through the model's own graph, treats
-    them as continuous magnitudes (Dense, Conv*, the RNNs, ...; shape-only
-    layers seen through, nested models followed). The allowlist decides:
-    anything it cannot show safe is named."""
+def _readers(model, index, visit):
+    """Follows model input `index` through the model's own graph: `visit(layer)`
+    for each layer reading it returns "through" (go on to its outputs) or
+    anything else (stop there); returns the first value other than "through"
+    or None that `visit` gave, or None."""
     graph, nodes = _graph(model)
-    if graph is None:
-        return (f"{type(model).__name__} is subclassed: its call cannot be read to show the "
-                "inputs are used as magnitudes")
     inputs = list(graph.inputs)
-    if index >= len(inputs):
-        return "the model's inputs cannot be matched to the data"
     frontier, seen = [inputs[index]], set()
     while frontier:
         tensor = frontier.pop()
         if id(tensor) in seen:
             continue
         seen.add(id(tensor))
-        readers = [n for n in nodes if any(t is tensor for t in keras.tree.flatten(n.input_tensors))]
-        for node in readers:
-            layer = node.operation
-            if isinstance(layer, keras.Model):
-                position = [i for i, t in enumerate(keras.tree.flatten(node.input_tensors))
-                            if t is tensor]
-                why = raw_reader(layer, position[0])
-                if why is not None:
-                    return why
-                continue
-            verdict, why = _judge(layer)
-            if verdict == "unsure":
-                return why
-            if verdict == "through":
+        for node in [n for n in nodes
+                     if any(t is tensor for t in keras.tree.flatten(n.input_tensors))]:
+            found = visit(node, tensor)
+            if found == "through":
                 frontier.extend(keras.tree.flatten(node.output_tensors))
+            elif found is not None:
+                return found
     return None
+
+
+def _compares_with(node, value):
+    """Whether `node` is `not_equal(x, value)` or `equal(x, value)`: a mask
+    of the steps equal to `value` (what a Masking layer's compute_mask
+    records in a functional graph), unchanged while those steps are kept."""
+    if type(node.operation).__name__ not in ("NotEqual", "Equal"):
+        return False
+    constants = [a for a in node.arguments.args if isinstance(a, (int, float))]
+    return any(float(a) == float(value) for a in constants)
+
+
+def padding_of(model, index=0):
+    """The `mask_value` of a `Masking` layer that reads model input `index`
+    (shape-only layers seen through), or None: the value whose steps are
+    padding, as the model itself reads it."""
+    graph, _ = _graph(model)
+    if graph is None or index >= len(graph.inputs):
+        return None
+
+    def visit(node, tensor):
+        layer = node.operation
+        if isinstance(layer, keras.layers.Masking):
+            return ("mask", float(layer.mask_value))
+        return "through" if isinstance(layer, _SEEN_THROUGH) else None
+
+    found = _readers(model, index, visit)
+    return found[1] if found else None
+
+
+def raw_reader(model, index=0, padding=None):
+    """Why model input `index` must stay as it is, or None when every layer
+    that reads its values, followed through the model's own graph, treats
+    them as continuous magnitudes (Dense, Conv*, the RNNs, ...; shape-only
+    layers seen through, nested models followed). The allowlist decides:
+    anything it cannot show safe is named."""
+    graph, _ = _graph(model)
+    if graph is None:
+        return (f"{type(model).__name__} is subclassed: its call cannot be read to show the "
+                "inputs are used as magnitudes")
+    if index >= len(graph.inputs):
+        return "the model's inputs cannot be matched to the data"
+
+    def visit(node, tensor):
+        layer = node.operation
+        if isinstance(layer, keras.Model):
+            position = [i for i, t in enumerate(keras.tree.flatten(node.input_tensors))
+                        if t is tensor]
+            return raw_reader(layer, position[0], padding)
+        if padding is not None and _compares_with(node, padding):
+            return None  # a mask of the padding (Masking's compute_mask): unchanged
+        verdict, why = _judge(layer, padding)
+        return why if verdict == "unsure" else verdict if verdict == "through" else None
+
+    return _readers(model, index, visit)
 
 
 def log1p_candidates(stats):
@@ -193,7 +241,8 @@ def plan(model, stats, feature_names=None, suffix="", input_name=None, index=0, 
     if existing:
         return [], None, ("the model already normalizes its inputs, computes its own "
                           f"features or reads ids ({', '.join(existing)})")
-    unsafe = None if force else (trained_before(model) or raw_reader(model, index))
+    padding = getattr(stats, "padding", None)
+    unsafe = None if force else (trained_before(model) or raw_reader(model, index, padding))
     if unsafe is not None:
         return [], None, f"left as it is: {unsafe} (preprocess=True standardizes anyway)"
 
@@ -221,17 +270,22 @@ def plan(model, stats, feature_names=None, suffix="", input_name=None, index=0, 
     # A constant column would be divided by ~0; give it unit variance.
     variance = np.where(varying, std**2, 1.0)
     axis = None if stats.axis == "global" else -1
-    layers.append(
-        keras.layers.Normalization(
+    if padding is not None:  # a sequence with padding steps: they stay as given
+        layers.append(PaddingAwareNormalization(
+            mean.astype("float32").tolist(), variance.astype("float32").tolist(),
+            padding_value=padding, name="standardize" + suffix))
+    else:
+        layers.append(keras.layers.Normalization(
             axis=axis,
             mean=mean.astype("float32") if axis is not None else float(mean[0]),
             variance=variance.astype("float32") if axis is not None else float(variance[0]),
-            name="standardize" + suffix,
-        )
-    )
+            name="standardize" + suffix))
     where = {"feature": f"{len(mean)} features", "channel": f"{len(mean)} channels",
              "global": "all values (one mean/std)"}[stats.axis]
     if stats.axis == "channel" and len(mean) > 4:
         where = f"{len(mean)} features over batch and time"
     parts.append(f"zero mean, unit variance over {where}")
+    if padding is not None:
+        parts.append(f"padding steps (every feature {padding!r}) kept as they are, so the "
+                     "model still finds them")
     return layers, "; ".join(parts), None

@@ -117,44 +117,6 @@ def test_a_pydataset_is_read_anew_every_epoch_as_model_fit_reads_it():
     assert "stratified" in p.data.split
 
 
-def _variable_length(n=96, seed=0):
-    """Digits read as sequences of rows, cut to varying lengths (as clips of
-    their natural lengths are): each example (length, 8), the longest of
-    each 32 growing by one row."""
-    x, y = load_digits("train")
-    rng = np.random.default_rng(seed)
-    rows = x[:n].reshape(-1, 8, 8).astype("float32")
-    return [r[:rng.integers(3, 5 + i // 32)] for i, r in enumerate(rows)], y[:n]
-
-
-def test_batches_of_different_shapes_are_refused_by_name_before_any_work():
-    """Issue 38 item 1 (not built): a generator of per-batch-padded
-    sequences crashed in numpy's concatenate, a padded_batch dataset deep in
-    tf.data, neither naming an argument. Now refused at once, with what to do."""
-    seqs, labels = _variable_length()
-
-    def padded(batch=32):
-        for i in range(0, len(seqs), batch):
-            part = seqs[i:i + batch]
-            length = max(len(s) for s in part)
-            yield (np.stack([np.pad(s, ((0, length - len(s)), (0, 0))) for s in part]),
-                   labels[i:i + batch])
-
-    model = keras.Sequential([keras.Input((None, 8)), keras.layers.GRU(8), keras.layers.Dense(10)])
-    with pytest.raises(ValueError, match=r"`data` yields batches of different shapes.*pad_sequences"
-                                         r".*Received: 3 different shapes"):
-        plan(model, padded(), steps_per_epoch=3, verbose=0)
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        dataset = tf.data.Dataset.from_generator(
-            lambda: zip(seqs, labels), output_signature=(
-                tf.TensorSpec((None, 8)), tf.TensorSpec((), tf.int64))).padded_batch(32)
-        with pytest.raises(ValueError, match=r"`data` is batched with batches of different "
-                                             r"shapes.*padded_batch"):
-            plan(model, dataset, verbose=0)
-
-
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="image_dataset_from_directory yields tf.data (TensorFlow)")
 def test_image_dataset_from_directory_of_mnist_pngs(tmp_path):
@@ -247,3 +209,23 @@ def test_a_live_pydataset_is_shuffled_by_batch_as_model_fit_shuffles_it():
     assert sorted(shuffled[:steps]) == sorted(train_idx) == sorted(shuffled[steps:])
     assert shuffled[:steps] != shuffled[steps:] and shuffled[:steps] != train_idx
     assert kept == train_idx * 2
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data (TensorFlow)")
+def test_dict_features_batched_with_drop_remainder_are_read_as_batched():
+    """Issue 38: a dict-feature dataset batched with drop_remainder=True has
+    no unknown leading axis, and was read as unbatched ("expected shape=(None,
+    32), found shape=(8, 50, 32)"). Each named input's rank tells now."""
+    import tensorflow as tf
+
+    x, y = load_digits("train")
+    x, y = x[:600].astype("float32"), y[:600]
+    a, b = keras.Input((32,), name="a"), keras.Input((32,), name="b")
+    keras.utils.set_random_seed(0)
+    hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Concatenate()([a, b]))
+    model = keras.Model({"a": a, "b": b}, keras.layers.Dense(10)(hidden))
+    dataset = tf.data.Dataset.from_tensor_slices(({"a": x[:, :32], "b": x[:, 32:]}, y)).batch(
+        50, drop_remainder=True)
+    p = plan(model, dataset, seed=0, verbose=0, audit=False, learning_rate=0.01)
+    assert p.data.n_train + p.data.n_validation == 600
+    assert p.data.x_shape == {"a": (32,), "b": (32,)}

@@ -77,7 +77,7 @@ def load_named(name, data_dir=None, split="train"):
 def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
               seed=None, data_dir=None, shuffle_buffer=10_000, verbose=0, shuffle_seed=None,
               sample_weight=None, input_rank=None, steps_per_epoch=None, fixed_batch=False,
-              ordered=False, strings=False, read_once=False):
+              ordered=False, strings=False, read_once=False, padding=None):
     """Resolves `data` into batched train/validation data plus statistics.
 
     Args:
@@ -108,6 +108,10 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
         read_once: On the in-memory path (JAX, torch), read a PyDataset's
             batches once into memory and re-batch them; by default its
             batches are kept and read anew every epoch, as `model.fit` does.
+        padding: The value whose steps of a sequence input are padding (a
+            `Masking` layer's `mask_value`), left out of the statistics; or
+            None. Batches whose shapes vary (a `padded_batch`) are kept as
+            given, and their padding is 0.0 unless this says otherwise.
 
     Returns:
         A `Data`: `tfdata.TFData` for tf.data, TFDS names and the TensorFlow
@@ -123,7 +127,7 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
     args = dict(validation_data=validation_data, validation_split=validation_split,
                 batch_size=batch_size, seed=seed, verbose=verbose, shuffle_seed=shuffle_seed,
                 sample_weight=sample_weight, steps_per_epoch=steps_per_epoch,
-                fixed_batch=bool(fixed_batch),
+                fixed_batch=bool(fixed_batch), padding=padding,
                 ordered=batch_size if ordered and not callable(batch_size) else None)
     if uses_tfdata(data, validation_data):
         what = f"data={data!r} (a TFDS dataset)" if isinstance(data, str) else "a tf.data.Dataset"

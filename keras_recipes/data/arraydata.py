@@ -24,11 +24,15 @@ from keras_recipes.data.core import class_weight_table
 from keras_recipes.data.core import concatenate
 from keras_recipes.data.core import describe
 from keras_recipes.data.core import flat
+from keras_recipes.data.core import generator_note
+from keras_recipes.data.core import kept_spec
 from keras_recipes.data.core import input_nest
 from keras_recipes.data.core import is_structure
 from keras_recipes.data.core import leaf_of
 from keras_recipes.data.core import read_generator
+from keras_recipes.data.core import refuse_kept
 from keras_recipes.data.core import shapes
+from keras_recipes.data.core import varying_shapes
 from keras_recipes.data.core import split_arrays
 from keras_recipes.data.core import take
 from keras_recipes.datasets import load_digits
@@ -112,6 +116,22 @@ class EpochBatches(keras.utils.PyDataset):
         return (batch[0], batch[1], weights)
 
 
+class BatchList(keras.utils.PyDataset):
+    """Batches held as a list (a generator's, read once; a validation set
+    kept in batches), read by index through `transform`."""
+
+    def __init__(self, batches, transform=None, training=True):
+        super().__init__()
+        self.batches, self.transform, self.training = batches, transform, training
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, i):
+        batch = tuple(a for a in self.batches[i] if a is not None)
+        return self.transform(batch, self.training) if self.transform else batch
+
+
 class LiveBatches(keras.utils.PyDataset):
     """The user's PyDataset read anew every epoch, as `model.fit` reads it
     (issue 38 item 3): epoch `first + i // steps` reads the user's training
@@ -155,6 +175,10 @@ class ArrayData(Data):
     # A PyDataset read anew every epoch: (the PyDataset, its training batch
     # indices); None when the data is held in memory.
     live: tuple = None
+    # Batches whose shapes vary, kept as given (issue 38 item 1): (the
+    # training batches as first read, the validation batches); then
+    # `train_arrays` and `val_arrays` are None.
+    kept: tuple = None
 
     @property
     def steps_per_epoch(self):
@@ -181,12 +205,19 @@ class ArrayData(Data):
         return self.transform(batch, training) if self.transform else batch
 
     def first_batch(self, size=None):
+        if self.kept:
+            x, y, *_ = self._transformed(self.kept[0][0], True)
+            return keras.tree.map_structure(lambda a: np.asarray(a)[:size], (x, y))
         index = self._order(True)(0)[:size or self.batch_size]
         batch = self._transformed(tuple(take(a, index) if a is not None else None
                                         for a in self.train_arrays), True)
         return batch[0], batch[1]
 
     def example_batches(self, split):
+        if self.kept:
+            for batch in self.kept[0 if split == "train" else 1]:
+                yield batch[0], batch[1]
+            return
         arrays = self.train_arrays if split == "train" else self.val_arrays
         yield from _chunks(arrays)
 
@@ -197,6 +228,9 @@ class ArrayData(Data):
             yield x, y
 
     def validation_arrays(self):
+        if self.kept:  # batches whose shapes vary stay a list of batches
+            parts = [self._transformed(b[:2], False) for b in self.kept[1]]
+            return [p[0] for p in parts], np.concatenate([np.asarray(p[1]) for p in parts])
         parts = [self._transformed((x, y), False) for x, y in _chunks(self.val_arrays)]
         return tuple(np.concatenate([np.asarray(p[i]) for p in parts]) for i in (0, 1))
 
@@ -214,6 +248,8 @@ class ArrayData(Data):
             val_steps = self.validation_steps
             if validation_steps is not None:
                 val_steps = min(val_steps, validation_steps)
+            if self.kept:
+                return train, BatchList(self.kept[1][:val_steps], self.transform, training=False)
             validation = EpochBatches(self.val_arrays, self.batch_size, val_steps,
                                       lambda epoch: np.arange(self.n_validation),
                                       transform=self.transform, training=False)
@@ -267,11 +303,17 @@ class ArrayData(Data):
 # -- sources ----------------------------------------------------------------------
 
 
-def _pydataset(data):
+def _pydataset(data, name="data"):
     n = len(data)
     if n == 0:
-        raise ValueError("`data` is an empty PyDataset. Received: len(data)=0")
-    return concatenate([tuple(data[i]) for i in range(n)])
+        raise ValueError(f"`{name}` is an empty PyDataset. Received: len({name})=0")
+    batches = [tuple(data[i]) for i in range(n)]
+    if varying_shapes(batches) is not None:
+        raise ValueError(
+            f"`{name}` yields batches of different shapes ({varying_shapes(batches)}): "
+            f"pass it as data= with read_once=False (its batches are then kept as given), or "
+            f"pad every example to one length. Received: {name} of varying shapes")
+    return concatenate(batches)
 
 
 def _is_generator(data):
@@ -285,12 +327,8 @@ def _resolve(data, sample_weight, steps_per_epoch, name="data"):
         return (f"PyDataset ({type(data).__name__}, {len(data)} batches)", arrays,
                 [f"the PyDataset's {len(data)} batches were read into memory "
                  f"({_rows(arrays)} examples) and re-batched"])
-    if _is_generator(data):
-        arrays, n = read_generator(data, steps_per_epoch)
-        return "generator", arrays, [
-            f"generator: its first {n} batches (steps_per_epoch) were read once and are "
-            "reshuffled every epoch; a generator that makes new data every epoch should be a "
-            "PyDataset, or use augment="]
+    if isinstance(data, BatchList):  # a generator's batches, read once
+        return "generator", concatenate(data.batches), [generator_note(len(data))]
     if isinstance(data, (tuple, list)) and len(data) in (2, 3) and all(
             d is None or is_structure(d) or np.ndim(d) >= 1 for d in data):
         if is_structure(data[0]) or is_structure(data[1]):
@@ -317,14 +355,14 @@ def _checked(arrays, sample_weight, name):
     return x, y, array_weights(arrays, sample_weight, lengths.pop())
 
 
-def _stats(arrays, verbose, name, features=True):
+def _stats(arrays, verbose, name, features=True, padding=None):
     x_leaves = [leaf_of(a) for a in flat(arrays[0])]
-    return batch_stats(_chunks(arrays), x_leaves, verbose, name, features)
+    return batch_stats(_chunks(arrays), x_leaves, verbose, name, features, padding)
 
 
 def _validation(validation_data, x_shape, weighted):
     if isinstance(validation_data, keras.utils.PyDataset):
-        arrays = _pydataset(validation_data)
+        arrays = _pydataset(validation_data, "validation_data")
     elif isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
         arrays = tuple(validation_data)
     else:
@@ -362,20 +400,33 @@ def _live_split(data, validation_data, validation_split, seed):
             f"memory and split by example). Received: a PyDataset of {n} batches")
     val_idx = sorted(np.random.default_rng(seed).permutation(n)[:held].tolist())
     train_idx = [i for i in range(n) if i not in set(val_idx)]
-    split = (f"held out {held} of the PyDataset's {n} batches whole (seed {seed}); the other "
+    split = (f"held out {held} of its {n} batches whole (seed {seed}); the other "
              f"{n - held} are read anew every epoch")
     return batches, train_idx, [batches[i] for i in val_idx], split
 
 
 def make_array_data(data, validation_data, validation_split, batch_size, seed, shuffle_seed,
                     verbose=0, sample_weight=None, steps_per_epoch=None, fixed_batch=False,
-                    ordered=None, read_once=False):
+                    ordered=None, read_once=False, padding=None):
     """`keras_recipes.data.make_data` for in-memory data (arguments checked
     there; `seed` and `shuffle_seed` are integers). Returns an `ArrayData`."""
     live = None
-    if isinstance(data, keras.utils.PyDataset) and not read_once and not ordered:
+    if _is_generator(data):
+        data = BatchList(read_generator(data, steps_per_epoch))
+        if varying_shapes(data.batches) is not None:  # else re-batched, as before
+            return _kept_data(data, validation_data, validation_split, seed, shuffle_seed,
+                              verbose, padding, fixed_batch, ordered, "generator",
+                              [generator_note(len(data))])
+    if isinstance(data, keras.utils.PyDataset) and not isinstance(data, BatchList) and not (
+            read_once or ordered):
         batches, train_idx, val_batches, split = _live_split(data, validation_data,
                                                              validation_split, seed)
+        if varying_shapes(batches) is not None:
+            return _kept_data(data, validation_data, validation_split, seed, shuffle_seed,
+                              verbose, padding, fixed_batch, ordered,
+                              f"PyDataset ({type(data).__name__}, {len(data)} batches)",
+                              ["its batches are read anew every epoch, as model.fit reads them"],
+                              (batches, train_idx, val_batches, split))
         size = _rows(tuple(batches[train_idx[0]]))
         x, y, w = _checked(concatenate([batches[i] for i in train_idx]), sample_weight, "data")
         train = (x, y, w)
@@ -389,7 +440,7 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
                  "reads them once into memory and re-batches)"]
         batch_size = size
         return _array_data(train, val, split, batch_size, description, notes, shuffle_seed,
-                           verbose, fixed_batch, live)
+                           verbose, fixed_batch, live, padding)
     if isinstance(data, str):  # the embedded digits (uses_tfdata sends TFDS names away)
         description, arrays, notes = "dataset 'digits' (embedded, in memory)", load_digits("train"), []
     else:
@@ -403,12 +454,81 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
         train, split = (x, y, w), "validation_data given"
         val = _validation(validation_data, shapes(_map_nest(leaf_of, x)), w is not None)
     return _array_data(train, val, split, batch_size, description, notes, shuffle_seed, verbose,
-                       fixed_batch, None)
+                       fixed_batch, None, padding)
+
+
+def _kept_data(data, validation_data, validation_split, seed, shuffle_seed, verbose, padding,
+               fixed_batch, ordered, description, notes, split_made=None):
+    """Batches whose shapes vary (a `padded_batch`, per-batch padding),
+    kept as given and read anew every epoch (issue 38 item 1): split by
+    whole batches, their statistics over one pass with the padding steps
+    left out (`padding`, else 0.0: padded_batch's and pad_sequences'
+    default)."""
+    batches, train_idx, val_batches, split = split_made or _live_split(
+        data, validation_data, validation_split, seed)
+    varying = varying_shapes(batches)
+    refuse_kept(varying, fixed_batch, ordered)
+    train_batches = [_checked(batches[i], None, "data") for i in train_idx]
+    spec = kept_spec(train_batches)
+    if val_batches is None:
+        val_batches = _validation_batches(validation_data, len(flat(train_batches[0][1])[0]))
+    else:
+        val_batches = [_checked(b, None, "data") for b in val_batches]
+    for batch in val_batches:
+        got = [np.shape(a)[1:] for a in flat(batch[0])]
+        if any(len(g) != len(s) or any(d is not None and d != e for d, e in zip(s, g))
+               for g, s in zip(got, spec)):
+            raise ValueError(
+                "`validation_data` x must have the per-example shape of the training data "
+                f"{spec if len(spec) > 1 else spec[0]} (None: varies). Received: {got}")
+    padding = 0.0 if padding is None else padding
+    x_first = train_batches[0][0]
+    x_leaves = [leaf_of(a) for a in flat(x_first)]
+    x_leaves = [type(leaf)(tuple(s), leaf.dtype) for leaf, s in zip(x_leaves, spec)]
+    pairs = ((b[0], b[1]) for b in train_batches)
+    features, labels, n_train = batch_stats(pairs, x_leaves, verbose, "data", padding=padding)
+    _, val_labels, n_val = batch_stats(((b[0], b[1]) for b in val_batches), x_leaves, 0,
+                                       "validation_data", features=False)
+    x_spec = _pack(x_first, x_leaves)
+    y_spec = _map_nest(leaf_of, train_batches[0][1])
+    x_shape = shapes(x_spec)
+    structured = isinstance(x_shape, dict) or is_structure(train_batches[0][1])
+    weighted = train_batches[0][2] is not None
+    size = len(flat(train_batches[0][1])[0])
+    notes = [f"batches of varying shapes ({varying}), kept as given"] + notes
+    return ArrayData(
+        x_shape=x_shape, x_dtype=x_leaves[0].dtype if len(x_leaves) == 1 else "several",
+        features=None if structured else features[0],
+        labels=None if structured else labels[0], n_train=n_train, n_validation=n_val,
+        description=description, split=split, batch_size=size, notes=notes,
+        shuffle_seed=shuffle_seed, validation_labels=None if structured else val_labels[0],
+        weighted=weighted, input_stats=features, output_labels=labels,
+        output_val_labels=val_labels, x_spec=x_spec, y_spec=y_spec, live=(data, train_idx),
+        kept_batches=(len(train_batches), len(val_batches)),
+        kept=([b[:2] + ((b[2],) if weighted else ()) for b in train_batches],
+              [b[:2] + ((b[2],) if weighted else ()) for b in val_batches]))
+
+
+def _validation_batches(validation_data, size):
+    """`validation_data` for kept batches, as a list of batches: a
+    PyDataset's own, arrays cut into batches of the training batch size."""
+    if isinstance(validation_data, keras.utils.PyDataset):
+        return [_checked(tuple(validation_data[i]), None, "validation_data")
+                for i in range(len(validation_data))]
+    if not (isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3)):
+        raise TypeError(
+            "`validation_data` must be an (x, y) or (x, y, sample_weight) tuple of arrays, a "
+            "keras.utils.PyDataset or a tf.data.Dataset. "
+            f"Received: validation_data={describe(validation_data)}")
+    x, y, w = _checked(tuple(validation_data), None, "validation_data")
+    n = len(flat(y)[0])
+    return [(take(x, slice(i, i + size)), take(y, slice(i, i + size)),
+             None if w is None else w[i:i + size]) for i in range(0, n, size)]
 
 
 def _array_data(train, val, split, batch_size, description, notes, shuffle_seed, verbose,
-                fixed_batch, live):
-    features, labels, n_train = _stats(train, verbose, "data")
+                fixed_batch, live, padding=None):
+    features, labels, n_train = _stats(train, verbose, "data", padding=padding)
     if callable(batch_size):  # decided on the number of examples, now read
         batch_size = int(batch_size(n_train))
     _, val_labels, n_val = _stats(val, 0, "validation_data", features=False)

@@ -39,6 +39,8 @@ class FeatureStats:
     log_positive_mean: np.ndarray = None
     # Why this axis, from the per-column statistics (issue 25 item 3).
     evidence: str = ""
+    # The padding value whose steps were left out (a sequence input), or None.
+    padding: float = None
 
 
 @dataclasses.dataclass
@@ -115,6 +117,9 @@ class Data:
     # Every batch at exactly `batch_size` (a model whose inputs fix the batch
     # size): a last partial batch is dropped, in training and validation.
     drop_remainder: bool = False
+    # (training, validation) batch counts of batches kept as given (their
+    # shapes vary: issue 38 item 1); `batch_size` is then the first one's.
+    kept_batches: tuple = None
 
     @property
     def structured(self):
@@ -127,12 +132,17 @@ class Data:
 
     @property
     def steps_per_epoch(self):
-        steps = (self.n_train // self.batch_size if self.drop_remainder
-                 else -(-self.n_train // self.batch_size))
+        if self.kept_batches:
+            steps = self.kept_batches[0]
+        else:
+            steps = (self.n_train // self.batch_size if self.drop_remainder
+                     else -(-self.n_train // self.batch_size))
         return min(steps, self.max_steps) if self.max_steps else steps
 
     @property
     def validation_steps(self):
+        if self.kept_batches:
+            return self.kept_batches[1]
         return (self.n_validation // self.batch_size if self.drop_remainder
                 else -(-self.n_validation // self.batch_size))
 
@@ -443,12 +453,18 @@ def _reduce_view(x, axis):
     return x.reshape(-1, 1)
 
 
-def array_feature_stats(x):
+def array_feature_stats(x, padding=None):
+    """`FeatureStats` of one array; with `padding`, a sequence input's
+    padding steps left out (as `batch_stats` does)."""
     axis = _stats_axis(x.shape[1:])
-    moments = _Moments()
+    padding = padding if x.ndim >= 3 else None
+    moments, counts = _Moments(), [0, 0]
     for start in range(0, len(x), 8192):
-        moments.update(x[start : start + 8192], axis)
-    return moments.result(len(x), axis)
+        if padding is None:
+            moments.update(x[start : start + 8192], axis)
+        else:
+            _update_unpadded(moments, np.asarray(x[start : start + 8192]), padding, counts)
+    return _unpadded_result(moments, len(x), axis, padding, counts, "data")
 
 
 # -- splitting ----------------------------------------------------------------
@@ -530,14 +546,21 @@ def flat(value):
     return [value]
 
 
-def batch_stats(batches, x_leaves, verbose=0, name="data", features=True):
+def batch_stats(batches, x_leaves, verbose=0, name="data", features=True, padding=None):
     """One pass over `(x, y)` numpy batches: per-input feature statistics
     (None for text inputs), per-output label statistics, NaN/Inf checks.
+
+    `padding` (a value, or None) leaves out of the statistics the steps of a
+    sequence input (per-example rank 2 or more) whose features all equal it:
+    padding, as a `Masking` layer or `padded_batch` defines it (issue 38 item
+    1). The evidence says how many steps that was.
 
     Returns (list of FeatureStats or None, list of LabelStats, count)."""
     numeric = [leaf.dtype != "string" for leaf in x_leaves]
     axes = [_stats_axis(tuple(leaf.shape)) for leaf in x_leaves]
     moments = [_Moments() for _ in x_leaves]
+    padded = [padding is not None and len(leaf.shape) >= 2 for leaf in x_leaves]
+    steps = [[0, 0] for _ in x_leaves]  # (padding steps left out, all steps)
     labels = None
     n = 0
     progbar = None
@@ -546,10 +569,12 @@ def batch_stats(batches, x_leaves, verbose=0, name="data", features=True):
     for x, y in batches:
         xs, ys = [np.asarray(a) for a in flat(x)], [np.asarray(a) for a in flat(y)]
         labels = labels or [_LabelMoments() for _ in ys]
-        for xb, keep, axis, m in zip(xs, numeric, axes, moments):
+        for xb, keep, axis, m, pad, counts in zip(xs, numeric, axes, moments, padded, steps):
             if keep:
                 _check_batch_finite(xb, n, name)
-                if features:
+                if features and pad:
+                    _update_unpadded(m, xb, padding, counts)
+                elif features:
                     m.update(xb, axis)
         for yb, label in zip(ys, labels):
             if yb.dtype.kind in "USO":
@@ -566,9 +591,36 @@ def batch_stats(batches, x_leaves, verbose=0, name="data", features=True):
         progbar.update(n, finalize=True)
     if n == 0:
         raise ValueError(f"`{name}` is empty: the dataset yielded no examples. Received: 0 examples")
-    stats = [m.result(n, axis) if keep and features else None
-             for m, keep, axis in zip(moments, numeric, axes)]
+    stats = [_unpadded_result(m, n, axis, padding if pad else None, counts, name)
+             if keep and features else None
+             for m, keep, axis, pad, counts in zip(moments, numeric, axes, padded, steps)]
     return stats, [label.result() for label in labels], n
+
+
+def _update_unpadded(moments, xb, padding, counts):
+    """`moments.update` over the steps of sequence batch `xb` (examples,
+    steps..., features) whose features do not all equal `padding`; counts
+    [steps left out, all steps]."""
+    rows = xb.reshape(-1, xb.shape[-1])
+    real = ~np.all(rows == padding, axis=-1)
+    counts[0] += int(len(rows) - real.sum())
+    counts[1] += len(rows)
+    if real.any():
+        moments.update(rows[real], "channel")
+
+
+def _unpadded_result(moments, n, axis, padding, counts, name):
+    """`moments.result`, with the padding left out said in the evidence."""
+    if padding is None:
+        return moments.result(n, axis)
+    if moments.sums is None:
+        raise ValueError(f"`{name}` holds nothing but padding: every step's features equal "
+                         f"{float(padding)!r}. Received: {n} examples of padding only")
+    stats = moments.result(n, axis)
+    stats.padding = padding
+    stats.evidence += (f"; {counts[0]} of {counts[1]} steps are padding (every feature "
+                       f"{float(padding)!r}) and were left out")
+    return stats
 
 
 def target_scale(data):
@@ -642,41 +694,70 @@ def take(nest, index):
     return nest[index]
 
 
-def _join(parts, name):
-    """One array from batches that must agree on every axis but the first."""
-    parts = [np.asarray(p) for p in parts]
-    shapes_seen = {p.shape[1:] for p in parts}
-    if len(shapes_seen) > 1:
-        first = next(i for i, p in enumerate(parts) if p.shape[1:] != parts[0].shape[1:])
-        raise ValueError(
-            f"`{name}` yields batches of different shapes (batch 0 {parts[0].shape}, batch "
-            f"{first} {parts[first].shape}): variable-length batches are not read yet (the "
-            "statistics and the validation split are taken from whole arrays). Pad every "
-            "example to one length (keras.utils.pad_sequences(..., maxlen=N, padding='post')) "
-            "and mask the padding in the model, or train it with model.fit. Received: "
-            f"{len(shapes_seen)} different shapes")
-    return np.concatenate(parts)
+def varying_shapes(batches):
+    """Evidence that (x, y[, w]) batches differ in shape beyond the batch
+    axis (a `padded_batch` or per-batch padding), in words, or None."""
+    seen = {}
+    for i, batch in enumerate(batches):
+        key = tuple(np.shape(a)[1:] for a in flat(batch[0]))
+        seen.setdefault(key, (i, tuple(np.shape(a) for a in flat(batch[0]))))
+        if len(seen) > 1:
+            (_, (_, a)), (_, (j, b)) = list(seen.items())[:2]
+            show = lambda s: s[0] if len(s) == 1 else s
+            return f"batch 0 {show(a)}, batch {j} {show(b)}"
+    return None
 
 
-def concatenate(batches, name="data"):
-    """A list of (x, y[, w]) batches as one (x, y[, w]) of arrays."""
+def concatenate(batches):
+    """A list of (x, y[, w]) batches of one shape as one (x, y[, w]) of arrays."""
     width = len(batches[0])
     joined = []
     for i in range(width):
         parts = [b[i] for b in batches]
         first = parts[0]
         if isinstance(first, dict):
-            joined.append({k: _join([p[k] for p in parts], name) for k in first})
+            joined.append({k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in first})
         elif isinstance(first, (list, tuple)):
-            joined.append(tuple(_join([p[j] for p in parts], name) for j in range(len(first))))
+            joined.append(tuple(np.concatenate([np.asarray(p[j]) for p in parts])
+                                for j in range(len(first))))
         else:
-            joined.append(_join(parts, name))
+            joined.append(np.concatenate([np.asarray(p) for p in parts]))
     return tuple(joined)
 
 
+def refuse_kept(varying, fixed_batch, ordered):
+    """Batches of varying shapes cannot feed a model that fixes the batch
+    size or carries state between batches: refused by name."""
+    if fixed_batch or ordered:
+        raise ValueError(
+            "`data` yields batches of different shapes, and the model's inputs fix the batch "
+            "size (or hold state from batch to batch), which needs batches of one shape in "
+            f"order: pad every example to one length. Received: batches of varying shapes "
+            f"({varying})")
+
+
+def generator_note(n):
+    """The minibatch row's note for a generator read once."""
+    return (f"generator: its first {n} batches (steps_per_epoch) were read once and are "
+            "reshuffled every epoch; a generator that makes new data every epoch should be a "
+            "PyDataset, or use augment=")
+
+
+def common_shape(shapes):
+    """The shape `shapes` (of one rank) share: None on every axis where they differ."""
+    return tuple(sizes[0] if len(set(sizes)) == 1 else None for sizes in zip(*shapes))
+
+
+def kept_spec(batches):
+    """Per input, the per-example shape over `batches`, None on every axis
+    whose size varies between them."""
+    return [common_shape([np.shape(flat(b[0])[i])[1:] for b in batches])
+            for i in range(len(flat(batches[0][0])))]
+
+
 def read_generator(data, steps_per_epoch):
-    """A Python generator's first `steps_per_epoch` batches, read once, as
-    one (x, y[, w]) of arrays; and how many batches there were."""
+    """A Python generator's first `steps_per_epoch` batches, read once, as a
+    list of (x, y[, w]) tuples."""
     if steps_per_epoch is None:
         raise ValueError(
             "A generator has no length: pass `steps_per_epoch=` (the batches of one epoch), "
@@ -689,7 +770,7 @@ def read_generator(data, steps_per_epoch):
             break
     if not batches:
         raise ValueError("The generator yielded nothing. Received: 0 batches")
-    return concatenate(batches), len(batches)
+    return batches
 
 
 def array_weights(data, sample_weight, n):

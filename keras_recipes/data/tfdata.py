@@ -20,15 +20,20 @@ from keras_recipes.data.core import array_weights
 from keras_recipes.data.core import as_nest
 from keras_recipes.data.core import batch_stats
 from keras_recipes.data.core import check_array_pair
+from keras_recipes.data.core import common_shape
+from keras_recipes.data.core import concatenate
 from keras_recipes.data.core import class_weight_table
 from keras_recipes.data.core import describe
 from keras_recipes.data.core import epoch_seed
+from keras_recipes.data.core import generator_note
 from keras_recipes.data.core import input_nest
 from keras_recipes.data.core import is_structure
 from keras_recipes.data.core import label_stats
 from keras_recipes.data.core import leaves
 from keras_recipes.data.core import read_generator
+from keras_recipes.data.core import refuse_kept
 from keras_recipes.data.core import shapes
+from keras_recipes.data.core import varying_shapes
 from keras_recipes.datasets.digits import digits_builder
 
 # Per-class counters for the streaming stratified split: labels are bucketed
@@ -102,14 +107,16 @@ class TFData(Data):
 
     def first_batch(self, size=None):
         dataset = self.pairs(self.train)
-        if size is not None:
+        if size is not None and not self.kept_batches:
             dataset = dataset.unbatch().batch(size)
         x, y = next(iter(dataset.take(1)))
-        return tf.nest.map_structure(np.asarray, x), tf.nest.map_structure(np.asarray, y)
+        return tf.nest.map_structure(lambda a: np.asarray(a)[:size], (x, y))
 
     def example_batches(self, split):
         dataset = {"train": self.train, "validation": self.validation}[split]
-        for x, y, *_ in dataset.unbatch().batch(1024).as_numpy_iterator():
+        if not self.kept_batches:  # batches kept as given are read as they are
+            dataset = dataset.unbatch().batch(1024)
+        for x, y, *_ in dataset.as_numpy_iterator():
             yield x, y
 
     def training_batches(self, count):
@@ -121,7 +128,8 @@ class TFData(Data):
         for x, y in self.pairs(self.validation).as_numpy_iterator():
             xs.append(x)
             ys.append(y)
-        return np.concatenate(xs), np.concatenate(ys)
+        # Batches kept as given (shapes vary) stay a list of batches.
+        return (xs if self.kept_batches else np.concatenate(xs)), np.concatenate(ys)
 
     def fit_inputs(self, first, last, shuffle, validation_steps, members=None,
                    class_weight=None):
@@ -179,6 +187,8 @@ class TFData(Data):
         if shuffle:
             ds = ds.shuffle(self.shuffle_buffer, seed=epoch_seed(shuffle_seed, epoch),
                             reshuffle_each_iteration=False)
+        if self.kept_batches:  # the user's batches, in a shuffled order
+            return ds.take(self.steps_per_epoch)
         return ds.batch(self.batch_size, drop_remainder=self.drop_remainder).take(
             self.steps_per_epoch)
 
@@ -284,6 +294,12 @@ def _is_batched(dataset, name="data", input_rank=None):
     `drop_remainder=True` is seen too), else from a leading unknown dimension."""
     spec = _split_spec(dataset, name)
     x_spec, y_spec = tf.nest.flatten(spec[0])[0], tf.nest.flatten(spec[1])[0]
+    if isinstance(input_rank, dict):  # several inputs: each named input's rank
+        named = [(input_rank[k], s.shape.rank) for k, s in spec[0].items()
+                 if k in input_rank] if isinstance(spec[0], dict) else []
+        if named and None not in [rank for _, rank in named]:
+            return all(model == rank for model, rank in named)
+        input_rank = None
     if input_rank is not None and x_spec.shape.rank is not None:
         # Batched strings of shape (batch,) for a model's Input((1,), dtype="string"):
         # Keras adds the last axis itself, as model.fit does.
@@ -298,24 +314,15 @@ def _is_batched(dataset, name="data", input_rank=None):
     return y_spec.shape[0] is None
 
 
-def _check_one_shape(dataset, name, batches=8):
-    """A batched dataset whose batches differ in shape beyond the batch axis
-    (`padded_batch` of variable-length examples) cannot be unbatched and
-    re-batched: refused before any work, with what to do (read from its
-    first `batches` batches)."""
-    seen = {}
-    for i, element in enumerate(dataset.take(batches)):
-        for leaf in tf.nest.flatten(element[0]):
-            seen.setdefault(tuple(leaf.shape[1:]), i)
-    if len(seen) > 1:
-        (a, _), (b, j) = list(seen.items())[:2]
-        raise ValueError(
-            f"`{name}` is batched with batches of different shapes (batch 0 {a}, batch {j} {b}; "
-            "padded_batch of variable-length examples): variable-length batches are not read "
-            "yet (they would be unbatched and re-batched). Pad every example to one length "
-            "(keras.utils.pad_sequences(..., maxlen=N, padding='post'), or "
-            "padded_batch(..., padded_shapes=) with a fixed length) and mask the padding in "
-            f"the model, or train it with model.fit. Received: {len(seen)} different shapes")
+def _varying(dataset, batches=8):
+    """Evidence that a batched dataset's batches differ in shape beyond the
+    batch axis (a `padded_batch` of variable-length examples), read from its
+    first `batches` batches, or None. Such batches are kept as given."""
+    if all(spec.shape.rank is not None and None not in spec.shape[1:]
+           for spec in tf.nest.flatten(dataset.element_spec[0])):
+        return None  # every batch has the declared shape
+    return varying_shapes([tf.nest.map_structure(np.asarray, tuple(e))
+                           for e in dataset.take(batches)])
 
 
 def _check_finite_cardinality(dataset, name):
@@ -381,11 +388,104 @@ def load_named(name, data_dir=None, split="train"):
 
 
 
-def _dataset_stats(dataset, verbose, name="data", features=True):
-    """`batch_stats` over one streaming pass of an unbatched dataset."""
-    x_leaves = [_leaf_spec(spec) for _, spec in leaves(dataset.element_spec[0])]
-    batches = ((element[0], element[1]) for element in dataset.batch(1024).as_numpy_iterator())
-    return batch_stats(batches, x_leaves, verbose, name, features)
+def _dataset_stats(dataset, verbose, name="data", features=True, padding=None, batched=False):
+    """`batch_stats` over one streaming pass of a dataset (unbatched, or
+    `batched` as given)."""
+    specs = [spec for _, spec in leaves(dataset.element_spec[0])]
+    x_leaves = [Leaf(tuple(spec.shape[1:]) if batched else tuple(spec.shape), spec.dtype.name)
+                for spec in specs]
+    dataset = dataset if batched else dataset.batch(1024)
+    batches = ((element[0], element[1]) for element in dataset.as_numpy_iterator())
+    return batch_stats(batches, x_leaves, verbose, name, features, padding)
+
+
+def _kept_tf_data(dataset, varying, validation_data, validation_split, seed, shuffle_seed,
+                  verbose, padding, fixed_batch, ordered, input_rank, description, notes):
+    """A batched dataset whose batches vary in shape, kept as given (issue
+    38 item 1): split by whole batches (seeded), read anew every epoch in a
+    shuffled order, its statistics over one pass with the padding steps left
+    out (`padding`, else 0.0: padded_batch's and pad_sequences' default)."""
+    refuse_kept(varying, fixed_batch, ordered)
+    n = _count(dataset)
+    weighted = len(dataset.element_spec) == 3
+    if validation_data is None:
+        _check_deterministic_order(dataset, "data", probe=8)
+        held = max(int(round(n * validation_split)), 1)
+        if held >= n:
+            raise ValueError(
+                f"`data` has too few batches ({n}) to hold out {validation_split} of them whole "
+                "and train on the rest: pass validation_data=. Received: a dataset of "
+                f"{n} batches")
+        chosen = tf.constant(sorted(np.random.default_rng(seed).permutation(n)[:held].tolist()),
+                             tf.int64)
+
+        def held_out(index, element):
+            return tf.reduce_any(tf.equal(index, chosen))
+
+        def kept(index, element):
+            return tf.logical_not(held_out(index, element))
+
+        def untag(index, element):
+            return element
+
+        tagged = dataset.enumerate()
+        source, val = tagged.filter(kept).map(untag), tagged.filter(held_out).map(untag)
+        split = (f"held out {held} of its {n} batches whole (seed {seed}); the other {n - held} "
+                 "train, in a new order every epoch")
+        n_batches = (n - held, held)
+    else:
+        source, split = dataset, "validation_data given"
+        val = _kept_validation(validation_data, dataset, weighted, input_rank)
+        n_batches = (n, _count(val))
+    features, labels, n_train = _dataset_stats(source, verbose, padding=0.0 if padding is None
+                                               else padding, batched=True)
+    _, val_labels, n_val = _dataset_stats(val, 0, "validation_data", features=False, batched=True)
+    source = source.apply(tf.data.experimental.assert_cardinality(n_batches[0]))
+    val = val.apply(tf.data.experimental.assert_cardinality(n_batches[1]))
+    first = next(iter(source.take(1)))
+    size = int(tf.shape(tf.nest.flatten(first[1])[0])[0])
+    spec = source.element_spec
+    x_spec = tf.nest.map_structure(lambda t: Leaf(tuple(t.shape[1:]), t.dtype.name), spec[0])
+    y_spec = tf.nest.map_structure(lambda t: Leaf(tuple(t.shape[1:]), t.dtype.name), spec[1])
+    x_shape = shapes(x_spec)
+    x_leaves = tf.nest.flatten(spec[0])
+    structured = isinstance(x_shape, dict) or len(labels) > 1 or is_structure(spec[1])
+    return TFData(
+        x_shape=x_shape, x_dtype=x_leaves[0].dtype.name if len(x_leaves) == 1 else "several",
+        features=None if structured else features[0],
+        labels=None if structured else labels[0], n_train=n_train, n_validation=n_val,
+        description=description, split=split, batch_size=size,
+        notes=[f"batches of varying shapes ({varying}), kept as given"] + notes,
+        shuffle_seed=shuffle_seed, validation_labels=None if structured else val_labels[0],
+        weighted=weighted, input_stats=features, output_labels=labels,
+        output_val_labels=val_labels, x_spec=x_spec, y_spec=y_spec,
+        train=source.shuffle(n_batches[0], seed=shuffle_seed, reshuffle_each_iteration=True),
+        validation=val.prefetch(tf.data.AUTOTUNE), source=source, shuffle_buffer=n_batches[0],
+        kept_batches=n_batches)
+
+
+def _kept_validation(validation_data, dataset, weighted, input_rank):
+    """`validation_data` beside kept batches, as batches: a batched dataset
+    as given; arrays or an unbatched dataset of one shape in batches of the
+    training data's first batch size."""
+    size = int(tf.shape(tf.nest.flatten(next(iter(dataset.take(1)))[1])[0])[0])
+    if isinstance(validation_data, tf.data.Dataset) and _is_batched(
+            validation_data, "validation_data", input_rank):
+        _check_finite_cardinality(validation_data, "validation_data")
+        val = validation_data
+    else:
+        val = _validation_dataset(validation_data, None, weighted, input_rank)
+        if any(None in s.shape for s in tf.nest.flatten(val.element_spec[0])):
+            raise ValueError(
+                "`validation_data` holds examples of varying shapes, unbatched: batch it as the "
+                "training data is (padded_batch). Received: an unbatched dataset of element "
+                f"spec {val.element_spec[0]}")
+        val = val.batch(size)
+    if weighted and len(val.element_spec) == 2:
+        val = val.map(lambda x, y: (x, y, tf.ones(tf.shape(tf.nest.flatten(y)[0])[:1])))
+    elif not weighted and len(val.element_spec) == 3:
+        val = val.map(lambda x, y, w: (x, y))
+    return val
 
 
 def _count(dataset):
@@ -432,9 +532,18 @@ def _pydataset(data):
 
 
 def _generator(data, steps_per_epoch):
-    """A Python generator: `steps_per_epoch` batches read once and kept."""
-    arrays, n = read_generator(data, steps_per_epoch)
-    return tf.data.Dataset.from_tensor_slices(arrays), n
+    """A Python generator: `steps_per_epoch` batches read once and kept,
+    as examples, or, when their shapes vary, as the batches they are."""
+    batches = read_generator(data, steps_per_epoch)
+    if varying_shapes(batches) is None:
+        return tf.data.Dataset.from_tensor_slices(concatenate(batches)), len(batches)
+    def leaf_spec(*leaves):  # None on the batch axis and every axis that varies
+        return tf.TensorSpec((None,) + common_shape([np.shape(a)[1:] for a in leaves]),
+                             tf.as_dtype(np.asarray(leaves[0]).dtype))
+
+    spec = tf.nest.map_structure(leaf_spec, *batches)
+    return tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=spec).apply(
+        tf.data.experimental.assert_cardinality(len(batches))), len(batches)
 
 
 def _resolve_source(data, sample_weight, steps_per_epoch=None, strings=False):
@@ -451,10 +560,7 @@ def _resolve_source(data, sample_weight, steps_per_epoch=None, strings=False):
             "the PyDataset's batches were re-batched"]
     if inspect.isgenerator(data) or (hasattr(data, "__next__") and hasattr(data, "__iter__")):
         dataset, n = _generator(data, steps_per_epoch)
-        return "generator", dataset, [
-            f"generator: its first {n} batches (steps_per_epoch) were read once and are "
-            "reshuffled every epoch; a generator that makes new data every epoch should be a "
-            "PyDataset, or use augment="]
+        return "generator", dataset, [generator_note(n)]
     if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not any(
             isinstance(d, tf.data.Dataset) for d in data) and all(
             d is None or is_structure(d) or np.ndim(d) >= 1 for d in data):
@@ -499,7 +605,7 @@ def _validation_dataset(validation_data, x_shape, weighted, input_rank):
             f"a tf.data.Dataset. Received: validation_data={describe(validation_data)}"
         )
     v_shape = shapes(val.element_spec[0])
-    if v_shape != x_shape:
+    if x_shape is not None and v_shape != x_shape:
         raise ValueError(
             "`validation_data` x must have the same per-example shape as the "
             f"training data {x_shape}. Received: {v_shape}"
@@ -514,7 +620,7 @@ def _validation_dataset(validation_data, x_shape, weighted, input_rank):
 def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuffle_seed,
                  verbose=0, sample_weight=None, steps_per_epoch=None, data_dir=None,
                  shuffle_buffer=10_000, input_rank=None, fixed_batch=False, ordered=None,
-                 strings=False):
+                 strings=False, padding=None):
     """`keras_recipes.data.make_data` on the tf.data path (arguments checked
     there; `seed` and `shuffle_seed` are integers). Returns a `TFData`."""
     notes = []
@@ -529,7 +635,7 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
     if isinstance(data, (tuple, list)):
         (x, y, w), held_out, split = array_split(data, validation_data, validation_split, seed,
                                                   sample_weight, ordered)
-        features, labels = [array_feature_stats(x)], [label_stats(y)]
+        features, labels = [array_feature_stats(x, padding)], [label_stats(y)]
         source = _from_arrays(x, y, w)
         arrays = (x, y, w)
         shuffle_buffer, n_train = len(x), len(x)
@@ -542,7 +648,11 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
         _check_finite_cardinality(data, "data")
         dataset = data
         if _is_batched(dataset, "data", input_rank):
-            _check_one_shape(dataset, "data")
+            varying = _varying(dataset)
+            if varying is not None:
+                return _kept_tf_data(dataset, varying, validation_data, validation_split, seed,
+                                     shuffle_seed, verbose, padding, fixed_batch, ordered,
+                                     input_rank, description, notes)
             dataset = dataset.unbatch()
             notes.append("the dataset was batched; it was re-batched to batch_size={batch_size}")
         spec = dataset.element_spec
@@ -567,7 +677,7 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
             _, val_labels, n_val = _dataset_stats(val_source, 0, "data", features=False)
         else:
             train_stream, split = dataset, "validation_data given"
-        features, labels, n_train = _dataset_stats(train_stream, verbose)
+        features, labels, n_train = _dataset_stats(train_stream, verbose, padding=padding)
         source = train_stream.apply(tf.data.experimental.assert_cardinality(n_train))
         x_shape = shapes(spec[0])
         x_dtype = x_leaves[0].dtype.name if len(x_leaves) == 1 else "several"

@@ -418,14 +418,15 @@ def audit_data(model, data, batch_size=128, loss=None, will_clip=False, compile_
         model.build((None,) + tuple(data.x_shape))
     # A model whose inputs fix the batch size is called at that size only.
     fixed = fixed_batch_size(model)
-    output = model(keras.ops.zeros((fixed or 1,) + tuple(data.x_shape)), training=False)
+    x, y = data.first_batch(min(batch_size, 256))
+    # The output's width, on real rows (a sequence's length may vary).
+    output = model(keras.tree.map_structure(lambda a: a[:fixed or 1], x), training=False)
     units = int(output.shape[-1]) if len(output.shape) > 1 else 1
     if isinstance(loss, str):
         loss = keras.losses.get(loss)
     if loss is None:
         compiled = getattr(model, "compiled", False) and getattr(model, "loss", None) is not None
         loss = keras.losses.get(model.loss) if compiled else infer_loss(model, data.labels, units)[0]
-    x, y = data.first_batch(min(batch_size, 256))
     ctx = {
         "units": units, "loss": loss, "loss_kind": _loss_kind(loss), "batch_size": batch_size,
         "batch": (x, y), "will_clip": will_clip, "compile_probe": compile_probe,

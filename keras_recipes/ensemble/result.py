@@ -65,10 +65,14 @@ class EnsembleResult:
 
 
 def _member_probabilities(members, activations, x, kind):
-    """Member predictions on x, as the ensemble would average them."""
+    """Member predictions on x (an array, or a list of batches whose shapes
+    vary), as the ensemble would average them."""
     preds = []
     for member, activation in zip(members, activations):
-        out = np.asarray(member.predict(x, verbose=0, batch_size=1024), "float64")
+        if isinstance(x, list):
+            out = np.concatenate([np.asarray(member.predict_on_batch(b), "float64") for b in x])
+        else:
+            out = np.asarray(member.predict(x, verbose=0, batch_size=1024), "float64")
         if kind == "mean":
             preds.append(out)
             continue
