@@ -275,12 +275,15 @@ def fit_ensemble(build_model, data=None, members=10, *, x=None, y=None, vectoriz
     first = None
     if same and members > 1 and fused is not False and fixed is None:
         first = plan(models[0], data, seed=base_seed, **fit_kwargs)
-        if not first.data.kept_batches:
+        if not (first.data.kept_batches or first.parts.get("structured")):
             fused = FusedMembers(models, vectorize=vectorize)
             return first.with_members(fused).fit().ensemble
-    if first is not None:
+    if first is not None and first.data.kept_batches:
         reason = ("the batches are kept as given (their shapes vary), so the members cannot "
                   "stack their own orders of one batch")
+    elif first is not None:
+        reason = ("several inputs or outputs, or an input passed through as given (text, "
+                  "sparse): the members' stacked model reads one numeric input")
     elif not same:
         reason = "build_model returned different architectures"
     elif fixed is not None and members > 1 and fused is not False:

@@ -26,6 +26,7 @@ from keras_recipes import forget_gate
 from keras_recipes import preprocessing
 from keras_recipes import train
 from keras_recipes.data import leaves
+from keras_recipes.data.core import SPARSE_EVIDENCE
 from keras_recipes.forget_gate import FORGET_BIAS
 from keras_recipes.forget_gate import FORGET_BIAS_STEPS
 from keras_recipes.forget_gate import FORGET_BIAS_WHY
@@ -889,9 +890,12 @@ def _decide_structured(model, data, o, parts, custom):
         if stats is None:
             input_layers.append([])
             own = reads_strings(model) if spec.dtype == "string" else None
+            why = (SPARSE_EVIDENCE if spec.dtype == "sparse" else
+                   f"{spec.dtype} values: not numeric"
+                   + (f"; the model encodes them itself ({own})" if own else ""))
             tips.append(Tip(1, "inputs" if not name else f"input {label}", "passed through",
-                            f"{spec.dtype} values: not numeric"
-                            + (f"; the model encodes them itself ({own})" if own else ""), ""))
+                            why, "x.toarray() to have it standardized" if spec.dtype == "sparse"
+                            else ""))
             continue
         layers, applied, skipped = ((preprocessing.plan(model, stats, suffix=f"_{label}",
                                                         input_name=name or None, index=index,

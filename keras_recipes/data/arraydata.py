@@ -23,6 +23,7 @@ from keras_recipes.data.core import class_ids
 from keras_recipes.data.core import class_weight_table
 from keras_recipes.data.core import concatenate
 from keras_recipes.data.core import describe
+from keras_recipes.data.core import densify
 from keras_recipes.data.core import flat
 from keras_recipes.data.core import generator_note
 from keras_recipes.data.core import kept_spec
@@ -30,6 +31,7 @@ from keras_recipes.data.core import input_nest
 from keras_recipes.data.core import is_structure
 from keras_recipes.data.core import leaf_of
 from keras_recipes.data.core import read_generator
+from keras_recipes.data.core import rows
 from keras_recipes.data.core import refuse_kept
 from keras_recipes.data.core import shapes
 from keras_recipes.data.core import varying_shapes
@@ -58,7 +60,14 @@ def _pack(like, values):
 
 
 def _rows(arrays):
-    return len(flat(arrays[0])[0])
+    return rows(flat(arrays[0])[0])
+
+
+def _dense(batch):
+    """A batch with its sparse inputs made dense (for the probes and the audit,
+    which call the model or read values directly; training keeps them sparse)."""
+    x, *rest = batch
+    return (_pack(x, [densify(a) for a in flat(x)]), *rest)
 
 
 def _chunks(arrays, size=_CHUNK):
@@ -87,6 +96,9 @@ class EpochBatches(keras.utils.PyDataset):
         # sample weights.
         self.tile, self.class_table = tile, class_table
         self._cached = (None, None)
+        # Sparse inputs stay sparse where Keras' adapter feeds them so (JAX,
+        # TensorFlow); torch's, and stacked ensemble members, get them dense.
+        self.dense = keras.backend.backend() == "torch"
 
     def __len__(self):
         return self.steps * self.epochs
@@ -98,13 +110,14 @@ class EpochBatches(keras.utils.PyDataset):
         order = self._cached[1]
         rows = slice(step * self.batch_size, (step + 1) * self.batch_size)
         if order.ndim == 2:  # one order per ensemble member
-            shares = [self._share(tuple(take(a, o[rows]) for a in self.arrays)) for o in order]
+            shares = [_dense(self._share(tuple(take(a, o[rows]) for a in self.arrays)))
+                      for o in order]
             return keras.tree.map_structure(lambda *v: np.stack(v, axis=1), *shares)
         batch = self._share(tuple(take(a, order[rows]) for a in self.arrays))
         if self.tile:
             batch = keras.tree.map_structure(
-                lambda v: np.repeat(np.asarray(v)[:, None], self.tile, axis=1), batch)
-        return batch
+                lambda v: np.repeat(np.asarray(v)[:, None], self.tile, axis=1), _dense(batch))
+        return _dense(batch) if self.dense else batch
 
     def _share(self, batch):
         batch = self.transform(batch, self.training) if self.transform else batch
@@ -211,7 +224,7 @@ class ArrayData(Data):
         index = self._order(True)(0)[:size or self.batch_size]
         batch = self._transformed(tuple(take(a, index) if a is not None else None
                                         for a in self.train_arrays), True)
-        return batch[0], batch[1]
+        return _dense(batch[:2])
 
     def example_batches(self, split):
         if self.kept:
@@ -219,19 +232,20 @@ class ArrayData(Data):
                 yield batch[0], batch[1]
             return
         arrays = self.train_arrays if split == "train" else self.val_arrays
-        yield from _chunks(arrays)
+        for batch in _chunks(arrays):
+            yield _dense(batch)
 
     def training_batches(self, count):
         train, _ = self.fit_inputs(0, 1, True, None)
         for i in range(min(count, len(train))):
             x, y, *_ = train[i]
-            yield x, y
+            yield _dense((x, y))
 
     def validation_arrays(self):
         if self.kept:  # batches whose shapes vary stay a list of batches
             parts = [self._transformed(b[:2], False) for b in self.kept[1]]
             return [p[0] for p in parts], np.concatenate([np.asarray(p[1]) for p in parts])
-        parts = [self._transformed((x, y), False) for x, y in _chunks(self.val_arrays)]
+        parts = [_dense(self._transformed((x, y), False)) for x, y in _chunks(self.val_arrays)]
         return tuple(np.concatenate([np.asarray(p[i]) for p in parts]) for i in (0, 1))
 
     def fit_inputs(self, first, last, shuffle, validation_steps, members=None,
@@ -346,9 +360,9 @@ def _checked(arrays, sample_weight, name):
     """(x, y, w) as numpy nests, one row per example in every array."""
     if not (is_structure(arrays[0]) or is_structure(arrays[1])):
         x, y = check_array_pair(arrays[0], arrays[1], name)
-        return x, y, array_weights(arrays, sample_weight, len(x))
+        return x, y, array_weights(arrays, sample_weight, rows(x))
     x, y = input_nest(arrays[0]), as_nest(arrays[1])
-    lengths = {len(a) for a in flat(x) + flat(y)}
+    lengths = {rows(a) for a in flat(x) + flat(y)}
     if len(lengths) != 1:
         raise ValueError("Every input and output array must have one row per example. "
                          f"Received: lengths {sorted(lengths)}")
@@ -378,7 +392,7 @@ def _validation(validation_data, x_shape, weighted):
             f"training data {x_shape}. Received: {v_shape}"
         )
     if weighted and w is None:
-        w = np.ones(len(flat(x)[0]), "float32")
+        w = np.ones(rows(flat(x)[0]), "float32")
     return x, y, w if weighted else None
 
 

@@ -234,6 +234,36 @@ def _as_array(value):
     return value
 
 
+def is_sparse(value):
+    """A scipy.sparse matrix, or a TensorFlow sparse tensor (or its numpy value)."""
+    return ((hasattr(value, "tocsr") and hasattr(value, "nnz"))
+            or type(value).__name__ in ("SparseTensor", "SparseTensorValue"))
+
+
+def densify(value):
+    """A sparse value (`is_sparse`) as a dense numpy array; anything else as is."""
+    if hasattr(value, "tocsr"):
+        return value.toarray()
+    if type(value).__name__ in ("SparseTensor", "SparseTensorValue"):
+        dense = np.zeros(tuple(int(d) for d in np.asarray(value.dense_shape)),
+                         np.asarray(value.values).dtype)
+        dense[tuple(np.asarray(value.indices).T)] = np.asarray(value.values)
+        return dense
+    return value
+
+
+def sparse_values(value):
+    """The stored values of a sparse value (all values of a dense one: tf.data's
+    numpy iterator makes sparse batches dense), as numpy."""
+    if not is_sparse(value):
+        return np.asarray(value)
+    return np.asarray(value.data if hasattr(value, "tocsr") else value.values)
+
+
+SPARSE_EVIDENCE = ("sparse values: centering would turn every zero into a value (a dense "
+                   "matrix), so they pass through as given, sparse, as model.fit feeds them")
+
+
 def check_array_pair(x, y, name):
     x, y = _as_array(x), _as_array(y)
     if isinstance(x, (list, tuple)) or isinstance(x, dict):
@@ -241,9 +271,13 @@ def check_array_pair(x, y, name):
             f"`{name}` must hold a single input array (multi-input data is not "
             f"supported by fit_with_tips). Received: x of type {type(x).__name__}"
         )
-    x = np.asarray(x)
+    thin = is_sparse(x)
+    x = _leaf_array(x) if thin else np.asarray(x)
     y = np.asarray(y)
     for label, arr in (("x", x), ("y", y)):
+        if label == "x" and thin:
+            continue
+
         if arr.dtype.kind in "USO":
             if label == "x" and keras.backend.backend() != "tensorflow":
                 raise TypeError(
@@ -263,14 +297,15 @@ def check_array_pair(x, y, name):
             raise TypeError(
                 f"`{name}` {label} must be a numeric array. Received: {label} with dtype {arr.dtype}"
             )
-    if x.ndim == 0 or len(x) == 0:
+    rows = x.shape[0] if len(x.shape) else 0
+    if len(x.shape) == 0 or rows == 0:
         raise ValueError(f"`{name}` is empty. Received: x of shape {x.shape}")
-    if y.ndim == 0 or len(x) != len(y):
+    if y.ndim == 0 or rows != len(y):
         raise ValueError(
             f"`{name}` x and y must have the same number of examples. "
-            f"Received: x of length {len(x)}, y of shape {y.shape}"
+            f"Received: x of length {rows}, y of shape {y.shape}"
         )
-    for label, arr in (("x", x), ("y", y)):
+    for label, arr in (("x", x if not thin else sparse_values(x)), ("y", y)):
         if arr.dtype.kind == "f":
             bad = ~np.isfinite(arr)
             if bad.any():
@@ -556,7 +591,8 @@ def batch_stats(batches, x_leaves, verbose=0, name="data", features=True, paddin
     1). The evidence says how many steps that was.
 
     Returns (list of FeatureStats or None, list of LabelStats, count)."""
-    numeric = [leaf.dtype != "string" for leaf in x_leaves]
+    numeric = [leaf.dtype not in ("string", "sparse") for leaf in x_leaves]
+    sparse = [leaf.dtype == "sparse" for leaf in x_leaves]
     axes = [_stats_axis(tuple(leaf.shape)) for leaf in x_leaves]
     moments = [_Moments() for _ in x_leaves]
     padded = [padding is not None and len(leaf.shape) >= 2 for leaf in x_leaves]
@@ -567,8 +603,15 @@ def batch_stats(batches, x_leaves, verbose=0, name="data", features=True, paddin
     if verbose == 1:  # a terminal: a progress bar of the statistics pass
         progbar = keras.utils.Progbar(None, unit_name="example")
     for x, y in batches:
-        xs, ys = [np.asarray(a) for a in flat(x)], [np.asarray(a) for a in flat(y)]
+        xs = [a if is_sparse(a) else np.asarray(a) for a in flat(x)]
+        ys = [np.asarray(a) for a in flat(y)]
         labels = labels or [_LabelMoments() for _ in ys]
+        for xb, thin in zip(xs, sparse):
+            bad = int((~np.isfinite(sparse_values(xb))).sum()) if thin else 0
+            if bad:
+                raise ValueError(f"`{name}` x holds {bad} NaN/Inf values (a sparse input) in the "
+                                 f"batch starting at example {n}; clean the data before "
+                                 f"training. Received: x with {bad} non-finite values")
         for xb, keep, axis, m, pad, counts in zip(xs, numeric, axes, moments, padded, steps):
             if keep:
                 _check_batch_finite(xb, n, name)
@@ -584,7 +627,7 @@ def batch_stats(batches, x_leaves, verbose=0, name="data", features=True, paddin
             except ValueError as error:
                 raise ValueError(f"`{name}` y {error} near example {n}. "
                                  "Received: y with non-finite values") from None
-        n += len(xs[0])
+        n += len(ys[0])
         if progbar is not None:
             progbar.update(n)
     if progbar is not None:
@@ -653,6 +696,8 @@ def is_structure(value):
 
 
 def _leaf_array(value):
+    if is_sparse(value):
+        return value.tocsr() if hasattr(value, "tocsr") else value
     array = np.asarray(_as_array(value))
     return array.astype(str) if array.dtype.kind == "O" else array
 
@@ -679,8 +724,15 @@ def input_nest(value):
     return nest
 
 
+def rows(array):
+    """The number of examples (the first axis) of an array, sparse ones too."""
+    return int(array.shape[0]) if is_sparse(array) else len(array)
+
+
 def leaf_of(array):
     """The `Leaf` of an array with a batch axis."""
+    if is_sparse(array):
+        return Leaf(tuple(int(d) for d in array.shape[1:]), "sparse")
     array = np.asarray(array)
     return Leaf(tuple(array.shape[1:]), "string" if array.dtype.kind in "USO" else array.dtype.name)
 

@@ -27,10 +27,12 @@ from keras_recipes.data.core import describe
 from keras_recipes.data.core import epoch_seed
 from keras_recipes.data.core import generator_note
 from keras_recipes.data.core import input_nest
+from keras_recipes.data.core import is_sparse
 from keras_recipes.data.core import is_structure
 from keras_recipes.data.core import label_stats
 from keras_recipes.data.core import leaves
 from keras_recipes.data.core import read_generator
+from keras_recipes.data.core import rows
 from keras_recipes.data.core import refuse_kept
 from keras_recipes.data.core import shapes
 from keras_recipes.data.core import varying_shapes
@@ -42,7 +44,39 @@ _STRATA = 1024
 
 
 def _leaf_spec(spec):
-    return Leaf(tuple(spec.shape), spec.dtype.name)
+    return Leaf(tuple(spec.shape), "sparse" if isinstance(spec, tf.SparseTensorSpec)
+                else spec.dtype.name)
+
+
+def _numpy(value):
+    """A tensor, sparse ones made dense, as numpy (for the probes and the
+    audit; training keeps sparse inputs sparse)."""
+    if isinstance(value, tf.SparseTensor):
+        value = tf.sparse.to_dense(value)
+    return np.asarray(value)
+
+
+def _dense(dataset):
+    """`dataset` with its sparse tensors made dense, inside the pipeline."""
+    if any(isinstance(s, tf.SparseTensorSpec) for s in tf.nest.flatten(dataset.element_spec)):
+        dense = lambda t: tf.sparse.to_dense(t) if isinstance(t, tf.SparseTensor) else t
+        dataset = dataset.map(lambda *element: tf.nest.map_structure(dense, element))
+    return dataset
+
+
+def _numpy_elements(dataset):
+    """`dataset.as_numpy_iterator()` with sparse tensors made dense inside the
+    pipeline (TensorFlow's own conversion of them is slow, element by element)."""
+    return _dense(dataset).as_numpy_iterator()
+
+
+def _as_tensor(array):
+    """An array for `from_tensor_slices`: a scipy.sparse matrix as a `tf.SparseTensor`."""
+    if not hasattr(array, "tocsr"):
+        return array
+    coo = array.tocoo()
+    return tf.sparse.reorder(tf.SparseTensor(np.stack([coo.row, coo.col], 1).astype("int64"),
+                                             coo.data, coo.shape))
 
 
 @dataclasses.dataclass
@@ -110,22 +144,23 @@ class TFData(Data):
         if size is not None and not self.kept_batches:
             dataset = dataset.unbatch().batch(size)
         x, y = next(iter(dataset.take(1)))
-        return tf.nest.map_structure(lambda a: np.asarray(a)[:size], (x, y))
+        return tf.nest.map_structure(lambda a: _numpy(a)[:size], (x, y),
+                                     expand_composites=False)
 
     def example_batches(self, split):
         dataset = {"train": self.train, "validation": self.validation}[split]
         if not self.kept_batches:  # batches kept as given are read as they are
             dataset = dataset.unbatch().batch(1024)
-        for x, y, *_ in dataset.as_numpy_iterator():
+        for x, y, *_ in _numpy_elements(dataset):
             yield x, y
 
     def training_batches(self, count):
-        for x, y, *_ in self.epochs(0, 1, shuffle=True).take(count).as_numpy_iterator():
+        for x, y, *_ in _numpy_elements(self.epochs(0, 1, shuffle=True).take(count)):
             yield x, y
 
     def validation_arrays(self):
         xs, ys = [], []
-        for x, y in self.pairs(self.validation).as_numpy_iterator():
+        for x, y in _numpy_elements(self.pairs(self.validation)):
             xs.append(x)
             ys.append(y)
         # Batches kept as given (shapes vary) stay a list of batches.
@@ -141,7 +176,7 @@ class TFData(Data):
         # Class weights weigh training only, as Keras' class_weight does.
         weigh = _class_weigher(class_weight, self.labels)
         tile = lambda v: tf.repeat(tf.expand_dims(v, 1), len(members), axis=1)
-        validation = validation.map(lambda *e: tf.nest.map_structure(tile, e))
+        validation = _dense(validation).map(lambda *e: tf.nest.map_structure(tile, e))
         return self.epochs(first, last, shuffle, members, weigh), validation
 
     def epochs(self, first, last, shuffle=True, members=None, weigh=None):
@@ -167,7 +202,8 @@ class TFData(Data):
                 for fn in self.maps:
                     ds = ds.map(fn)
                 return ds.map(weigh)
-            shares = [batches(seed, epoch) for seed in members]
+            # Stacked members' shares are dense: sparse tensors do not stack.
+            shares = [_dense(batches(seed, epoch)) for seed in members]
             stack = lambda *shares: tf.nest.map_structure(lambda *v: tf.stack(v, axis=1), *shares)
             return tf.data.Dataset.zip(tuple(shares)).map(stack).map(weigh)
 
@@ -340,10 +376,11 @@ def _check_deterministic_order(dataset, name, probe=256):
     dataset that reshuffles on each pass would overlap the training split."""
     def fingerprint():
         rows = []
-        for element in dataset.take(probe).as_numpy_iterator():
+        for element in _numpy_elements(dataset.take(probe)):
+            leaves_ = [np.asarray(leaf) for leaf in tf.nest.flatten(element[0])]
             rows.append(hash(b"".join(
-                repr(np.asarray(leaf).tolist()).encode() if np.asarray(leaf).dtype.kind == "O"
-                else np.asarray(leaf).tobytes() for leaf in tf.nest.flatten(element[0]))))
+                repr(leaf.tolist()).encode() if leaf.dtype.kind == "O" else leaf.tobytes()
+                for leaf in leaves_)))
         return rows
 
     if fingerprint() != fingerprint():
@@ -392,10 +429,11 @@ def _dataset_stats(dataset, verbose, name="data", features=True, padding=None, b
     """`batch_stats` over one streaming pass of a dataset (unbatched, or
     `batched` as given)."""
     specs = [spec for _, spec in leaves(dataset.element_spec[0])]
-    x_leaves = [Leaf(tuple(spec.shape[1:]) if batched else tuple(spec.shape), spec.dtype.name)
-                for spec in specs]
+    x_leaves = [_leaf_spec(spec) for spec in specs]
+    if batched:
+        x_leaves = [Leaf(leaf.shape[1:], leaf.dtype) for leaf in x_leaves]
     dataset = dataset if batched else dataset.batch(1024)
-    batches = ((element[0], element[1]) for element in dataset.as_numpy_iterator())
+    batches = ((element[0], element[1]) for element in _numpy_elements(dataset))
     return batch_stats(batches, x_leaves, verbose, name, features, padding)
 
 
@@ -445,8 +483,9 @@ def _kept_tf_data(dataset, varying, validation_data, validation_split, seed, shu
     first = next(iter(source.take(1)))
     size = int(tf.shape(tf.nest.flatten(first[1])[0])[0])
     spec = source.element_spec
-    x_spec = tf.nest.map_structure(lambda t: Leaf(tuple(t.shape[1:]), t.dtype.name), spec[0])
-    y_spec = tf.nest.map_structure(lambda t: Leaf(tuple(t.shape[1:]), t.dtype.name), spec[1])
+    unbatched = lambda t: Leaf(_leaf_spec(t).shape[1:], _leaf_spec(t).dtype)
+    x_spec, y_spec = tf.nest.map_structure(unbatched, spec[0]), tf.nest.map_structure(
+        unbatched, spec[1])
     x_shape = shapes(x_spec)
     x_leaves = tf.nest.flatten(spec[0])
     structured = isinstance(x_shape, dict) or len(labels) > 1 or is_structure(spec[1])
@@ -498,10 +537,11 @@ def _structured_dataset(data, sample_weight):
     x, y = data[0], data[1]
     w = data[2] if len(data) == 3 else sample_weight
     x, y = input_nest(x), as_nest(y)
-    lengths = {len(a) for a in tf.nest.flatten(x) + tf.nest.flatten(y)}
+    lengths = {rows(a) for a in tf.nest.flatten(x) + tf.nest.flatten(y)}
     if len(lengths) != 1:
         raise ValueError("Every input and output array must have one row per example. "
                          f"Received: lengths {sorted(lengths)}")
+    x = tf.nest.map_structure(_as_tensor, x)
     if w is not None:
         return tf.data.Dataset.from_tensor_slices((x, y, np.asarray(w, "float32")))
     return tf.data.Dataset.from_tensor_slices((x, y))
@@ -563,9 +603,11 @@ def _resolve_source(data, sample_weight, steps_per_epoch=None, strings=False):
         return "generator", dataset, [generator_note(n)]
     if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not any(
             isinstance(d, tf.data.Dataset) for d in data) and all(
-            d is None or is_structure(d) or np.ndim(d) >= 1 for d in data):
-        text = strings and not is_structure(data[0]) and np.asarray(data[0]).dtype.kind in "USO"
-        if is_structure(data[0]) or is_structure(data[1]) or text:
+            d is None or is_structure(d) or is_sparse(d) or np.ndim(d) >= 1 for d in data):
+        text = strings and not is_structure(data[0]) and not is_sparse(data[0]) and np.asarray(
+            data[0]).dtype.kind in "USO"
+        if is_structure(data[0]) or is_structure(data[1]) or text or is_sparse(data[0]):
+            # A sparse input passes through too, as a tf.SparseTensor.
             # Text the model encodes itself is read as one text input (its
             # statistics skipped, passed through as given).
             return "arrays (several inputs or outputs)", _structured_dataset(data, sample_weight), []
