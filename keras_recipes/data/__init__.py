@@ -22,6 +22,7 @@ from keras_recipes.data.core import Leaf
 from keras_recipes.data.core import check_split
 from keras_recipes.data.core import class_ids
 from keras_recipes.data.core import leaves
+from keras_recipes.data.core import refuse_ragged
 from keras_recipes.data.core import stratified_split
 from keras_recipes.data.core import target_scale
 from keras_recipes.data.core import target_scale_of
@@ -60,9 +61,14 @@ def _tfdata(what):
 def uses_tfdata(data, validation_data=None):
     """Whether `make_data` takes the tf.data path for these inputs. A
     PyDataset takes the in-memory path on every backend: read anew every
-    epoch as `model.fit` reads it, or once into memory with `read_once`."""
+    epoch as `model.fit` reads it, or once into memory with `read_once`. So
+    does a scipy.sparse matrix: its rows are split and batched as scipy,
+    each batch fed sparse (tf.data would slice it example by example)."""
     if isinstance(data, keras.utils.PyDataset) and not _is_tf_dataset(validation_data):
         return False
+    if (isinstance(data, (tuple, list)) and len(data) in (2, 3) and hasattr(data[0], "tocsr")
+            and not _is_tf_dataset(validation_data)):
+        return False  # a scipy.sparse matrix: split and batched as rows, fed sparse
     if isinstance(data, str):
         return data not in EMBEDDED or keras.backend.backend() == "tensorflow"
     return (_is_tf_dataset(data) or _is_tf_dataset(validation_data)
@@ -122,6 +128,8 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
         raise ValueError(f"`batch_size` must be an integer >= 1. Received: batch_size={batch_size!r}")
     if validation_data is None:
         check_split(validation_split)
+    refuse_ragged(data, "data")
+    refuse_ragged(validation_data, "validation_data")
     seed = 0 if seed is None else int(seed)
     shuffle_seed = seed if shuffle_seed is None else int(shuffle_seed)
     args = dict(validation_data=validation_data, validation_split=validation_split,

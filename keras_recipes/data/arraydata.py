@@ -63,6 +63,25 @@ def _rows(arrays):
     return rows(flat(arrays[0])[0])
 
 
+def _tf_sparse(batch):
+    """A batch with its scipy.sparse inputs as `tf.SparseTensor` (the
+    TensorFlow backend, where TensorFlow is loaded)."""
+    x, *rest = batch
+    leaves = flat(x)
+    if not any(hasattr(a, "tocsr") for a in leaves):
+        return batch
+    import tensorflow as tf  # the TensorFlow backend: loaded with Keras
+
+    def convert(a):
+        if not hasattr(a, "tocsr"):
+            return a
+        coo = a.tocoo()
+        return tf.sparse.reorder(tf.SparseTensor(
+            np.stack([coo.row, coo.col], 1).astype("int64"), coo.data, coo.shape))
+
+    return (_pack(x, [convert(a) for a in leaves]), *rest)
+
+
 def _dense(batch):
     """A batch with its sparse inputs made dense (for the probes and the audit,
     which call the model or read values directly; training keeps them sparse)."""
@@ -96,9 +115,12 @@ class EpochBatches(keras.utils.PyDataset):
         # sample weights.
         self.tile, self.class_table = tile, class_table
         self._cached = (None, None)
-        # Sparse inputs stay sparse where Keras' adapter feeds them so (JAX,
-        # TensorFlow); torch's, and stacked ensemble members, get them dense.
+        # Sparse inputs stay sparse where Keras feeds them so: scipy rows to
+        # JAX's adapter, a tf.SparseTensor to TensorFlow's (its PyDataset
+        # adapter does not take scipy); torch's adapter, and stacked ensemble
+        # members, get them dense.
         self.dense = keras.backend.backend() == "torch"
+        self.tf_sparse = keras.backend.backend() == "tensorflow"
 
     def __len__(self):
         return self.steps * self.epochs
@@ -117,7 +139,9 @@ class EpochBatches(keras.utils.PyDataset):
         if self.tile:
             batch = keras.tree.map_structure(
                 lambda v: np.repeat(np.asarray(v)[:, None], self.tile, axis=1), _dense(batch))
-        return _dense(batch) if self.dense else batch
+        if self.dense:
+            return _dense(batch)
+        return _tf_sparse(batch) if self.tf_sparse else batch
 
     def _share(self, batch):
         batch = self.transform(batch, self.training) if self.transform else batch

@@ -777,6 +777,27 @@ def concatenate(batches):
     return tuple(joined)
 
 
+def refuse_ragged(value, name):
+    """A ragged input (a tf.RaggedTensor, or a dataset of them) is refused by
+    name before any work, with what to do: its statistics, split and batches
+    are not read yet."""
+    spec = getattr(value, "element_spec", None)
+    if isinstance(spec, (tuple, list)) and spec:
+        found = flat(spec[0])
+    elif isinstance(value, (tuple, list)) and len(value) in (2, 3):
+        found = flat(value[0])
+    else:
+        return
+    for leaf in found:
+        if "Ragged" in type(leaf).__name__:
+            raise TypeError(
+                f"`{name}` x is ragged (its lengths vary per example): fit_with_tips does not read "
+                "ragged inputs yet. Pad it (x.to_tensor(), or padded_batch for a dataset) and put "
+                "keras.layers.Masking(0.0) first in the model: the padding is then left out of "
+                "the statistics and kept as it is. Or train it with model.fit. Received: x of "
+                f"type {type(leaf).__name__}")
+
+
 def refuse_kept(varying, fixed_batch, ordered):
     """Batches of varying shapes cannot feed a model that fixes the batch
     size or carries state between batches: refused by name."""
