@@ -121,7 +121,9 @@ class Plan:
         parts["metrics"] = fused.metrics(self.parts["loss"])
         # Tip 9 as decided on the first member (plan() set its bias), for the rest.
         for member in fused.members[1:]:
-            for layer, value, _, _ in forget_bias_changes(member, self.options["forget_bias"]):
+            for layer, value, _, _ in forget_bias_changes(
+                    member, self.options["forget_bias"],
+                    getattr(self.data.features, "steps", None)):
                 if value is not None:
                     forget_gate.set_forget_bias(layer, value)
         # The monitored val_loss is the members' sum; the plateau rule judges
@@ -570,7 +572,12 @@ def _decide_data(data, o, strategy, batch_note=None):
     steps = data.steps_per_epoch
     few = (f"; only {steps} update{'s' if steps > 1 else ''} per epoch on {data.n_train} "
            "training examples: a smaller batch gives more" if steps < 4 else "")
-    if o["steps_per_epoch"] is not None:
+    if o["steps_per_epoch"] is not None and data.kept_batches:
+        few = (f"; steps_per_epoch={o['steps_per_epoch']}: the generator's batches read, "
+               f"{data.kept_batches[1]} of them held out" if data.description == "generator"
+               else f"; steps_per_epoch={o['steps_per_epoch']} limits each epoch (of "
+               f"{data.kept_batches[0]} training batches)")
+    elif o["steps_per_epoch"] is not None:
         few = (f"; steps_per_epoch={o['steps_per_epoch']} limits each epoch "
                f"({-(-data.n_train // batch)} batches hold the {data.n_train} training examples)")
     elif batch_note:
@@ -933,13 +940,21 @@ def _decide_structured(model, data, o, parts, custom):
     return tips
 
 
-def forget_bias_changes(model, setting):
+def forget_bias_changes(model, setting, measured=None):
     """Tip 9 per LSTM-family layer: `[(layer, value or None, setting, why)]`;
-    a value is what the forget-gate bias is set to before training."""
+    a value is what the forget-gate bias is set to before training.
+    `measured` is the data's (mean, longest) real steps per example, read
+    where the model leaves the length open (padded sequences)."""
     changes = []
     for layer, reader in forget_gate.lstm_layers(model):
         steps = forget_gate.sequence_length(reader)
-        read = f"sequences of {steps} steps" if steps else "sequences of unknown length"
+        read = f"sequences of {steps} steps"
+        if steps is None and measured:
+            steps = int(round(measured[0]))
+            read = (f"sequences of {measured[0]:.1f} real steps on average (measured, padding "
+                    f"left out; the longest {measured[1]})")
+        elif steps is None:
+            read = "sequences of a length neither the model nor the data states"
         if setting is None:
             changes.append((layer, None, "kept", "forget_bias=None"))
         elif not forget_gate.at_keras_default(layer):
@@ -950,17 +965,21 @@ def forget_bias_changes(model, setting):
         elif steps is not None and steps >= FORGET_BIAS_STEPS:
             changes.append((layer, FORGET_BIAS, f"{FORGET_BIAS:g} (Keras' default 1 found in "
                             "its bias)", f"{read}, at least {FORGET_BIAS_STEPS}: {FORGET_BIAS_WHY}"))
+        elif steps is None:
+            changes.append((layer, None, "Keras' 1, kept", f"{read}: the rule ({FORGET_BIAS_STEPS} "
+                            f"steps or more) cannot be read, so the default stays"))
         else:
             changes.append((layer, None, "Keras' 1, kept", f"{read}, fewer than "
                             f"{FORGET_BIAS_STEPS}: {FORGET_BIAS_WHY}"))
     return changes
 
 
-def _decide_forget_bias(model, o):
+def _decide_forget_bias(model, o, data=None):
     """Tip 9: a large forget-gate bias on LSTMs that read long sequences, set
     now (the calibration and training start from it)."""
     rows = []
-    for layer, value, setting, why in forget_bias_changes(model, o["forget_bias"]):
+    measured = getattr(getattr(data, "features", None), "steps", None)
+    for layer, value, setting, why in forget_bias_changes(model, o["forget_bias"], measured):
         if value is not None:
             forget_gate.set_forget_bias(layer, value)
         rows.append(Tip(9, "forget-gate bias", f"{setting} on {type(layer).__name__} "
@@ -970,7 +989,7 @@ def _decide_forget_bias(model, o):
 
 def _decide_training(model, o, parts, data):
     """Tips 4, 5, 7, 11: optimizer, clipping, LR schedule, stopping."""
-    tips = _decide_forget_bias(model, o)
+    tips = _decide_forget_bias(model, o, data)
     recurrent, dropout = recurrent_layers(model), dropout_layers(model)
     if o["clip_norm"] == "auto":
         max_norm = 5.0 if recurrent else None
@@ -1107,12 +1126,13 @@ def _audit(model, data, o, parts):
         return []
     if data.structured:
         parts["audit"] = None
-        text = [name or "the input" for (name, spec), stats in zip(leaves(data.x_spec),
-                                                               data.input_stats or [])
-                if stats is None]
-        if len(leaves(data.x_spec)) == 1 and len(data.output_labels or []) == 1 and text:
-            why = ("its rules read numeric features, and this model's input is text it encodes "
-                   "itself")
+        through = [spec.dtype for (_, spec), stats in zip(leaves(data.x_spec),
+                                                          data.input_stats or [])
+                   if stats is None]
+        if len(leaves(data.x_spec)) == 1 and len(data.output_labels or []) == 1 and through:
+            what = ("sparse, passed through as given" if through[0] == "sparse"
+                    else "text it encodes itself")
+            why = f"its rules read dense numeric features, and this model's input is {what}"
         else:
             why = ("the audit checks models with one numeric input and one output; run "
                    "keras_recipes.audit on each part")

@@ -286,6 +286,6 @@ def plan(model, stats, feature_names=None, suffix="", input_name=None, index=0, 
         where = f"{len(mean)} features over batch and time"
     parts.append(f"zero mean, unit variance over {where}")
     if padding is not None:
-        parts.append(f"padding steps (every feature {padding!r}) kept as they are, so the "
-                     "model still finds them")
+        parts.append(f"padding steps (every feature {padding!r}) kept as given (a Masking "
+                     "layer still finds them)")
     return layers, "; ".join(parts), None

@@ -72,8 +72,10 @@ def test_a_tf_sparse_tensor_passes_through_as_well():
     coo = x.tocoo()
     tensor = tf.sparse.reorder(tf.SparseTensor(np.stack([coo.row, coo.col], 1).astype("int64"),
                                                coo.data, coo.shape))
-    p = plan(model(True), (tensor, y), seed=0, verbose=0, audit=False, learning_rate=0.01)
+    p = plan(model(True), (tensor, y), seed=0, verbose=0, learning_rate=0.01)
     assert inputs_row(p).setting == "passed through"
+    audit = next(t for t in p.tips if t.name == "audit")
+    assert audit.reason.endswith("this model's input is sparse, passed through as given")
     assert p.data.n_train + p.data.n_validation == 300
 
 

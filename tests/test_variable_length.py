@@ -127,11 +127,14 @@ def test_every_form_of_varying_batches_is_kept_and_decided_alike():
         assert p.data.kept_batches == (12, 3), form
         assert minibatch.setting == "batch_size=32 (12 steps per epoch)", form
         assert "batches of varying shapes (batch 0 (32, " in minibatch.reason, form
+        if form == "generator":
+            assert ("steps_per_epoch=15: the generator's batches read, 3 of them held out"
+                    in minibatch.reason)
         assert p.data.split.startswith("held out 3 of its 15 batches whole (seed 0)"), form
         assert p.data.x_shape == (None, BANDS), form
         # Statistics over real steps only: the padding is left out, and kept.
         assert "steps are padding (every feature 0.0) and were left out" in inputs.reason, form
-        assert "padding steps (every feature 0.0) kept as they are" in inputs.setting, form
+        assert "padding steps (every feature 0.0) kept as given" in inputs.setting, form
         layer = p.parts["pre_layers"][0]
         assert isinstance(layer, PaddingAwareNormalization), form
         seen[form] = (p.data.n_train, round(float(p.data.features.mean[0]), 4))
@@ -243,3 +246,22 @@ def test_a_padded_clips_program_trains_and_an_ensemble_trains_in_turn():
     assert ensemble.path == "sequential"
     assert "kept as given" in ensemble.reason
     assert len(ensemble.member_scores) == 2
+
+
+def test_tip_9_reads_the_measured_length_of_padded_sequences():
+    """An LSTM on padded clips: the model leaves the length open, so tip 9
+    reads the real steps per example the statistics pass measured (padding
+    left out), not "unknown, fewer than 32" as it said before."""
+    clips, labels, _ = sample(192)
+    keras.utils.set_random_seed(0)
+    lstm = keras.Sequential([keras.Input((None, BANDS)), keras.layers.Masking(0.0),
+                             keras.layers.LSTM(8), keras.layers.Dense(10, activation="softmax")])
+    p = plan(lstm, PaddedClips(clips, labels), seed=0, verbose=0, audit=False,
+             learning_rate=0.05)
+    batches = [PaddedClips(clips, labels)[i] for i in p.data.live[1]]
+    lengths = np.concatenate([np.any(b[0] != 0.0, axis=-1).sum(1) for b in batches])
+    assert p.data.features.steps == (pytest.approx(lengths.mean()), int(lengths.max()))
+    row = next(t for t in p.tips if t.name == "forget-gate bias")
+    assert f"sequences of {lengths.mean():.1f} real steps on average (measured" in row.reason
+    expected = "3 (Keras' default 1 found" if lengths.mean() >= 32 else "Keras' 1, kept"
+    assert row.setting.startswith(expected), row

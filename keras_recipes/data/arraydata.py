@@ -22,21 +22,22 @@ from keras_recipes.data.core import check_array_pair
 from keras_recipes.data.core import class_ids
 from keras_recipes.data.core import class_weight_table
 from keras_recipes.data.core import concatenate
-from keras_recipes.data.core import describe
 from keras_recipes.data.core import densify
+from keras_recipes.data.core import describe
 from keras_recipes.data.core import flat
 from keras_recipes.data.core import generator_note
-from keras_recipes.data.core import kept_spec
 from keras_recipes.data.core import input_nest
 from keras_recipes.data.core import is_structure
+from keras_recipes.data.core import kept_spec
 from keras_recipes.data.core import leaf_of
 from keras_recipes.data.core import read_generator
-from keras_recipes.data.core import rows
 from keras_recipes.data.core import refuse_kept
+from keras_recipes.data.core import rows
 from keras_recipes.data.core import shapes
-from keras_recipes.data.core import varying_shapes
 from keras_recipes.data.core import split_arrays
 from keras_recipes.data.core import take
+from keras_recipes.data.core import to_tf_sparse
+from keras_recipes.data.core import varying_shapes
 from keras_recipes.datasets import load_digits
 
 _CHUNK = 1024
@@ -65,21 +66,9 @@ def _rows(arrays):
 
 def _tf_sparse(batch):
     """A batch with its scipy.sparse inputs as `tf.SparseTensor` (the
-    TensorFlow backend, where TensorFlow is loaded)."""
+    TensorFlow backend, whose PyDataset adapter does not take scipy)."""
     x, *rest = batch
-    leaves = flat(x)
-    if not any(hasattr(a, "tocsr") for a in leaves):
-        return batch
-    import tensorflow as tf  # the TensorFlow backend: loaded with Keras
-
-    def convert(a):
-        if not hasattr(a, "tocsr"):
-            return a
-        coo = a.tocoo()
-        return tf.sparse.reorder(tf.SparseTensor(
-            np.stack([coo.row, coo.col], 1).astype("int64"), coo.data, coo.shape))
-
-    return (_pack(x, [convert(a) for a in leaves]), *rest)
+    return (_pack(x, [to_tf_sparse(a) for a in flat(x)]), *rest)
 
 
 def _dense(batch):
@@ -348,9 +337,11 @@ def _pydataset(data, name="data"):
     batches = [tuple(data[i]) for i in range(n)]
     if varying_shapes(batches) is not None:
         raise ValueError(
-            f"`{name}` yields batches of different shapes ({varying_shapes(batches)}): "
-            f"pass it as data= with read_once=False (its batches are then kept as given), or "
-            f"pad every example to one length. Received: {name} of varying shapes")
+            f"`{name}` yields batches of different shapes ({varying_shapes(batches)}): such "
+            "batches are kept as given only as training data read as model.fit reads it (not "
+            "with read_once=True, not for a stateful model), and validation batches beside "
+            "them; otherwise pad every example to one length. Received: "
+            f"{name} of varying shapes")
     return concatenate(batches)
 
 

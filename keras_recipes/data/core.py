@@ -41,6 +41,8 @@ class FeatureStats:
     evidence: str = ""
     # The padding value whose steps were left out (a sequence input), or None.
     padding: float = None
+    # A padded sequence's real steps per example: (mean, longest), measured.
+    steps: tuple = None
 
 
 @dataclasses.dataclass
@@ -250,6 +252,18 @@ def densify(value):
         dense[tuple(np.asarray(value.indices).T)] = np.asarray(value.values)
         return dense
     return value
+
+
+def to_tf_sparse(value):
+    """A scipy.sparse matrix as a `tf.SparseTensor` (anything else as is).
+    Called on the TensorFlow backend only, where TensorFlow is loaded."""
+    if not hasattr(value, "tocsr"):
+        return value
+    import tensorflow as tf  # deferred: JAX and torch users may not have it
+
+    coo = value.tocoo()
+    return tf.sparse.reorder(tf.SparseTensor(np.stack([coo.row, coo.col], 1).astype("int64"),
+                                             coo.data, coo.shape))
 
 
 def sparse_values(value):
@@ -493,7 +507,7 @@ def array_feature_stats(x, padding=None):
     padding steps left out (as `batch_stats` does)."""
     axis = _stats_axis(x.shape[1:])
     padding = padding if x.ndim >= 3 else None
-    moments, counts = _Moments(), [0, 0]
+    moments, counts = _Moments(), [0, 0, 0, 0]
     for start in range(0, len(x), 8192):
         if padding is None:
             moments.update(x[start : start + 8192], axis)
@@ -596,7 +610,9 @@ def batch_stats(batches, x_leaves, verbose=0, name="data", features=True, paddin
     axes = [_stats_axis(tuple(leaf.shape)) for leaf in x_leaves]
     moments = [_Moments() for _ in x_leaves]
     padded = [padding is not None and len(leaf.shape) >= 2 for leaf in x_leaves]
-    steps = [[0, 0] for _ in x_leaves]  # (padding steps left out, all steps)
+    # Per input: padding steps left out, all steps, and, for a sequence
+    # (steps, features), the sum and the largest of each example's real steps.
+    steps = [[0, 0, 0, 0] for _ in x_leaves]
     labels = None
     n = 0
     progbar = None
@@ -648,6 +664,10 @@ def _update_unpadded(moments, xb, padding, counts):
     real = ~np.all(rows == padding, axis=-1)
     counts[0] += int(len(rows) - real.sum())
     counts[1] += len(rows)
+    if xb.ndim == 3:  # (examples, steps, features): each example's real steps
+        lengths = real.reshape(len(xb), -1).sum(1)
+        counts[2] += int(lengths.sum())
+        counts[3] = max(counts[3], int(lengths.max(initial=0)))
     if real.any():
         moments.update(rows[real], "channel")
 
@@ -663,6 +683,8 @@ def _unpadded_result(moments, n, axis, padding, counts, name):
     stats.padding = padding
     stats.evidence += (f"; {counts[0]} of {counts[1]} steps are padding (every feature "
                        f"{float(padding)!r}) and were left out")
+    if counts[3]:
+        stats.steps = (counts[2] / n, counts[3])
     return stats
 
 

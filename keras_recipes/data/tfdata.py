@@ -11,8 +11,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_recipes.data.core import EMBEDDED
 from keras_recipes.data.core import Data
+from keras_recipes.data.core import EMBEDDED
 from keras_recipes.data.core import Leaf
 from keras_recipes.data.core import array_feature_stats
 from keras_recipes.data.core import array_split
@@ -20,9 +20,9 @@ from keras_recipes.data.core import array_weights
 from keras_recipes.data.core import as_nest
 from keras_recipes.data.core import batch_stats
 from keras_recipes.data.core import check_array_pair
+from keras_recipes.data.core import class_weight_table
 from keras_recipes.data.core import common_shape
 from keras_recipes.data.core import concatenate
-from keras_recipes.data.core import class_weight_table
 from keras_recipes.data.core import describe
 from keras_recipes.data.core import epoch_seed
 from keras_recipes.data.core import generator_note
@@ -32,9 +32,10 @@ from keras_recipes.data.core import is_structure
 from keras_recipes.data.core import label_stats
 from keras_recipes.data.core import leaves
 from keras_recipes.data.core import read_generator
-from keras_recipes.data.core import rows
 from keras_recipes.data.core import refuse_kept
+from keras_recipes.data.core import rows
 from keras_recipes.data.core import shapes
+from keras_recipes.data.core import to_tf_sparse
 from keras_recipes.data.core import varying_shapes
 from keras_recipes.datasets.digits import digits_builder
 
@@ -68,15 +69,6 @@ def _numpy_elements(dataset):
     """`dataset.as_numpy_iterator()` with sparse tensors made dense inside the
     pipeline (TensorFlow's own conversion of them is slow, element by element)."""
     return _dense(dataset).as_numpy_iterator()
-
-
-def _as_tensor(array):
-    """An array for `from_tensor_slices`: a scipy.sparse matrix as a `tf.SparseTensor`."""
-    if not hasattr(array, "tocsr"):
-        return array
-    coo = array.tocoo()
-    return tf.sparse.reorder(tf.SparseTensor(np.stack([coo.row, coo.col], 1).astype("int64"),
-                                             coo.data, coo.shape))
 
 
 @dataclasses.dataclass
@@ -541,7 +533,7 @@ def _structured_dataset(data, sample_weight):
     if len(lengths) != 1:
         raise ValueError("Every input and output array must have one row per example. "
                          f"Received: lengths {sorted(lengths)}")
-    x = tf.nest.map_structure(_as_tensor, x)
+    x = tf.nest.map_structure(to_tf_sparse, x)
     if w is not None:
         return tf.data.Dataset.from_tensor_slices((x, y, np.asarray(w, "float32")))
     return tf.data.Dataset.from_tensor_slices((x, y))
