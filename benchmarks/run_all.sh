@@ -31,6 +31,7 @@ declare -A CMD=(
   [stateful]="bench_stateful.py"
   [stats_axis]="bench_stats_axis.py"
   [probe_homogeneous]="probe_homogeneous.py"
+  [probe_log1p]="probe_log1p.py"
   [text_inputs]="bench_text_inputs.py"
   [pydataset_reads]="bench_pydataset_reads.py"
   [variable_length]="bench_variable_length.py"

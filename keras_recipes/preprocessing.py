@@ -201,14 +201,37 @@ def raw_reader(model, index=0, padding=None):
 
 def log1p_candidates(stats):
     """Indices of tabular features that are non-negative and span orders of magnitude."""
+    return log1p_decision(stats)[0]
+
+
+def log1p_decision(stats):
+    """(indices of the tabular features that get log1p, [(index, why)] of
+    those that span the decades but were left out: their spread or their
+    tail does not show a heavy tail, as a bounded zero-inflated feature such
+    as a pixel does not). When unsure, a feature is left out, and said."""
     if stats.axis != "feature":
-        return []
-    decades = np.log10(1.0 + np.maximum(stats.max, 0)) - np.log10(1.0 + np.maximum(stats.min, 0))
-    keep = (stats.min >= 0) & (decades >= LOG_DECADES) & (stats.log_std >= LOG_SPREAD)
-    if stats.log_positive_mean is not None:
-        tail = np.log10(1.0 + np.maximum(stats.max, 0)) - stats.log_positive_mean
-        keep &= tail >= LOG_TAIL
-    return [int(i) for i in np.flatnonzero(keep)]
+        top = np.log10(1.0 + np.maximum(stats.max, 0))
+        decades = top - np.log10(1.0 + np.maximum(stats.min, 0))
+        wide = np.flatnonzero((stats.min >= 0) & (decades >= LOG_DECADES))
+        where = "all values" if stats.axis == "global" else "channel"
+        return [], [(int(i), f"({where}) spans {decades[i]:.1f} decades, but log1p is decided "
+                     "per table column, and these values are read on one scale")
+                    for i in wide[:1]]
+    top = np.log10(1.0 + np.maximum(stats.max, 0))
+    decades = top - np.log10(1.0 + np.maximum(stats.min, 0))
+    spans = (stats.min >= 0) & (decades >= LOG_DECADES)
+    spread = stats.log_std >= LOG_SPREAD
+    tail = (top - stats.log_positive_mean if stats.log_positive_mean is not None
+            else np.full_like(top, np.inf))
+    keep = spans & spread & (tail >= LOG_TAIL)
+    left = []
+    for i in np.flatnonzero(spans & ~keep):
+        why = (f"its largest value is {tail[i]:.2g} decades above its typical non-zero one "
+               f"(< {LOG_TAIL:g}: bounded, zero-inflated)" if spread[i] else
+               f"the spread of log10(1 + x) is {stats.log_std[i]:.2g} (< {LOG_SPREAD:g}: a few "
+               "outliers, not a heavy tail)")
+        left.append((int(i), f"spans {decades[i]:.1f} decades, but {why}"))
+    return [int(i) for i in np.flatnonzero(keep)], left
 
 
 def trained_before(model):
@@ -247,7 +270,7 @@ def plan(model, stats, feature_names=None, suffix="", input_name=None, index=0, 
         return [], None, f"left as it is: {unsafe} (preprocess=True standardizes anyway)"
 
     mean, std = stats.mean.copy(), stats.std.copy()
-    log_features = log1p_candidates(stats)
+    log_features, log_left = log1p_decision(stats)
     layers = []
     parts = []
     if log_features:
@@ -288,4 +311,9 @@ def plan(model, stats, feature_names=None, suffix="", input_name=None, index=0, 
     if padding is not None:
         parts.append(f"padding steps (every feature {padding!r}) kept as given (a Masking "
                      "layer still finds them)")
+    if log_left:
+        shown = [(f"{names.get(i, f'feature {i}')} " if stats.axis == "feature" else "")
+                 + why for i, why in log_left[:3]]
+        more = f" (and {len(log_left) - 3} more)" if len(log_left) > 3 else ""
+        parts.append(f"no log1p on {'; '.join(shown)}{more}")
     return layers, "; ".join(parts), None

@@ -179,7 +179,11 @@ def test_pixels_are_not_heavy_tailed():
     x, y = _mnist_flat()
     p = plan(seq(keras.layers.Dense(10), shape=(784,)), (x, y), seed=0, verbose=0)
     row = next(t for t in p.tips if t.name == "inputs")
-    assert "log1p" not in row.setting and "zero mean" in row.setting, row
+    assert "zero mean" in row.setting and "Log1p" not in [
+        type(layer).__name__ for layer in p.parts["pre_layers"]], row
+    # Pooled into one mean/std, and the row says why no log1p.
+    assert ("no log1p on (all values) spans 2.4 decades, but log1p is decided per table "
+            "column") in row.setting, row
 
 
 def test_heavy_tailed_columns_still_get_log1p():
@@ -295,3 +299,51 @@ def keras_recipes_layers(model):
     from keras_recipes.modelinfo import walk_layers
 
     return list(walk_layers(model))
+
+
+def _per_column(x):
+    """FeatureStats of a table, one column each (never pooled), as tip 1's
+    log1p rule reads a table."""
+    from keras_recipes.data import core
+
+    moments = core._Moments()
+    moments.update(np.asarray(x, "float64"), "feature")
+    saved, core.HOMOGENEOUS_SHARE = core.HOMOGENEOUS_SHARE, 2.0
+    try:
+        return moments.result(len(x), "feature")
+    finally:
+        core.HOMOGENEOUS_SHARE = saved
+
+
+def test_log1p_leaves_out_bounded_zero_inflated_columns_and_says_why():
+    """Issue 25 item 4, on real columns: MNIST's pixels span 2.4 decades of
+    log10(1 + x), but their largest value is a fraction of a decade above
+    their typical ink (0 or near 255): left out, each by the tail or the
+    spread test, and the inputs row says so. California's counts keep log1p
+    (benchmarks/probe_log1p.py prints the margins)."""
+    from keras_recipes import preprocessing
+
+    pixels, _ = _mnist_flat()
+    stats = _per_column(pixels)
+    chosen, left = preprocessing.log1p_decision(stats)
+    assert chosen == [] and len(left) > 400
+    assert any("largest value is 0.2" in why and "zero-inflated" in why for _, why in left)
+    assert any("spread of log10(1 + x)" in why for _, why in left)
+    layers, applied, _ = preprocessing.plan(seq(keras.layers.Dense(10), shape=(784,)), stats,
+                                            force=True)
+    assert "log1p" not in [layer.name for layer in layers]
+    assert "; no log1p on feature " in applied and "more)" in applied, applied
+
+
+def test_log1p_rule_on_californias_counts():
+    from conftest import shared_data
+    import pandas as pd
+    from keras_recipes import preprocessing
+
+    frame = pd.read_csv(shared_data("tabular", "california_housing.csv")).dropna()
+    frame = frame.drop(columns=["ocean_proximity", "median_house_value"])
+    chosen, left = preprocessing.log1p_decision(_per_column(frame.to_numpy("float64")))
+    assert [frame.columns[i] for i in chosen] == ["total_rooms", "total_bedrooms",
+                                                  "population", "households"]
+    assert left == []
+
