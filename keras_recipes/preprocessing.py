@@ -209,13 +209,14 @@ def log1p_decision(stats):
     those that span the decades but were left out: their spread or their
     tail does not show a heavy tail, as a bounded zero-inflated feature such
     as a pixel does not). When unsure, a feature is left out, and said."""
-    if stats.axis != "feature":
+    if stats.axis == "channel":  # an image's or a sequence's: not a table's columns
+        return [], []
+    if stats.axis == "global":  # columns pooled into one scale (a flattened image)
         top = np.log10(1.0 + np.maximum(stats.max, 0))
         decades = top - np.log10(1.0 + np.maximum(stats.min, 0))
         wide = np.flatnonzero((stats.min >= 0) & (decades >= LOG_DECADES))
-        where = "all values" if stats.axis == "global" else "channel"
-        return [], [(int(i), f"({where}) spans {decades[i]:.1f} decades, but log1p is decided "
-                     "per table column, and these values are read on one scale")
+        return [], [(int(i), f"(all values) spans {decades[i]:.1f} decades, but log1p is "
+                     "decided per table column, and these values are read on one scale")
                     for i in wide[:1]]
     top = np.log10(1.0 + np.maximum(stats.max, 0))
     decades = top - np.log10(1.0 + np.maximum(stats.min, 0))
