@@ -706,8 +706,9 @@ def _decide_task(model, data, o, parts):
     compiled = build.users_compile(parts["source"], _live_compile(parts["source"]))
     parts.update(units=units[0] if len(units) == 1 else units, compile=compiled, probes=probes)
     if len(data.output_labels) != len(units):
-        raise ValueError(f"The model has {len(units)} output(s) and the data {len(labels)} "
-                         f"label array(s); give one label array per output. "
+        raise ValueError(f"The model has {len(units)} output(s) and the data "
+                         f"{len(data.output_labels)} label array(s); give one label array per "
+                         "output. "
                          f"Received: {len(data.output_labels)} label arrays")
     # Labels joined to outputs by name (a dict's keys), by position otherwise.
     labels = _in_output_order(keys, data, data.output_labels)
@@ -726,6 +727,14 @@ def _decide_task(model, data, o, parts):
             losses.append(loss_i)
             metrics.append(metrics_i)
             name = "loss" if len(units) == 1 else f"loss ({names[i]})"
+            if _overrides(model, "compute_loss"):
+                # The user's compute_loss decides the training loss; the
+                # inferred one is what it finds in self.loss, and the metrics'.
+                tips.append(Tip(3, name, f"your compute_loss (compiled with {loss_i.name})",
+                                "your compute_loss computes the loss trained on; "
+                                f"{loss_i.name} is compiled for it to read as self.loss and for "
+                                f"the metrics, inferred from: {why}", "task=, loss="))
+                continue
             tips.append(Tip(3, name, loss_i.name, why + "; mean over the batch", "task=, loss="))
         if len(units) == 1:
             loss, metrics = losses[0], metrics[0]
@@ -745,6 +754,11 @@ def _decide_task(model, data, o, parts):
     return tips
 
 
+def _overrides(model, method):
+    """Whether the model's class defines its own `method` (a Keras step method)."""
+    return getattr(type(model), method, None) is not getattr(keras.Model, method, None)
+
+
 def _baseline(data, parts):
     """(loss, how) of the constant predictor on the validation split, the
     floor a run must beat to count as having learned (issue 36); None where
@@ -760,8 +774,7 @@ def _baseline(data, parts):
 def _decide_inputs(model, data, o, parts):
     """Tip 1 (inputs and regression targets) and tip 10 (augmentation)."""
     tips = []
-    custom = [m for m in _STEP_METHODS
-              if getattr(type(model), m, None) is not getattr(keras.Model, m, None)]
+    custom = [m for m in _STEP_METHODS if _overrides(model, m)]
     if custom:
         tips.append(Tip(0, "model", f"your {', '.join(custom)} runs as written",
                         "preprocessing and augmentation run in the input pipeline instead of "

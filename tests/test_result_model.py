@@ -384,3 +384,23 @@ def test_a_metric_with_init_arguments_comes_back_as_the_users_object(digits):
     assert reported == pytest.approx(5 * tp / (5 * tp + 4 * fn + fp), rel=1e-5)
     flat = result.model._compile_metrics._user_metrics
     assert any(m is f2 for m in keras.tree.flatten(flat))
+
+
+def test_the_loss_row_of_a_model_with_its_own_compute_loss_says_whose_loss_trains(digits):
+    """From a new user's trial (issue 37): the loss row showed only the
+    inferred loss, though the user's compute_loss computes the one trained
+    on. It now says so, and what the inferred loss is compiled for."""
+    p = keras_recipes.plan(_doubled_loss_model(), digits, seed=0, verbose=0, audit=False,
+                           learning_rate=0.01)
+    loss = next(t for t in p.tips if t.name == "loss")
+    assert loss.setting == "your compute_loss (compiled with sparse_categorical_crossentropy)"
+    assert loss.reason.startswith("your compute_loss computes the loss trained on; ")
+
+
+def test_more_outputs_than_label_arrays_is_refused_by_name(digits):
+    x, y = digits
+    inputs = keras.Input((64,))
+    two = keras.Model(inputs, [keras.layers.Dense(10)(inputs), keras.layers.Dense(1)(inputs)])
+    with pytest.raises(ValueError, match=r"The model has 2 output\(s\) and the data 1 label "
+                                         r"array\(s\).*Received: 1 label arrays"):
+        keras_recipes.plan(two, (x, y), verbose=0)
