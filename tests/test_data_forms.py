@@ -229,3 +229,11 @@ def test_dict_features_batched_with_drop_remainder_are_read_as_batched():
     p = plan(model, dataset, seed=0, verbose=0, audit=False, learning_rate=0.01)
     assert p.data.n_train + p.data.n_validation == 600
     assert p.data.x_shape == {"a": (32,), "b": (32,)}
+
+
+def test_too_few_batches_to_hold_out_whole_is_refused_by_name():
+    x, y = load_digits("train")
+    one = Batches(x[:50].astype("float32"), y[:50], 50)
+    with pytest.raises(ValueError, match=r"too few batches \(1\) to hold out 0.2 of them whole.*"
+                                         r"validation_data=.*Received: 1 batches"):
+        plan(mlp(), one, verbose=0)

@@ -26,6 +26,7 @@ from keras_recipes.data.core import densify
 from keras_recipes.data.core import describe
 from keras_recipes.data.core import flat
 from keras_recipes.data.core import generator_note
+from keras_recipes.data.core import held_out_batches
 from keras_recipes.data.core import input_nest
 from keras_recipes.data.core import is_structure
 from keras_recipes.data.core import kept_spec
@@ -421,14 +422,11 @@ def _live_split(data, validation_data, validation_split, seed):
     batches = [tuple(data[i]) for i in range(n)]
     if validation_data is not None:
         return batches, list(range(n)), None, "validation_data given"
-    held = max(int(round(n * validation_split)), 1)
-    if held >= n:
-        raise ValueError(
-            f"`data` has too few batches ({n}) to hold out {validation_split} of them whole and "
-            "train on the rest. Pass validation_data=, or read_once=True (the batches read into "
-            f"memory and split by example). Received: a PyDataset of {n} batches")
-    val_idx = sorted(np.random.default_rng(seed).permutation(n)[:held].tolist())
-    train_idx = [i for i in range(n) if i not in set(val_idx)]
+    val_idx = held_out_batches(n, validation_split, seed, (
+        "Pass validation_data=, or, for a PyDataset, read_once=True (the batches read into "
+        "memory and split by example)."))
+    held = len(val_idx)
+    train_idx = sorted(set(range(n)) - set(val_idx))
     split = (f"held out {held} of its {n} batches whole (seed {seed}); the other "
              f"{n - held} are read anew every epoch")
     return batches, train_idx, [batches[i] for i in val_idx], split

@@ -820,6 +820,17 @@ def refuse_ragged(value, name):
                 f"type {type(leaf).__name__}")
 
 
+def held_out_batches(n, validation_split, seed, advice):
+    """The sorted indices of the `n` batches held out whole for validation,
+    seeded, the same on every path (so every form gets the same split)."""
+    held = max(int(round(n * validation_split)), 1)
+    if held >= n:
+        raise ValueError(
+            f"`data` has too few batches ({n}) to hold out {validation_split} of them whole and "
+            f"train on the rest. {advice} Received: {n} batches")
+    return sorted(np.random.default_rng(seed).permutation(n)[:held].tolist())
+
+
 def refuse_kept(varying, fixed_batch, ordered):
     """Batches of varying shapes cannot feed a model that fixes the batch
     size or carries state between batches: refused by name."""

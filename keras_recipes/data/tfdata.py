@@ -26,6 +26,7 @@ from keras_recipes.data.core import concatenate
 from keras_recipes.data.core import describe
 from keras_recipes.data.core import epoch_seed
 from keras_recipes.data.core import generator_note
+from keras_recipes.data.core import held_out_batches
 from keras_recipes.data.core import input_nest
 from keras_recipes.data.core import is_sparse
 from keras_recipes.data.core import is_structure
@@ -440,14 +441,8 @@ def _kept_tf_data(dataset, varying, validation_data, validation_split, seed, shu
     weighted = len(dataset.element_spec) == 3
     if validation_data is None:
         _check_deterministic_order(dataset, "data", probe=8)
-        held = max(int(round(n * validation_split)), 1)
-        if held >= n:
-            raise ValueError(
-                f"`data` has too few batches ({n}) to hold out {validation_split} of them whole "
-                "and train on the rest: pass validation_data=. Received: a dataset of "
-                f"{n} batches")
-        chosen = tf.constant(sorted(np.random.default_rng(seed).permutation(n)[:held].tolist()),
-                             tf.int64)
+        indices = held_out_batches(n, validation_split, seed, "Pass validation_data=.")
+        held, chosen = len(indices), tf.constant(indices, tf.int64)
 
         def held_out(index, element):
             return tf.reduce_any(tf.equal(index, chosen))
