@@ -37,6 +37,7 @@ declare -A CMD=(
   [variable_length]="bench_variable_length.py"
   [sparse_inputs]="bench_sparse_inputs.py"
   [sparse_inputs_jax]="bench_sparse_inputs.py"
+  [ragged_inputs]="bench_ragged_inputs.py"
   [band]="bench_band.py"
   [ratio_over_run]="bench_ratio_over_run.py"
   [tip1_cases]="bench_tip1_cases.py"

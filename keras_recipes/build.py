@@ -406,6 +406,10 @@ def _accelerator():
     return found[0].device_type if found else None
 
 
+RAGGED_JIT = ("ragged input: its values change shape every batch, so XLA compiles the step "
+              "anew for each batch (measured 62x slower than without: bench_ragged_inputs)")
+
+
 def choose_jit(jit_compile, parts, data, seed):
     """The XLA decision: returns (jit, Tip, execution dict)."""
     full, no_xla = parts["full"], parts["no_xla"]
@@ -427,7 +431,7 @@ def choose_jit(jit_compile, parts, data, seed):
                           stacklevel=user_stacklevel())
         return jit_compile, Tip(0, "execution", f"jit_compile={jit_compile}", why + blocked,
                                 "jit_compile="), {**base, "jit_compile": jit_compile}
-    rule = _jit_rule(blockers, blocked)
+    rule = _jit_rule(blockers, blocked, getattr(data, "ragged", False))
     if rule is not None or seed is not None:
         jit, reason = rule or (False, "seed given: a fixed rule, not a timing, so runs repeat "
                                       "(CPU with TensorFlow: plain steps, measured faster here "
@@ -445,8 +449,10 @@ def choose_jit(jit_compile, parts, data, seed):
                       "plain_over_xla": ratio}
 
 
-def _jit_rule(blockers, blocked):
+def _jit_rule(blockers, blocked, ragged=False):
     """(jit, reason) where no measurement is needed, else None."""
+    if ragged:
+        return False, RAGGED_JIT
     if keras.backend.backend() == "jax":
         return True, "the JAX backend always compiles with XLA"
     if keras.backend.backend() == "torch":

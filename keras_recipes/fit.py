@@ -283,7 +283,7 @@ def fit_ensemble(build_model, data=None, members=10, *, x=None, y=None, vectoriz
                   "stack their own orders of one batch")
     elif first is not None:
         reason = ("several inputs or outputs, or an input passed through as given (text, "
-                  "sparse): the members' stacked model reads one numeric input")
+                  "sparse, ragged): the members' stacked model reads one numeric input")
     elif not same:
         reason = "build_model returned different architectures"
     elif fixed is not None and members > 1 and fused is not False:

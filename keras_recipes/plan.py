@@ -26,6 +26,8 @@ from keras_recipes import forget_gate
 from keras_recipes import preprocessing
 from keras_recipes import train
 from keras_recipes.data import leaves
+from keras_recipes.data.core import RAGGED_EVIDENCE
+from keras_recipes.data.core import RAGGED_OVERRIDE
 from keras_recipes.data.core import SPARSE_EVIDENCE
 from keras_recipes.forget_gate import FORGET_BIAS
 from keras_recipes.forget_gate import FORGET_BIAS_STEPS
@@ -461,6 +463,30 @@ def _check_inputs_match(model, data):
             f"Received: a model with {len(inputs)} inputs and data with {len(given)} input array(s)")
 
 
+def _call_on_ragged(model, x, data):
+    """`model(x)` on a real batch holding ragged inputs (issue 38 item 4).
+    They pass through as given, as model.fit feeds them: into a model that
+    reads them (`keras.Input(..., ragged=True)`, or layers that take them)
+    it trains; into one whose layers fail on them (a GRU: "Cannot index into
+    an inner ragged dimension"), model.fit fails too. That failure is
+    refused by name here, before any training."""
+    try:
+        return model(x, training=False)
+    except Exception as error:
+        ragged = [name or "x" for name, spec in leaves(data.x_spec) if spec.dtype == "ragged"]
+        inputs = getattr(model, "inputs", None) or []
+        declared = [t.name for t in inputs if getattr(t, "ragged", None) is False]
+        hint = (f" (the model's input {declared[0]!r} is not declared ragged=True)"
+                if len(inputs) == 1 and declared else "")
+        raise TypeError(
+            f"`data` {', '.join(ragged)} is ragged (a tf.RaggedTensor: its lengths vary per "
+            f"example), and the model fails on a real batch of it{hint}; model.fit fails on it "
+            "too. Declare keras.Input(..., ragged=True) with layers that read ragged "
+            "tensors, or pad it (x.to_tensor(), or padded_batch for a dataset) and put "
+            "keras.layers.Masking(0.0) first in the model. Received: "
+            f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}") from error
+
+
 def _verbosity(verbose):
     """`"auto"`: Keras' progress bar on a terminal, one plain line per epoch
     when the output goes to a file or a pipe (no cursor codes in logs)."""
@@ -628,7 +654,10 @@ def _measure(model, data):
         x = keras.tree.map_structure(lambda a: a[:64], x)
     if not model.built and not data.structured:
         model.build((None,) + tuple(data.x_shape))
-    called = model(x, training=False)
+    if getattr(data, "ragged", False):
+        called = _call_on_ragged(model, x, data)
+    else:
+        called = model(x, training=False)
     outputs = keras.tree.flatten(called)
     numeric = [a for a in keras.tree.flatten(x) if np.asarray(a).dtype.kind in "biuf"]
     stress = len(numeric) == len(keras.tree.flatten(x)) and all(
@@ -910,12 +939,13 @@ def _decide_structured(model, data, o, parts, custom):
         if stats is None:
             input_layers.append([])
             own = reads_strings(model) if spec.dtype == "string" else None
-            why = (SPARSE_EVIDENCE if spec.dtype == "sparse" else
-                   f"{spec.dtype} values: not numeric"
-                   + (f"; the model encodes them itself ({own})" if own else ""))
+            why = {"sparse": SPARSE_EVIDENCE, "ragged": RAGGED_EVIDENCE}.get(
+                spec.dtype, f"{spec.dtype} values: not numeric"
+                + (f"; the model encodes them itself ({own})" if own else ""))
+            override = {"sparse": "x.toarray() to have it standardized",
+                        "ragged": RAGGED_OVERRIDE}.get(spec.dtype, "")
             tips.append(Tip(1, "inputs" if not name else f"input {label}", "passed through",
-                            why, "x.toarray() to have it standardized" if spec.dtype == "sparse"
-                            else ""))
+                            why, override))
             continue
         layers, applied, skipped = ((preprocessing.plan(model, stats, suffix=f"_{label}",
                                                         input_name=name or None, index=index,
@@ -1143,8 +1173,9 @@ def _audit(model, data, o, parts):
                                                           data.input_stats or [])
                    if stats is None]
         if len(leaves(data.x_spec)) == 1 and len(data.output_labels or []) == 1 and through:
-            what = ("sparse, passed through as given" if through[0] == "sparse"
-                    else "text it encodes itself")
+            what = {"sparse": "sparse, passed through as given",
+                    "ragged": "ragged, passed through as given"}.get(
+                through[0], "text it encodes itself")
             why = f"its rules read dense numeric features, and this model's input is {what}"
         else:
             why = ("the audit checks models with one numeric input and one output; run "

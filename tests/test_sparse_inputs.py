@@ -96,24 +96,3 @@ def test_sparse_digits_match_the_dense_form_and_fit_ensemble_takes_them():
     assert min(best) > 0.9, best
     ensemble = fit_ensemble(lambda: model(False), (x, y), members=2, seed=0, verbose=0, epochs=2)
     assert len(ensemble.member_scores) == 2
-
-
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.RaggedTensor: TensorFlow")
-def test_a_ragged_input_is_refused_by_name_with_what_to_do():
-    """Ragged inputs are not read yet (issue 38 item 4, left): refused before
-    any work in both forms, pointing at padding plus Masking, which the recipe
-    standardizes with the padding kept."""
-    import tensorflow as tf
-
-    x, y = load_digits("train")
-    ragged = tf.ragged.constant([row[:3 + i % 5].tolist() for i, row in enumerate(x[:64])])
-    keras.utils.set_random_seed(0)
-    takes_ragged = keras.Model(*(lambda i: (i, keras.layers.Dense(10)(
-        keras.layers.Lambda(lambda t: tf.reduce_mean(t, axis=1, keepdims=True))(i))))(
-        keras.Input((None,), ragged=True)))
-    match = r"`data` x is ragged.*Masking\(0.0\).*Received: x of type Ragged"
-    with pytest.raises(TypeError, match=match):
-        plan(takes_ragged, (ragged, y[:64]), verbose=0)
-    dataset = tf.data.Dataset.from_tensor_slices((ragged, y[:64])).ragged_batch(8)
-    with pytest.raises(TypeError, match=match):
-        plan(takes_ragged, dataset, verbose=0)

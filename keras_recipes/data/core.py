@@ -242,6 +242,11 @@ def is_sparse(value):
             or type(value).__name__ in ("SparseTensor", "SparseTensorValue"))
 
 
+def is_ragged(value):
+    """A `tf.RaggedTensor` (or its numpy value): lengths that vary per example."""
+    return type(value).__name__ in ("RaggedTensor", "RaggedTensorValue")
+
+
 def densify(value):
     """A sparse value (`is_sparse`) as a dense numpy array; anything else as is."""
     if hasattr(value, "tocsr"):
@@ -266,9 +271,24 @@ def to_tf_sparse(value):
                                              coo.data, coo.shape))
 
 
+def ragged_values(value):
+    """The values of a ragged batch, as one flat numpy array, or None for
+    anything else (tf.data's numpy iterator gives a ragged batch as an
+    object array of its examples)."""
+    if is_ragged(value):
+        return np.asarray(value.flat_values).ravel()
+    if isinstance(value, np.ndarray) and value.dtype == object and value.size:
+        if all(isinstance(v, np.ndarray) for v in value.ravel()):
+            return np.concatenate([v.ravel() for v in value.ravel()]).astype("float64")
+    return None
+
+
 def sparse_values(value):
     """The stored values of a sparse value (all values of a dense one: tf.data's
-    numpy iterator makes sparse batches dense), as numpy."""
+    numpy iterator makes sparse batches dense; every value of a ragged one), as numpy."""
+    flat_values = ragged_values(value)
+    if flat_values is not None:
+        return flat_values
     if not is_sparse(value):
         return np.asarray(value)
     return np.asarray(value.data if hasattr(value, "tocsr") else value.values)
@@ -276,6 +296,9 @@ def sparse_values(value):
 
 SPARSE_EVIDENCE = ("sparse values: centering would turn every zero into a value (a dense "
                    "matrix), so they pass through as given, sparse, as model.fit feeds them")
+RAGGED_EVIDENCE = ("ragged values (lengths vary per example): they pass through as given, "
+                   "as model.fit feeds them (an Input without ragged=True pads them with 0)")
+RAGGED_OVERRIDE = "x.to_tensor() and keras.layers.Masking(0.0) to have it standardized"
 
 
 def check_array_pair(x, y, name):
@@ -605,8 +628,8 @@ def batch_stats(batches, x_leaves, verbose=0, name="data", features=True, paddin
     1). The evidence says how many steps that was.
 
     Returns (list of FeatureStats or None, list of LabelStats, count)."""
-    numeric = [leaf.dtype not in ("string", "sparse") for leaf in x_leaves]
-    sparse = [leaf.dtype == "sparse" for leaf in x_leaves]
+    numeric = [leaf.dtype not in ("string", "sparse", "ragged") for leaf in x_leaves]
+    sparse = [leaf.dtype in ("sparse", "ragged") for leaf in x_leaves]
     axes = [_stats_axis(tuple(leaf.shape)) for leaf in x_leaves]
     moments = [_Moments() for _ in x_leaves]
     padded = [padding is not None and len(leaf.shape) >= 2 for leaf in x_leaves]
@@ -619,13 +642,14 @@ def batch_stats(batches, x_leaves, verbose=0, name="data", features=True, paddin
     if verbose == 1:  # a terminal: a progress bar of the statistics pass
         progbar = keras.utils.Progbar(None, unit_name="example")
     for x, y in batches:
-        xs = [a if is_sparse(a) else np.asarray(a) for a in flat(x)]
+        xs = [a if is_sparse(a) or is_ragged(a) else np.asarray(a) for a in flat(x)]
         ys = [np.asarray(a) for a in flat(y)]
         labels = labels or [_LabelMoments() for _ in ys]
         for xb, thin in zip(xs, sparse):
             bad = int((~np.isfinite(sparse_values(xb))).sum()) if thin else 0
             if bad:
-                raise ValueError(f"`{name}` x holds {bad} NaN/Inf values (a sparse input) in the "
+                kind = "a ragged input" if ragged_values(xb) is not None else "a sparse input"
+                raise ValueError(f"`{name}` x holds {bad} NaN/Inf values ({kind}) in the "
                                  f"batch starting at example {n}; clean the data before "
                                  f"training. Received: x with {bad} non-finite values")
         for xb, keep, axis, m, pad, counts in zip(xs, numeric, axes, moments, padded, steps):
@@ -720,6 +744,8 @@ def is_structure(value):
 def _leaf_array(value):
     if is_sparse(value):
         return value.tocsr() if hasattr(value, "tocsr") else value
+    if is_ragged(value):
+        return value
     array = np.asarray(_as_array(value))
     return array.astype(str) if array.dtype.kind == "O" else array
 
@@ -747,7 +773,9 @@ def input_nest(value):
 
 
 def rows(array):
-    """The number of examples (the first axis) of an array, sparse ones too."""
+    """The number of examples (the first axis) of an array, sparse and ragged ones too."""
+    if is_ragged(array):
+        return int(array.nrows())
     return int(array.shape[0]) if is_sparse(array) else len(array)
 
 
@@ -755,6 +783,8 @@ def leaf_of(array):
     """The `Leaf` of an array with a batch axis."""
     if is_sparse(array):
         return Leaf(tuple(int(d) for d in array.shape[1:]), "sparse")
+    if is_ragged(array):
+        return Leaf(tuple(array.shape[1:]), "ragged")
     array = np.asarray(array)
     return Leaf(tuple(array.shape[1:]), "string" if array.dtype.kind in "USO" else array.dtype.name)
 
@@ -799,25 +829,36 @@ def concatenate(batches):
     return tuple(joined)
 
 
-def refuse_ragged(value, name):
-    """A ragged input (a tf.RaggedTensor, or a dataset of them) is refused by
-    name before any work, with what to do: its statistics, split and batches
-    are not read yet."""
+def ragged_inputs(value):
+    """The positions (or names, for a dict) of the ragged inputs of data
+    `value` (an (x, y[, w]) tuple or a dataset of such elements): a
+    tf.RaggedTensor, or a dataset's RaggedTensorSpec. Read from the value or
+    its element spec only, so before any work."""
     spec = getattr(value, "element_spec", None)
     if isinstance(spec, (tuple, list)) and spec:
-        found = flat(spec[0])
+        x = spec[0]
     elif isinstance(value, (tuple, list)) and len(value) in (2, 3):
-        found = flat(value[0])
+        x = value[0]
     else:
+        return []
+    named = x.items() if isinstance(x, dict) else enumerate(
+        x if isinstance(x, (tuple, list)) else [x])
+    return [key for key, leaf in named if "Ragged" in type(leaf).__name__]
+
+
+def refuse_ragged(value, name):
+    """A ragged input (a tf.RaggedTensor, or a dataset of them) feeds a Keras
+    model on the TensorFlow backend only, as Keras documents for
+    `keras.Input(ragged=...)`: on JAX and torch it is refused by name before
+    any work, with what to do. On TensorFlow it passes through as given."""
+    if keras.backend.backend() == "tensorflow" or not ragged_inputs(value):
         return
-    for leaf in found:
-        if "Ragged" in type(leaf).__name__:
-            raise TypeError(
-                f"`{name}` x is ragged (its lengths vary per example): fit_with_tips does not read "
-                "ragged inputs yet. Pad it (x.to_tensor(), or padded_batch for a dataset) and put "
-                "keras.layers.Masking(0.0) first in the model: the padding is then left out of "
-                "the statistics and kept as it is. Or train it with model.fit. Received: x of "
-                f"type {type(leaf).__name__}")
+    raise TypeError(
+        f"`{name}` x is ragged (its lengths vary per example), and Keras feeds ragged "
+        f"tensors to a model on the TensorFlow backend only (on {keras.backend.backend()} its "
+        "model.fit fails on them too). Use KERAS_BACKEND=tensorflow, or pad it (x.to_tensor(), "
+        "or padded_batch for a dataset) and put keras.layers.Masking(0.0) first in the model. "
+        f"Received: a ragged x in `{name}`")
 
 
 def held_out_batches(n, validation_split, seed, advice):

@@ -28,7 +28,9 @@ from keras_recipes.data.core import epoch_seed
 from keras_recipes.data.core import generator_note
 from keras_recipes.data.core import held_out_batches
 from keras_recipes.data.core import input_nest
+from keras_recipes.data.core import is_ragged
 from keras_recipes.data.core import is_sparse
+from keras_recipes.data.core import ragged_inputs
 from keras_recipes.data.core import is_structure
 from keras_recipes.data.core import label_stats
 from keras_recipes.data.core import leaves
@@ -46,8 +48,27 @@ _STRATA = 1024
 
 
 def _leaf_spec(spec):
+    if isinstance(spec, tf.RaggedTensorSpec):
+        return Leaf(tuple(spec.shape), "ragged")
     return Leaf(tuple(spec.shape), "sparse" if isinstance(spec, tf.SparseTensorSpec)
                 else spec.dtype.name)
+
+
+def _is_ragged_spec(spec):
+    """Whether an element spec's x holds a ragged tensor."""
+    if isinstance(spec, (tuple, list)) and not spec:
+        return False
+    x = spec[0] if isinstance(spec, (tuple, list)) else spec
+    return any(isinstance(s, tf.RaggedTensorSpec) for s in tf.nest.flatten(x))
+
+
+def _batch(dataset, size, drop_remainder=False, ragged=False):
+    """`dataset.batch`, or `ragged_batch` for ragged inputs: tf.data's maps
+    turn a ragged example into a tensor whose length varies, which `batch`
+    refuses and `ragged_batch` batches as ragged again."""
+    if ragged:
+        return dataset.ragged_batch(size, drop_remainder=drop_remainder)
+    return dataset.batch(size, drop_remainder=drop_remainder)
 
 
 def _numpy(value):
@@ -55,6 +76,8 @@ def _numpy(value):
     audit; training keeps sparse inputs sparse)."""
     if isinstance(value, tf.SparseTensor):
         value = tf.sparse.to_dense(value)
+    if isinstance(value, tf.RaggedTensor):
+        return value  # the model takes it as it is; numpy has no ragged arrays
     return np.asarray(value)
 
 
@@ -68,8 +91,13 @@ def _dense(dataset):
 
 def _numpy_elements(dataset):
     """`dataset.as_numpy_iterator()` with sparse tensors made dense inside the
-    pipeline (TensorFlow's own conversion of them is slow, element by element)."""
-    return _dense(dataset).as_numpy_iterator()
+    pipeline (TensorFlow's own conversion of them is slow, element by element).
+    Ragged tensors stay `tf.RaggedTensor`s: the model takes them as they are,
+    where numpy would give an object array of their examples."""
+    if not any(isinstance(s, tf.RaggedTensorSpec) for s in tf.nest.flatten(dataset.element_spec)):
+        return _dense(dataset).as_numpy_iterator()
+    keep = lambda t: t if isinstance(t, tf.RaggedTensor) else t.numpy()
+    return (tf.nest.map_structure(keep, element) for element in _dense(dataset))
 
 
 @dataclasses.dataclass
@@ -83,6 +111,7 @@ class TFData(Data):
     shuffle_buffer: int = 10_000
     maps: list = dataclasses.field(default_factory=list)
     arrays: tuple = None  # (x, y, w) when the source is in-memory arrays
+    ragged: bool = False  # an input is a tf.RaggedTensor: batched with ragged_batch
     _tensors: tuple = None
 
     def map_pairs(self, fn):
@@ -135,7 +164,7 @@ class TFData(Data):
     def first_batch(self, size=None):
         dataset = self.pairs(self.train)
         if size is not None and not self.kept_batches:
-            dataset = dataset.unbatch().batch(size)
+            dataset = _batch(dataset.unbatch(), size, ragged=self.ragged)
         x, y = next(iter(dataset.take(1)))
         return tf.nest.map_structure(lambda a: _numpy(a)[:size], (x, y),
                                      expand_composites=False)
@@ -143,7 +172,7 @@ class TFData(Data):
     def example_batches(self, split):
         dataset = {"train": self.train, "validation": self.validation}[split]
         if not self.kept_batches:  # batches kept as given are read as they are
-            dataset = dataset.unbatch().batch(1024)
+            dataset = _batch(dataset.unbatch(), 1024, ragged=self.ragged)
         for x, y, *_ in _numpy_elements(dataset):
             yield x, y
 
@@ -156,8 +185,8 @@ class TFData(Data):
         for x, y in _numpy_elements(self.pairs(self.validation)):
             xs.append(x)
             ys.append(y)
-        # Batches kept as given (shapes vary) stay a list of batches.
-        return (xs if self.kept_batches else np.concatenate(xs)), np.concatenate(ys)
+        # Batches kept as given (shapes vary), and ragged ones, stay a list of batches.
+        return (xs if self.kept_batches or self.ragged else np.concatenate(xs)), np.concatenate(ys)
 
     def fit_inputs(self, first, last, shuffle, validation_steps, members=None,
                    class_weight=None):
@@ -218,7 +247,7 @@ class TFData(Data):
                             reshuffle_each_iteration=False)
         if self.kept_batches:  # the user's batches, in a shuffled order
             return ds.take(self.steps_per_epoch)
-        return ds.batch(self.batch_size, drop_remainder=self.drop_remainder).take(
+        return _batch(ds, self.batch_size, self.drop_remainder, self.ragged).take(
             self.steps_per_epoch)
 
     def _gathered(self, seeds, epoch, shuffle):
@@ -347,6 +376,8 @@ def _varying(dataset, batches=8):
     """Evidence that a batched dataset's batches differ in shape beyond the
     batch axis (a `padded_batch` of variable-length examples), read from its
     first `batches` batches, or None. Such batches are kept as given."""
+    if _is_ragged_spec(dataset.element_spec):
+        return None  # ragged batches: unbatched and batched again as ragged
     if all(spec.shape.rank is not None and None not in spec.shape[1:]
            for spec in tf.nest.flatten(dataset.element_spec[0])):
         return None  # every batch has the declared shape
@@ -418,14 +449,17 @@ def load_named(name, data_dir=None, split="train"):
 
 
 
-def _dataset_stats(dataset, verbose, name="data", features=True, padding=None, batched=False):
+def _dataset_stats(dataset, verbose, name="data", features=True, padding=None, batched=False,
+                   ragged=False, x_leaves=None):
     """`batch_stats` over one streaming pass of a dataset (unbatched, or
-    `batched` as given)."""
-    specs = [spec for _, spec in leaves(dataset.element_spec[0])]
-    x_leaves = [_leaf_spec(spec) for spec in specs]
+    `batched` as given). `ragged`: an input is ragged, and `x_leaves` its
+    inputs' leaves as the source declared them (tf.data's maps make a
+    ragged example a tensor)."""
+    if x_leaves is None:
+        x_leaves = [_leaf_spec(spec) for _, spec in leaves(dataset.element_spec[0])]
     if batched:
         x_leaves = [Leaf(leaf.shape[1:], leaf.dtype) for leaf in x_leaves]
-    dataset = dataset if batched else dataset.batch(1024)
+    dataset = dataset if batched else _batch(dataset, 1024, ragged=ragged)
     batches = ((element[0], element[1]) for element in _numpy_elements(dataset))
     return batch_stats(batches, x_leaves, verbose, name, features, padding)
 
@@ -590,11 +624,14 @@ def _resolve_source(data, sample_weight, steps_per_epoch=None, strings=False):
         return "generator", dataset, [generator_note(n)]
     if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not any(
             isinstance(d, tf.data.Dataset) for d in data) and all(
-            d is None or is_structure(d) or is_sparse(d) or np.ndim(d) >= 1 for d in data):
-        text = strings and not is_structure(data[0]) and not is_sparse(data[0]) and np.asarray(
+            d is None or is_structure(d) or is_sparse(d) or is_ragged(d) or np.ndim(d) >= 1
+            for d in data):
+        through = is_sparse(data[0]) or is_ragged(data[0])
+        text = strings and not is_structure(data[0]) and not through and np.asarray(
             data[0]).dtype.kind in "USO"
-        if is_structure(data[0]) or is_structure(data[1]) or text or is_sparse(data[0]):
-            # A sparse input passes through too, as a tf.SparseTensor.
+        if is_structure(data[0]) or is_structure(data[1]) or text or through:
+            # A sparse input passes through too, as a tf.SparseTensor, and
+            # a ragged one as a tf.RaggedTensor.
             # Text the model encodes itself is read as one text input (its
             # statistics skipped, passed through as given).
             return "arrays (several inputs or outputs)", _structured_dataset(data, sample_weight), []
@@ -618,7 +655,8 @@ def _validation_dataset(validation_data, x_shape, weighted, input_rank):
     if isinstance(validation_data, keras.utils.PyDataset):
         validation_data = _pydataset(validation_data)
     elif (isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3)
-          and (is_structure(validation_data[0]) or is_structure(validation_data[1]))):
+          and (is_structure(validation_data[0]) or is_structure(validation_data[1])
+               or is_ragged(validation_data[0]))):
         validation_data = _structured_dataset(validation_data, None)
     if isinstance(validation_data, tf.data.Dataset):
         _check_finite_cardinality(validation_data, "validation_data")
@@ -669,6 +707,7 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
         arrays = (x, y, w)
         shuffle_buffer, n_train = len(x), len(x)
         x_shape, x_dtype = tuple(x.shape[1:]), str(x.dtype)
+        spec_x, ragged = source.element_spec[0], False
         if held_out is not None:
             val_source = _from_arrays(*held_out)
             val_labels, n_val = [label_stats(held_out[1])], len(held_out[0])
@@ -686,6 +725,8 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
             notes.append("the dataset was batched; it was re-batched to batch_size={batch_size}")
         spec = dataset.element_spec
         x_leaves = [leaf for _, leaf in leaves(spec[0])]
+        ragged = _is_ragged_spec(spec) or bool(ragged_inputs(validation_data))
+        read = dict(ragged=ragged, x_leaves=[_leaf_spec(leaf) for leaf in x_leaves])
         if len(x_leaves) == 1 and x_leaves[0].dtype == tf.string and not strings:
             raise TypeError(
                 "`data` holds strings, and the model does not take them itself (no input "
@@ -703,19 +744,21 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
             train_stream, val_source, k = _stream_split(dataset, validation_split, seed, integer)
             split = (f"held out every {k}th example"
                      f"{' of each class' if integer else ''} (seed {seed}), streaming")
-            _, val_labels, n_val = _dataset_stats(val_source, 0, "data", features=False)
+            _, val_labels, n_val = _dataset_stats(val_source, 0, "data", features=False, **read)
         else:
             train_stream, split = dataset, "validation_data given"
-        features, labels, n_train = _dataset_stats(train_stream, verbose, padding=padding)
+        features, labels, n_train = _dataset_stats(train_stream, verbose, padding=padding, **read)
         source = train_stream.apply(tf.data.experimental.assert_cardinality(n_train))
         x_shape = shapes(spec[0])
         x_dtype = x_leaves[0].dtype.name if len(x_leaves) == 1 else "several"
+        spec_x = spec[0]
     weighted = len(source.element_spec) == 3
     train = source.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
 
     if validation_data is not None:
         val_source = _validation_dataset(validation_data, x_shape, weighted, input_rank)
-        _, val_labels, n_val = _dataset_stats(val_source, 0, "validation_data", features=False)
+        _, val_labels, n_val = _dataset_stats(val_source, 0, "validation_data", features=False,
+                                              ragged=ragged)
     if n_val == 0:
         raise ValueError("The validation set is empty. Received: 0 validation examples")
     # Filtered streams have unknown cardinality; stating it lets Keras show
@@ -725,9 +768,9 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
     if callable(batch_size):  # decided on the number of examples, now read
         batch_size = int(batch_size(n_train))
     notes = [n.format(batch_size=batch_size) if "{batch_size}" in n else n for n in notes]
-    train = train.batch(batch_size, drop_remainder=fixed_batch).prefetch(tf.data.AUTOTUNE)
-    val = val.batch(batch_size, drop_remainder=fixed_batch).prefetch(tf.data.AUTOTUNE)
-    spec_x, spec_y = source.element_spec[0], source.element_spec[1]
+    train = _batch(train, batch_size, fixed_batch, ragged).prefetch(tf.data.AUTOTUNE)
+    val = _batch(val, batch_size, fixed_batch, ragged).prefetch(tf.data.AUTOTUNE)
+    spec_y = source.element_spec[1]
     structured = isinstance(x_shape, dict) or len(labels) > 1 or is_structure(
         source.element_spec[1])
     return TFData(
@@ -738,4 +781,5 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
         weighted=weighted, input_stats=features, output_labels=labels,
         output_val_labels=val_labels, x_spec=tf.nest.map_structure(_leaf_spec, spec_x),
         y_spec=tf.nest.map_structure(_leaf_spec, spec_y), train=train, validation=val,
-        source=source, shuffle_buffer=shuffle_buffer, arrays=arrays, drop_remainder=fixed_batch)
+        source=source, shuffle_buffer=shuffle_buffer, arrays=arrays, drop_remainder=fixed_batch,
+        ragged=ragged)
