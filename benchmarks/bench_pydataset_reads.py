@@ -7,6 +7,12 @@ and fit_with_tips(read_once=True); test accuracy on the digits test split.
 On the backend in KERAS_BACKEND (the previous behaviour on JAX and torch was
 the read_once one).
 
+Then the same PyDataset through an endless generator (its batches, epoch
+after epoch: tests/test_data_forms.py's `endless`), steps_per_epoch=29:
+plain model.fit, fit_with_tips (a generator that yields more is read anew,
+as model.fit reads it) and fit_with_tips(read_once=True) (the previous
+behaviour for every generator: its first 29 batches read once).
+
     python benchmarks/bench_pydataset_reads.py
 """
 
@@ -23,6 +29,7 @@ from common import device_line  # noqa: E402
 from keras_recipes import fit_with_tips  # noqa: E402
 from keras_recipes.datasets import load_digits  # noqa: E402
 from test_data_forms import Augmenting  # noqa: E402
+from test_data_forms import endless  # noqa: E402
 from test_data_forms import mlp  # noqa: E402
 
 EPOCHS = 8
@@ -47,6 +54,24 @@ def main():
             keras.utils.set_random_seed(seed)
             result = fit_with_tips(mlp(), data, epochs=EPOCHS, seed=seed, verbose=0,
                                    read_once=once)
+            acc = float((np.asarray(result.model.predict(xt, verbose=0)).argmax(-1) == yt).mean())
+            print(f"{label:34} {seed:>4} {data.reads:>6} {data.ends:>10} {acc:8.4f}", flush=True)
+    print("\nThe same batches from an endless generator, steps_per_epoch=29")
+    print(f"{'arm':34} {'seed':>4} {'reads':>6} {'epoch ends':>10} {'test_acc':>8}")
+    for seed in range(3):
+        data = Augmenting(x.astype("float32"), y)
+        keras.utils.set_random_seed(seed)
+        model = mlp()
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+        model.fit(endless(data), steps_per_epoch=len(data), epochs=EPOCHS, verbose=0)
+        acc = float((model.predict(xt, verbose=0).argmax(-1) == yt).mean())
+        print(f"{'plain model.fit':34} {seed:>4} {data.reads:>6} {data.ends:>10} {acc:8.4f}")
+        for label, once in (("fit_with_tips", False), ("fit_with_tips(read_once=True)", True)):
+            data = Augmenting(x.astype("float32"), y)
+            keras.utils.set_random_seed(seed)
+            result = fit_with_tips(mlp(), endless(data), steps_per_epoch=len(data),
+                                   epochs=EPOCHS, seed=seed, verbose=0, read_once=once)
             acc = float((np.asarray(result.model.predict(xt, verbose=0)).argmax(-1) == yt).mean())
             print(f"{label:34} {seed:>4} {data.reads:>6} {data.ends:>10} {acc:8.4f}", flush=True)
 

@@ -34,6 +34,7 @@ declare -A CMD=(
   [probe_log1p]="probe_log1p.py"
   [text_inputs]="bench_text_inputs.py"
   [pydataset_reads]="bench_pydataset_reads.py"
+  [pydataset_reads_jax]="bench_pydataset_reads.py"
   [variable_length]="bench_variable_length.py"
   [sparse_inputs]="bench_sparse_inputs.py"
   [sparse_inputs_jax]="bench_sparse_inputs.py"

@@ -165,8 +165,11 @@ def fit_with_tips(model, data=None, y=None, *, x=None, ensemble=None, **options)
             order; with `True` each epoch is shuffled by `(seed, epoch)`;
             `"auto"`, the default, is `True` except for a stateful model).
         read_once: Boolean. A `keras.utils.PyDataset` is read anew every
-            epoch, its batches kept, as `model.fit` reads it; `True` reads
-            it once into memory and re-batches it. Defaults to `False`.
+            epoch, its batches kept, as `model.fit` reads it, and so is a
+            generator that yields more than `steps_per_epoch` batches;
+            `True` reads the PyDataset, or the generator's first
+            `steps_per_epoch` batches, once into memory and re-batches
+            them. Defaults to `False`.
         ensemble: Integer or `None`. Shortcut for tip 12: train this many
             copies of `model` (re-initialized, seeds `seed + i`) with
             `keras_recipes.fit_ensemble` and return its `EnsembleResult`.

@@ -373,8 +373,10 @@ def plan(model, data=None, y=None, *, x=None, **options):
         if data.kept_batches:  # shapes vary: the batches as given (issue 38 item 1)
             o["batch_size"], batch_note = data.batch_size, (
                 "your first batch's size (tip 2's rule re-batches only batches of one shape)")
-        elif getattr(data, "live", None) is not None:  # a PyDataset read as model.fit reads it
-            o["batch_size"], batch_note = data.batch_size, "your PyDataset's batch size, kept"
+        elif getattr(data, "live", None) is not None:  # read as model.fit reads it
+            o["batch_size"], batch_note = data.batch_size, (
+                f"your {'generator' if data.description == 'generator' else 'PyDataset'}'s "
+                "batch size, kept")
         elif callable(o["batch_size"]):  # tip 2's rule, on the examples now read
             o["batch_size"], batch_note = data.batch_size, _batch_rule(data.n_train)[1]
             distribute.check_batch_size(o["batch_size"], strategy)
@@ -598,7 +600,10 @@ def _decide_data(data, o, strategy, batch_note=None):
     steps = data.steps_per_epoch
     few = (f"; only {steps} update{'s' if steps > 1 else ''} per epoch on {data.n_train} "
            "training examples: a smaller batch gives more" if steps < 4 else "")
-    if o["steps_per_epoch"] is not None and data.kept_batches:
+    stream = data.description == "generator" and getattr(data, "live", None) is not None
+    if stream:
+        few = ""  # the generator's note says how it is read
+    elif o["steps_per_epoch"] is not None and data.kept_batches:
         few = (f"; steps_per_epoch={o['steps_per_epoch']}: the generator's batches read, "
                f"{data.kept_batches[1]} of them held out" if data.description == "generator"
                else f"; steps_per_epoch={o['steps_per_epoch']} limits each epoch (of "

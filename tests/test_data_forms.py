@@ -117,6 +117,66 @@ def test_a_pydataset_is_read_anew_every_epoch_as_model_fit_reads_it():
     assert "stratified" in p.data.split
 
 
+def endless(data):
+    """A keras.io-style generator over a PyDataset's batches, epoch after
+    epoch without end (what model.fit reads with steps_per_epoch)."""
+    while True:
+        for i in range(len(data)):
+            yield data[i]
+        data.on_epoch_end()
+
+
+def test_a_generator_that_yields_more_is_read_anew_as_model_fit_reads_it():
+    """Issue 38 item 3: a generator's first steps_per_epoch batches were read
+    once and reshuffled, its fresh batches (augmentation) never read. Now,
+    when it yields more, training reads fresh batches every step; its first
+    batches give the statistics and the validation batches (held out whole)."""
+    from keras_recipes import fit_with_tips
+
+    x, y = load_digits("train")
+    data = Augmenting(x[:1000].astype("float32"), y[:1000])
+    result = fit_with_tips(mlp(), endless(data), steps_per_epoch=20, epochs=3, seed=0,
+                           verbose=0)
+    assert result.data.steps_per_epoch == 16  # 20 first batches, 4 held out whole
+    assert result.data.split == ("held out 4 of its first 20 batches whole (seed 0); training "
+                                 "reads fresh batches")
+    # The first read, a peek past it, then 16 fresh batches an epoch.
+    assert data.reads >= 20 + 1 + 3 * 16, data.reads
+    minibatch = next(t for t in result.tips if t.name == "minibatch")
+    assert minibatch.setting == "batch_size=50 (16 steps per epoch)"
+    assert minibatch.reason.startswith("your generator's batch size, kept; generator: read anew "
+                                       "every epoch, as model.fit reads it (16 fresh batches")
+    assert result.history["val_accuracy"][-1] > 0.5, result.history["val_accuracy"]
+    # read_once=True: the first steps_per_epoch batches, and not one more.
+    once = Augmenting(x[:1000].astype("float32"), y[:1000])
+    p = plan(mlp(), endless(once), steps_per_epoch=20, seed=0, verbose=0, read_once=True,
+             audit=False, learning_rate=1e-3)
+    assert once.reads == 20
+    assert "were read once and are reshuffled every epoch (read_once=True" in next(
+        t for t in p.tips if t.name == "minibatch").reason
+
+
+def test_a_generator_that_ends_is_read_once_and_one_that_ends_later_warns():
+    from keras_recipes import fit_with_tips
+
+    x, y = load_digits("train")
+    x = x.astype("float32")
+    batches = [(x[i:i + 50], y[i:i + 50]) for i in range(0, 1000, 50)]
+    p = plan(mlp(), iter(batches), steps_per_epoch=20, seed=0, verbose=0, audit=False,
+             learning_rate=1e-3)
+    minibatch = next(t for t in p.tips if t.name == "minibatch")
+    assert minibatch.reason.endswith("generator: it ended after 20 batches (steps_per_epoch), so "
+                                     "they were read once and are reshuffled every epoch")
+    assert "of each class" in p.data.split or "stratified" in p.data.split  # split by example
+    # 40 batches for 20 a step: it ends in the second epoch; the later
+    # steps reread its first batches, and a warning says when.
+    with pytest.warns(RuntimeWarning, match=r"The generator ended after 40 batches, in "
+                                             r"training: the later steps reread"):
+        result = fit_with_tips(mlp(), iter(batches + batches), steps_per_epoch=20, epochs=4,
+                               seed=0, verbose=0, learning_rate=1e-3)
+    assert len(result.history["loss"]) == 4
+
+
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="image_dataset_from_directory yields tf.data (TensorFlow)")
 def test_image_dataset_from_directory_of_mnist_pngs(tmp_path):

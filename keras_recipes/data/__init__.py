@@ -111,9 +111,11 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
             whole batches, in order.
         strings: The model takes string inputs itself (TextVectorization,
             StringLookup): a text input is passed through, not refused.
-        read_once: On the in-memory path (JAX, torch), read a PyDataset's
-            batches once into memory and re-batch them; by default its
-            batches are kept and read anew every epoch, as `model.fit` does.
+        read_once: Read a PyDataset's batches, or a generator's first
+            `steps_per_epoch` batches, once into memory and re-batch them;
+            by default a PyDataset's batches are kept and read anew every
+            epoch, and a generator that yields more than `steps_per_epoch`
+            batches is read anew every epoch, as `model.fit` reads them.
         padding: The value whose steps of a sequence input are padding (a
             `Masking` layer's `mask_value`), left out of the statistics; or
             None. Batches whose shapes vary (a `padded_batch`) are kept as
@@ -130,6 +132,10 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
         check_split(validation_split)
     refuse_ragged(data, "data")
     refuse_ragged(validation_data, "validation_data")
+    if arraydata.is_generator(data) and not (read_once or ordered or getattr(data, "ended", False)):
+        # Read as model.fit reads it (issue 38 item 3): anew every epoch when
+        # it yields more than steps_per_epoch batches, else once.
+        data = arraydata.stream_or_batches(data, steps_per_epoch)
     seed = 0 if seed is None else int(seed)
     shuffle_seed = seed if shuffle_seed is None else int(shuffle_seed)
     args = dict(validation_data=validation_data, validation_split=validation_split,

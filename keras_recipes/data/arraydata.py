@@ -10,6 +10,7 @@ tf.data path uses the same). Epoch e is shuffled by a permutation seeded with
 
 import dataclasses
 import inspect
+import warnings
 
 import keras
 import numpy as np
@@ -147,6 +148,8 @@ class BatchList(keras.utils.PyDataset):
     """Batches held as a list (a generator's, read once; a validation set
     kept in batches), read by index through `transform`."""
 
+    ended = False  # a generator's: it ended after these batches
+
     def __init__(self, batches, transform=None, training=True):
         super().__init__()
         self.batches, self.transform, self.training = batches, transform, training
@@ -157,6 +160,75 @@ class BatchList(keras.utils.PyDataset):
     def __getitem__(self, i):
         batch = tuple(a for a in self.batches[i] if a is not None)
         return self.transform(batch, self.training) if self.transform else batch
+
+
+class GeneratorStream(keras.utils.PyDataset):
+    """A generator that yields more batches than `steps_per_epoch`, read as
+    `model.fit` reads it (issue 38 item 3): its first `steps_per_epoch`
+    batches (`first`, indexed as a PyDataset's) give the statistics and the
+    validation batches; training reads fresh batches from it every step
+    (`fresh`), so augmentation or new data it makes keeps coming. Should it
+    end, the later steps reread its first batches, with a warning saying
+    when (model.fit stops there: "ran out of data")."""
+
+    def __init__(self, generator, first, pending):
+        super().__init__()
+        self.generator, self.first, self.pending = generator, list(first), [tuple(pending)]
+        self.read = len(self.first) + 1
+        self.ended_at = None  # the number of batches it gave, once it ended
+
+    def __len__(self):
+        return len(self.first)
+
+    def __getitem__(self, i):
+        return self.first[i]
+
+    def fresh(self, index):
+        """The generator's next batch; `first[index]` once it has ended."""
+        if self.pending:
+            return self.pending.pop()
+        if self.ended_at is None:
+            try:
+                batch = tuple(next(self.generator))
+                self.read += 1
+                return batch
+            except StopIteration:
+                self.ended_at = self.read
+                warnings.warn(
+                    f"The generator ended after {self.read} batches, in training: the later "
+                    "steps reread its first batches (model.fit would stop here, 'ran out of "
+                    "data'). A generator read as model.fit reads it should not end; pass "
+                    "read_once=True to read its first steps_per_epoch batches once instead.",
+                    RuntimeWarning, stacklevel=2)
+        return self.first[index]
+
+
+def stream_or_batches(generator, steps_per_epoch):
+    """A generator's first `steps_per_epoch` batches and a peek past them:
+    a `GeneratorStream` when it yields more (read anew every epoch, as
+    `model.fit` reads it), else a `FiniteBatches` iterator over the batches
+    it gave (read once: there is nothing more to read)."""
+    batches = read_generator(generator, steps_per_epoch)
+    try:
+        more = next(generator)
+    except StopIteration:
+        return FiniteBatches(batches)
+    return GeneratorStream(generator, batches, more)
+
+
+class FiniteBatches:
+    """An iterator over the batches of a generator that ended after them."""
+
+    ended = True
+
+    def __init__(self, batches):
+        self._batches = iter(batches)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._batches)
 
 
 class LiveBatches(keras.utils.PyDataset):
@@ -185,7 +257,9 @@ class LiveBatches(keras.utils.PyDataset):
                 self.source.on_epoch_end()
             self._epoch, self._positions = epoch, self.order(epoch)
         index = self.indices[self._positions[i % self.steps]]
-        batch = tuple(a for a in tuple(self.source[index]) if a is not None)
+        read = self.source.fresh(index) if isinstance(self.source, GeneratorStream) else (
+            self.source[index])
+        batch = tuple(a for a in tuple(read) if a is not None)
         # Class weights are model.fit's own here (one model, not stacked members).
         return self.transform(batch, True) if self.transform else batch
 
@@ -346,19 +420,19 @@ def _pydataset(data, name="data"):
     return concatenate(batches)
 
 
-def _is_generator(data):
+def is_generator(data):
     return inspect.isgenerator(data) or (hasattr(data, "__next__") and hasattr(data, "__iter__"))
 
 
 def _resolve(data, sample_weight, steps_per_epoch, name="data"):
     """(description, the (x, y[, w]) arrays or nests, notes) for in-memory `data`."""
+    if isinstance(data, BatchList):  # a generator's batches, read once (a PyDataset too)
+        return "generator", concatenate(data.batches), [generator_note(len(data), data.ended)]
     if isinstance(data, keras.utils.PyDataset):
         arrays = _pydataset(data)
         return (f"PyDataset ({type(data).__name__}, {len(data)} batches)", arrays,
                 [f"the PyDataset's {len(data)} batches were read into memory "
                  f"({_rows(arrays)} examples) and re-batched"])
-    if isinstance(data, BatchList):  # a generator's batches, read once
-        return "generator", concatenate(data.batches), [generator_note(len(data))]
     if isinstance(data, (tuple, list)) and len(data) in (2, 3) and all(
             d is None or is_structure(d) or np.ndim(d) >= 1 for d in data):
         if is_structure(data[0]) or is_structure(data[1]):
@@ -427,7 +501,9 @@ def _live_split(data, validation_data, validation_split, seed):
         "memory and split by example)."))
     held = len(val_idx)
     train_idx = sorted(set(range(n)) - set(val_idx))
-    split = (f"held out {held} of its {n} batches whole (seed {seed}); the other "
+    split = (f"held out {held} of its first {n} batches whole (seed {seed}); training reads "
+             "fresh batches" if isinstance(data, GeneratorStream) else
+             f"held out {held} of its {n} batches whole (seed {seed}); the other "
              f"{n - held} are read anew every epoch")
     return batches, train_idx, [batches[i] for i in val_idx], split
 
@@ -438,21 +514,22 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
     """`keras_recipes.data.make_data` for in-memory data (arguments checked
     there; `seed` and `shuffle_seed` are integers). Returns an `ArrayData`."""
     live = None
-    if _is_generator(data):
+    if is_generator(data):
+        ended = getattr(data, "ended", False)
         data = BatchList(read_generator(data, steps_per_epoch))
+        data.ended = ended
         if varying_shapes(data.batches) is not None:  # else re-batched, as before
             return _kept_data(data, validation_data, validation_split, seed, shuffle_seed,
                               verbose, padding, fixed_batch, ordered, "generator",
-                              [generator_note(len(data))])
+                              [generator_note(len(data), ended)])
     if isinstance(data, keras.utils.PyDataset) and not isinstance(data, BatchList) and not (
             read_once or ordered):
         batches, train_idx, val_batches, split = _live_split(data, validation_data,
                                                              validation_split, seed)
         if varying_shapes(batches) is not None:
             return _kept_data(data, validation_data, validation_split, seed, shuffle_seed,
-                              verbose, padding, fixed_batch, ordered,
-                              f"PyDataset ({type(data).__name__}, {len(data)} batches)",
-                              ["its batches are read anew every epoch, as model.fit reads them"],
+                              verbose, padding, fixed_batch, ordered, _live_description(data),
+                              [_live_note(data, len(train_idx))],
                               (batches, train_idx, val_batches, split))
         size = _rows(tuple(batches[train_idx[0]]))
         x, y, w = _checked(concatenate([batches[i] for i in train_idx]), sample_weight, "data")
@@ -462,9 +539,8 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
         else:
             val = _checked(concatenate(val_batches), None, "data")
         live = (data, train_idx)
-        description = f"PyDataset ({type(data).__name__}, {len(data)} batches)"
-        notes = ["its batches are read anew every epoch, as model.fit reads them (read_once=True "
-                 "reads them once into memory and re-batches)"]
+        description = _live_description(data)
+        notes = [_live_note(data, len(train_idx))]
         batch_size = size
         return _array_data(train, val, split, batch_size, description, notes, shuffle_seed,
                            verbose, fixed_batch, live, padding)
@@ -482,6 +558,23 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
         val = _validation(validation_data, shapes(_map_nest(leaf_of, x)), w is not None)
     return _array_data(train, val, split, batch_size, description, notes, shuffle_seed, verbose,
                        fixed_batch, None, padding)
+
+
+def _live_description(data):
+    if isinstance(data, GeneratorStream):
+        return "generator"
+    return f"PyDataset ({type(data).__name__}, {len(data)} batches)"
+
+
+def _live_note(data, steps):
+    """The minibatch row's note for a PyDataset or a generator read anew."""
+    if isinstance(data, GeneratorStream):
+        return (f"generator: read anew every epoch, as model.fit reads it ({steps} fresh batches "
+                f"an epoch); its first {len(data)} batches (steps_per_epoch) gave the statistics "
+                "and any validation batches; it yielded more, so it is not read once "
+                "(read_once=True reads those batches once and reshuffles them every epoch)")
+    return ("its batches are read anew every epoch, as model.fit reads them (read_once=True "
+            "reads them once into memory and re-batches)")
 
 
 def _kept_data(data, validation_data, validation_split, seed, shuffle_seed, verbose, padding,

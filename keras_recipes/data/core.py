@@ -883,11 +883,15 @@ def refuse_kept(varying, fixed_batch, ordered):
             f"({varying})")
 
 
-def generator_note(n):
-    """The minibatch row's note for a generator read once."""
+def generator_note(n, ended=False):
+    """The minibatch row's note for a generator read once: because it
+    `ended` after its first `n` batches, or as `read_once=True` asked."""
+    if ended:
+        return (f"generator: it ended after {n} batches (steps_per_epoch), so they were read "
+                "once and are reshuffled every epoch")
     return (f"generator: its first {n} batches (steps_per_epoch) were read once and are "
-            "reshuffled every epoch; a generator that makes new data every epoch should be a "
-            "PyDataset, or use augment=")
+            "reshuffled every epoch (read_once=True or a stateful model; otherwise a generator "
+            "that yields more is read anew every epoch, as model.fit reads it)")
 
 
 def common_shape(shapes):

@@ -621,7 +621,7 @@ def _resolve_source(data, sample_weight, steps_per_epoch=None, strings=False):
             "the PyDataset's batches were re-batched"]
     if inspect.isgenerator(data) or (hasattr(data, "__next__") and hasattr(data, "__iter__")):
         dataset, n = _generator(data, steps_per_epoch)
-        return "generator", dataset, [generator_note(n)]
+        return "generator", dataset, [generator_note(n, getattr(data, "ended", False))]
     if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not any(
             isinstance(d, tf.data.Dataset) for d in data) and all(
             d is None or is_structure(d) or is_sparse(d) or is_ragged(d) or np.ndim(d) >= 1
