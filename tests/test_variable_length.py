@@ -134,6 +134,7 @@ def test_every_form_of_varying_batches_is_kept_and_decided_alike():
         assert p.data.x_shape == (None, BANDS), form
         # Statistics over real steps only: the padding is left out, and kept.
         assert "steps are padding (every feature 0.0) and were left out" in inputs.reason, form
+        assert "padded_batch's default" not in inputs.reason, form  # Masking names 0.0
         assert "padding steps (every feature 0.0) kept as given" in inputs.setting, form
         layer = p.parts["pre_layers"][0]
         assert isinstance(layer, PaddingAwareNormalization), form
@@ -155,6 +156,18 @@ def test_the_statistics_leave_out_exactly_the_padding_steps():
     assert np.isclose(p.data.features.mean[0], real.mean(), rtol=1e-5)
     assert np.isclose(p.data.features.std[0], real.std(), rtol=1e-4)
     assert f"{padded} of {padded + len(real)} steps are padding" in row(p, "inputs").reason
+
+
+def test_without_masking_the_padding_is_the_default_and_the_row_says_so():
+    clips, labels, _ = sample(96)
+    keras.utils.set_random_seed(0)
+    gru = keras.Sequential([keras.Input((None, BANDS)), keras.layers.GRU(8),
+                            keras.layers.Dense(10, activation="softmax")])
+    p = plan(gru, PaddedClips(clips, labels), seed=0, verbose=0, audit=False, learning_rate=0.05)
+    assert p.data.features.padding == 0.0
+    assert ("steps are padding (every feature 0.0) and were left out (0.0: padded_batch's "
+            "default; a Masking layer's mask_value reading the input names another)") in row(
+        p, "inputs").reason
 
 
 def test_masking_is_seen_through_only_when_the_padding_is_kept():

@@ -32,6 +32,7 @@ from keras_recipes.data.core import input_nest
 from keras_recipes.data.core import is_structure
 from keras_recipes.data.core import kept_spec
 from keras_recipes.data.core import leaf_of
+from keras_recipes.data.core import note_default_padding
 from keras_recipes.data.core import read_generator
 from keras_recipes.data.core import refuse_kept
 from keras_recipes.data.core import rows
@@ -601,12 +602,14 @@ def _kept_data(data, validation_data, validation_split, seed, shuffle_seed, verb
             raise ValueError(
                 "`validation_data` x must have the per-example shape of the training data "
                 f"{spec if len(spec) > 1 else spec[0]} (None: varies). Received: {got}")
-    padding = 0.0 if padding is None else padding
+    default_padding, padding = padding is None, 0.0 if padding is None else padding
     x_first = train_batches[0][0]
     x_leaves = [leaf_of(a) for a in flat(x_first)]
     x_leaves = [type(leaf)(tuple(s), leaf.dtype) for leaf, s in zip(x_leaves, spec)]
     pairs = ((b[0], b[1]) for b in train_batches)
     features, labels, n_train = batch_stats(pairs, x_leaves, verbose, "data", padding=padding)
+    if default_padding:
+        note_default_padding(features)
     _, val_labels, n_val = batch_stats(((b[0], b[1]) for b in val_batches), x_leaves, 0,
                                        "validation_data", features=False)
     x_spec = _pack(x_first, x_leaves)

@@ -712,6 +712,16 @@ def _unpadded_result(moments, n, axis, padding, counts, name):
     return stats
 
 
+def note_default_padding(features):
+    """Says, in the evidence of statistics that left padding out, that the
+    padding value 0.0 is the default (padded_batch's and pad_sequences'),
+    not one the model names, and how to name another."""
+    for stats in features:
+        if stats is not None and getattr(stats, "padding", None) is not None:
+            stats.evidence += (" (0.0: padded_batch's default; a Masking layer's mask_value "
+                               "reading the input names another)")
+
+
 def target_scale(data):
     """Per-column mean and std of continuous labels over the training split.
 

@@ -30,10 +30,11 @@ from keras_recipes.data.core import held_out_batches
 from keras_recipes.data.core import input_nest
 from keras_recipes.data.core import is_ragged
 from keras_recipes.data.core import is_sparse
-from keras_recipes.data.core import ragged_inputs
 from keras_recipes.data.core import is_structure
 from keras_recipes.data.core import label_stats
 from keras_recipes.data.core import leaves
+from keras_recipes.data.core import note_default_padding
+from keras_recipes.data.core import ragged_inputs
 from keras_recipes.data.core import read_generator
 from keras_recipes.data.core import refuse_kept
 from keras_recipes.data.core import rows
@@ -498,6 +499,8 @@ def _kept_tf_data(dataset, varying, validation_data, validation_split, seed, shu
         n_batches = (n, _count(val))
     features, labels, n_train = _dataset_stats(source, verbose, padding=0.0 if padding is None
                                                else padding, batched=True)
+    if padding is None:
+        note_default_padding(features)
     _, val_labels, n_val = _dataset_stats(val, 0, "validation_data", features=False, batched=True)
     source = source.apply(tf.data.experimental.assert_cardinality(n_batches[0]))
     val = val.apply(tf.data.experimental.assert_cardinality(n_batches[1]))
