@@ -14,6 +14,8 @@ Contenders (the same architecture and split for each):
                  model; Adam(), batch 32, validation_split=0.2 of a seeded shuffle,
                  EarlyStopping(patience=10, restore_best_weights=True), up to
                  --max_epochs. Targets stay raw, since a Keras user would leave them so.
+  recipe_sgd     the recipe with optimizer="sgd" (the literal tips: SGD with momentum 0.9
+                 at the rate read from the update ratio).
   tuned_adam     keras_default at Adam learning rates 3e-4, 1e-3 and 3e-3. Keeps the
                  run with the lowest validation loss; its seconds are the sum of all three.
 
@@ -33,6 +35,12 @@ Tasks (metric: test accuracy, or R^2 = 1 - SSE/SST in raw units):
   breast_cancer  sklearn's breast cancer, stratified seeded 80/20 split; MLP 32, then
                  Dense(1, sigmoid) (binary crossentropy for the Keras contenders).
   wine           sklearn's wine, stratified seeded 80/20 split; MLP 32-3.
+  digit_rows     recurrent: the digits as 8 rows of 8 pixels; LSTM(32).
+  digit_pixels   recurrent, long-range: the digits pixel by pixel, 64 steps; LSTM(32).
+  spoken_gru     recurrent: FSDD's log-mel frames (63 x 40) as a sequence, speaker
+                 "theo" held out; GRU(32).
+  adding         recurrent, long-range regression: the adding problem, 100 steps,
+                 2000/500 sequences from a fixed seed; LSTM(32).
 
 Prints one line per run, then per task the mean over seeds, recipe minus
 tuned_adam, whether the recipe beats keras_default, and the diverged runs.
@@ -64,7 +72,7 @@ SPLIT_SEED = 1234  # every seeded train/test split: fixed, never the run seed
 HELD_OUT_SPEAKER = "theo"
 ADAM_DEFAULT = 1e-3  # Adam()'s own learning rate, so keras_default is tuned_adam's middle run
 ADAM_RATES = (3e-4, ADAM_DEFAULT, 3e-3)
-CONTENDERS = ("recipe", "keras_default", "tuned_adam")
+CONTENDERS = ("recipe", "recipe_sgd", "keras_default", "tuned_adam")
 QUICK_TRAIN = 300
 
 
@@ -204,8 +212,56 @@ def wine():
     return sklearn_task(load_wine, 3, lambda: L.Dense(3))
 
 
+def digit_rows():
+    """Recurrent, short: each 8x8 digit as 8 rows of 8 pixels, into LSTM(32)."""
+    (x, y), (xt, yt) = load_digits("train"), load_digits("test")
+    rows = lambda a: a.reshape(-1, 8, 8).astype("float32")
+    return (rows(x), y), (rows(xt), yt), "classification", 10, builder(lambda: [
+        keras.Input((8, 8)), L.LSTM(32), L.Dense(10)])
+
+
+def digit_pixels():
+    """Recurrent, long-range: each digit pixel by pixel (64 steps of 1), into
+    LSTM(32): the first rows' pixels are 60 steps before the label."""
+    (x, y), (xt, yt) = load_digits("train"), load_digits("test")
+    pixels = lambda a: a.reshape(-1, 64, 1).astype("float32")
+    return (pixels(x), y), (pixels(xt), yt), "classification", 10, builder(lambda: [
+        keras.Input((64, 1)), L.LSTM(32), L.Dense(10)])
+
+
+def spoken_gru():
+    """Recurrent: FSDD's log-mel frames (63 x 40 dB) as a sequence into GRU(32),
+    speaker "theo" held out."""
+    x, y, speaker = fsdd_logmel()
+    x = x[..., 0]
+    test = speaker == HELD_OUT_SPEAKER
+    return (x[~test], y[~test]), (x[test], y[test]), "classification", 10, builder(lambda: [
+        keras.Input(x.shape[1:]), L.GRU(32), L.Dense(10)])
+
+
+def adding():
+    """Recurrent, long-range regression: the adding problem (Hochreiter and
+    Schmidhuber 1997), 100 steps of (value in [0, 1), marker); the target is
+    the sum of the two marked values, one in each half. Generated with a fixed
+    seed: 2000 train, 500 test sequences; LSTM(32)."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    n, steps = 2500, 100
+    values = rng.random((n, steps)).astype("float32")
+    marks = np.zeros((n, steps), "float32")
+    first = rng.integers(0, steps // 2, n)
+    second = rng.integers(steps // 2, steps, n)
+    marks[np.arange(n), first] = 1.0
+    marks[np.arange(n), second] = 1.0
+    x = np.stack([values, marks], -1)
+    y = (values * marks).sum(1).astype("float32")
+    return (x[:2000], y[:2000]), (x[2000:], y[2000:]), "regression", None, builder(lambda: [
+        keras.Input((steps, 2)), L.LSTM(32), L.Dense(1)])
+
+
 TASKS = {f.__name__: f for f in (digits, mnist, spoken_digits, acsf1, california, grunfeld,
-                                 breast_cancer, wine)}
+                                 breast_cancer, wine, digit_rows, digit_pixels, spoken_gru,
+                                 adding)}
+REGRESSION = ("california", "grunfeld", "adding")
 
 
 def score(model, x, y, kind):
@@ -295,8 +351,8 @@ def summary(rows, tasks, contenders):
         return (np.mean([r["metric"] for r in runs]), sum(r["seconds"] for r in runs),
                 {r["seed"]: r["metric"] for r in runs}) if runs else None
 
-    print("\n## summary: mean test metric over seeds (accuracy; R^2 for california and "
-          "grunfeld), seconds summed over seeds")
+    print("\n## summary: mean test metric over seeds (accuracy; R^2 for california, "
+          "grunfeld and adding), seconds summed over seeds")
     print(f"{'task':14} " + " ".join(f"{c:>14} {'s':>6}" for c in CONTENDERS)
           + f" {'recipe-tuned':>12} {'recipe>default':>15} {'diverged':>8}")
     print("(! after recipe-tuned: more than 0.5 point, or 0.01 R^2, below tuned Adam)")
@@ -309,7 +365,7 @@ def summary(rows, tasks, contenders):
         diff = beats = "-"
         if recipe and cells["tuned_adam"]:
             # Issue 24's target: at most 0.5 point (accuracy) or 0.01 (R^2) below tuned Adam.
-            margin = 0.01 if task in ("california", "grunfeld") else 0.005
+            margin = 0.01 if task in REGRESSION else 0.005
             gap = recipe[0] - cells["tuned_adam"][0]
             diff = f"{gap:+.4f}{'' if gap >= -margin else '!'}"
             wins["tuned_adam"] += recipe[0] > cells["tuned_adam"][0]
@@ -320,6 +376,11 @@ def summary(rows, tasks, contenders):
             wins["keras_default"] += recipe[0] > cells["keras_default"][0]
         diverged = sum(r["diverged"] or not np.isfinite(r["metric"]) for r in rows if r["task"] == task)
         print(line + f" {diff:>12} {beats:>15} {diverged:8d}")
+    at_chance = [r for r in rows if r.get("chance")]
+    print(f"runs at chance level (at most the majority class's share + 0.02, or R^2 0.02): "
+          f"{len(at_chance)}" + "".join(
+              f"\n  {r['task']} {r['contender']} seed {r['seed']}: {r['metric']:.4f} "
+              f"{r['extra'].split()[0] if r['extra'] else ''}" for r in at_chance))
     if "recipe" in contenders:
         for other in ("keras_default", "tuned_adam"):
             if other in contenders:
@@ -410,6 +471,8 @@ def main():
             for contender in contenders:
                 if contender == "recipe":
                     row = run_recipe(task, seed, recipe_kwargs)
+                elif contender == "recipe_sgd":  # the literal tips: SGD with momentum
+                    row = run_recipe(task, seed, {**recipe_kwargs, "optimizer": "sgd"})
                 elif contender == "keras_default":
                     row = dict(adam_run(ADAM_DEFAULT))
                 else:
@@ -418,6 +481,10 @@ def main():
                     row = dict(runs[lr], seconds=sum(r["seconds"] for r in runs.values()),
                                extra=f"lr={lr:g} {runs[lr]['extra']}")
                 row.update(task=name, contender=contender, seed=seed)
+                # Chance level: the majority class's share (or R^2 0) plus a margin.
+                chance = (0.02 if rest[0] == "regression" else
+                          np.bincount(np.asarray(yt).astype(int)).max() / len(yt) + 0.02)
+                row["chance"] = bool(row["metric"] <= chance)
                 rows.append(row)
                 print_row(row)
                 for line in row.pop("tips", []):

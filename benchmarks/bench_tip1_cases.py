@@ -12,7 +12,11 @@ three ways, 20 epochs, seeds 0-2:
 Mean test accuracy over the seeds (and per seed). Validation decides
 nothing here: the arms are fixed beforehand.
 
-    python benchmarks/bench_tip1_cases.py [--seeds 3] [--epochs 20]
+With `--epochs auto` each arm has its own budget instead of 20 epochs:
+fit_with_tips its "auto" budget (it stops on its plateau rule), plain
+model.fit up to 200 epochs with EarlyStopping(patience 10, best weights).
+
+    python benchmarks/bench_tip1_cases.py [--seeds 3] [--epochs 20|auto]
 """
 
 import argparse
@@ -42,8 +46,13 @@ def accuracy(model, x, y):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", default="20")
     args = parser.parse_args()
+    auto = args.epochs == "auto"
+    epochs = "auto" if auto else int(args.epochs)
+    plain_epochs, patience = (200, 10) if auto else (epochs, 5)
+    print(f"budget: fit_with_tips epochs={epochs!r}; plain model.fit up to {plain_epochs} epochs, "
+          f"EarlyStopping(patience={patience})")
     print(device_line())
     x, y = load_digits("train")
     xt, yt = load_digits("test")
@@ -59,15 +68,15 @@ def main():
                 model = build((x[:400], y[:400]))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    result = fit_with_tips(model, (x, y), epochs=args.epochs, seed=seed, verbose=0,
+                    result = fit_with_tips(model, (x, y), epochs=epochs, seed=seed, verbose=0,
                                            **options)
                 scores[arm].append(accuracy(result.model, xt, yt))
             keras.utils.set_random_seed(seed)
             model = build((x[:400], y[:400]))
             model.compile(keras.optimizers.Adam(1e-3),
                           keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-            model.fit(x, y, batch_size=32, epochs=args.epochs, validation_split=0.2, verbose=0,
-                      callbacks=[keras.callbacks.EarlyStopping(patience=5,
+            model.fit(x, y, batch_size=32, epochs=plain_epochs, validation_split=0.2, verbose=0,
+                      callbacks=[keras.callbacks.EarlyStopping(patience=patience,
                                                                restore_best_weights=True)])
             scores["plain"].append(accuracy(model, xt, yt))
         cells = [f"{np.mean(v):.4f}" for v in scores.values()]

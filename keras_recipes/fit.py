@@ -111,6 +111,13 @@ def fit_with_tips(model, data=None, y=None, *, x=None, ensemble=None, **options)
             steps or more (measured, BUILD_NOTES.md); a number sets that
             value on every LSTM at the default; None never changes it.
             Defaults to `"auto"`.
+        reinitialize: "auto" or False. Tip 6 acting on a model no rate can
+            train: when the update ratio measures 0 at every rate tried (no
+            gradient reaches the weights) and kernels hold one value each
+            (all 0.0, or all equal), "auto" redraws those kernels,
+            `randn / sqrt(fan_in)`, before training, with a row saying so;
+            False leaves them (the run then ends "not learning"). Defaults
+            to `"auto"`.
         preprocess: "auto", True or False. Tip 1's preprocessing: "auto"
             standardizes an input only where that is shown safe (every layer
             reading it, through the model's own graph, treats its values as

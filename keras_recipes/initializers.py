@@ -218,3 +218,27 @@ class ForgetGateBias(keras.initializers.Initializer):
 
     def get_config(self):
         return {"value": self.value}
+
+
+def constant_kernels(model):
+    """The trainable weights of `model` with two or more axes (kernels) that
+    hold one value each (all 0.0, or all equal): `[(variable, value)]`.
+    Every unit of such a layer computes the same thing, so no two can learn
+    differently; all 0.0 behind a relu passes no gradient at all."""
+    found = []
+    for variable in model.trainable_weights:
+        if len(variable.shape) < 2 or int(np.prod(variable.shape)) < 2:
+            continue
+        values = keras.ops.convert_to_numpy(variable)
+        if np.all(values == values.flat[0]):
+            found.append((variable, float(values.flat[0])))
+    return found
+
+
+def redraw(variables, seed=0):
+    """Tip 6 on `variables` (kernels): `ScaledNormal(init_scale=1.0)`, that
+    is `randn / sqrt(fan_in)`, seeded `seed + i` for the i-th."""
+    for i, variable in enumerate(variables):
+        value = ScaledNormal(init_scale=1.0, seed=int(seed) + i)(tuple(variable.shape),
+                                                                 dtype=variable.dtype)
+        variable.assign(value)

@@ -23,6 +23,7 @@ from keras_recipes import data as data_lib
 from keras_recipes import determinism
 from keras_recipes import distribute
 from keras_recipes import forget_gate
+from keras_recipes import initializers
 from keras_recipes import preprocessing
 from keras_recipes import train
 from keras_recipes.data import leaves
@@ -60,7 +61,7 @@ DEFAULTS = dict(
     split_seed=None, verbose="auto", data_dir=None, audit=True, checkpoint_dir=None, task=None,
     loss=None, sample_weight=None, class_weight=None, steps_per_epoch=None,
     validation_steps=None, shuffle="auto", deterministic="auto", validation_freq=1, initial_epoch=0,
-    forget_bias="auto", read_once=False,
+    forget_bias="auto", read_once=False, reinitialize="auto",
 )
 # With no progress for a stretch, the stopping rule's cue: updates an order
 # of magnitude below those of the last epoch that improved no longer move the
@@ -128,6 +129,12 @@ class Plan:
                     getattr(self.data.features, "steps", None)):
                 if value is not None:
                     forget_gate.set_forget_bias(layer, value)
+        # Tip 6 as decided on the first member (plan() redrew it), for the rest.
+        if self.parts.get("reinitialized"):
+            base = 0 if self.options["seed"] is None else self.options["seed"]
+            for i, member in enumerate(fused.members[1:], start=1):
+                kernels = [v for v, _ in initializers.constant_kernels(member)]
+                initializers.redraw(kernels, seed=base + 1000 * i)
         # The monitored val_loss is the members' sum; the plateau rule judges
         # it relative to its own best (MIN_RELATIVE_DELTA), as one member's.
         make_optimizer = self.parts["make_optimizer"]
@@ -242,7 +249,7 @@ def check_options(model, options):
     choices = {"jit_compile": ("auto", True, False), "verbose": ("auto", 0, 1, 2),
                "task": (None,) + TASKS, "shuffle": ("auto", True, False), "read_once": (True, False),
                "deterministic": ("auto", True, False), "optimizer": ("auto",) + OPTIMIZERS,
-               "preprocess": ("auto", True, False)}
+               "preprocess": ("auto", True, False), "reinitialize": ("auto", False)}
     for name, allowed in choices.items():
         if not any(o[name] is a or (type(o[name]) is type(a) and o[name] == a) for a in allowed):
             raise ValueError(f"`{name}` must be one of {allowed}. Received: {name}={o[name]!r}")
@@ -386,6 +393,7 @@ def plan(model, data=None, y=None, *, x=None, **options):
         if cloned:
             tips.append(Tip(0, "model", "cloned into the strategy's scope",
                             cloned + "; the trained model is result.model"))
+        tips += _decide_initialization(model, data, o, parts)
         tips += _decide_task(model, data, o, parts)
         tips += _decide_inputs(model, data, o, parts)
         parts["baseline"] = _baseline(data, parts)
@@ -399,6 +407,49 @@ def plan(model, data=None, y=None, *, x=None, **options):
                 Tip(0, "execution", "jit_compile=False", parts["jit_note"], "jit_compile=")]
         tips += _decide_learning_rate(parts, data, o)
     return Plan(tips, model, data, o, parts)
+
+
+def _decide_initialization(model, data, o, parts):
+    """Tip 6 acting on a model that cannot learn from its start (issue 36
+    items 3 and 6): kernels that hold one value each (all 0.0, or all
+    equal). When the model's output is also the same for every example of a
+    real batch (the inputs do not reach it: all-zero kernels behind a relu
+    pass no gradient either), those kernels are redrawn, `randn /
+    sqrt(fan_in)`, before anything is measured on the model. Otherwise
+    (constant kernels whose output still depends on the input) the row only
+    says so. The evidence is the weights and the measured output."""
+    found = initializers.constant_kernels(model)
+    if not found:
+        return []
+    x, _ = data.first_batch()
+    if isinstance(x, list):
+        x = x[0]
+    if not model.built and not data.structured:
+        model.build((None,) + tuple(data.x_shape))
+    outputs = [keras.ops.convert_to_numpy(out) for out in keras.tree.flatten(
+        model(x, training=False))]
+    rows = min(len(out) for out in outputs)
+    spread = max(float(np.ptp(out.reshape(len(out), -1), axis=0).max()) for out in outputs)
+    names = [f"{v.path} (all {value:g})" for v, value in found]
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    kernels = f"kernels {shown} hold one value each (every unit computes the same)"
+    if spread > 0:
+        return [Tip(6, "initialization", "kept as given",
+                    f"{kernels}, so their units learn alike; the output still depends on the "
+                    f"input (range {spread:.3g} across {rows} examples), so they are left as "
+                    "given", "the layers' kernel_initializer")]
+    measured = f"the output is the same for every one of {rows} examples of a real batch"
+    if o["reinitialize"] is False:
+        return [Tip(6, "initialization", "kept as given (reinitialize=False)",
+                    f"{kernels}, and {measured}: the inputs do not reach it, and no rate "
+                    "fixes that; the run will end 'not learning'", "reinitialize=")]
+    initializers.redraw([v for v, _ in found], seed=0 if o["seed"] is None else o["seed"])
+    parts["reinitialized"] = True  # fused ensemble members: the same, each its own draw
+    return [Tip(6, "initialization", f"redrawn: {shown}",
+                f"{kernels}, and {measured}: the inputs do not reach it, and no rate fixes "
+                "that (all-zero kernels behind a relu pass no gradient); tip 6: randn / "
+                "sqrt(fan_in) (ScaledNormal(1.0)), before anything else is measured",
+                "reinitialize=False")]
 
 
 def _decide_learning_rate(parts, data, o):

@@ -3,6 +3,7 @@ guard that undoes a diverged epoch, the stopping rule read from the run,
 the epoch cap as a budget, and a compiled model's own rate."""
 
 import math
+import re
 import warnings
 
 import keras
@@ -11,6 +12,7 @@ import pytest
 
 from helpers import tiny_classifier
 from keras_recipes import fit_with_tips
+from keras_recipes import initializers
 from keras_recipes import plan
 from keras_recipes.calibration import calibrate_learning_rate
 from keras_recipes.calibration import measure_update_ratio
@@ -442,20 +444,67 @@ def test_the_constant_predictors_loss_is_the_plans_baseline(digits):
 
 
 def test_a_run_that_learned_nothing_is_never_a_success(digits):
+    # reinitialize=False: the dead start is kept (tip 6 would redraw it).
     with pytest.warns(RuntimeWarning, match="not learning"):
-        result = fit_with_tips(_dead(), digits, epochs=15, seed=0, verbose=0)
+        result = fit_with_tips(_dead(), digits, epochs=15, seed=0, verbose=0, reinitialize=False)
     assert result.status == "not learning"
     assert str(result).startswith("fit_with_tips: NOT LEARNING")
     row = next(t for t in result.tips if t.name == "learning")
     assert "no better than" in row.reason and "class frequencies" in row.reason
     # A budget shorter than a plateau's patience (12 epochs here) is too
     # early to tell: said, not the status.
-    early = fit_with_tips(_dead(), digits, epochs=2, seed=0, verbose=0)
+    early = fit_with_tips(_dead(), digits, epochs=2, seed=0, verbose=0, reinitialize=False)
     assert early.status == "capped" and any("not learning yet" in e for e in early.events)
     # A model that learns is not flagged.
     learned = fit_with_tips(tiny_classifier(n_features=64, n_classes=10), digits, epochs=8,
                             seed=0, verbose=0)
     assert learned.status != "not learning"
+
+
+def test_a_dead_start_is_redrawn_before_anything_is_measured_and_learns(digits):
+    """Issue 36 items 3 and 6: zero kernels behind a relu (the output the same
+    for every example, no gradient) were measured as they are: the output
+    probe read the constant 0 output as probabilities (from_logits=False on
+    logits) and the run ended "not learning". Tip 6 now redraws them first,
+    with the evidence in a row, and the run learns."""
+    x, y = digits
+    model = _dead()
+    p = plan(model, (x, y), seed=0, verbose=0, epochs=6)
+    row = next(t for t in p.tips if t.name == "initialization")
+    assert re.fullmatch(r"redrawn: sequential\w*/dense\w*/kernel \(all 0\), "
+                        r"sequential\w*/dense\w*/kernel \(all 0\)", row.setting), row
+    assert "the output is the same for every one of" in row.reason
+    assert row.override == "reinitialize=False"
+    assert not initializers.constant_kernels(model)
+    kernel = keras.ops.convert_to_numpy(model.layers[0].kernel)
+    assert kernel.std() == pytest.approx(1 / np.sqrt(64), rel=0.1)  # randn / sqrt(fan_in)
+    loss = next(t for t in p.tips if t.name == "loss")
+    assert "from_logits=True" in loss.reason, loss  # measured on the redrawn model
+    result = p.fit()
+    assert result.status != "not learning"
+    assert max(result.history["val_accuracy"]) > 0.85, result.history["val_accuracy"]
+    # Kept with reinitialize=False; constant kernels that do pass the input
+    # through (all ones) are only named.
+    kept = plan(_dead(), (x, y), seed=0, verbose=0, reinitialize=False, learning_rate=0.01)
+    assert next(t for t in kept.tips if t.name == "initialization").setting == (
+        "kept as given (reinitialize=False)")
+    keras.utils.set_random_seed(0)
+    ones = keras.Sequential([keras.Input((64,)), keras.layers.Dense(
+        8, activation="relu", kernel_initializer="ones"), keras.layers.Dense(10)])
+    named = plan(ones, (x, y), seed=0, verbose=0, learning_rate=0.01)
+    row = next(t for t in named.tips if t.name == "initialization")
+    assert row.setting == "kept as given" and "so their units learn alike" in row.reason
+    with pytest.raises(ValueError, match=r"`reinitialize` must be one of \('auto', False\)"):
+        plan(_dead(), (x, y), reinitialize=True)
+
+
+def test_a_fused_ensemble_of_dead_starts_redraws_every_member(digits):
+    from keras_recipes import fit_ensemble
+
+    x, y = digits
+    result = fit_ensemble(_dead, (x, y), members=3, seed=0, verbose=0, epochs=4)
+    scores = result.member_scores
+    assert len(scores) == 3 and min(scores) > 0.5, scores
 
 
 def test_weights_that_never_move_are_said_not_searched():
