@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from keras_recipes import distribute
+from keras_recipes.decide.options import fit_data
 from keras_recipes.ensemble import VECTORIZE
 from keras_recipes.ensemble import AveragingEnsemble
 from keras_recipes.ensemble import EnsembleResult
@@ -20,7 +21,6 @@ from keras_recipes.ensemble import architecture_signature
 from keras_recipes.ensemble import evaluate_members
 from keras_recipes.modelinfo import fixed_batch_size
 from keras_recipes.modelinfo import stateful_layers
-from keras_recipes.plan import fit_data
 from keras_recipes.plan import plan
 from keras_recipes.result import FitResult  # noqa: F401 (public here before)
 from keras_recipes.result import Tip  # noqa: F401

@@ -494,6 +494,9 @@ def test_a_dead_start_is_redrawn_before_anything_is_measured_and_learns(digits):
     named = plan(ones, (x, y), seed=0, verbose=0, learning_rate=0.01)
     row = next(t for t in named.tips if t.name == "initialization")
     assert row.setting == "kept as given" and "so their units learn alike" in row.reason
+    # A GRU's (2, 3 * units) bias starts at 0 by design: not a dead kernel.
+    gru = keras.Sequential([keras.Input((8, 8)), keras.layers.GRU(4), keras.layers.Dense(10)])
+    assert not initializers.constant_kernels(gru)
     with pytest.raises(ValueError, match=r"`reinitialize` must be one of \('auto', False\)"):
         plan(_dead(), (x, y), reinitialize=True)
 

@@ -1,0 +1,164 @@
+"""The rows decided from the data: the validation set, the minibatch (tip 2)
+and the epoch budget (tip 4), and the checks of the data against the model's
+inputs.
+"""
+
+import keras
+
+from keras_recipes import distribute
+from keras_recipes import preprocessing
+from keras_recipes.data import leaves
+from keras_recipes.result import Tip
+
+
+def check_inputs_match(model, data):
+    inputs = getattr(model, "inputs", None) or []
+    given = leaves(data.x_spec)
+    if len(inputs) > 1 and len(given) != len(inputs):
+        names = [getattr(i, "name", "?") for i in inputs]
+        raise ValueError(
+            f"The model has {len(inputs)} inputs ({', '.join(names)}); give one array per input, "
+            "as a dict keyed by input name or a list in the model's order. "
+            f"Received: a model with {len(inputs)} inputs and data with {len(given)} input array(s)")
+
+
+def padding_value(model):
+    """The value whose steps the model reads as padding (a `Masking` layer's
+    `mask_value` on its one input), or None."""
+    if len(getattr(model, "inputs", None) or []) != 1:
+        return None
+    return preprocessing.padding_of(model)
+
+
+def model_input_rank(model):
+    """The rank (with the batch axis) of the model's input, or of each input
+    by name ({name: rank}) when it has several; None when unknown."""
+    inputs = getattr(model, "inputs", None)
+    try:
+        if inputs and len(inputs) == 1:
+            return len(inputs[0].shape)
+        if inputs:
+            return {t.name: len(t.shape) for t in inputs}
+    except (AttributeError, TypeError, ValueError):
+        pass
+    return None
+
+
+# Tip 2's 128 assumes many batches per epoch: below this many, a smaller one.
+MIN_STEPS = 8
+
+
+def decide_batch_size(o):
+    """Tip 2: the model's fixed batch size, the user's, or `batch_rule`.
+    Returns (batch, or the rule as a function of the training examples
+    for `make_data` to apply once they are read; why or None)."""
+    if o["fixed_batch"] is not None:
+        return o["fixed_batch"], (f"fixed by the model's inputs (keras.Input(batch_size="
+                                  f"{o['fixed_batch']})): every batch holds exactly that many, "
+                                  "a last partial batch is dropped")
+    if o["batch_size"] != "auto":
+        return o["batch_size"], None
+    # Decided on the training examples once read, the same rule whatever the
+    # form (arrays, a dataset, a PyDataset, a generator: issue 38 item 3).
+    return (lambda n_train: batch_rule(n_train)[0]), None
+
+
+def batch_rule(n_train):
+    """(batch, why or None) for `n_train` training examples: 128, unless 128
+    leaves fewer than MIN_STEPS updates an epoch; then the largest power of
+    two (at least 16) that gives that many."""
+    batch = 128
+    while batch > 16 and -(-n_train // batch) < MIN_STEPS:
+        batch //= 2
+    if batch == 128:
+        return 128, None
+    return batch, (f"128 would give {-(-n_train // 128)} update(s) per epoch on {n_train} "
+                   f"training examples; {batch} gives at least {min(MIN_STEPS, -(-n_train // batch))}")
+
+
+# The epoch budget ("auto"): 100 epochs, or more when 100 hold fewer than
+# this many updates (small data at tip 2's batch of 128). Keras' usual
+# 100 epochs at batch 32 give a 1,000-example set about 3,000 updates.
+BUDGET_EPOCHS, BUDGET_UPDATES = 100, 3000
+
+
+def decide_epochs(data, o):
+    """Tip 4's "stop when it is tiny" ends most runs; the cap is a budget.
+    Sets o["epochs"] to a number and says where it came from."""
+    start = o["initial_epoch"]
+    counted = (f"; numbered from initial_epoch={start}, as model.fit numbers them (epochs "
+               f"{start}..{o['epochs'] if o['epochs'] != 'auto' else 'the budget'} - 1 run)"
+               if start else "")
+    if o["epochs"] != "auto":
+        return Tip(4, "epoch budget", f"{o['epochs']}", "as passed; the stopping rule usually "
+                   "ends training earlier, a run still improving at the cap ends 'capped'"
+                   + counted, "epochs=")
+    steps = data.steps_per_epoch
+    epochs = BUDGET_EPOCHS
+    if steps and steps * BUDGET_EPOCHS < BUDGET_UPDATES:
+        epochs = -(-BUDGET_UPDATES // steps)
+    # The budget counts the epochs that run, after the user's initial_epoch.
+    epochs += start
+    o["epochs"] = epochs
+    why = (f"{BUDGET_EPOCHS} epochs, or at least {BUDGET_UPDATES} updates ({steps} per epoch)"
+           if steps else f"{BUDGET_EPOCHS} epochs")
+    return Tip(4, "epoch budget", f"{epochs} (auto)", why + "; the stopping rule usually ends "
+               "training earlier, a run still improving at the cap ends 'capped'" + counted,
+               "epochs=")
+
+
+def decide_data(data, o, strategy, batch_note=None):
+    tips = [Tip(4, "validation set", f"{data.n_validation} examples ({data.split})",
+                "decides LR drops, stopping and the best weights", "validation_data=, validation_split=")]
+    if o["validation_freq"] > 1:
+        tips.append(Tip(4, "validation", f"every {o['validation_freq']} epochs",
+                        "validation_freq as model.fit reads it: LR drops, stopping and the best "
+                        "weights are judged on the validated epochs only, patience counts them",
+                        "validation_freq="))
+    if data.weighted:
+        tips.append(Tip(3, "sample weights", "per-example weights in the loss and weighted metrics",
+                        "given with the data", "sample_weight="))
+    if o["class_weight"] is not None:
+        tips.append(Tip(3, "class weights", str(o["class_weight"]), "as passed", "class_weight="))
+    batch = o["batch_size"]
+    steps = data.steps_per_epoch
+    few = (f"; only {steps} update{'s' if steps > 1 else ''} per epoch on {data.n_train} "
+           "training examples: a smaller batch gives more" if steps < 4 else "")
+    stream = data.description == "generator" and getattr(data, "live", None) is not None
+    if stream:
+        few = ""  # the generator's note says how it is read
+    elif o["steps_per_epoch"] is not None and data.kept_batches:
+        few = (f"; steps_per_epoch={o['steps_per_epoch']}: the generator's batches read, "
+               f"{data.kept_batches[1]} of them held out" if data.description == "generator"
+               else f"; steps_per_epoch={o['steps_per_epoch']} limits each epoch (of "
+               f"{data.kept_batches[0]} training batches)")
+    elif o["steps_per_epoch"] is not None:
+        few = (f"; steps_per_epoch={o['steps_per_epoch']} limits each epoch "
+               f"({-(-data.n_train // batch)} batches hold the {data.n_train} training examples)")
+    elif batch_note:
+        few = ""
+    if data.drop_remainder:
+        few += (f"; {data.n_train % batch} training and {data.n_validation % batch} validation "
+                "examples left over")
+    tips.append(Tip(2, "minibatch", f"batch_size={batch} ({steps} steps per epoch)",
+                    (batch_note if batch_note else "about 128, as advised") + few
+                    + (f"; {data.notes[0]}" if data.notes else ""), "batch_size="))
+    if o["stateful"]:
+        shuffled = ("shuffle=True as passed: the states then carry between unrelated batches"
+                    if o["shuffle"] else "batches in order (shuffle off)")
+        tips.append(Tip(0, "stateful", f"states of {', '.join(o['stateful'])} reset at each "
+                        "epoch's start and before each validation pass",
+                        f"the batches of an epoch are one stream; {shuffled}; the validation "
+                        "set is read from reset states too", "shuffle="))
+    if strategy is None and o["strategy"] == "auto":
+        tips.append(Tip(0, "distribution", distribute.describe(None),
+                        "strategy='auto': " + ("fewer than two GPUs" if keras.backend.backend()
+                                               == "tensorflow" else "tf.distribute needs TensorFlow"),
+                        "strategy="))
+    elif strategy is not None:
+        n = distribute.replicas(strategy)
+        tips.append(Tip(0, "distribution", distribute.describe(strategy) + (
+            f"; global batch {batch} = {batch // n} per replica" if n > 1 else ""),
+            "batch_size is the global batch and the loss its mean: the gradient, and so "
+            "the LR, do not change with the replica count (no LR rule applied)", "strategy="))
+    return tips
