@@ -1,6 +1,6 @@
 """Issue 25, item 3: the statistics axis from evidence. Pixel columns share
 one range, so the recipe now standardizes them with one mean/std
-(`data.core.homogeneous`); before, every pixel column had its own. This
+(`data.data_stats.homogeneous`); before, every pixel column had its own. This
 compares the two on the same model, data and seeds, choosing nothing on
 test: fit_with_tips with the rule as it is ("one scalar") and with the
 rule switched off (`HOMOGENEOUS_SHARE = 1`: "per column", the old
@@ -26,11 +26,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import device_line  # noqa: E402
 from common import load_mnist_split  # noqa: E402
 from keras_recipes import fit_with_tips  # noqa: E402
-from keras_recipes.data import core  # noqa: E402
+from keras_recipes.data import stats as data_stats  # noqa: E402
 from keras_recipes.datasets import load_digits  # noqa: E402
 
 
-RULE = core.HOMOGENEOUS_SHARE  # the recipe's rule, read once before any arm changes it
+RULE = data_stats.HOMOGENEOUS_SHARE  # the recipe's rule, read once before any arm changes it
 
 
 def mlp(width, features):
@@ -39,7 +39,7 @@ def mlp(width, features):
 
 
 def run(task, seed, share, epochs):
-    core.HOMOGENEOUS_SHARE = share
+    data_stats.HOMOGENEOUS_SHARE = share
     if task == "digits":
         (x, y), (xt, yt) = load_digits("train"), load_digits("test")
         width = 64

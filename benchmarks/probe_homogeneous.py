@@ -2,7 +2,7 @@
 data. Per table (or flattened signal): the varying columns, whether every
 varying column's range holds a common value, the share of them that span
 at least half of the overall range, and the smallest column range as a
-share of it. `data.core.homogeneous` pools the statistics when a common
+share of it. `data.stats.homogeneous` pools the statistics when a common
 value exists and the share is above HOMOGENEOUS_SHARE (0.5).
 
     python benchmarks/probe_homogeneous.py

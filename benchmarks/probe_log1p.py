@@ -23,19 +23,19 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import DATA  # noqa: E402
 from common import need  # noqa: E402
 from keras_recipes import preprocessing  # noqa: E402
-from keras_recipes.data import core  # noqa: E402
+from keras_recipes.data import stats as data_stats  # noqa: E402
 from keras_recipes.datasets import load_digits  # noqa: E402
 
 
 def per_column(x):
     """FeatureStats per column (never pooled), as the rule reads a table."""
-    moments = core._Moments()
+    moments = data_stats._Moments()
     moments.update(np.asarray(x, "float64"), "feature")
-    saved, core.HOMOGENEOUS_SHARE = core.HOMOGENEOUS_SHARE, 2.0  # no pooling here
+    saved, data_stats.HOMOGENEOUS_SHARE = data_stats.HOMOGENEOUS_SHARE, 2.0  # no pooling here
     try:
         return moments.result(len(x), "feature")
     finally:
-        core.HOMOGENEOUS_SHARE = saved
+        data_stats.HOMOGENEOUS_SHARE = saved
 
 
 def report(name, x, columns=None, show=8):

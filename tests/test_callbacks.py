@@ -159,7 +159,7 @@ def test_update_ratio_monitor_logs_and_names_unstable_layers():
         history = fit_keeps_xla(model, x, y, epochs=5, callbacks=[monitor])
     # Once per side, attributed to our file (not Keras' callback list).
     ours = [w for w in caught if issubclass(w.category, UpdateRatioWarning)]
-    assert len(ours) == 1 and ours[0].filename.endswith("keras_recipes/callbacks.py")
+    assert len(ours) == 1 and ours[0].filename.endswith("keras_recipes/callbacks/update_ratio.py")
     for key in ("update_ratio", "grad_norm", "clip_fraction"):
         assert len(history.history[key]) == 5
     assert min(history.history["update_ratio"][1:4]) > 1e-2

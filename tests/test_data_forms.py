@@ -297,3 +297,17 @@ def test_too_few_batches_to_hold_out_whole_is_refused_by_name():
     with pytest.raises(ValueError, match=r"too few batches \(1\) to hold out 0.2 of them whole.*"
                                          r"validation_data=.*Received: 1 batches"):
         plan(mlp(), one, verbose=0)
+
+
+def test_a_fused_ensemble_with_class_weight_on_a_pydataset_trains():
+    """Fused members read a PyDataset once, and weighed each batch by its
+    class ids through `data.core.class_ids(y)`, which a second function of
+    the same name (the split's, taking label statistics too) shadowed: a
+    TypeError ("missing 1 required positional argument: 'stats'")."""
+    from keras_recipes import fit_ensemble
+
+    x, y = load_digits("train")
+    weights = {c: 3.0 if c == 3 else 1.0 for c in range(10)}
+    result = fit_ensemble(mlp, Batches(x[:600].astype("float32"), y[:600], 50), members=2,
+                          epochs=2, seed=0, verbose=0, class_weight=weights)
+    assert len(result.member_scores) == 2

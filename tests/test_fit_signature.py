@@ -72,7 +72,7 @@ def test_class_labels_are_split_stratified_whatever_their_dtype(form):
     moved 3..9 over seeds where stratified gives the same count each time."""
     from sklearn.datasets import load_breast_cancer
 
-    from keras_recipes.data.core import split_arrays
+    from keras_recipes.data.split import split_arrays
 
     x, y = load_breast_cancer(return_X_y=True)
     labels = {"int": y, "float": y.astype("float64"), "column": y.astype("float32")[:, None],

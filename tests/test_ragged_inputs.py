@@ -23,9 +23,9 @@ from keras_recipes import fit_ensemble  # noqa: E402
 from keras_recipes import fit_with_tips  # noqa: E402
 from keras_recipes import plan  # noqa: E402
 from keras_recipes.build import RAGGED_JIT  # noqa: E402
-from keras_recipes.data.core import RAGGED_EVIDENCE  # noqa: E402
-from keras_recipes.data.core import RAGGED_OVERRIDE  # noqa: E402
-from keras_recipes.data.core import refuse_ragged  # noqa: E402
+from keras_recipes.data.checks import RAGGED_EVIDENCE  # noqa: E402
+from keras_recipes.data.checks import RAGGED_OVERRIDE  # noqa: E402
+from keras_recipes.data.checks import refuse_ragged  # noqa: E402
 from keras_recipes.datasets import load_digits  # noqa: E402
 
 # Test accuracy floor of the small end-to-end run: it measured 0.756 on

@@ -15,8 +15,8 @@ import scipy.sparse
 
 from keras_recipes import fit_with_tips
 from keras_recipes import plan
-from keras_recipes.data.core import SPARSE_EVIDENCE
-from keras_recipes.data.core import is_sparse
+from keras_recipes.data.checks import SPARSE_EVIDENCE
+from keras_recipes.data.nests import is_sparse
 from keras_recipes.datasets import load_digits
 
 SPARSE_INPUTS = keras.backend.backend() != "torch"  # Keras refuses Input(sparse=True) on torch

@@ -304,15 +304,15 @@ def keras_recipes_layers(model):
 def _per_column(x):
     """FeatureStats of a table, one column each (never pooled), as tip 1's
     log1p rule reads a table."""
-    from keras_recipes.data import core
+    from keras_recipes.data import stats as data_stats
 
-    moments = core._Moments()
+    moments = data_stats._Moments()
     moments.update(np.asarray(x, "float64"), "feature")
-    saved, core.HOMOGENEOUS_SHARE = core.HOMOGENEOUS_SHARE, 2.0
+    saved, data_stats.HOMOGENEOUS_SHARE = data_stats.HOMOGENEOUS_SHARE, 2.0
     try:
         return moments.result(len(x), "feature")
     finally:
-        core.HOMOGENEOUS_SHARE = saved
+        data_stats.HOMOGENEOUS_SHARE = saved
 
 
 def test_log1p_leaves_out_bounded_zero_inflated_columns_and_says_why():

@@ -16,16 +16,17 @@ import keras
 import numpy as np
 
 from keras_recipes.data import arraydata
-from keras_recipes.data.core import EMBEDDED
+from keras_recipes.data import batches
+from keras_recipes.data.checks import refuse_ragged
 from keras_recipes.data.core import Data
+from keras_recipes.data.core import EMBEDDED
 from keras_recipes.data.core import Leaf
-from keras_recipes.data.core import check_split
 from keras_recipes.data.core import class_ids
-from keras_recipes.data.core import leaves
-from keras_recipes.data.core import refuse_ragged
-from keras_recipes.data.core import stratified_split
-from keras_recipes.data.core import target_scale
-from keras_recipes.data.core import target_scale_of
+from keras_recipes.data.nests import leaves
+from keras_recipes.data.split import check_split
+from keras_recipes.data.split import stratified_split
+from keras_recipes.data.stats import target_scale
+from keras_recipes.data.stats import target_scale_of
 
 __all__ = ["Data", "EMBEDDED", "Leaf", "class_ids", "leaves", "load_named", "make_data",
            "stratified_split", "target_scale", "target_scale_of", "uses_tfdata"]
@@ -132,10 +133,10 @@ def make_data(data, validation_data=None, validation_split=0.2, batch_size=128,
         check_split(validation_split)
     refuse_ragged(data, "data")
     refuse_ragged(validation_data, "validation_data")
-    if arraydata.is_generator(data) and not (read_once or ordered or getattr(data, "ended", False)):
+    if batches.is_generator(data) and not (read_once or ordered or getattr(data, "ended", False)):
         # Read as model.fit reads it (issue 38 item 3): anew every epoch when
         # it yields more than steps_per_epoch batches, else once.
-        data = arraydata.stream_or_batches(data, steps_per_epoch)
+        data = batches.stream_or_batches(data, steps_per_epoch)
     seed = 0 if seed is None else int(seed)
     shuffle_seed = seed if shuffle_seed is None else int(shuffle_seed)
     args = dict(validation_data=validation_data, validation_split=validation_split,

@@ -1,268 +1,51 @@
-"""The in-memory path, for the JAX and torch backends: arrays, pandas,
-dicts/lists of arrays, a `keras.utils.PyDataset` or a generator, held as
-numpy and fed to `model.fit` by a `PyDataset` of our own, which Keras' own
-adapter turns into the backend's batches. Needs no TensorFlow.
+"""The in-memory path, for the JAX and torch backends (and a PyDataset or a
+generator on every backend): `ArrayData` holds numpy arrays, or the user's
+batches read anew, and `make_array_data` is the entry point. Needs no
+TensorFlow.
 
-The statistics, checks and split are those of `keras_recipes.data` (the
-tf.data path uses the same). Epoch e is shuffled by a permutation seeded with
-(shuffle_seed, e), so a resumed run sees the orders of an uninterrupted one.
+Epoch e is shuffled by a permutation seeded with (shuffle_seed, e), so a
+resumed run sees the orders of an uninterrupted one.
 """
 
 import dataclasses
-import inspect
-import warnings
 
 import keras
 import numpy as np
 
+from keras_recipes.data.batches import BatchList
+from keras_recipes.data.batches import EpochBatches
+from keras_recipes.data.batches import GeneratorStream
+from keras_recipes.data.batches import LiveBatches
+from keras_recipes.data.batches import batch_rows
+from keras_recipes.data.batches import chunks
+from keras_recipes.data.batches import dense_batch
+from keras_recipes.data.batches import is_generator
+from keras_recipes.data.batches import map_nest
+from keras_recipes.data.batches import pack
+from keras_recipes.data.checks import check_array_pair
+from keras_recipes.data.checks import refuse_kept
 from keras_recipes.data.core import Data
-from keras_recipes.data.core import array_weights
-from keras_recipes.data.core import as_nest
-from keras_recipes.data.core import batch_stats
-from keras_recipes.data.core import check_array_pair
-from keras_recipes.data.core import class_ids
 from keras_recipes.data.core import class_weight_table
-from keras_recipes.data.core import concatenate
-from keras_recipes.data.core import densify
 from keras_recipes.data.core import describe
-from keras_recipes.data.core import flat
-from keras_recipes.data.core import generator_note
-from keras_recipes.data.core import held_out_batches
-from keras_recipes.data.core import input_nest
-from keras_recipes.data.core import is_structure
-from keras_recipes.data.core import kept_spec
-from keras_recipes.data.core import leaf_of
-from keras_recipes.data.core import note_default_padding
-from keras_recipes.data.core import read_generator
-from keras_recipes.data.core import refuse_kept
-from keras_recipes.data.core import rows
-from keras_recipes.data.core import shapes
-from keras_recipes.data.core import split_arrays
-from keras_recipes.data.core import take
-from keras_recipes.data.core import to_tf_sparse
-from keras_recipes.data.core import varying_shapes
+from keras_recipes.data.nests import as_nest
+from keras_recipes.data.nests import concatenate
+from keras_recipes.data.nests import flat
+from keras_recipes.data.nests import generator_note
+from keras_recipes.data.nests import input_nest
+from keras_recipes.data.nests import is_structure
+from keras_recipes.data.nests import kept_spec
+from keras_recipes.data.nests import leaf_of
+from keras_recipes.data.nests import read_generator
+from keras_recipes.data.nests import rows
+from keras_recipes.data.nests import shapes
+from keras_recipes.data.nests import take
+from keras_recipes.data.nests import varying_shapes
+from keras_recipes.data.split import array_weights
+from keras_recipes.data.split import held_out_batches
+from keras_recipes.data.split import split_arrays
+from keras_recipes.data.stats import batch_stats
+from keras_recipes.data.stats import note_default_padding
 from keras_recipes.datasets import load_digits
-
-_CHUNK = 1024
-
-
-def _map_nest(fn, nest):
-    if isinstance(nest, dict):
-        return {k: fn(a) for k, a in nest.items()}
-    if isinstance(nest, (list, tuple)):
-        return tuple(fn(a) for a in nest)
-    return fn(nest)
-
-
-def _pack(like, values):
-    """`values` (in `flat` order) in the structure of `like`."""
-    if isinstance(like, dict):
-        return dict(zip(sorted(like, key=str), values))
-    if isinstance(like, (list, tuple)):
-        return tuple(values)
-    return values[0]
-
-
-def _rows(arrays):
-    return rows(flat(arrays[0])[0])
-
-
-def _tf_sparse(batch):
-    """A batch with its scipy.sparse inputs as `tf.SparseTensor` (the
-    TensorFlow backend, whose PyDataset adapter does not take scipy)."""
-    x, *rest = batch
-    return (_pack(x, [to_tf_sparse(a) for a in flat(x)]), *rest)
-
-
-def _dense(batch):
-    """A batch with its sparse inputs made dense (for the probes and the audit,
-    which call the model or read values directly; training keeps them sparse)."""
-    x, *rest = batch
-    return (_pack(x, [densify(a) for a in flat(x)]), *rest)
-
-
-def _chunks(arrays, size=_CHUNK):
-    for start in range(0, _rows(arrays), size):
-        index = slice(start, start + size)
-        yield take(arrays[0], index), take(arrays[1], index)
-
-
-class EpochBatches(keras.utils.PyDataset):
-    """Batches of (x, y[, w]) arrays for `model.fit`: `epochs` epochs of
-    `steps` batches each, epoch `first + k` ordered by `order(first + k)`.
-    Read by index, it holds no state: Keras may read ahead or start over.
-    With one order per ensemble member, element i stacks the members' batches
-    (`(batch, members, ...)`)."""
-
-    def __init__(self, arrays, batch_size, steps, order, first=0, epochs=1, transform=None,
-                 training=True, tile=None, class_table=None):
-        super().__init__()
-        self.arrays = tuple(a for a in arrays if a is not None)
-        self.batch_size, self.steps, self.order = batch_size, steps, order
-        self.first, self.epochs = first, epochs
-        self.transform, self.training = transform, training
-        # Ensembles: `order(epoch)` may give one order per member (rows of a
-        # 2-D array: batches `(batch, members, ...)`); `tile` repeats every
-        # batch along a member axis; `class_table` turns class ids into
-        # sample weights.
-        self.tile, self.class_table = tile, class_table
-        self._cached = (None, None)
-        # Sparse inputs stay sparse where Keras feeds them so: scipy rows to
-        # JAX's adapter, a tf.SparseTensor to TensorFlow's (its PyDataset
-        # adapter does not take scipy); torch's adapter, and stacked ensemble
-        # members, get them dense.
-        self.dense = keras.backend.backend() == "torch"
-        self.tf_sparse = keras.backend.backend() == "tensorflow"
-
-    def __len__(self):
-        return self.steps * self.epochs
-
-    def __getitem__(self, i):
-        epoch, step = self.first + i // self.steps, i % self.steps
-        if self._cached[0] != epoch:
-            self._cached = (epoch, self.order(epoch))
-        order = self._cached[1]
-        rows = slice(step * self.batch_size, (step + 1) * self.batch_size)
-        if order.ndim == 2:  # one order per ensemble member
-            shares = [_dense(self._share(tuple(take(a, o[rows]) for a in self.arrays)))
-                      for o in order]
-            return keras.tree.map_structure(lambda *v: np.stack(v, axis=1), *shares)
-        batch = self._share(tuple(take(a, order[rows]) for a in self.arrays))
-        if self.tile:
-            batch = keras.tree.map_structure(
-                lambda v: np.repeat(np.asarray(v)[:, None], self.tile, axis=1), _dense(batch))
-        if self.dense:
-            return _dense(batch)
-        return _tf_sparse(batch) if self.tf_sparse else batch
-
-    def _share(self, batch):
-        batch = self.transform(batch, self.training) if self.transform else batch
-        if self.class_table is None:
-            return batch
-        weights = self.class_table[class_ids(batch[1])]
-        if len(batch) == 3:
-            weights = weights * np.asarray(batch[2], "float32").reshape(weights.shape)
-        return (batch[0], batch[1], weights)
-
-
-class BatchList(keras.utils.PyDataset):
-    """Batches held as a list (a generator's, read once; a validation set
-    kept in batches), read by index through `transform`."""
-
-    ended = False  # a generator's: it ended after these batches
-
-    def __init__(self, batches, transform=None, training=True):
-        super().__init__()
-        self.batches, self.transform, self.training = batches, transform, training
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __getitem__(self, i):
-        batch = tuple(a for a in self.batches[i] if a is not None)
-        return self.transform(batch, self.training) if self.transform else batch
-
-
-class GeneratorStream(keras.utils.PyDataset):
-    """A generator that yields more batches than `steps_per_epoch`, read as
-    `model.fit` reads it (issue 38 item 3): its first `steps_per_epoch`
-    batches (`first`, indexed as a PyDataset's) give the statistics and the
-    validation batches; training reads fresh batches from it every step
-    (`fresh`), so augmentation or new data it makes keeps coming. Should it
-    end, the later steps reread its first batches, with a warning saying
-    when (model.fit stops there: "ran out of data")."""
-
-    def __init__(self, generator, first, pending):
-        super().__init__()
-        self.generator, self.first, self.pending = generator, list(first), [tuple(pending)]
-        self.read = len(self.first) + 1
-        self.ended_at = None  # the number of batches it gave, once it ended
-
-    def __len__(self):
-        return len(self.first)
-
-    def __getitem__(self, i):
-        return self.first[i]
-
-    def fresh(self, index):
-        """The generator's next batch; `first[index]` once it has ended."""
-        if self.pending:
-            return self.pending.pop()
-        if self.ended_at is None:
-            try:
-                batch = tuple(next(self.generator))
-                self.read += 1
-                return batch
-            except StopIteration:
-                self.ended_at = self.read
-                warnings.warn(
-                    f"The generator ended after {self.read} batches, in training: the later "
-                    "steps reread its first batches (model.fit would stop here, 'ran out of "
-                    "data'). A generator read as model.fit reads it should not end; pass "
-                    "read_once=True to read its first steps_per_epoch batches once instead.",
-                    RuntimeWarning, stacklevel=2)
-        return self.first[index]
-
-
-def stream_or_batches(generator, steps_per_epoch):
-    """A generator's first `steps_per_epoch` batches and a peek past them:
-    a `GeneratorStream` when it yields more (read anew every epoch, as
-    `model.fit` reads it), else a `FiniteBatches` iterator over the batches
-    it gave (read once: there is nothing more to read)."""
-    batches = read_generator(generator, steps_per_epoch)
-    try:
-        more = next(generator)
-    except StopIteration:
-        return FiniteBatches(batches)
-    return GeneratorStream(generator, batches, more)
-
-
-class FiniteBatches:
-    """An iterator over the batches of a generator that ended after them."""
-
-    ended = True
-
-    def __init__(self, batches):
-        self._batches = iter(batches)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        return next(self._batches)
-
-
-class LiveBatches(keras.utils.PyDataset):
-    """The user's PyDataset read anew every epoch, as `model.fit` reads it
-    (issue 38 item 3): epoch `first + i // steps` reads the user's training
-    batches `indices` in the order `order(epoch)` gives (a seeded
-    permutation when shuffled, as model.fit shuffles a PyDataset's batches),
-    its first `steps`, through `transform`; the user's `on_epoch_end` runs
-    between epochs, so augmentation or reshuffling it does per epoch
-    happens."""
-
-    def __init__(self, source, indices, order, steps, first=0, epochs=1, transform=None):
-        super().__init__()
-        self.source, self.indices, self.order = source, list(indices), order
-        self.steps, self.first, self.epochs = steps, first, epochs
-        self.transform = transform
-        self._epoch, self._positions = None, None
-
-    def __len__(self):
-        return self.steps * self.epochs
-
-    def __getitem__(self, i):
-        epoch = self.first + i // self.steps
-        if epoch != self._epoch:
-            if self._epoch is not None:
-                self.source.on_epoch_end()
-            self._epoch, self._positions = epoch, self.order(epoch)
-        index = self.indices[self._positions[i % self.steps]]
-        read = self.source.fresh(index) if isinstance(self.source, GeneratorStream) else (
-            self.source[index])
-        batch = tuple(a for a in tuple(read) if a is not None)
-        # Class weights are model.fit's own here (one model, not stacked members).
-        return self.transform(batch, True) if self.transform else batch
 
 
 @dataclasses.dataclass
@@ -313,7 +96,7 @@ class ArrayData(Data):
         index = self._order(True)(0)[:size or self.batch_size]
         batch = self._transformed(tuple(take(a, index) if a is not None else None
                                         for a in self.train_arrays), True)
-        return _dense(batch[:2])
+        return dense_batch(batch[:2])
 
     def example_batches(self, split):
         if self.kept:
@@ -321,20 +104,20 @@ class ArrayData(Data):
                 yield batch[0], batch[1]
             return
         arrays = self.train_arrays if split == "train" else self.val_arrays
-        for batch in _chunks(arrays):
-            yield _dense(batch)
+        for batch in chunks(arrays):
+            yield dense_batch(batch)
 
     def training_batches(self, count):
         train, _ = self.fit_inputs(0, 1, True, None)
         for i in range(min(count, len(train))):
             x, y, *_ = train[i]
-            yield _dense((x, y))
+            yield dense_batch((x, y))
 
     def validation_arrays(self):
         if self.kept:  # batches whose shapes vary stay a list of batches
             parts = [self._transformed(b[:2], False) for b in self.kept[1]]
             return [p[0] for p in parts], np.concatenate([np.asarray(p[1]) for p in parts])
-        parts = [_dense(self._transformed((x, y), False)) for x, y in _chunks(self.val_arrays)]
+        parts = [dense_batch(self._transformed((x, y), False)) for x, y in chunks(self.val_arrays)]
         return tuple(np.concatenate([np.asarray(p[i]) for p in parts]) for i in (0, 1))
 
     def fit_inputs(self, first, last, shuffle, validation_steps, members=None,
@@ -398,12 +181,9 @@ class ArrayData(Data):
                     mean = target[0].astype("float32").reshape(shape)
                     std = target[1].astype("float32").reshape(shape)
                     ys[i] = (np.asarray(ys[i], "float32") - mean) / std
-            return (_pack(x, xs), _pack(y, ys), *w)
+            return (pack(x, xs), pack(y, ys), *w)
 
         self.transform = transform
-
-
-# -- sources ----------------------------------------------------------------------
 
 
 def _pydataset(data, name="data"):
@@ -421,10 +201,6 @@ def _pydataset(data, name="data"):
     return concatenate(batches)
 
 
-def is_generator(data):
-    return inspect.isgenerator(data) or (hasattr(data, "__next__") and hasattr(data, "__iter__"))
-
-
 def _resolve(data, sample_weight, steps_per_epoch, name="data"):
     """(description, the (x, y[, w]) arrays or nests, notes) for in-memory `data`."""
     if isinstance(data, BatchList):  # a generator's batches, read once (a PyDataset too)
@@ -433,7 +209,7 @@ def _resolve(data, sample_weight, steps_per_epoch, name="data"):
         arrays = _pydataset(data)
         return (f"PyDataset ({type(data).__name__}, {len(data)} batches)", arrays,
                 [f"the PyDataset's {len(data)} batches were read into memory "
-                 f"({_rows(arrays)} examples) and re-batched"])
+                 f"({batch_rows(arrays)} examples) and re-batched"])
     if isinstance(data, (tuple, list)) and len(data) in (2, 3) and all(
             d is None or is_structure(d) or np.ndim(d) >= 1 for d in data):
         if is_structure(data[0]) or is_structure(data[1]):
@@ -462,7 +238,7 @@ def _checked(arrays, sample_weight, name):
 
 def _stats(arrays, verbose, name, features=True, padding=None):
     x_leaves = [leaf_of(a) for a in flat(arrays[0])]
-    return batch_stats(_chunks(arrays), x_leaves, verbose, name, features, padding)
+    return batch_stats(chunks(arrays), x_leaves, verbose, name, features, padding)
 
 
 def _validation(validation_data, x_shape, weighted):
@@ -476,7 +252,7 @@ def _validation(validation_data, x_shape, weighted):
             "keras.utils.PyDataset or a tf.data.Dataset. "
             f"Received: validation_data={describe(validation_data)}")
     x, y, w = _checked(arrays, None, "validation_data")
-    v_shape = shapes(_map_nest(leaf_of, x))
+    v_shape = shapes(map_nest(leaf_of, x))
     if v_shape != x_shape:
         raise ValueError(
             "`validation_data` x must have the same per-example shape as the "
@@ -532,11 +308,11 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
                               verbose, padding, fixed_batch, ordered, _live_description(data),
                               [_live_note(data, len(train_idx))],
                               (batches, train_idx, val_batches, split))
-        size = _rows(tuple(batches[train_idx[0]]))
+        size = batch_rows(tuple(batches[train_idx[0]]))
         x, y, w = _checked(concatenate([batches[i] for i in train_idx]), sample_weight, "data")
         train = (x, y, w)
         if val_batches is None:
-            val = _validation(validation_data, shapes(_map_nest(leaf_of, x)), w is not None)
+            val = _validation(validation_data, shapes(map_nest(leaf_of, x)), w is not None)
         else:
             val = _checked(concatenate(val_batches), None, "data")
         live = (data, train_idx)
@@ -556,7 +332,7 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
         train, val, split = split_arrays(x, y, w, validation_split, seed, ordered)
     else:
         train, split = (x, y, w), "validation_data given"
-        val = _validation(validation_data, shapes(_map_nest(leaf_of, x)), w is not None)
+        val = _validation(validation_data, shapes(map_nest(leaf_of, x)), w is not None)
     return _array_data(train, val, split, batch_size, description, notes, shuffle_seed, verbose,
                        fixed_batch, None, padding)
 
@@ -612,8 +388,8 @@ def _kept_data(data, validation_data, validation_split, seed, shuffle_seed, verb
         note_default_padding(features)
     _, val_labels, n_val = batch_stats(((b[0], b[1]) for b in val_batches), x_leaves, 0,
                                        "validation_data", features=False)
-    x_spec = _pack(x_first, x_leaves)
-    y_spec = _map_nest(leaf_of, train_batches[0][1])
+    x_spec = pack(x_first, x_leaves)
+    y_spec = map_nest(leaf_of, train_batches[0][1])
     x_shape = shapes(x_spec)
     structured = isinstance(x_shape, dict) or is_structure(train_batches[0][1])
     weighted = train_batches[0][2] is not None
@@ -655,7 +431,7 @@ def _array_data(train, val, split, batch_size, description, notes, shuffle_seed,
     if callable(batch_size):  # decided on the number of examples, now read
         batch_size = int(batch_size(n_train))
     _, val_labels, n_val = _stats(val, 0, "validation_data", features=False)
-    x_spec, y_spec = _map_nest(leaf_of, train[0]), _map_nest(leaf_of, train[1])
+    x_spec, y_spec = map_nest(leaf_of, train[0]), map_nest(leaf_of, train[1])
     x_shape = shapes(x_spec)
     x_leaves = flat(train[0])
     structured = isinstance(x_shape, dict) or is_structure(train[1])

@@ -1,104 +1,45 @@
-"""The tf.data path: tf.data datasets, TFDS names (the embedded digits
-too), and every input on the TensorFlow backend, as batched tf.data
-pipelines. Streams in batches (never materialising a dataset), with the
-statistics of `keras_recipes.data`.
+"""The tf.data path: `TFData` (tf.data pipelines, shuffled every pass, epochs
+read in a seeded order) and `make_tf_data`, the entry point; TFDS names.
 """
 
 import dataclasses
-import inspect
 
-import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_recipes.data.checks import ragged_inputs
+from keras_recipes.data.checks import refuse_kept
 from keras_recipes.data.core import Data
 from keras_recipes.data.core import EMBEDDED
 from keras_recipes.data.core import Leaf
-from keras_recipes.data.core import array_feature_stats
-from keras_recipes.data.core import array_split
-from keras_recipes.data.core import array_weights
-from keras_recipes.data.core import as_nest
-from keras_recipes.data.core import batch_stats
-from keras_recipes.data.core import check_array_pair
 from keras_recipes.data.core import class_weight_table
-from keras_recipes.data.core import common_shape
-from keras_recipes.data.core import concatenate
-from keras_recipes.data.core import describe
 from keras_recipes.data.core import epoch_seed
-from keras_recipes.data.core import generator_note
-from keras_recipes.data.core import held_out_batches
-from keras_recipes.data.core import input_nest
-from keras_recipes.data.core import is_ragged
-from keras_recipes.data.core import is_sparse
-from keras_recipes.data.core import is_structure
-from keras_recipes.data.core import label_stats
-from keras_recipes.data.core import leaves
-from keras_recipes.data.core import note_default_padding
-from keras_recipes.data.core import ragged_inputs
-from keras_recipes.data.core import read_generator
-from keras_recipes.data.core import refuse_kept
-from keras_recipes.data.core import rows
-from keras_recipes.data.core import shapes
-from keras_recipes.data.core import to_tf_sparse
-from keras_recipes.data.core import varying_shapes
+from keras_recipes.data.nests import is_structure
+from keras_recipes.data.nests import leaves
+from keras_recipes.data.nests import rows
+from keras_recipes.data.nests import shapes
+from keras_recipes.data.split import array_split
+from keras_recipes.data.split import held_out_batches
+from keras_recipes.data.stats import array_feature_stats
+from keras_recipes.data.stats import label_stats
+from keras_recipes.data.stats import note_default_padding
+from keras_recipes.data.tfsources import as_numpy
+from keras_recipes.data.tfsources import batch_dataset
+from keras_recipes.data.tfsources import check_deterministic_order
+from keras_recipes.data.tfsources import check_finite_cardinality
+from keras_recipes.data.tfsources import count_elements
+from keras_recipes.data.tfsources import dataset_stats
+from keras_recipes.data.tfsources import densified
+from keras_recipes.data.tfsources import from_arrays
+from keras_recipes.data.tfsources import is_batched
+from keras_recipes.data.tfsources import is_ragged_spec
+from keras_recipes.data.tfsources import leaf_spec
+from keras_recipes.data.tfsources import numpy_elements
+from keras_recipes.data.tfsources import resolve_source
+from keras_recipes.data.tfsources import stream_split
+from keras_recipes.data.tfsources import validation_dataset
+from keras_recipes.data.tfsources import varying_batches
 from keras_recipes.datasets.digits import digits_builder
-
-# Per-class counters for the streaming stratified split: labels are bucketed
-# modulo this many counters.
-_STRATA = 1024
-
-
-def _leaf_spec(spec):
-    if isinstance(spec, tf.RaggedTensorSpec):
-        return Leaf(tuple(spec.shape), "ragged")
-    return Leaf(tuple(spec.shape), "sparse" if isinstance(spec, tf.SparseTensorSpec)
-                else spec.dtype.name)
-
-
-def _is_ragged_spec(spec):
-    """Whether an element spec's x holds a ragged tensor."""
-    if isinstance(spec, (tuple, list)) and not spec:
-        return False
-    x = spec[0] if isinstance(spec, (tuple, list)) else spec
-    return any(isinstance(s, tf.RaggedTensorSpec) for s in tf.nest.flatten(x))
-
-
-def _batch(dataset, size, drop_remainder=False, ragged=False):
-    """`dataset.batch`, or `ragged_batch` for ragged inputs: tf.data's maps
-    turn a ragged example into a tensor whose length varies, which `batch`
-    refuses and `ragged_batch` batches as ragged again."""
-    if ragged:
-        return dataset.ragged_batch(size, drop_remainder=drop_remainder)
-    return dataset.batch(size, drop_remainder=drop_remainder)
-
-
-def _numpy(value):
-    """A tensor, sparse ones made dense, as numpy (for the probes and the
-    audit; training keeps sparse inputs sparse)."""
-    if isinstance(value, tf.SparseTensor):
-        value = tf.sparse.to_dense(value)
-    if isinstance(value, tf.RaggedTensor):
-        return value  # the model takes it as it is; numpy has no ragged arrays
-    return np.asarray(value)
-
-
-def _dense(dataset):
-    """`dataset` with its sparse tensors made dense, inside the pipeline."""
-    if any(isinstance(s, tf.SparseTensorSpec) for s in tf.nest.flatten(dataset.element_spec)):
-        dense = lambda t: tf.sparse.to_dense(t) if isinstance(t, tf.SparseTensor) else t
-        dataset = dataset.map(lambda *element: tf.nest.map_structure(dense, element))
-    return dataset
-
-
-def _numpy_elements(dataset):
-    """`dataset.as_numpy_iterator()` with sparse tensors made dense inside the
-    pipeline (TensorFlow's own conversion of them is slow, element by element).
-    Ragged tensors stay `tf.RaggedTensor`s: the model takes them as they are,
-    where numpy would give an object array of their examples."""
-    if not any(isinstance(s, tf.RaggedTensorSpec) for s in tf.nest.flatten(dataset.element_spec)):
-        return _dense(dataset).as_numpy_iterator()
-    keep = lambda t: t if isinstance(t, tf.RaggedTensor) else t.numpy()
-    return (tf.nest.map_structure(keep, element) for element in _dense(dataset))
 
 
 @dataclasses.dataclass
@@ -165,25 +106,25 @@ class TFData(Data):
     def first_batch(self, size=None):
         dataset = self.pairs(self.train)
         if size is not None and not self.kept_batches:
-            dataset = _batch(dataset.unbatch(), size, ragged=self.ragged)
+            dataset = batch_dataset(dataset.unbatch(), size, ragged=self.ragged)
         x, y = next(iter(dataset.take(1)))
-        return tf.nest.map_structure(lambda a: _numpy(a)[:size], (x, y),
+        return tf.nest.map_structure(lambda a: as_numpy(a)[:size], (x, y),
                                      expand_composites=False)
 
     def example_batches(self, split):
         dataset = {"train": self.train, "validation": self.validation}[split]
         if not self.kept_batches:  # batches kept as given are read as they are
-            dataset = _batch(dataset.unbatch(), 1024, ragged=self.ragged)
-        for x, y, *_ in _numpy_elements(dataset):
+            dataset = batch_dataset(dataset.unbatch(), 1024, ragged=self.ragged)
+        for x, y, *_ in numpy_elements(dataset):
             yield x, y
 
     def training_batches(self, count):
-        for x, y, *_ in _numpy_elements(self.epochs(0, 1, shuffle=True).take(count)):
+        for x, y, *_ in numpy_elements(self.epochs(0, 1, shuffle=True).take(count)):
             yield x, y
 
     def validation_arrays(self):
         xs, ys = [], []
-        for x, y in _numpy_elements(self.pairs(self.validation)):
+        for x, y in numpy_elements(self.pairs(self.validation)):
             xs.append(x)
             ys.append(y)
         # Batches kept as given (shapes vary), and ragged ones, stay a list of batches.
@@ -199,7 +140,7 @@ class TFData(Data):
         # Class weights weigh training only, as Keras' class_weight does.
         weigh = _class_weigher(class_weight, self.labels)
         tile = lambda v: tf.repeat(tf.expand_dims(v, 1), len(members), axis=1)
-        validation = _dense(validation).map(lambda *e: tf.nest.map_structure(tile, e))
+        validation = densified(validation).map(lambda *e: tf.nest.map_structure(tile, e))
         return self.epochs(first, last, shuffle, members, weigh), validation
 
     def epochs(self, first, last, shuffle=True, members=None, weigh=None):
@@ -226,7 +167,7 @@ class TFData(Data):
                     ds = ds.map(fn)
                 return ds.map(weigh)
             # Stacked members' shares are dense: sparse tensors do not stack.
-            shares = [_dense(batches(seed, epoch)) for seed in members]
+            shares = [densified(batches(seed, epoch)) for seed in members]
             stack = lambda *shares: tf.nest.map_structure(lambda *v: tf.stack(v, axis=1), *shares)
             return tf.data.Dataset.zip(tuple(shares)).map(stack).map(weigh)
 
@@ -248,7 +189,7 @@ class TFData(Data):
                             reshuffle_each_iteration=False)
         if self.kept_batches:  # the user's batches, in a shuffled order
             return ds.take(self.steps_per_epoch)
-        return _batch(ds, self.batch_size, self.drop_remainder, self.ragged).take(
+        return batch_dataset(ds, self.batch_size, self.drop_remainder, self.ragged).take(
             self.steps_per_epoch)
 
     def _gathered(self, seeds, epoch, shuffle):
@@ -297,128 +238,6 @@ def _class_weigher(class_weight, labels):
     return weigh
 
 
-def _stream_split(dataset, validation_split, seed, integer_labels):
-    """Streaming, seeded split of an unbatched dataset.
-
-    For integer labels it is stratified: a per-class counter sends every k-th
-    example of each class (k = round(1 / validation_split)) to validation,
-    starting at a seeded offset per class. Otherwise the example index decides.
-    The split follows the dataset's order, which must be deterministic.
-    """
-    k = max(int(round(1.0 / validation_split)), 2)
-    offsets = tf.constant(np.random.default_rng(seed).integers(0, k, _STRATA), tf.int64)
-
-    def assign(counts, element):
-        y = tf.nest.flatten(element[1])[0]
-        if integer_labels:
-            bucket = tf.math.floormod(tf.cast(tf.reshape(y, [-1])[0], tf.int64), _STRATA)
-        else:
-            bucket = tf.constant(0, tf.int64)
-        count = counts[bucket]
-        is_val = tf.equal(tf.math.floormod(count + offsets[bucket], k), 0)
-        counts = tf.tensor_scatter_nd_add(counts, [[bucket]], [1])
-        return counts, (tuple(element), is_val)
-
-    def is_validation(element, flag):
-        return flag
-
-    def is_training(element, flag):
-        return tf.logical_not(flag)
-
-    def untag(element, flag):
-        return element
-
-    tagged = dataset.scan(tf.zeros([_STRATA], tf.int64), assign)
-    train = tagged.filter(is_training).map(untag)
-    val = tagged.filter(is_validation).map(untag)
-    return train, val, k
-
-
-# -- dataset sources -------------------------------------------------------------
-
-
-def _split_spec(dataset, name):
-    spec = dataset.element_spec
-    if not isinstance(spec, (tuple, list)) or len(spec) not in (2, 3):
-        raise ValueError(
-            f"A tf.data.Dataset passed as `{name}` must yield (x, y) or (x, y, sample_weight). "
-            f"Received: element_spec={spec}"
-        )
-    return spec
-
-
-
-def _is_batched(dataset, name="data", input_rank=None):
-    """Detects `.batch()`: from the model's input rank when it is known (so
-    `drop_remainder=True` is seen too), else from a leading unknown dimension."""
-    spec = _split_spec(dataset, name)
-    x_spec, y_spec = tf.nest.flatten(spec[0])[0], tf.nest.flatten(spec[1])[0]
-    if isinstance(input_rank, dict):  # several inputs: each named input's rank
-        named = [(input_rank[k], s.shape.rank) for k, s in spec[0].items()
-                 if k in input_rank] if isinstance(spec[0], dict) else []
-        if named and None not in [rank for _, rank in named]:
-            return all(model == rank for model, rank in named)
-        input_rank = None
-    if input_rank is not None and x_spec.shape.rank is not None:
-        # Batched strings of shape (batch,) for a model's Input((1,), dtype="string"):
-        # Keras adds the last axis itself, as model.fit does.
-        if (x_spec.dtype == tf.string and x_spec.shape.rank == input_rank - 1 == 1
-                and x_spec.shape[0] is None):
-            return True
-        return x_spec.shape.rank == input_rank
-    if y_spec.shape.rank == 0:
-        return False
-    # A leading unknown dimension is what `.batch()` gives; a fixed one
-    # (`drop_remainder=True`, or vector labels) is read as unbatched.
-    return y_spec.shape[0] is None
-
-
-def _varying(dataset, batches=8):
-    """Evidence that a batched dataset's batches differ in shape beyond the
-    batch axis (a `padded_batch` of variable-length examples), read from its
-    first `batches` batches, or None. Such batches are kept as given."""
-    if _is_ragged_spec(dataset.element_spec):
-        return None  # ragged batches: unbatched and batched again as ragged
-    if all(spec.shape.rank is not None and None not in spec.shape[1:]
-           for spec in tf.nest.flatten(dataset.element_spec[0])):
-        return None  # every batch has the declared shape
-    return varying_shapes([tf.nest.map_structure(np.asarray, tuple(e))
-                           for e in dataset.take(batches)])
-
-
-def _check_finite_cardinality(dataset, name):
-    if int(dataset.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
-        raise ValueError(
-            f"`{name}` is an endless dataset (`.repeat()` with no count): fit_with_tips "
-            "needs one pass to take its statistics and define an epoch. Remove the "
-            "`.repeat()` (epochs are repeated for you) or use `.take(n)`. "
-            f"Received: {name} with infinite cardinality"
-        )
-
-
-def _check_deterministic_order(dataset, name, probe=256):
-    """Two passes over the first `probe` examples must agree: a split of a
-    dataset that reshuffles on each pass would overlap the training split."""
-    def fingerprint():
-        rows = []
-        for element in _numpy_elements(dataset.take(probe)):
-            leaves_ = [np.asarray(leaf) for leaf in tf.nest.flatten(element[0])]
-            rows.append(hash(b"".join(
-                repr(leaf.tolist()).encode() if leaf.dtype.kind == "O" else leaf.tobytes()
-                for leaf in leaves_)))
-        return rows
-
-    if fingerprint() != fingerprint():
-        raise ValueError(
-            f"`{name}` yields its examples in a different order on each pass (a "
-            "`.shuffle()` that reshuffles, or parallel reads without "
-            "`deterministic=True`), so a validation split taken from it would overlap the "
-            "training split. Pass `validation_data=`, or shuffle with a seed and "
-            "`reshuffle_each_iteration=False` (fit_with_tips shuffles every epoch itself). "
-            f"Received: {name} whose first {probe} examples change order between passes"
-        )
-
-
 def load_named(name, data_dir=None, split="train"):
     """An unbatched (x, y) dataset for the embedded digits or a TFDS name."""
     if not isinstance(name, str) or not name:
@@ -449,22 +268,6 @@ def load_named(name, data_dir=None, split="train"):
         ) from None
 
 
-
-def _dataset_stats(dataset, verbose, name="data", features=True, padding=None, batched=False,
-                   ragged=False, x_leaves=None):
-    """`batch_stats` over one streaming pass of a dataset (unbatched, or
-    `batched` as given). `ragged`: an input is ragged, and `x_leaves` its
-    inputs' leaves as the source declared them (tf.data's maps make a
-    ragged example a tensor)."""
-    if x_leaves is None:
-        x_leaves = [_leaf_spec(spec) for _, spec in leaves(dataset.element_spec[0])]
-    if batched:
-        x_leaves = [Leaf(leaf.shape[1:], leaf.dtype) for leaf in x_leaves]
-    dataset = dataset if batched else _batch(dataset, 1024, ragged=ragged)
-    batches = ((element[0], element[1]) for element in _numpy_elements(dataset))
-    return batch_stats(batches, x_leaves, verbose, name, features, padding)
-
-
 def _kept_tf_data(dataset, varying, validation_data, validation_split, seed, shuffle_seed,
                   verbose, padding, fixed_batch, ordered, input_rank, description, notes):
     """A batched dataset whose batches vary in shape, kept as given (issue
@@ -472,10 +275,10 @@ def _kept_tf_data(dataset, varying, validation_data, validation_split, seed, shu
     shuffled order, its statistics over one pass with the padding steps left
     out (`padding`, else 0.0: padded_batch's and pad_sequences' default)."""
     refuse_kept(varying, fixed_batch, ordered)
-    n = _count(dataset)
+    n = count_elements(dataset)
     weighted = len(dataset.element_spec) == 3
     if validation_data is None:
-        _check_deterministic_order(dataset, "data", probe=8)
+        check_deterministic_order(dataset, "data", probe=8)
         indices = held_out_batches(n, validation_split, seed, "Pass validation_data=.")
         held, chosen = len(indices), tf.constant(indices, tf.int64)
 
@@ -496,18 +299,18 @@ def _kept_tf_data(dataset, varying, validation_data, validation_split, seed, shu
     else:
         source, split = dataset, "validation_data given"
         val = _kept_validation(validation_data, dataset, weighted, input_rank)
-        n_batches = (n, _count(val))
-    features, labels, n_train = _dataset_stats(source, verbose, padding=0.0 if padding is None
+        n_batches = (n, count_elements(val))
+    features, labels, n_train = dataset_stats(source, verbose, padding=0.0 if padding is None
                                                else padding, batched=True)
     if padding is None:
         note_default_padding(features)
-    _, val_labels, n_val = _dataset_stats(val, 0, "validation_data", features=False, batched=True)
+    _, val_labels, n_val = dataset_stats(val, 0, "validation_data", features=False, batched=True)
     source = source.apply(tf.data.experimental.assert_cardinality(n_batches[0]))
     val = val.apply(tf.data.experimental.assert_cardinality(n_batches[1]))
     first = next(iter(source.take(1)))
     size = int(tf.shape(tf.nest.flatten(first[1])[0])[0])
     spec = source.element_spec
-    unbatched = lambda t: Leaf(_leaf_spec(t).shape[1:], _leaf_spec(t).dtype)
+    unbatched = lambda t: Leaf(leaf_spec(t).shape[1:], leaf_spec(t).dtype)
     x_spec, y_spec = tf.nest.map_structure(unbatched, spec[0]), tf.nest.map_structure(
         unbatched, spec[1])
     x_shape = shapes(x_spec)
@@ -532,12 +335,12 @@ def _kept_validation(validation_data, dataset, weighted, input_rank):
     as given; arrays or an unbatched dataset of one shape in batches of the
     training data's first batch size."""
     size = int(tf.shape(tf.nest.flatten(next(iter(dataset.take(1)))[1])[0])[0])
-    if isinstance(validation_data, tf.data.Dataset) and _is_batched(
+    if isinstance(validation_data, tf.data.Dataset) and is_batched(
             validation_data, "validation_data", input_rank):
-        _check_finite_cardinality(validation_data, "validation_data")
+        check_finite_cardinality(validation_data, "validation_data")
         val = validation_data
     else:
-        val = _validation_dataset(validation_data, None, weighted, input_rank)
+        val = validation_dataset(validation_data, None, weighted, input_rank)
         if any(None in s.shape for s in tf.nest.flatten(val.element_spec[0])):
             raise ValueError(
                 "`validation_data` holds examples of varying shapes, unbatched: batch it as the "
@@ -546,142 +349,6 @@ def _kept_validation(validation_data, dataset, weighted, input_rank):
         val = val.batch(size)
     if weighted and len(val.element_spec) == 2:
         val = val.map(lambda x, y: (x, y, tf.ones(tf.shape(tf.nest.flatten(y)[0])[:1])))
-    elif not weighted and len(val.element_spec) == 3:
-        val = val.map(lambda x, y, w: (x, y))
-    return val
-
-
-def _count(dataset):
-    return int(dataset.reduce(np.int64(0), lambda c, *_: c + 1).numpy())
-
-
-def _structured_dataset(data, sample_weight):
-    """Several inputs or outputs (dicts, lists, tuples of arrays) as a dataset
-    of examples, the structure kept; `model.fit` takes the same."""
-    x, y = data[0], data[1]
-    w = data[2] if len(data) == 3 else sample_weight
-    x, y = input_nest(x), as_nest(y)
-    lengths = {rows(a) for a in tf.nest.flatten(x) + tf.nest.flatten(y)}
-    if len(lengths) != 1:
-        raise ValueError("Every input and output array must have one row per example. "
-                         f"Received: lengths {sorted(lengths)}")
-    x = tf.nest.map_structure(to_tf_sparse, x)
-    if w is not None:
-        return tf.data.Dataset.from_tensor_slices((x, y, np.asarray(w, "float32")))
-    return tf.data.Dataset.from_tensor_slices((x, y))
-
-
-def _spec_of(batch):
-    return tf.nest.map_structure(
-        lambda a: tf.TensorSpec((None,) + np.asarray(a).shape[1:],
-                                tf.string if np.asarray(a).dtype.kind in "USO"
-                                else tf.as_dtype(np.asarray(a).dtype)), batch)
-
-
-def _pydataset(data):
-    """A `keras.utils.PyDataset` as a dataset of its batches, read by index
-    (so every pass has the same order and a split of it is stable)."""
-    n = len(data)
-    if n == 0:
-        raise ValueError("`data` is an empty PyDataset. Received: len(data)=0")
-    first = tuple(data[0])
-    spec = _spec_of(first)
-
-    def batches():
-        for i in range(len(data)):
-            yield tuple(data[i])
-
-    return tf.data.Dataset.from_generator(batches, output_signature=tuple(spec)).apply(
-        tf.data.experimental.assert_cardinality(n))
-
-
-def _generator(data, steps_per_epoch):
-    """A Python generator: `steps_per_epoch` batches read once and kept,
-    as examples, or, when their shapes vary, as the batches they are."""
-    batches = read_generator(data, steps_per_epoch)
-    if varying_shapes(batches) is None:
-        return tf.data.Dataset.from_tensor_slices(concatenate(batches)), len(batches)
-    def leaf_spec(*leaves):  # None on the batch axis and every axis that varies
-        return tf.TensorSpec((None,) + common_shape([np.shape(a)[1:] for a in leaves]),
-                             tf.as_dtype(np.asarray(leaves[0]).dtype))
-
-    spec = tf.nest.map_structure(leaf_spec, *batches)
-    return tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=spec).apply(
-        tf.data.experimental.assert_cardinality(len(batches))), len(batches)
-
-
-def _resolve_source(data, sample_weight, steps_per_epoch=None, strings=False):
-    """(description, data, notes) with names loaded, pandas converted, and
-    structures, PyDatasets and generators turned into datasets."""
-    if isinstance(data, tf.data.Dataset):
-        if sample_weight is not None:
-            raise ValueError("`sample_weight` goes with array data; a dataset carries its "
-                             "weights as (x, y, sample_weight) elements. "
-                             f"Received: sample_weight={describe(sample_weight)}")
-        return "tf.data.Dataset", data, []
-    if isinstance(data, keras.utils.PyDataset):
-        return f"PyDataset ({type(data).__name__}, {len(data)} batches)", _pydataset(data), [
-            "the PyDataset's batches were re-batched"]
-    if inspect.isgenerator(data) or (hasattr(data, "__next__") and hasattr(data, "__iter__")):
-        dataset, n = _generator(data, steps_per_epoch)
-        return "generator", dataset, [generator_note(n, getattr(data, "ended", False))]
-    if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not any(
-            isinstance(d, tf.data.Dataset) for d in data) and all(
-            d is None or is_structure(d) or is_sparse(d) or is_ragged(d) or np.ndim(d) >= 1
-            for d in data):
-        through = is_sparse(data[0]) or is_ragged(data[0])
-        text = strings and not is_structure(data[0]) and not through and np.asarray(
-            data[0]).dtype.kind in "USO"
-        if is_structure(data[0]) or is_structure(data[1]) or text or through:
-            # A sparse input passes through too, as a tf.SparseTensor, and
-            # a ragged one as a tf.RaggedTensor.
-            # Text the model encodes itself is read as one text input (its
-            # statistics skipped, passed through as given).
-            return "arrays (several inputs or outputs)", _structured_dataset(data, sample_weight), []
-        return "arrays", data, []
-    raise TypeError(
-        "`data` must be an (x, y) or (x, y, sample_weight) tuple of arrays (numpy or pandas; "
-        "dicts or lists of them for several inputs or outputs), a tf.data.Dataset of such "
-        "elements, a keras.utils.PyDataset, a generator with steps_per_epoch, 'digits' or a "
-        f"TFDS name. Received: data={describe(data)}"
-    )
-
-
-
-def _from_arrays(x, y, w):
-    return tf.data.Dataset.from_tensor_slices((x, y) if w is None else (x, y, w))
-
-
-
-def _validation_dataset(validation_data, x_shape, weighted, input_rank):
-    """The validation set as an unbatched dataset, checked like the training data."""
-    if isinstance(validation_data, keras.utils.PyDataset):
-        validation_data = _pydataset(validation_data)
-    elif (isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3)
-          and (is_structure(validation_data[0]) or is_structure(validation_data[1])
-               or is_ragged(validation_data[0]))):
-        validation_data = _structured_dataset(validation_data, None)
-    if isinstance(validation_data, tf.data.Dataset):
-        _check_finite_cardinality(validation_data, "validation_data")
-        batched = _is_batched(validation_data, "validation_data", input_rank)
-        val = validation_data.unbatch() if batched else validation_data
-    elif isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
-        vx, vy = check_array_pair(validation_data[0], validation_data[1], "validation_data")
-        vw = array_weights(validation_data, None, len(vx))
-        val = _from_arrays(vx, vy, vw)
-    else:
-        raise TypeError(
-            "`validation_data` must be an (x, y) or (x, y, sample_weight) tuple of arrays or "
-            f"a tf.data.Dataset. Received: validation_data={describe(validation_data)}"
-        )
-    v_shape = shapes(val.element_spec[0])
-    if x_shape is not None and v_shape != x_shape:
-        raise ValueError(
-            "`validation_data` x must have the same per-example shape as the "
-            f"training data {x_shape}. Received: {v_shape}"
-        )
-    if weighted and len(val.element_spec) == 2:
-        val = val.map(lambda x, y: (x, y, tf.ones([], tf.float32)))
     elif not weighted and len(val.element_spec) == 3:
         val = val.map(lambda x, y, w: (x, y))
     return val
@@ -698,7 +365,7 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
         description = f"dataset {data!r}" + (" (embedded, via TFDS)" if data in EMBEDDED else " (TFDS)")
         data = load_named(data, data_dir)
     else:
-        description, data, more = _resolve_source(data, sample_weight, steps_per_epoch, strings)
+        description, data, more = resolve_source(data, sample_weight, steps_per_epoch, strings)
         notes += more
 
     val_source = None
@@ -706,20 +373,20 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
         (x, y, w), held_out, split = array_split(data, validation_data, validation_split, seed,
                                                   sample_weight, ordered)
         features, labels = [array_feature_stats(x, padding)], [label_stats(y)]
-        source = _from_arrays(x, y, w)
+        source = from_arrays(x, y, w)
         arrays = (x, y, w)
         shuffle_buffer, n_train = len(x), len(x)
         x_shape, x_dtype = tuple(x.shape[1:]), str(x.dtype)
         spec_x, ragged = source.element_spec[0], False
         if held_out is not None:
-            val_source = _from_arrays(*held_out)
+            val_source = from_arrays(*held_out)
             val_labels, n_val = [label_stats(held_out[1])], len(held_out[0])
     else:
         arrays = None
-        _check_finite_cardinality(data, "data")
+        check_finite_cardinality(data, "data")
         dataset = data
-        if _is_batched(dataset, "data", input_rank):
-            varying = _varying(dataset)
+        if is_batched(dataset, "data", input_rank):
+            varying = varying_batches(dataset)
             if varying is not None:
                 return _kept_tf_data(dataset, varying, validation_data, validation_split, seed,
                                      shuffle_seed, verbose, padding, fixed_batch, ordered,
@@ -728,8 +395,8 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
             notes.append("the dataset was batched; it was re-batched to batch_size={batch_size}")
         spec = dataset.element_spec
         x_leaves = [leaf for _, leaf in leaves(spec[0])]
-        ragged = _is_ragged_spec(spec) or bool(ragged_inputs(validation_data))
-        read = dict(ragged=ragged, x_leaves=[_leaf_spec(leaf) for leaf in x_leaves])
+        ragged = is_ragged_spec(spec) or bool(ragged_inputs(validation_data))
+        read = dict(ragged=ragged, x_leaves=[leaf_spec(leaf) for leaf in x_leaves])
         if len(x_leaves) == 1 and x_leaves[0].dtype == tf.string and not strings:
             raise TypeError(
                 "`data` holds strings, and the model does not take them itself (no input "
@@ -743,14 +410,14 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
                 "set must be a separate stretch of the series, not examples taken out of it: "
                 "pass validation_data=. Received: a dataset and validation_data=None")
         if validation_data is None:
-            _check_deterministic_order(dataset, "data")
-            train_stream, val_source, k = _stream_split(dataset, validation_split, seed, integer)
+            check_deterministic_order(dataset, "data")
+            train_stream, val_source, k = stream_split(dataset, validation_split, seed, integer)
             split = (f"held out every {k}th example"
                      f"{' of each class' if integer else ''} (seed {seed}), streaming")
-            _, val_labels, n_val = _dataset_stats(val_source, 0, "data", features=False, **read)
+            _, val_labels, n_val = dataset_stats(val_source, 0, "data", features=False, **read)
         else:
             train_stream, split = dataset, "validation_data given"
-        features, labels, n_train = _dataset_stats(train_stream, verbose, padding=padding, **read)
+        features, labels, n_train = dataset_stats(train_stream, verbose, padding=padding, **read)
         source = train_stream.apply(tf.data.experimental.assert_cardinality(n_train))
         x_shape = shapes(spec[0])
         x_dtype = x_leaves[0].dtype.name if len(x_leaves) == 1 else "several"
@@ -759,8 +426,8 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
     train = source.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
 
     if validation_data is not None:
-        val_source = _validation_dataset(validation_data, x_shape, weighted, input_rank)
-        _, val_labels, n_val = _dataset_stats(val_source, 0, "validation_data", features=False,
+        val_source = validation_dataset(validation_data, x_shape, weighted, input_rank)
+        _, val_labels, n_val = dataset_stats(val_source, 0, "validation_data", features=False,
                                               ragged=ragged)
     if n_val == 0:
         raise ValueError("The validation set is empty. Received: 0 validation examples")
@@ -771,8 +438,8 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
     if callable(batch_size):  # decided on the number of examples, now read
         batch_size = int(batch_size(n_train))
     notes = [n.format(batch_size=batch_size) if "{batch_size}" in n else n for n in notes]
-    train = _batch(train, batch_size, fixed_batch, ragged).prefetch(tf.data.AUTOTUNE)
-    val = _batch(val, batch_size, fixed_batch, ragged).prefetch(tf.data.AUTOTUNE)
+    train = batch_dataset(train, batch_size, fixed_batch, ragged).prefetch(tf.data.AUTOTUNE)
+    val = batch_dataset(val, batch_size, fixed_batch, ragged).prefetch(tf.data.AUTOTUNE)
     spec_y = source.element_spec[1]
     structured = isinstance(x_shape, dict) or len(labels) > 1 or is_structure(
         source.element_spec[1])
@@ -782,7 +449,7 @@ def make_tf_data(data, validation_data, validation_split, batch_size, seed, shuf
         description=description, split=split, batch_size=batch_size, notes=notes,
         shuffle_seed=shuffle_seed, validation_labels=None if structured else val_labels[0],
         weighted=weighted, input_stats=features, output_labels=labels,
-        output_val_labels=val_labels, x_spec=tf.nest.map_structure(_leaf_spec, spec_x),
-        y_spec=tf.nest.map_structure(_leaf_spec, spec_y), train=train, validation=val,
+        output_val_labels=val_labels, x_spec=tf.nest.map_structure(leaf_spec, spec_x),
+        y_spec=tf.nest.map_structure(leaf_spec, spec_y), train=train, validation=val,
         source=source, shuffle_buffer=shuffle_buffer, arrays=arrays, drop_remainder=fixed_batch,
         ragged=ragged)

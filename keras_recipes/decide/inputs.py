@@ -10,9 +10,9 @@ from keras_recipes import preprocessing
 from keras_recipes.data import leaves
 from keras_recipes.data import target_scale
 from keras_recipes.data import target_scale_of
-from keras_recipes.data.core import RAGGED_EVIDENCE
-from keras_recipes.data.core import RAGGED_OVERRIDE
-from keras_recipes.data.core import SPARSE_EVIDENCE
+from keras_recipes.data.checks import RAGGED_EVIDENCE
+from keras_recipes.data.checks import RAGGED_OVERRIDE
+from keras_recipes.data.checks import SPARSE_EVIDENCE
 from keras_recipes.decide.task import STEP_METHODS
 from keras_recipes.decide.task import output_names
 from keras_recipes.decide.task import overrides_method
