@@ -2,11 +2,11 @@
 and the audit of a model and its data against every tip."""
 
 from keras_recipes.diagnostics.audit import AuditReport
-from keras_recipes.diagnostics.audit import Finding
 from keras_recipes.diagnostics.audit import audit
 from keras_recipes.diagnostics.gradients import GradientCheckReport
 from keras_recipes.diagnostics.gradients import check_batch_independence
 from keras_recipes.diagnostics.gradients import check_gradients
+from keras_recipes.diagnostics.rules import Finding
 
 __all__ = [
     "AuditReport",
