@@ -8,6 +8,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_recipes.initializers import constant_kernels
 from keras_recipes.modelinfo import output_activation
 
 TASKS = ("classification", "binary", "multilabel", "regression")
@@ -27,18 +28,23 @@ class OutputProbe:
     bounded: bool  # every value in [0, 1]
     sums_to_one: bool  # every row sums to 1 (units > 1)
     stressed: bool  # the x100 inputs were used too
+    varies: bool = True  # the output changed with the input (or the x100 stress)
 
     def describe(self):
         shape = f"{self.units} output{'s' if self.units > 1 else ''}"
         where = "a real batch and on it scaled x100" if self.stressed else "a real batch"
         sums = ", rows sum to 1" if self.sums_to_one else ""
-        return f"{shape}, measured on {where}: range [{self.low:.3g}, {self.high:.3g}]{sums}"
+        still = "" if self.varies else ", the same for every input (nothing reaches it)"
+        return (f"{shape}, measured on {where}: range [{self.low:.3g}, {self.high:.3g}]{sums}"
+                f"{still}")
 
     @property
     def probabilities(self):
         """True (probabilities), False (logits) or None (cannot tell)."""
         if not self.bounded:
             return False
+        if not self.varies and not self.sums_to_one:
+            return None  # a constant output in [0, 1] (all 0: a dead start) shows nothing
         if self.units > 1:
             return True if self.sums_to_one else (True if self.stressed else None)
         return True if self.stressed else None
@@ -53,6 +59,7 @@ def probe_output(model, x, stress=True):
             lambda a: np.asarray(a, dtype="float32") * 100.0 + 1.0, x))
     runs = [[keras.ops.convert_to_numpy(o) for o in keras.tree.flatten(model(b, training=False))]
             for b in batches]
+    dead = bool(constant_kernels(model))
     probes = []
     for i in range(len(runs[0])):
         outputs = [run[i].reshape(len(run[i]), -1).astype("float64") for run in runs]
@@ -63,7 +70,14 @@ def probe_output(model, x, stress=True):
         high = float(finite.max()) if finite.size else float("nan")
         bounded = bool(finite.size == values.size and low >= 0.0 and high <= 1.0)
         sums = units > 1 and all(np.allclose(o.sum(-1), 1.0, atol=1e-3) for o in outputs)
-        probes.append(OutputProbe(units, low, high, bounded, bool(sums), stress))
+        # Whether the input reaches the output: it differs between examples,
+        # or between the real batch and the stressed one. A saturated
+        # sigmoid is constant too; only kernels holding one value each (a
+        # dead start) make a constant output say nothing.
+        varies = any(len(o) > 1 and np.ptp(o, axis=0).max() > 0 for o in outputs) or (
+            len(outputs) > 1 and not np.array_equal(outputs[0], outputs[1]))
+        varies = varies or not dead
+        probes.append(OutputProbe(units, low, high, bounded, bool(sums), stress, bool(varies)))
     return probes
 
 
@@ -75,8 +89,10 @@ def _from_logits(probe, model, ambiguous_notes):
         return not measured, ("probabilities" if measured else "logits")
     activation = output_activation(model)
     guess = activation not in ("softmax", "sigmoid")
+    why = ("it is the same for every input, so the probe shows nothing" if not probe.varies
+           else "it could not be stressed")
     ambiguous_notes.append(
-        f"ambiguous: the output stayed in [0, 1] on the probe but could not be stressed; "
+        f"ambiguous: the output stayed in [0, 1] on the probe, but {why}; "
         f"the last activation defined ({activation}) decides from_logits={guess}")
     return guess, ("logits" if guess else "probabilities")
 

@@ -149,8 +149,11 @@ class FitResult:
                 ax.semilogy(epochs[: len(self.layer_update_ratios)],
                             [r[name] for r in self.layer_update_ratios], lw=0.8, alpha=0.6,
                             label=name.split("/")[-1])
-            ax.axhspan(1e-4, 1e-2, color="tab:green", alpha=0.1, label="healthy band")
-            ax.axhline(1e-3, color="tab:green", lw=0.8)
+            # The band fit_with_tips warns and acts outside of, and the first
+            # steps' target (the rows and UpdateRatioMonitor use the same).
+            ax.axhspan(1e-4, 3e-2, color="tab:green", alpha=0.1, label="healthy band")
+            ax.axhline(2e-2, color="tab:green", lw=0.8, ls="--", label="first steps' target")
+            ax.axhline(1e-3, color="tab:green", lw=0.8, label="tip 5's 1e-3")
         ax.set(title="||update|| / ||weights||", xlabel="epoch")
         ax.legend(fontsize=7)
         fig.tight_layout()

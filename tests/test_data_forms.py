@@ -137,15 +137,17 @@ def test_a_generator_that_yields_more_is_read_anew_as_model_fit_reads_it():
     data = Augmenting(x[:1000].astype("float32"), y[:1000])
     result = fit_with_tips(mlp(), endless(data), steps_per_epoch=20, epochs=3, seed=0,
                            verbose=0)
-    assert result.data.steps_per_epoch == 16  # 20 first batches, 4 held out whole
+    # steps_per_epoch fresh batches an epoch, as model.fit reads them; the 4
+    # held out whole came from the first read.
+    assert result.data.steps_per_epoch == 20
     assert result.data.split == ("held out 4 of its first 20 batches whole (seed 0); training "
                                  "reads fresh batches")
-    # The first read, a peek past it, then 16 fresh batches an epoch.
-    assert data.reads >= 20 + 1 + 3 * 16, data.reads
+    # The first read, a peek past it, then 20 fresh batches an epoch.
+    assert data.reads >= 20 + 1 + 3 * 20, data.reads
     minibatch = next(t for t in result.tips if t.name == "minibatch")
-    assert minibatch.setting == "batch_size=50 (16 steps per epoch)"
+    assert minibatch.setting == "batch_size=50 (20 steps per epoch)"
     assert minibatch.reason.startswith("your generator's batch size, kept; generator: read anew "
-                                       "every epoch, as model.fit reads it (16 fresh batches")
+                                       "every epoch, as model.fit reads it (20 fresh batches")
     assert result.history["val_accuracy"][-1] > 0.5, result.history["val_accuracy"]
     # read_once=True: the first steps_per_epoch batches, and not one more.
     once = Augmenting(x[:1000].astype("float32"), y[:1000])

@@ -488,6 +488,11 @@ def test_a_dead_start_is_redrawn_before_anything_is_measured_and_learns(digits):
     kept = plan(_dead(), (x, y), seed=0, verbose=0, reinitialize=False, learning_rate=0.01)
     assert next(t for t in kept.tips if t.name == "initialization").setting == (
         "kept as given (reinitialize=False)")
+    # Kept, its constant 0 output shows nothing about logits or probabilities:
+    # said ambiguous, the last activation (linear) decides: logits.
+    loss = next(t for t in kept.tips if t.name == "loss").reason
+    assert "the same for every input (nothing reaches it) -> logits" in loss, loss
+    assert "from_logits=True" in loss
     keras.utils.set_random_seed(0)
     ones = keras.Sequential([keras.Input((64,)), keras.layers.Dense(
         8, activation="relu", kernel_initializer="ones"), keras.layers.Dense(10)])

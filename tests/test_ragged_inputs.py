@@ -128,17 +128,23 @@ def test_ragged_validation_data_is_read_as_given():
 
 
 def test_a_model_that_fails_on_ragged_input_is_refused_by_name():
-    """Masking + GRU on an Input not declared ragged: model.fit fails inside
-    the GRU ("Cannot index into an inner ragged dimension"); here the error
-    comes before training, naming the input and what to do."""
+    """A GRU on an Input not declared ragged: model.fit fails inside the GRU
+    ("Cannot index into an inner ragged dimension"); here the error comes
+    before training, with that reason, the cause and what to do."""
     x, y = inked_pixels(n=200)
     keras.utils.set_random_seed(0)
-    gru = keras.Sequential([keras.Input((None, 3)), keras.layers.Masking(0.0),
-                            keras.layers.GRU(8), keras.layers.Dense(10, activation="softmax")])
-    match = (r"`data` x is ragged.*not declared ragged=True.*x.to_tensor\(\).*Masking\(0.0\)"
-             r".*Received: ")
+    gru = keras.Sequential([keras.Input((None, 3)), keras.layers.GRU(8),
+                            keras.layers.Dense(10, activation="softmax")])
+    match = (r"The data.s x is ragged.*not declared ragged=True.*x.to_tensor\(\).*Masking\(0.0\)"
+             r".*Received: .*GRU.*Cannot index into an inner ragged dimension")
     with pytest.raises(TypeError, match=match):
         plan(gru, (x, y), seed=0, verbose=0, learning_rate=0.01)
+    # Declared ragged, a GRU behind it: the layer is named as the cause.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, 3), ragged=True)
+    declared = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GRU(8)(inputs)))
+    with pytest.raises(TypeError, match=r"a layer of the model does not take ragged tensors"):
+        plan(declared, (x, y), seed=0, verbose=0, learning_rate=0.01)
     # An Input without ragged=True whose layers read it is not refused:
     # model.fit trains it, so the recipe does.
     p = plan(pooled(ragged=False), (x, y), seed=0, verbose=0, learning_rate=0.01)

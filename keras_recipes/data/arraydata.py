@@ -306,7 +306,7 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
         if varying_shapes(batches) is not None:
             return _kept_data(data, validation_data, validation_split, seed, shuffle_seed,
                               verbose, padding, fixed_batch, ordered, _live_description(data),
-                              [_live_note(data, len(train_idx))],
+                              [_live_note(data, _live_steps(data, train_idx))],
                               (batches, train_idx, val_batches, split))
         size = batch_rows(tuple(batches[train_idx[0]]))
         x, y, w = _checked(concatenate([batches[i] for i in train_idx]), sample_weight, "data")
@@ -315,9 +315,9 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
             val = _validation(validation_data, shapes(map_nest(leaf_of, x)), w is not None)
         else:
             val = _checked(concatenate(val_batches), None, "data")
-        live = (data, train_idx)
+        live = (data, _live_indices(data, train_idx))
         description = _live_description(data)
-        notes = [_live_note(data, len(train_idx))]
+        notes = [_live_note(data, _live_steps(data, train_idx))]
         batch_size = size
         return _array_data(train, val, split, batch_size, description, notes, shuffle_seed,
                            verbose, fixed_batch, live, padding)
@@ -335,6 +335,17 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
         val = _validation(validation_data, shapes(map_nest(leaf_of, x)), w is not None)
     return _array_data(train, val, split, batch_size, description, notes, shuffle_seed, verbose,
                        fixed_batch, None, padding)
+
+
+def _live_indices(data, train_idx):
+    """The batches an epoch reads: a PyDataset's training batches; for a
+    generator read anew, `steps_per_epoch` fresh ones (model.fit's count):
+    the batches held out came from its first read, not from each epoch."""
+    return list(range(len(data))) if isinstance(data, GeneratorStream) else train_idx
+
+
+def _live_steps(data, train_idx):
+    return len(_live_indices(data, train_idx))
 
 
 def _live_description(data):
@@ -402,7 +413,7 @@ def _kept_data(data, validation_data, validation_split, seed, shuffle_seed, verb
         description=description, split=split, batch_size=size, notes=notes,
         shuffle_seed=shuffle_seed, validation_labels=None if structured else val_labels[0],
         weighted=weighted, input_stats=features, output_labels=labels,
-        output_val_labels=val_labels, x_spec=x_spec, y_spec=y_spec, live=(data, train_idx),
+        output_val_labels=val_labels, x_spec=x_spec, y_spec=y_spec, live=(data, _live_indices(data, train_idx)),
         kept_batches=(len(train_batches), len(val_batches)),
         kept=([b[:2] + ((b[2],) if weighted else ()) for b in train_batches],
               [b[:2] + ((b[2],) if weighted else ()) for b in val_batches]))

@@ -64,7 +64,7 @@ SPARSE_EVIDENCE = ("sparse values: centering would turn every zero into a value 
 
 
 RAGGED_EVIDENCE = ("ragged values (lengths vary per example): they pass through as given, "
-                   "as model.fit feeds them (an Input without ragged=True pads them with 0)")
+                   "as model.fit feeds them")
 
 
 RAGGED_OVERRIDE = "x.to_tensor() and keras.layers.Masking(0.0) to have it standardized"

@@ -132,6 +132,9 @@ def decide_data(data, o, strategy, batch_note=None):
                f"{data.kept_batches[1]} of them held out" if data.description == "generator"
                else f"; steps_per_epoch={o['steps_per_epoch']} limits each epoch (of "
                f"{data.kept_batches[0]} training batches)")
+    elif o["steps_per_epoch"] is not None and data.description == "generator":
+        few = (f"; steps_per_epoch={o['steps_per_epoch']}: the generator's batches read; "
+               f"{-(-data.n_train // batch)} batches hold the {data.n_train} training examples")
     elif o["steps_per_epoch"] is not None:
         few = (f"; steps_per_epoch={o['steps_per_epoch']} limits each epoch "
                f"({-(-data.n_train // batch)} batches hold the {data.n_train} training examples)")

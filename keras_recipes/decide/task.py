@@ -3,6 +3,8 @@ output measured on a real batch, or the user's own; the constant
 predictor's loss every run must beat.
 """
 
+import re
+
 import keras
 import numpy as np
 
@@ -70,16 +72,28 @@ def call_on_ragged(model, x, data):
     except Exception as error:
         ragged = [name or "x" for name, spec in leaves(data.x_spec) if spec.dtype == "ragged"]
         inputs = getattr(model, "inputs", None) or []
-        declared = [t.name for t in inputs if getattr(t, "ragged", None) is False]
-        hint = (f" (the model's input {declared[0]!r} is not declared ragged=True)"
-                if len(inputs) == 1 and declared else "")
+        undeclared = len(inputs) == 1 and getattr(inputs[0], "ragged", None) is False
+        # Keras wraps the layer's own message ("Exception encountered when
+        # calling GRU.call()" and, a line below, the reason): keep both.
+        lines = [line.strip() for line in str(error).replace("\x1b[1m", "").replace(
+            "\x1b[0m", "").splitlines() if line.strip()]
+        where = next((line for line in lines if line.startswith("Exception encountered")), "")
+        reason = next((line for line in lines if not line.startswith(("Exception encountered",
+                                                                      "Arguments received",
+                                                                      "\u2022"))), "")
+        reason = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", reason)
+        said = "; ".join(part for part in (where, reason[:200]) if part) or type(error).__name__
+        advice = ("the model's input is not declared ragged=True: declare keras.Input(..., "
+                  "ragged=True) with layers that read ragged tensors" if undeclared else
+                  "a layer of the model does not take ragged tensors: use layers that read them "
+                  "(tf.ragged.map_flat_values inside a custom layer, pooling over the ragged "
+                  "axis)")
         raise TypeError(
-            f"`data` {', '.join(ragged)} is ragged (a tf.RaggedTensor: its lengths vary per "
-            f"example), and the model fails on a real batch of it{hint}; model.fit fails on it "
-            "too. Declare keras.Input(..., ragged=True) with layers that read ragged "
-            "tensors, or pad it (x.to_tensor(), or padded_batch for a dataset) and put "
-            "keras.layers.Masking(0.0) first in the model. Received: "
-            f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}") from error
+            f"The data's {', '.join(ragged)} is ragged (a tf.RaggedTensor: its lengths vary per "
+            f"example), and the model fails on a real batch of it; model.fit fails on it too. "
+            f"Either {advice}, or pad it (x.to_tensor(), or padded_batch for a dataset) and put "
+            f"keras.layers.Masking(0.0) first in the model. Received: {type(error).__name__}: "
+            f"{said}") from error
 
 
 def output_names(model, data, count, keys=None):
