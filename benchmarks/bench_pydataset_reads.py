@@ -39,41 +39,33 @@ def main():
     print(device_line())
     x, y = load_digits("train")
     xt, yt = load_digits("test")
-    print(f"{'arm':34} {'seed':>4} {'reads':>6} {'epoch ends':>10} {'test_acc':>8}")
-    for seed in range(3):
-        data = Augmenting(x.astype("float32"), y)
-        keras.utils.set_random_seed(seed)
-        model = mlp()
-        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
-        model.fit(data, epochs=EPOCHS, verbose=0)
-        acc = float((model.predict(xt, verbose=0).argmax(-1) == yt).mean())
-        print(f"{'plain model.fit':34} {seed:>4} {data.reads:>6} {data.ends:>10} {acc:8.4f}")
-        for label, once in (("fit_with_tips", False), ("fit_with_tips(read_once=True)", True)):
-            data = Augmenting(x.astype("float32"), y)
+    x = x.astype("float32")
+    # (title, how the PyDataset is given, model.fit's extra arguments)
+    forms = (("", lambda data: data, lambda data: {}),
+             ("\nThe same batches from an endless generator, steps_per_epoch=29",
+              endless, lambda data: {"steps_per_epoch": len(data)}))
+    for title, given, extra in forms:
+        if title:
+            print(title)
+        print(f"{'arm':34} {'seed':>4} {'reads':>6} {'epoch ends':>10} {'test_acc':>8}")
+        for seed in range(3):
+            data = Augmenting(x, y)
             keras.utils.set_random_seed(seed)
-            result = fit_with_tips(mlp(), data, epochs=EPOCHS, seed=seed, verbose=0,
-                                   read_once=once)
-            acc = float((np.asarray(result.model.predict(xt, verbose=0)).argmax(-1) == yt).mean())
-            print(f"{label:34} {seed:>4} {data.reads:>6} {data.ends:>10} {acc:8.4f}", flush=True)
-    print("\nThe same batches from an endless generator, steps_per_epoch=29")
-    print(f"{'arm':34} {'seed':>4} {'reads':>6} {'epoch ends':>10} {'test_acc':>8}")
-    for seed in range(3):
-        data = Augmenting(x.astype("float32"), y)
-        keras.utils.set_random_seed(seed)
-        model = mlp()
-        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
-        model.fit(endless(data), steps_per_epoch=len(data), epochs=EPOCHS, verbose=0)
-        acc = float((model.predict(xt, verbose=0).argmax(-1) == yt).mean())
-        print(f"{'plain model.fit':34} {seed:>4} {data.reads:>6} {data.ends:>10} {acc:8.4f}")
-        for label, once in (("fit_with_tips", False), ("fit_with_tips(read_once=True)", True)):
-            data = Augmenting(x.astype("float32"), y)
-            keras.utils.set_random_seed(seed)
-            result = fit_with_tips(mlp(), endless(data), steps_per_epoch=len(data),
-                                   epochs=EPOCHS, seed=seed, verbose=0, read_once=once)
-            acc = float((np.asarray(result.model.predict(xt, verbose=0)).argmax(-1) == yt).mean())
-            print(f"{label:34} {seed:>4} {data.reads:>6} {data.ends:>10} {acc:8.4f}", flush=True)
+            model = mlp()
+            model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                          metrics=["accuracy"])
+            model.fit(given(data), epochs=EPOCHS, verbose=0, **extra(data))
+            acc = float((model.predict(xt, verbose=0).argmax(-1) == yt).mean())
+            print(f"{'plain model.fit':34} {seed:>4} {data.reads:>6} {data.ends:>10} {acc:8.4f}")
+            for label, once in (("fit_with_tips", False), ("fit_with_tips(read_once=True)", True)):
+                data = Augmenting(x, y)
+                keras.utils.set_random_seed(seed)
+                result = fit_with_tips(mlp(), given(data), epochs=EPOCHS, seed=seed, verbose=0,
+                                       read_once=once, **extra(data))
+                acc = float((np.asarray(result.model.predict(xt, verbose=0)).argmax(-1)
+                             == yt).mean())
+                print(f"{label:34} {seed:>4} {data.reads:>6} {data.ends:>10} {acc:8.4f}",
+                      flush=True)
 
 
 if __name__ == "__main__":
