@@ -31,8 +31,6 @@ def decide_initialization(model, data, o, parts):
     if not found:
         return []
     x, _ = data.first_batch()
-    if isinstance(x, list):
-        x = x[0]
     if not model.built and not data.structured:
         model.build((None,) + tuple(data.x_shape))
     try:
