@@ -225,11 +225,14 @@ def constant_kernels(model):
     hold one value each (all 0.0, or all equal): `[(variable, value)]`.
     Every unit of such a layer computes the same thing, so no two can learn
     differently; all 0.0 behind a relu passes no gradient at all."""
+    # A layer's own bias (a GRU's is (2, 3 * units)) starts at 0 by design:
+    # read from the layers' `bias` attributes, not from a variable's name.
+    biases = {id(getattr(layer, "bias", None)) for layer in model._flatten_layers()}
     found = []
     for variable in model.trainable_weights:
         if len(variable.shape) < 2 or int(np.prod(variable.shape)) < 2:
             continue
-        if "bias" in variable.name:  # a GRU's (2, 3 * units) bias starts at 0 by design
+        if id(variable) in biases:
             continue
         values = keras.ops.convert_to_numpy(variable)
         if np.all(values == values.flat[0]):
