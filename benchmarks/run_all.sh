@@ -44,6 +44,7 @@ declare -A CMD=(
   [tip1_cases]="bench_tip1_cases.py"
   [tip1_cases_auto]="bench_tip1_cases.py --epochs auto"
   [dead_start]="bench_dead_start.py"
+  [target_sweep]="bench_target_sweep.py"
   [quality_digit_rows]="bench_quality.py --tasks digit_rows"
   [quality_digit_pixels]="bench_quality.py --tasks digit_pixels"
   [quality_adding]="bench_quality.py --tasks adding"

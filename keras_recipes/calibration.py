@@ -31,6 +31,22 @@ MAX_PROBES = 5
 # and its later epochs sat near 1e-3; rates that read 3.5e-2 (spoken digits)
 # or 0.14 (California) trained badly or not at all.
 TARGET = 2e-2
+# Inside fit_with_tips the run is held to one band read from TARGET (issue
+# 36 item 5): an epoch ratio held above HIGH_OVER_TARGET * TARGET is far
+# above it (the rate is halved, and the monitor warns there), below FAR_BELOW
+# far below. A calibrated start reads about TARGET in its first steps and less
+# after, so the top acts only on a run going wrong.
+HIGH_OVER_TARGET = 1.5
+FAR_BELOW = 1e-4
+
+
+def run_band(target=None):
+    """`(low, high)`: where a run aiming at `target` (default TARGET) is
+    warned and acted on, per epoch."""
+    target = TARGET if target is None else target
+    return FAR_BELOW, HIGH_OVER_TARGET * target
+
+
 # A given rate's probe reading, judged on the same scale: the measured good
 # rates read within 2.5x of TARGET; 5e-2 and above trained badly, and below
 # 5e-3 the budget ran out (BUILD_NOTES.md, issue 24).

@@ -85,10 +85,11 @@ def fit_with_tips(model, data=None, y=None, *, x=None, ensemble=None, **options)
             Either way a diverged epoch (NaN or an exploded loss) is undone
             and the rate divided by 5, up to 4 times. Defaults to `"auto"`.
         optimizer: `"auto"`, `"adam"` or `"sgd"`. The optimizer of a model
-            that was not compiled with one. `"auto"`: Adam when the rate is
-            read from the update ratio (`learning_rate="auto"`), SGD with
-            momentum when `learning_rate` or `momentum` is given (tip 4's
-            fixed start). Defaults to `"auto"`.
+            that was not compiled with one. `"auto"`: Adam, whether its
+            rate is read from the update ratio or given as
+            `learning_rate=`; SGD with momentum when `momentum` is given.
+            `"sgd"` is the literal tips (SGD with momentum 0.9). Defaults
+            to `"auto"`.
         momentum: `None` or a float in [0, 1). Momentum of SGD (0.9 when
             `None`); giving one chooses SGD. Defaults to `None`.
         clip_norm: `"auto"` (5.0 for recurrent models, else no clipping),

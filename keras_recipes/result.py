@@ -8,6 +8,8 @@ import textwrap
 
 import numpy as np
 
+from keras_recipes import calibration
+
 
 @dataclasses.dataclass
 class Tip:
@@ -151,8 +153,9 @@ class FitResult:
                             label=name.split("/")[-1])
             # The band fit_with_tips warns and acts outside of, and the first
             # steps' target (the rows and UpdateRatioMonitor use the same).
-            ax.axhspan(1e-4, 3e-2, color="tab:green", alpha=0.1, label="healthy band")
-            ax.axhline(2e-2, color="tab:green", lw=0.8, ls="--", label="first steps' target")
+            ax.axhspan(*calibration.run_band(), color="tab:green", alpha=0.1, label="healthy band")
+            ax.axhline(calibration.TARGET, color="tab:green", lw=0.8, ls="--",
+                       label="first steps' target")
             ax.axhline(1e-3, color="tab:green", lw=0.8, label="tip 5's 1e-3")
         ax.set(title="||update|| / ||weights||", xlabel="epoch")
         ax.legend(fontsize=7)

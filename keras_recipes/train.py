@@ -139,18 +139,20 @@ def _callbacks(plan, checkpointer, jit):
     # ensemble's loss is the members' sum, so the guard judges each member.
     reference = parts.get("initial_loss")
     fused = parts.get("fused")
+    low, high = calibration.run_band()
     guard = DivergenceGuard(lower_when_high=steer, verbose=int(parts["verbose"] > 0),
+                            low=low, high=high,
                             reference_loss=reference if reference is not None
                             and math.isfinite(reference) else None,
                             members=fused.size if fused is not None else None,
                             baseline_loss=(parts["baseline"][0] if steer and fused is None
                                            and parts.get("baseline")
                                            and parts["baseline"][0] > 0 else None))
-    # One band (issue 36 item 5): the monitor warns where the guard acts
-    # (far above: 3e-2 held for 3 epochs; far below: 1e-4), and its advice
-    # aims at the calibration's target, so a run at its calibrated rate is
-    # not told it is too fast.
-    monitor = UpdateRatioMonitor(target=calibration.TARGET, low=guard.low, high=guard.high)
+    # One band (issue 36 item 5), read from the calibration's target: the
+    # monitor warns where the guard acts (far above, held for 3 epochs; far
+    # below), and its advice aims at the target, so a run at its calibrated
+    # rate is not told it is too fast.
+    monitor = UpdateRatioMonitor(target=calibration.TARGET, low=low, high=high)
     optimizer = build.compile_model(parts, jit)
     past = (o["initial_epoch"], {}, [])  # model.fit's initial_epoch, unless resumed
     if parts["resume"] is not None:

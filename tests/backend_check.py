@@ -120,7 +120,7 @@ def tour(out):
     # predicted back in its own units.
     target = x[:, :63] @ np.random.default_rng(0).normal(size=63) * 10.0 + 500.0
     result = keras_recipes.fit_with_tips(regression, (x[:, :63], target), epochs=10, seed=0,
-                                         learning_rate=0.01, verbose=0)
+                                         optimizer="sgd", learning_rate=0.01, verbose=0)
     report["regression_rows"] = [t.name for t in result.tips]
     prediction = result.model.predict(xt[:, :63], verbose=0).ravel()
     truth = xt[:, :63] @ np.random.default_rng(0).normal(size=63) * 10.0 + 500.0

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from helpers import tiny_classifier
+from keras_recipes import calibration
 from keras_recipes import fit_with_tips
 from keras_recipes import initializers
 from keras_recipes import plan
@@ -356,8 +357,10 @@ def test_bad_epochs_are_rejected_before_any_work():
 @pytest.mark.parametrize("kwargs,inner,momentum,start", [
     # The default: Adam, its rate read from the update ratio from Adam's 1e-3.
     ({}, "Adam", None, 1e-3),
-    # A given rate keeps tip 4's SGD(momentum=0.9) start, not calibrated.
-    (dict(learning_rate=0.1), "SGD", 0.9, None),
+    # A given rate applies to the recipe's Adam (issue 36 item 5: it used to
+    # switch to SGD); it is not calibrated.
+    (dict(learning_rate=0.01), "Adam", None, None),
+    (dict(optimizer="sgd", learning_rate=0.1), "SGD", 0.9, None),
     # Momentum given: SGD, calibrated from tip 4's 0.1.
     (dict(momentum=0.5), "SGD", 0.5, 0.1),
     (dict(optimizer="sgd"), "SGD", 0.9, 0.1),
@@ -381,6 +384,8 @@ def test_the_optimizer_choice_is_shown_and_built(digits, kwargs, inner, momentum
         assert found.measured[0][0] == pytest.approx(start)
     if not kwargs:
         assert "update ratio" in row.reason and "BUILD_NOTES" in row.reason
+    if set(kwargs) == {"learning_rate"}:
+        assert "the given learning_rate applies to it (optimizer='sgd'" in row.reason
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -570,7 +575,9 @@ def test_a_run_at_its_calibrated_rate_is_not_told_it_is_too_fast(digits):
                                epochs=6, seed=0, verbose=0)
     assert max(result.history["update_ratio"][1:]) > 1e-2  # what the old band warned about
     row = next(t for t in result.tips if t.name == "update ratio")
-    assert "warned and acted on outside [1e-4, 3e-2]" in row.reason
+    low, high = calibration.run_band()
+    assert (low, high) == (1e-4, pytest.approx(3e-2))
+    assert f"warned and acted on outside [{low:g}, {high:g}]" in row.reason
 
 
 def test_a_cap_after_the_last_improvement_does_not_claim_still_improving():

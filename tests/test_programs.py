@@ -552,7 +552,8 @@ def mnist_uint8_batched_dataset():
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
     # The data path is under test here, in 3 epochs: a fixed rate. The calibrated rate's
     # quality on MNIST is benchmarks/bench_quality.py's (slower in the first epochs).
-    r = fit_with_tips(model, ds, epochs=3, learning_rate=0.1, **dict(FAST, batch_size=128))
+    r = fit_with_tips(model, ds, epochs=3, optimizer="sgd", learning_rate=0.1,
+                      **dict(FAST, batch_size=128))
     assert "channels" in tip(r, "inputs").setting
     return accuracy(r.model, xt, yt), 0.9
 

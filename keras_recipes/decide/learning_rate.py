@@ -77,12 +77,13 @@ def decide_learning_rate(parts, data, o):
             parts["learning_rate"] = found.rate
             parts["calibration"] = found
             parts["initial_loss"] = found.initial_loss
+            low, high = calibration.run_band()
             return [Tip(4, "learning rate", f"{found.rate:.3g} (calibrated)", found.evidence(),
                         "learning_rate="),
                     Tip(5, "update ratio", "kept in view every epoch",
-                        "logged per epoch and per layer; warned and acted on outside [1e-4, 3e-2]: "
-                        "held above 3e-2 (far above the band) for 3 epochs, the rate is halved; "
-                        "a diverged epoch is undone and the rate divided by 5",
+                        f"logged per epoch and per layer; warned and acted on outside [{low:g}, "
+                        f"{high:g}]: held above {high:g} (far above the band) for 3 epochs, the "
+                        "rate is halved; a diverged epoch is undone and the rate divided by 5",
                         "learning_rate=")]
         ratio, parts["initial_loss"] = calibration.probe_update_ratio(parts["full"], batches)
     rate = callbacks.current_learning_rate(optimizer)

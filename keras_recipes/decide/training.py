@@ -134,12 +134,14 @@ def choose_optimizer(o):
         return o["optimizer"], "as passed"
     if o["momentum"] is not None:
         return "sgd", "momentum= given: tip 4's SGD with momentum"
+    why = ("Adam matched or beat SGD(momentum=0.9) at the calibrated rate on seven of the "
+           "quality benchmark's eight real tasks (BUILD_NOTES.md, issue 24)")
     if o["learning_rate"] != "auto":
-        return "sgd", ("a given learning_rate keeps tip 4's SGD(momentum=0.9) start "
-                       "(optimizer='adam' for Adam at that rate)")
-    return "adam", ("the rate is read from the update ratio: with it, Adam matched or beat "
-                    "SGD(momentum=0.9) on seven of the quality benchmark's eight real tasks "
-                    "(BUILD_NOTES.md, issue 24)")
+        # The given rate applies to the optimizer the recipe chose (issue 36
+        # item 5): giving a rate does not change the optimizer.
+        return "adam", (f"{why}; the given learning_rate applies to it (optimizer='sgd' for "
+                        "tip 4's SGD with momentum at that rate)")
+    return "adam", f"the rate is read from the update ratio: {why}"
 
 
 # A plateau is judged over at least this many updates: with a few updates an
