@@ -12,7 +12,7 @@ Images: MNIST test set (fixed 8k/2k split), the cnn preset, trained with and
 without RandomShiftRotate(0.1, 10 deg); tested on clean digits and on the
 test digits shifted/rotated at random (up to 15% and 15 degrees, fixed seed).
 
-Both use learning_rate=0.03 (`--learning_rate`): at fit_with_tips' default
+Both use SGD at learning_rate=0.03 (`--learning_rate`): at tip 4's SGD start
 0.1, UpdateRatioMonitor reported update/weight ratios of 1e-2 to 2.5e-2
 (unstable) on these conv nets, and runs collapsed or not depending on the
 data order (a run of the audio model with NoiseMix fell from 0.52 to 0.07
@@ -104,7 +104,7 @@ def audio(epochs):
                           ("NoiseMix (bank + colors)", {"augment": "audio", "noise_bank": bank})):
         with Timer() as t:
             res = fit_with_tips(audio_model(0), (x, y), epochs=epochs, seed=0, verbose=0,
-                                learning_rate=LEARNING_RATE, **kwargs)
+                                optimizer="sgd", learning_rate=LEARNING_RATE, **kwargs)
         accs = [accuracy(res.model, xs, yt) for xs in tests.values()]
         print(f"{label:28} " + " ".join(f"{a:11.4f}" for a in accs)
               + f"   {len(res.history['loss']):6d} {t.seconds:8.1f}", flush=True)
@@ -128,7 +128,8 @@ def images(epochs):
     for label, augment in (("no augmentation", None), ("RandomShiftRotate", "image")):
         with Timer() as t:
             res = fit_with_tips(preset("cnn", (28, 28, 1), 10), (x, y), epochs=epochs, seed=0,
-                                verbose=0, augment=augment, learning_rate=LEARNING_RATE)
+                                verbose=0, augment=augment, optimizer="sgd",
+                                learning_rate=LEARNING_RATE)
         print(f"{label:28} {accuracy(res.model, xt, yt):8.4f} {accuracy(res.model, moved, yt):16.4f}"
               f"   {len(res.history['loss']):6d} {t.seconds:8.1f}", flush=True)
 

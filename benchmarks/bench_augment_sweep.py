@@ -5,7 +5,7 @@ Audio (`--part audio`): which NoiseMix settings help on unseen noise. A sweep ov
 with fit_with_tips on FSDD (takes 5-49) and tested on takes 0-4, clean and
 mixed with a recording never in the bank (noise-eval/running_tap.wav) at 10,
 5 and 0 dB. The setup of bench_augment_effect.py (log-mel conv net,
-learning_rate 0.03, 20 epochs), repeated over seeds.
+SGD at learning_rate 0.03, 20 epochs), repeated over seeds.
 
 Images (`--part images`): RandomShiftRotate's range on MNIST (8k/2k, the cnn
 preset, the setup of bench_augment_effect.py), tested clean and shifted/rotated
@@ -74,7 +74,8 @@ def images(args):
                     seed=seed, name="augment_shift_rotate", **config)
                 keras.utils.set_random_seed(seed)
                 res = fit_with_tips(preset("cnn", (28, 28, 1), 10), (x, y), epochs=args.epochs,
-                                    seed=seed, verbose=0, learning_rate=0.03, augment=augment)
+                                    seed=seed, verbose=0, optimizer="sgd", learning_rate=0.03,
+                                    augment=augment)
                 for k, xs in tests.items():
                     scores[k].append(accuracy(res.model, xs, yt))
         _row(name, scores, t.seconds)
@@ -108,7 +109,8 @@ def main():
                     options = dict(config, noise=bank if config["noise"] == "bank" else None)
                     augment = NoiseMix(seed=seed, name="augment_noise_mix", **options)
                 res = fit_with_tips(audio_model(seed), (x, y), epochs=args.epochs, seed=seed,
-                                    verbose=0, learning_rate=0.03, augment=augment)
+                                    verbose=0, optimizer="sgd", learning_rate=0.03,
+                                    augment=augment)
                 for k, xs in tests.items():
                     scores[k].append(accuracy(res.model, xs, yt))
         _row(name, scores, t.seconds)
