@@ -288,7 +288,7 @@ def fit_ensemble(build_model, data=None, members=10, *, x=None, y=None, vectoriz
         first = plan(models[0], data, seed=base_seed, **fit_kwargs)
         if not (first.data.kept_batches or first.parts.get("structured")):
             fused = FusedMembers(models, vectorize=vectorize)
-            return first.with_members(fused).fit().ensemble
+            return first.with_members(fused).fit()
     if first is not None and first.data.kept_batches:
         reason = ("the batches are kept as given (their shapes vary), so the members cannot "
                   "stack their own orders of one batch")

@@ -11,6 +11,7 @@ concern: `options`, `data_rows`, `task`, `inputs`, `training`,
 
 import hashlib
 import json
+import types
 
 import keras
 import numpy as np
@@ -57,11 +58,13 @@ class Plan:
     """
 
     def __init__(self, tips, model, data, options, parts):
-        self.tips = tips
+        # The decisions are read-only from here on: training reads them and
+        # keeps what it finds itself (a resumed checkpoint, its rows) apart.
+        self.tips = tuple(tips)
         self.model = model
         self.data = data
-        self.options = options
-        self.parts = parts
+        self.options = types.MappingProxyType(dict(options))
+        self.parts = types.MappingProxyType(dict(parts))
 
     def rows(self):
         return [[t.number, t.name, t.setting, t.reason, t.override] for t in self.tips]
@@ -83,7 +86,8 @@ class Plan:
         return fingerprint(self.data, self.model, self.tips)
 
     def fit(self):
-        """Trains as planned; returns a `FitResult`."""
+        """Trains as planned; returns a `FitResult` (an `EnsembleResult` for
+        a plan `with_members`)."""
         return train.run(self)
 
     def with_members(self, fused):

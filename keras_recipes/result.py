@@ -65,10 +65,19 @@ class FitResult:
             constant prediction from the training labels: their class
             frequencies or mean).
         events: What happened during training, in words.
+        audit: The pre-training `Audit` (`audit=True`), or `None`.
+        plan: The `Plan` that was trained (its decisions, read-only).
+        best_epoch: The epoch (0-based) whose weights `model` holds, when
+            the plateau rule restored the best ones; else `None`.
+        table_shown: Whether the tips table was printed before training
+            (`str(result)` then does not print it again).
+
+    Every attribute is set when the result is built.
     """
 
     def __init__(self, model, history, tips, data, execution, layer_update_ratios,
-                 seconds, events=None, status="finished"):
+                 seconds, events=None, status="finished", *, optimizer=None, audit=None,
+                 table_shown=False, plan=None, best_epoch=None):
         self.status = status
         self.model = model
         self.history = history
@@ -78,6 +87,11 @@ class FitResult:
         self.layer_update_ratios = layer_update_ratios
         self.seconds = seconds
         self.events = events or []
+        self.optimizer = optimizer
+        self.audit = audit
+        self.table_shown = table_shown
+        self.plan = plan
+        self.best_epoch = best_epoch
 
     def tips_table(self):
         rows = [[t.number, t.name, t.setting, t.reason, t.override] for t in self.tips]
@@ -89,7 +103,7 @@ class FitResult:
                 else "fit_with_tips")
         # The table was printed before training (verbose): not twice.
         table_text = ("tips: the table printed before training (result.tips_table())"
-                      if getattr(self, "table_shown", False) else self.tips_table())
+                      if self.table_shown else self.tips_table())
         lines = [head, table_text, ""]
         epochs = len(self.history.get("loss", []))
         summary = [f"status: {self.status}", f"epochs run: {epochs}",

@@ -2,6 +2,7 @@
 what happened in a `FitResult`. A run that diverged or was interrupted says
 so, in `result.status`, `str(result)` and a warning."""
 
+import dataclasses
 import math
 import os
 import signal
@@ -27,6 +28,7 @@ from keras_recipes.checkpoint import Checkpointer
 from keras_recipes.ensemble import MemberBestWeights
 from keras_recipes.result import FitResult
 from keras_recipes.result import Tip
+from keras_recipes.result import table
 from keras_recipes.result import user_stacklevel
 from keras_recipes.stateful import ResetStates
 
@@ -62,9 +64,22 @@ class GracefulInterrupt(keras.callbacks.Callback):
             self._previous = None
 
 
-def _resume(plan, checkpointer, full, optimizer, plateau):
+@dataclasses.dataclass
+class _Run:
+    """What training finds for itself, kept apart from the plan's decisions
+    (which it never rewrites): the checkpointer, the checkpoint being
+    resumed, the XLA setting the step runs with, and the rows it adds to
+    the plan's in `result.tips`."""
+
+    checkpointer: object = None
+    resume: dict = None
+    jit: bool = False
+    rows: list = dataclasses.field(default_factory=list)
+
+
+def _resume(plan, run, full, optimizer, plateau):
     """Loads the newest checkpoint; returns (initial epoch, history, layer history)."""
-    resume = plan.parts["resume"]
+    resume, checkpointer = run.resume, run.checkpointer
     recorded = resume.get("fingerprint")
     if recorded is not None:
         now = plan.fingerprint()
@@ -112,22 +127,21 @@ def _checkpoint_callback(plan, checkpointer, monitor, plateau, past, jit, member
 
 
 def _prepare(plan):
-    """Checkpointer, the resumed state and the compiled training model."""
+    """The checkpointer and the checkpoint to resume, if any."""
     parts, o = plan.parts, plan.options
-    checkpointer = None
-    parts["resume"] = None
+    run = _Run(jit=parts["jit"])
     if o["checkpoint_dir"] is not None:
-        checkpointer = Checkpointer(o["checkpoint_dir"], writes=distribute.is_chief(parts["strategy"]))
-        parts["resume"] = checkpointer.peek()
-    jit = parts["jit"]
-    if parts["resume"] is not None:
-        jit = parts["resume"]["jit_compile"]
-        plan.tips = [t for t in plan.tips if t.name != "execution"] + [
-            Tip(0, "execution", f"jit_compile={jit}", "as chosen by the run being resumed")]
-    return checkpointer, jit
+        run.checkpointer = Checkpointer(o["checkpoint_dir"],
+                                        writes=distribute.is_chief(parts["strategy"]))
+        run.resume = run.checkpointer.peek()
+    if run.resume is not None:
+        run.jit = run.resume["jit_compile"]
+        run.rows.append(Tip(0, "execution", f"jit_compile={run.jit}",
+                            "as chosen by the run being resumed"))
+    return run
 
 
-def _callbacks(plan, checkpointer, jit):
+def _callbacks(plan, run):
     parts, o = plan.parts, plan.options
     plateau = (ReduceLROnPlateau.halve(**parts["plateau"]) if parts["plateau"] is not None
                else None)
@@ -153,12 +167,13 @@ def _callbacks(plan, checkpointer, jit):
     # below), and its advice aims at the target, so a run at its calibrated
     # rate is not told it is too fast.
     monitor = UpdateRatioMonitor(target=calibration.TARGET, low=low, high=high)
-    optimizer = build.compile_model(parts, jit)
+    checkpointer = run.checkpointer
+    optimizer = build.compile_model(parts, run.jit)
     past = (o["initial_epoch"], {}, [])  # model.fit's initial_epoch, unless resumed
-    if parts["resume"] is not None:
-        past = _resume(plan, checkpointer, parts["full"], optimizer, plateau)
-        plan.tips.append(Tip(0, "resumed", f"from the checkpoint after epoch {past[0]}",
-                             f"found in {checkpointer.directory}", "checkpoint_dir="))
+    if run.resume is not None:
+        past = _resume(plan, run, parts["full"], optimizer, plateau)
+        run.rows.append(Tip(0, "resumed", f"from the checkpoint after epoch {past[0]}",
+                            f"found in {checkpointer.directory}", "checkpoint_dir="))
     # Order matters: the monitor logs the update ratio the guard and the
     # plateau rule read; at the end of training the guard restores the last
     # good weights first, then the plateau callback the best ones.
@@ -167,16 +182,16 @@ def _callbacks(plan, checkpointer, jit):
     member_best = None
     if parts.get("fused") is not None and plateau is not None and plateau.restore_best_weights:
         member_best = MemberBestWeights(parts["fused"])
-        if parts["resume"] is not None and parts["resume"].get("member_best") is not None:
-            member_best.set_state(parts["resume"]["member_best"],
+        if run.resume is not None and run.resume.get("member_best") is not None:
+            member_best.set_state(run.resume["member_best"],
                                   checkpointer.read_arrays(checkpointer.latest(), "member_best"))
     callbacks = ([interrupt, monitor, guard] + ([plateau] if plateau else [])
                  + ([ResetStates()] if o.get("stateful") else [])
                  + ([member_best] if member_best else []) + list(o["callbacks"] or []))
     if checkpointer is not None:
         # Last, so that every callback before it has updated its state.
-        callbacks.append(_checkpoint_callback(plan, checkpointer, monitor, plateau, past[1:], jit,
-                                              member_best))
+        callbacks.append(_checkpoint_callback(plan, checkpointer, monitor, plateau, past[1:],
+                                              run.jit, member_best))
     return callbacks, past, dict(plateau=plateau, monitor=monitor, guard=guard, interrupt=interrupt,
                                  member_best=member_best)
 
@@ -339,63 +354,70 @@ class _KeepTrained:
 
 
 def run(plan):
-    """Trains as `plan` says; returns a `FitResult` (or, for a plan with
-    members, the result whose `.ensemble` is the `EnsembleResult`)."""
+    """Trains as `plan` says; returns a `FitResult` (for a plan with fused
+    members, the `EnsembleResult`, whose `fit_result` is the fused fit's)."""
     start = time.perf_counter()
     parts = plan.parts
     with distribute.Scope(parts["strategy"]), determinism.deterministic(parts["deterministic"]):
-        checkpointer, jit = _prepare(plan)
-        callbacks, past, watch = _callbacks(plan, checkpointer, jit)
+        run_state = _prepare(plan)
+        callbacks, past, watch = _callbacks(plan, run_state)
         if parts["verbose"]:
-            print(plan, flush=True)
+            tips = _tips(plan, run_state)
+            print(table([[t.number, t.name, t.setting, t.reason, t.override] for t in tips],
+                        ["tip", "what", "setting", "why", "override with"]), flush=True)
         history = _fit(plan, callbacks, past[0], watch["plateau"])
-        with _KeepTrained(plan, checkpointer) as keep:
+        with _KeepTrained(plan, run_state.checkpointer) as keep:
             keep.stage = "building the result"
-            return _result(plan, history, past, watch, checkpointer, start, keep)
+            return _result(plan, run_state, history, past, watch, start, keep)
 
 
-def _result(plan, history, past, watch, checkpointer, start, keep):
-    """The `FitResult` of a finished fit (inside `_KeepTrained`)."""
+def _tips(plan, run_state):
+    """The plan's rows, then what training found (a resumed run's execution
+    replaces the planned one)."""
+    replaced = {t.name for t in run_state.rows}
+    return [t for t in plan.tips if t.name not in replaced] + run_state.rows
+
+
+def _result(plan, run_state, history, past, watch, start, keep):
+    """The result of a finished fit (inside `_KeepTrained`), built whole."""
     parts = plan.parts
     merged = {k: list(v) for k, v in past[1].items()}
     for key, values in history.history.items():
         merged[key] = merged.get(key, []) + list(values)
     full = parts["full"]
+    fused = parts.get("fused")
     execution = dict(parts["execution"], jit_compile_after_fit=bool(full.jit_compile),
                      replicas=distribute.replicas(parts["strategy"]),
-                     workers=distribute.workers(parts["strategy"]))
+                     workers=distribute.workers(parts["strategy"]),
+                     **({"ensemble_path": "fused"} if fused is not None else {}))
     # Epochs before a user's initial_epoch count as run (model.fit's numbering).
-    ran = len(merged.get("loss", [])) + (plan.options["initial_epoch"] if parts["resume"] is None
+    ran = len(merged.get("loss", [])) + (plan.options["initial_epoch"] if run_state.resume is None
                                          else 0)
     status, events = _events(watch, ran, plan.options["epochs"],
-                             parts.get("baseline") if parts.get("fused") is None else None)
-    fused = parts.get("fused")
+                             parts.get("baseline") if fused is None else None)
     keep.stage = "assembling result.model"
     model = full if fused is not None else build.result_model(parts, full, plan.model, plan.data)
     wrapper = build.unwrap_optimizer(parts, model, full) if fused is None else None
     keep.stage = "building the result"
-    result = FitResult(model, merged, plan.tips + _outcome_rows(watch, status, events),
+    plateau = watch["plateau"]
+    result = FitResult(model, merged, _tips(plan, run_state) + _outcome_rows(watch, status, events),
                        plan.data, execution,
                        past[2] + watch["monitor"].layer_history,
-                       time.perf_counter() - start, events, status)
-    result.optimizer = wrapper or getattr(full, "optimizer", None)
-    result.audit = parts.get("audit")
-    result.table_shown = bool(parts["verbose"])
-    result.plan = plan
-    plateau = watch["plateau"]
-    result.best_epoch = plateau.best_epoch if plateau is not None else None
+                       time.perf_counter() - start, events, status,
+                       optimizer=wrapper or getattr(full, "optimizer", None),
+                       audit=parts.get("audit"), table_shown=bool(parts["verbose"]), plan=plan,
+                       best_epoch=plateau.best_epoch if plateau is not None else None)
     if status in ("diverged", "interrupted", "capped", "not learning"):
         warnings.warn(f"fit_with_tips {status}: {_headline(status, events)}",
                       RuntimeWarning, stacklevel=user_stacklevel())
     if fused is not None:
-        result.execution["ensemble_path"] = "fused"
         keep.stage = "assembling the ensemble"
-        result.ensemble = fused.assemble(parts, result)
+        result = fused.assemble(parts, result)
         # The file is the averaging ensemble on raw inputs (the training
         # model only exists to train the members).
-        model = result.ensemble.model
-    if checkpointer is not None and status != "interrupted":
+        model = result.model
+    if run_state.checkpointer is not None and status != "interrupted":
         keep.stage = "saving the final model"
-        checkpointer.save_final(model)
+        run_state.checkpointer.save_final(model)
     return result
 

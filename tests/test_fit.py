@@ -459,3 +459,29 @@ def test_one_column_per_input_and_a_compiled_regression_result():
     assert r2 > 0.9
     got = result.model.evaluate(columns(slice(240, None)), y[240:], verbose=0, return_dict=True)
     np.testing.assert_allclose(got["r2_score"], r2, atol=1e-3)
+
+
+def test_the_plan_is_read_only_and_the_result_is_built_whole(tmp_path):
+    """Issue 28 item 3: decisions flow one way. Training reads the plan and
+    keeps what it finds (a resumed checkpoint, its rows) apart, and the
+    result has every attribute when it is constructed."""
+    from keras_recipes import plan
+    from keras_recipes.result import FitResult
+
+    x, y = load_digits("train")
+    p = plan(mlp(), (x[:300], y[:300]), epochs=1, seed=0, verbose=0, learning_rate=0.01,
+             checkpoint_dir=str(tmp_path / "run"))
+    for mapping, key in ((p.parts, "jit"), (p.options, "epochs")):
+        with pytest.raises(TypeError):
+            mapping[key] = 2
+    planned = p.tips
+    first = p.fit()
+    again = p.fit()  # the same plan again: resumes its own checkpoint
+    assert p.tips == planned
+    assert not any(t.name == "resumed" for t in first.tips)
+    assert any(t.name == "resumed" for t in again.tips)
+    built = FitResult(None, {}, [], None, {}, [], 0.0)
+    for result in (first, again):
+        assert set(vars(result)) == set(vars(built))
+        assert result.plan is p and result.optimizer is not None
+        assert result.best_epoch == 0
