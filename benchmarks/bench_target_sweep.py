@@ -8,12 +8,21 @@ Every run prints every column: the calibrated rate, the status, the epochs,
 the best validation loss on the recipe's own validation split (which the
 recipe also restores), and the test metric. The choice reads the validation
 column only: per task, each target's mean best validation loss over the
-seeds, divided by the best target's; the target with the lowest geometric
-mean of that ratio over the tasks is chosen. The test column is printed
-so the choice can be checked afterwards, never to make it.
+seeds, divided by the best target's; the geometric mean of that ratio over
+the tasks scores a target. Seeds disagree, so each seed's score is also
+computed and their standard error taken: targets within one standard error
+of the best score are tied, and among tied targets the lowest is chosen
+(the lower rate: when the evidence is ambiguous, the safe choice). The test
+column is printed so the choice can be checked afterwards, never to make it.
+
+--grid_top K sets the search's highest rate for Adam to 1e-3 * 2**K. The
+first sweep ran with K = 3 (8e-3, Adam's top before this sweep): the summary
+counts the runs whose rate sits at 8e-3, where with K = 3 a higher target
+could not raise the rate further. The recipe's top is now K = 6.
 
     python benchmarks/bench_target_sweep.py [--tasks digits,wine] [--seeds 0,1,2]
         [--targets 0.005,0.01,0.02,0.04,0.08]
+    python benchmarks/bench_target_sweep.py --from_log results/target_sweep_cpu.log
 """
 
 import os
@@ -32,6 +41,8 @@ from common import Timer, device_line
 from keras_recipes import calibration
 from keras_recipes import fit_with_tips
 from keras_recipes.callbacks import UpdateRatioWarning
+from keras_recipes.decide.training import GRIDS
+from keras_recipes.decide.training import START_RATES
 
 TASKS = "digits,wine,breast_cancer,grunfeld,acsf1,california,digit_rows,digit_pixels"
 TARGETS = "0.005,0.01,0.02,0.04,0.08"
@@ -63,20 +74,74 @@ def run(task, seed, target):
                 epochs=len(result.history["loss"]), seconds=t.seconds)
 
 
-def choose(rows, tasks, targets):
-    """The validation-only choice: per task the mean best val_loss of each
-    target over seeds, relative to that task's best target; the geometric
-    mean of those ratios over tasks. Returns {target: geometric mean}."""
-    score = {}
+def scores(rows, tasks, targets, seed=None):
+    """Per target: the geometric mean over tasks of its mean best val_loss
+    (over the seeds, or of one `seed`) divided by the task's best target's
+    mean over the seeds."""
+    def mean(name, target, only=None):
+        return np.mean([r["val_loss"] for r in rows if r["task"] == name and r["target"] == target
+                        and (only is None or r["seed"] == only)])
+
+    out = {}
     for target in targets:
-        ratios = []
-        for name in tasks:
-            means = {t: np.mean([r["val_loss"] for r in rows if r["task"] == name
-                                 and r["target"] == t]) for t in targets}
-            best = min(means.values())
-            ratios.append(means[target] / best if math.isfinite(means[target]) else math.inf)
-        score[target] = float(np.exp(np.mean(np.log(ratios))))
-    return score
+        ratios = [mean(name, target, seed) / min(mean(name, t) for t in targets) for name in tasks]
+        out[target] = (float(np.exp(np.mean(np.log(ratios)))) if all(map(math.isfinite, ratios))
+                       else math.inf)
+    return out
+
+
+def choose(rows, tasks, targets):
+    """The validation-only choice: the lowest target whose score is within
+    one standard error (over seeds) of the best score. Returns (chosen,
+    scores, standard errors)."""
+    score = scores(rows, tasks, targets)
+    seeds = sorted({r["seed"] for r in rows})
+    per_seed = [scores(rows, tasks, targets, seed) for seed in seeds]
+    error = {t: float(np.std([s[t] for s in per_seed], ddof=1) / math.sqrt(len(seeds)))
+             if len(seeds) > 1 else 0.0 for t in targets}
+    best = min(score, key=score.get)
+    tied = [t for t in targets if score[t] <= score[best] + error[best]]
+    return min(tied), score, error
+
+
+def summary(rows, tasks, targets):
+    top = START_RATES["adam"] * calibration.FACTOR ** 3  # Adam's top before this sweep
+    print("\nper task, mean over seeds: val_loss (its ratio to the task's best target) | test "
+          f"| runs at {top:g} (the top with --grid_top 3)")
+    print(f"{'task':14} " + " ".join(f"{t:>28g}" for t in targets))
+    for name in tasks:
+        cells = []
+        for target in targets:
+            mine = [r for r in rows if r["task"] == name and r["target"] == target]
+            val = np.mean([r["val_loss"] for r in mine])
+            best = min(np.mean([r["val_loss"] for r in rows if r["task"] == name
+                                and r["target"] == t]) for t in targets)
+            test = np.mean([r["test"] for r in mine])
+            at_top = sum(math.isclose(r["rate"], top, rel_tol=1e-3) for r in mine)
+            cells.append(f"{val:.4g} ({val / best:.2f}) | {test:.4f} | {at_top}")
+        print(f"{name:14} " + " ".join(f"{c:>28}" for c in cells))
+    chosen, score, error = choose(rows, tasks, targets)
+    print("\ngeometric mean over tasks of val_loss / the task's best (standard error over "
+          "seeds): " + ", ".join(f"{t:g}: {score[t]:.3f} ({error[t]:.3f})" for t in targets))
+    best = min(score, key=score.get)
+    print(f"best score: target {best:g}; tied within its standard error: "
+          + ", ".join(f"{t:g}" for t in targets if score[t] <= score[best] + error[best]))
+    print(f"chosen on validation (the lowest tied target): {chosen:g}")
+
+
+def read_log(path):
+    """The runs a previous invocation printed."""
+    rows = []
+    for line in open(path):
+        parts = line.split()
+        if len(parts) == 10 and parts[0] in bench_quality.TASKS:
+            try:
+                rows.append(dict(task=parts[0], target=float(parts[1]), seed=int(parts[2]),
+                                 rate=float(parts[3]), val_loss=float(parts[5]),
+                                 test=float(parts[6]), status=parts[9]))
+            except ValueError:
+                continue
+    return rows
 
 
 def main():
@@ -84,13 +149,30 @@ def main():
     parser.add_argument("--tasks", default=TASKS)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--targets", default=TARGETS)
+    parser.add_argument("--grid_top", type=int, default=None,
+                        help="the search's highest k (rates start * 2**k); default the recipe's")
+    parser.add_argument("--from_log", default="",
+                        help="summarize earlier runs' logs (comma-separated; a later log's run "
+                             "of the same task, target and seed wins)")
     args = parser.parse_args()
     tasks = args.tasks.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     targets = [float(t) for t in args.targets.split(",")]
+    if args.grid_top is not None:
+        GRIDS["adam"] = (GRIDS["adam"][0], args.grid_top)
+    if args.from_log:
+        runs = {}
+        for path in args.from_log.split(","):
+            runs.update({(r["task"], r["target"], r["seed"]): r for r in read_log(path)})
+        rows = list(runs.values())
+        print(f"runs from {args.from_log}: {len(rows)}")
+        summary(rows, [t for t in tasks if any(r["task"] == t for r in rows)],
+                sorted({r["target"] for r in rows}))
+        return
     warnings.filterwarnings("ignore", category=UpdateRatioWarning)
     print(device_line())
-    print(f"targets={targets} seeds={seeds} (choice on val_loss only; test shown, not used)")
+    print(f"targets={targets} seeds={seeds} Adam's grid top k={GRIDS['adam'][1]} (choice on "
+          "val_loss only; test shown, not used)")
     print(f"{'task':14} {'target':>7} {'seed':>4} {'rate':>9} {'probe':>8} {'val_loss':>10} "
           f"{'test':>8} {'epochs':>6} {'seconds':>7}  status")
     rows = []
@@ -103,22 +185,7 @@ def main():
                 print(f"{name:14} {target:7g} {seed:4d} {row['rate']:9.3g} {row['probe']:8.3g} "
                       f"{row['val_loss']:10.4g} {row['test']:8.4f} {row['epochs']:6d} "
                       f"{row['seconds']:7.1f}  {row['status']}", flush=True)
-    print("\nper task, mean over seeds: val_loss (its ratio to the task's best target) | test")
-    print(f"{'task':14} " + " ".join(f"{t:>24g}" for t in targets))
-    for name in tasks:
-        cells = []
-        for target in targets:
-            mine = [r for r in rows if r["task"] == name and r["target"] == target]
-            val = np.mean([r["val_loss"] for r in mine])
-            best = min(np.mean([r["val_loss"] for r in rows if r["task"] == name
-                                and r["target"] == t]) for t in targets)
-            test = np.mean([r["test"] for r in mine])
-            cells.append(f"{val:.4g} ({val / best:.2f}) | {test:.4f}")
-        print(f"{name:14} " + " ".join(f"{c:>24}" for c in cells))
-    score = choose(rows, tasks, targets)
-    print("\ngeometric mean over tasks of val_loss / the task's best: "
-          + ", ".join(f"{t:g}: {s:.3f}" for t, s in score.items()))
-    print(f"chosen on validation: target {min(score, key=score.get):g}")
+    summary(rows, tasks, targets)
 
 
 if __name__ == "__main__":

@@ -78,7 +78,9 @@ def tour(out):
     x, y = load_digits("train")
     xt, yt = load_digits("test")
     report = {"backend": keras.backend.backend()}
-    plan = keras_recipes.plan(mlp(), (x, y), seed=0, verbose=0)
+    # Two epochs: the plan's rows and that the same plan trains are checked
+    # here (the default budget's quality is test_fit's and bench_quality's).
+    plan = keras_recipes.plan(mlp(), (x, y), seed=0, verbose=0, epochs=2)
     report["plan_rows"] = [t.name for t in plan.tips]
     result = plan.fit()
     report["plan_fit_status"] = result.status

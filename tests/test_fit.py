@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from conftest import shared_data
 from keras_recipes import fit_with_tips
+from keras_recipes import plan
 from keras_recipes.datasets import load_digits
 from keras_recipes.optimizers import ClippedOptimizer
 
@@ -161,14 +162,16 @@ def test_recurrent_model_is_clipped_and_dropout_gets_patience():
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((6, 3)), keras.layers.LSTM(8), keras.layers.Dropout(0.2),
                               keras.layers.Dense(2)])
-    result = fit_with_tips(model, (x, y), epochs=1, seed=0, jit_compile=True, verbose=0)
-    settings = {t.name: t.setting for t in result.tips}
+    # Decisions only: the plan, without training (issue 28 item 4).
+    p = plan(model, (x, y), epochs=1, seed=0, jit_compile=True, verbose=0)
+    settings = {t.name: t.setting for t in p.tips}
     assert settings["gradient clipping"] == "global norm 5"
-    assert result.optimizer.max_norm == 5.0
+    assert p.parts["full"].optimizer.max_norm == 5.0
     # 76 training examples at batch 16: 6 epochs are 30 updates, so the
     # patience is raised to the 100 updates a plateau is judged over.
-    assert "patience 20" in settings["dropout"] and "6 epochs" in result.tips[
-        [t.name for t in result.tips].index("dropout")].reason
+    assert "patience 20" in settings["dropout"] and "6 epochs" in p.tips[
+        [t.name for t in p.tips].index("dropout")].reason
+    assert p.parts["plateau"]["patience"] == 20
 
 
 def test_subclassed_model_and_binary_labels():
@@ -395,14 +398,17 @@ def test_preprocessing_skipped_with_the_reason_shown():
     norm = keras.layers.Normalization()
     norm.adapt(x)
     normalizing = keras.Sequential([keras.Input((64,)), norm, keras.layers.Dense(10)])
-    result = fit_with_tips(normalizing, (x, y), epochs=1, seed=0, verbose=0, jit_compile=True)
-    inputs = [t for t in result.tips if t.name == "inputs"][0]
+    # Decisions only: the plan, without training (issue 28 item 4).
+    p = plan(normalizing, (x, y), epochs=1, seed=0, verbose=0, jit_compile=True)
+    inputs = [t for t in p.tips if t.name == "inputs"][0]
     assert inputs.setting == "unchanged" and "already normalizes" in inputs.reason
+    assert not p.parts["pre_layers"]
     standard = ((x - x.mean(0)) / np.maximum(x.std(0), 1e-6)).astype("float32")
-    result = fit_with_tips(mlp(), (standard, y), epochs=1, seed=0, verbose=0, jit_compile=True,
-                           validation_data=(standard[:50], y[:50]))
-    inputs = [t for t in result.tips if t.name == "inputs"][0]
+    p = plan(mlp(), (standard, y), epochs=1, seed=0, verbose=0, jit_compile=True,
+             validation_data=(standard[:50], y[:50]))
+    inputs = [t for t in p.tips if t.name == "inputs"][0]
     assert inputs.setting == "unchanged" and "already standardized" in inputs.reason
+    assert not p.parts["pre_layers"]
 
 
 _LOAD_WITHOUT_PACKAGE = """
@@ -465,7 +471,6 @@ def test_the_plan_is_read_only_and_the_result_is_built_whole(tmp_path):
     """Issue 28 item 3: decisions flow one way. Training reads the plan and
     keeps what it finds (a resumed checkpoint, its rows) apart, and the
     result has every attribute when it is constructed."""
-    from keras_recipes import plan
     from keras_recipes.result import FitResult
 
     x, y = load_digits("train")

@@ -604,3 +604,18 @@ def test_a_cap_after_the_last_improvement_does_not_claim_still_improving():
     plateau.improved_epoch = 2
     status, events = train._events(watch, 3, 3)
     assert events[0].startswith("epoch cap reached while still improving")
+
+
+def test_adams_search_reaches_past_its_old_top_and_stops_at_its_grid(digits):
+    """Issue 36 item 5: Adam's search stopped at 8e-3 (the SGD grid's top,
+    from Adam's start of 1e-3), below where the ratio pointed on a long-range
+    task. Large initial weights read a small ratio at every rate: the search
+    climbs to the top of Adam's grid, 1e-3 * 2**6, and not past it."""
+    x, y = digits
+    model = tiny_classifier(n_features=64, n_classes=10,
+                            kernel_initializer=keras.initializers.RandomNormal(stddev=5.0))
+    p = plan(model, (x, y), seed=0, verbose=0, audit=False)
+    rates = [rate for rate, _ in p.parts["calibration"].measured]
+    assert max(rates) == pytest.approx(1e-3 * 2 ** 6) and p.parts["calibration"].rate > 8e-3
+    with pytest.raises(ValueError, match=r"Received: grid=\(1, 3\)"):
+        calibrate_learning_rate(p.parts["full"], [(x[:32], y[:32])], grid=(1, 3))

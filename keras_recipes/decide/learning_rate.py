@@ -13,6 +13,7 @@ from keras_recipes import calibration
 from keras_recipes import callbacks
 from keras_recipes import determinism
 from keras_recipes import initializers
+from keras_recipes.decide.training import GRIDS
 from keras_recipes.decide.training import START_RATES
 from keras_recipes.result import Tip
 from keras_recipes.result import user_stacklevel
@@ -72,8 +73,9 @@ def decide_learning_rate(parts, data, o):
         parts["compiled"] = (optimizer, parts["jit"])
         batches = list(data.training_batches(calibration.STEPS))
         if not user and o["learning_rate"] == "auto":
+            name = parts["optimizer_name"]
             found = calibration.calibrate_learning_rate(
-                parts["full"], batches, start=START_RATES[parts["optimizer_name"]])
+                parts["full"], batches, start=START_RATES[name], grid=GRIDS[name])
             parts["learning_rate"] = found.rate
             parts["calibration"] = found
             parts["initial_loss"] = found.initial_loss
