@@ -348,6 +348,12 @@ def test_regression_targets_standardized_and_predicted_in_raw_units():
     pred = result.model.predict(x, verbose=0)[:, 0]
     r2 = 1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum()
     assert r2 > 0.95 and abs(pred.mean() - y.mean()) < 20
+    # The status line says which units its losses are in (a new user read
+    # them as raw MSE); a classification's line does not.
+    assert "losses in standardized target units" in result.summary()
+    x_cls, y_cls = small(*load_digits("train"))
+    assert "standardized target units" not in fit_with_tips(
+        mlp(), (x_cls, y_cls), epochs=1, seed=0, verbose=0).summary()
 
 
 def test_divergence_stops_and_never_returns_nan_weights():
