@@ -45,7 +45,7 @@ from keras_recipes.decide.training import forget_bias_changes
 from keras_recipes.modelinfo import reads_strings
 from keras_recipes.modelinfo import walk_layers
 from keras_recipes.result import Tip
-from keras_recipes.result import table
+from keras_recipes.result import tips_table
 
 
 class Plan:
@@ -70,7 +70,7 @@ class Plan:
         return [[t.number, t.name, t.setting, t.reason, t.override] for t in self.tips]
 
     def __str__(self):
-        return table(self.rows(), ["tip", "what", "setting", "why", "override with"])
+        return tips_table(self.tips)
 
     def __repr__(self):
         return f"<Plan tips={len(self.tips)} data={self.data.description!r}>"

@@ -35,6 +35,13 @@ def table(rows, headers, max_width=56):
     return "\n".join(lines)
 
 
+def tips_table(tips):
+    """The tips table: each decision, its setting, the evidence and the
+    argument that overrides it."""
+    return table([[t.number, t.name, t.setting, t.reason, t.override] for t in tips],
+                 ["tip", "what", "setting", "why", "override with"])
+
+
 class FitResult:
     """What `fit_with_tips` returns.
 
@@ -94,8 +101,7 @@ class FitResult:
         self.best_epoch = best_epoch
 
     def tips_table(self):
-        rows = [[t.number, t.name, t.setting, t.reason, t.override] for t in self.tips]
-        return table(rows, ["tip", "what", "setting", "why", "override with"])
+        return tips_table(self.tips)
 
     def __str__(self):
         head = (f"fit_with_tips: {self.status.upper()}"

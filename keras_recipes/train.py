@@ -28,7 +28,7 @@ from keras_recipes.checkpoint import Checkpointer
 from keras_recipes.ensemble import MemberBestWeights
 from keras_recipes.result import FitResult
 from keras_recipes.result import Tip
-from keras_recipes.result import table
+from keras_recipes.result import tips_table
 from keras_recipes.result import user_stacklevel
 from keras_recipes.stateful import ResetStates
 
@@ -362,9 +362,7 @@ def run(plan):
         run_state = _prepare(plan)
         callbacks, past, watch = _callbacks(plan, run_state)
         if parts["verbose"]:
-            tips = _tips(plan, run_state)
-            print(table([[t.number, t.name, t.setting, t.reason, t.override] for t in tips],
-                        ["tip", "what", "setting", "why", "override with"]), flush=True)
+            print(tips_table(_tips(plan, run_state)), flush=True)
         history = _fit(plan, callbacks, past[0], watch["plateau"])
         with _KeepTrained(plan, run_state.checkpointer) as keep:
             keep.stage = "building the result"
