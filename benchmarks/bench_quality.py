@@ -292,7 +292,8 @@ def run_recipe(task, seed, kwargs):
     status = getattr(result, "status", "?")
     # The calibration's share of the whole call: its probes, and with them the
     # tracing of the step (fit may trace again for its tf.data inputs).
-    found = getattr(getattr(result, "plan", None), "parts", {}).get("calibration")
+    plan = getattr(result, "plan", None)
+    found = plan.decisions.calibration if plan is not None else None
     calib = ""
     if found:
         cost = found.seconds + found.trace_seconds

@@ -38,7 +38,7 @@ def main():
                 result = fit_with_tips(model, (x, y), epochs=EPOCHS, seed=seed, verbose=0)
             ratios = result.history["update_ratio"]
             runs.append(ratios + [np.nan] * (EPOCHS - len(ratios)))
-            print(f"{name:14} seed {seed}: rate {result.plan.parts['calibration'].rate:.3g}, "
+            print(f"{name:14} seed {seed}: rate {result.plan.decisions.calibration.rate:.3g}, "
                   f"{len(ratios)} epochs", flush=True)
     table = np.array(runs, dtype="float64")
     print(f"{'epoch':>5} {'median':>9} {'min':>9} {'max':>9} {'runs':>4}")

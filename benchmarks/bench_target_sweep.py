@@ -66,7 +66,7 @@ def run(task, seed, target):
     with Timer() as t:
         result = fit_with_tips(build(seed), (x, y), seed=seed, verbose=0)
     val = np.asarray(result.history.get("val_loss", [np.inf]), "float64")
-    found = result.plan.parts.get("calibration")
+    found = result.plan.decisions.calibration
     return dict(rate=found.rate if found else float("nan"),
                 probe=dict(found.measured).get(found.rate, float("nan")) if found else float("nan"),
                 val_loss=float(np.nanmin(val)) if np.isfinite(val).any() else float("inf"),

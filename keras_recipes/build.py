@@ -1,14 +1,10 @@
 """The build stage: from a plan's decisions to Keras objects (the training
-model, the optimizer, the callbacks). Owns no decision of its own except the
-measured XLA choice, which needs the built training model."""
+model, the optimizer, the compile). Owns no decision of its own: the XLA
+choice, which times the built training model, is `decide.execution`'s."""
 
-import statistics
-import time
-import warnings
 import weakref
 
 import keras
-import numpy as np
 
 from keras_recipes import distribute
 from keras_recipes.audio import NoiseBank
@@ -17,13 +13,8 @@ from keras_recipes.ensemble import FoldMembers
 from keras_recipes.ensemble import UnfoldMembers
 from keras_recipes.layers import NoiseMix
 from keras_recipes.layers import RandomShiftRotate
-from keras_recipes.modelinfo import jit_blockers
 from keras_recipes.optimizers import ClippedOptimizer
-from keras_recipes.result import Tip
-from keras_recipes.result import user_stacklevel
 from keras_recipes.wrapped import Preprocessed
-
-_JIT_PROBE_STEPS = 6
 
 
 # -- optimizer -----------------------------------------------------------------------
@@ -132,16 +123,16 @@ def _unstandardize(target, name="unstandardize_targets"):
                                   name=name)
 
 
-def _pipeline_map(parts, data):
+def _pipeline_map(decided, data):
     """With the user's own train_step, or several inputs or outputs:
     preprocessing, augmentation and the target scales applied in the input
     pipeline (the model's step sees them as data)."""
-    if parts.get("structured"):
-        input_layers, targets = parts["input_layers"], parts["targets"]
+    if decided.structured:
+        input_layers, targets = decided.input_layers, decided.targets
     else:
-        input_layers = [parts["augment"] + parts["pre_layers"]]
-        targets = [parts["target"]]
-    data.preprocess_in_pipeline(input_layers, parts["augment"], targets)
+        input_layers = [decided.augment + decided.pre_layers]
+        targets = [decided.target]
+    data.preprocess_in_pipeline(input_layers, decided.augment, targets)
 
 
 def _model_input_order(model, x_spec):
@@ -171,18 +162,18 @@ def output_keys(model, y_spec, outputs):
     return sorted(y_spec)  # unnamed: the order Keras' data adapters flatten them in
 
 
-def _structured_result(parts, model, data):
+def _structured_result(decided, model, data):
     """`result.model` for several inputs or outputs: raw inputs in, each
     standardized, raw-unit outputs out, with the user's model's interface:
     its input names and order, its output names and structure. Targets are
     joined to outputs by name wherever the labels have names, never by
     sorting one side against the other."""
     raws, features = {}, {}
-    for (name, spec), layers in zip(leaves(data.x_spec), parts["input_layers"]):
+    for (name, spec), layers in zip(leaves(data.x_spec), decided.input_layers):
         # float64 columns (pandas) are read as floatx, as the training did.
         dtype = keras.backend.floatx() if spec.dtype == "float64" else spec.dtype
         raw = keras.Input(tuple(spec.shape), dtype=dtype, name=name or None,
-                          batch_size=parts.get("fixed_batch"))
+                          batch_size=decided.fixed_batch)
         z = raw
         for layer in layers:
             z = layer(z)
@@ -196,10 +187,10 @@ def _structured_result(parts, model, data):
         inputs = keras.tree.pack_sequence_as(data.x_spec, [raws[k] for k in keys])
         called = model(keras.tree.pack_sequence_as(data.x_spec, [features[k] for k in keys]))
     label_keys = [k for k, _ in leaves(data.y_spec)]
-    by_key = dict(zip(label_keys, parts["targets"]))
+    by_key = dict(zip(label_keys, decided.targets))
     keys = output_keys(model, data.y_spec, called)
     flat = keras.tree.flatten(called)
-    targets = [by_key[k] for k in keys] if keys is not None else list(parts["targets"])
+    targets = [by_key[k] for k in keys] if keys is not None else list(decided.targets)
     names = (sorted(called) if isinstance(called, dict)
              else list(getattr(model, "output_names", None) or []))
     outputs = []
@@ -213,33 +204,33 @@ def _structured_result(parts, model, data):
     return keras.Model(inputs, outputs, name=_name(model))
 
 
-def training_model(parts, model, data):
+def training_model(decided, model, data):
     """The model `fit` trains, and the pieces to turn it into `result.model`.
 
-    Call it inside `parts["scope"]` (the strategy's entered `Scope`).
+    Call it inside `decided.scope` (the strategy's entered `Scope`).
     Returns a dict: `full` (trained), `raw` (its input), `features` (the
     tensor after augmentation and preprocessing) and `trained_output`.
     """
-    scope = parts["scope"]
-    if parts.get("structured"):
-        if not parts.get("mapped"):
-            _pipeline_map(parts, data)
-            parts["mapped"] = True
+    scope = decided.scope
+    if decided.structured:
+        if not decided.mapped:
+            _pipeline_map(decided, data)
+            decided.mapped = True
         return {"full": model, "raw": None, "features": None, "trained_output": None}
-    fused = parts.get("fused")
+    fused = decided.fused
     if fused is not None:
-        return _members_training_model(parts, fused, data)
-    raw = keras.Input(tuple(data.x_shape), name="raw_input", batch_size=parts.get("fixed_batch"))
+        return _members_training_model(decided, fused, data)
+    raw = keras.Input(tuple(data.x_shape), name="raw_input", batch_size=decided.fixed_batch)
     z = raw
-    for layer in parts["augment"] + parts["pre_layers"]:
+    for layer in decided.augment + decided.pre_layers:
         z = layer(z)
-    if parts["custom_step"]:
-        if not parts.get("mapped"):
-            _pipeline_map(parts, data)
-            parts["mapped"] = True
+    if decided.custom_step:
+        if not decided.mapped:
+            _pipeline_map(decided, data)
+            decided.mapped = True
         output, full = None, model
-    elif (parts["pre_layers"] or parts["augment"] or parts["target"] is not None
-          or distribute.is_multi_worker(parts["strategy"])):
+    elif (decided.pre_layers or decided.augment or decided.target is not None
+          or distribute.is_multi_worker(decided.strategy)):
         output = model(z)
         full = scope.training_model(raw, output, _name(model))
     else:
@@ -247,63 +238,63 @@ def training_model(parts, model, data):
     return {"full": full, "raw": raw, "features": z, "trained_output": output}
 
 
-def _members_training_model(parts, fused, data):
+def _members_training_model(decided, fused, data):
     """The ensemble's training model: `(batch, members, ...)` in, each
     member's share preprocessed and augmented as ordinary examples, the
     members' stacked outputs out."""
     raw = keras.Input((fused.size,) + tuple(data.x_shape), name="raw_input")
     z = FoldMembers(name="fold_members")(raw)
-    for layer in parts["augment"] + parts["pre_layers"]:
+    for layer in decided.augment + decided.pre_layers:
         z = layer(z)
     z = UnfoldMembers(fused.size, name="unfold_members")(z)
     output = fused.output(z)
-    full = parts["scope"].training_model(raw, output, "ensemble_training")
+    full = decided.scope.training_model(raw, output, "ensemble_training")
     return {"full": full, "raw": raw, "features": z, "trained_output": output}
 
 
-def features_shape(parts, data):
+def features_shape(decided, data):
     """The per-example shape and dtype after augmentation and preprocessing."""
     raw = keras.Input(tuple(data.x_shape))
     z = raw
-    for layer in parts["augment"] + parts["pre_layers"]:
+    for layer in decided.augment + decided.pre_layers:
         z = layer(z)
     return tuple(z.shape[1:]), z.dtype
 
 
-def _with_own_steps(parts, model, data):
+def _with_own_steps(decided, model, data):
     """`result.model` for a model with its own train_step, test_step or
     compute_loss: the user's model itself when nothing was added, else
     `Preprocessed` (its fit and evaluate run the user's steps). The targets
     were left as given (the user's code reads them)."""
-    if parts.get("structured"):
-        pipelines = [list(layers) for layers in parts["input_layers"]]
+    if decided.structured:
+        pipelines = [list(layers) for layers in decided.input_layers]
         spec = data.x_spec
         keys = ([k for k, _ in leaves(spec)] if isinstance(spec, dict)
                 else len(pipelines) if isinstance(spec, (list, tuple)) else None)
     else:
-        pipelines, keys = [list(parts["pre_layers"])], None
+        pipelines, keys = [list(decided.pre_layers)], None
     if not any(pipelines):
         return model
     return Preprocessed(model, pipelines[0] if keys is None else pipelines, keys,
                         name=_name(model))
 
 
-def result_model(parts, full, model, data):
+def result_model(decided, full, model, data):
     """`result.model`: raw inputs in, raw-unit predictions out."""
-    if parts.get("own_steps"):
-        return _with_own_steps(parts, model, data)
-    if parts.get("structured"):
-        if all(not layers for layers in parts["input_layers"]) and not any(
-                t is not None for t in parts["targets"]):
+    if decided.own_steps:
+        return _with_own_steps(decided, model, data)
+    if decided.structured:
+        if all(not layers for layers in decided.input_layers) and not any(
+                t is not None for t in decided.targets):
             return model
-        return _structured_result(parts, model, data)
-    raw, target = parts["raw"], parts["target"]
+        return _structured_result(decided, model, data)
+    raw, target = decided.raw, decided.target
     if target is not None:
-        return keras.Model(raw, _unstandardize(target)(parts["trained_output"]), name=full.name)
-    if distribute.is_multi_worker(parts["strategy"]):
+        return keras.Model(raw, _unstandardize(target)(decided.trained_output), name=full.name)
+    if distribute.is_multi_worker(decided.strategy):
         # A plain functional model for the user (the training one only exists
         # to get through Keras' multi-worker reductions).
-        return keras.Model(raw, parts["trained_output"], name=full.name)
+        return keras.Model(raw, decided.trained_output, name=full.name)
     return full
 
 
@@ -330,22 +321,22 @@ def users_compile(model, live):
     return live
 
 
-def compile_model(parts, jit):
+def compile_model(decided, jit):
     """Compiles the training model; returns its optimizer. The model the plan
     compiled to measure the update ratio is used as it is (its step is
     already traced) when nothing changed since."""
-    ready = parts.get("compiled")
-    if ready is not None and ready[1] == jit and getattr(parts["full"], "optimizer",
+    ready = decided.compiled
+    if ready is not None and ready[1] == jit and getattr(decided.full, "optimizer",
                                                           None) is ready[0]:
         return ready[0]
-    optimizer = parts["make_optimizer"]()
-    parts["full"].compile(optimizer, parts["loss"], metrics=parts["metrics"], jit_compile=jit,
-                          **parts.get("compile_kwargs", {}))
-    _mark_own_compile(parts["full"], parts.get("compile"))
+    optimizer = decided.make_optimizer()
+    decided.full.compile(optimizer, decided.loss, metrics=decided.metrics, jit_compile=jit,
+                          **decided.compile_kwargs)
+    _mark_own_compile(decided.full, decided.compile)
     return optimizer
 
 
-def unwrap_optimizer(parts, model, full):
+def unwrap_optimizer(decided, model, full):
     """After training: `model` (result.model) compiled with the optimizer our
     ClippedOptimizer wrapped, the same object with its state, so that a file
     saved from it holds only Keras' objects and loads without keras_recipes
@@ -363,103 +354,16 @@ def unwrap_optimizer(parts, model, full):
     # compiled, the wrapper mirrors it.
     target = model.wrapped if isinstance(model, Preprocessed) else model
     if target is full or not (getattr(target, "compiled", False)
-                              or distribute.is_multi_worker(parts["strategy"])):
+                              or distribute.is_multi_worker(decided.strategy)):
         # The user's own metric objects (a clone from get_config can differ:
         # a Metric whose __init__ arguments its config omits), their state
         # from training cleared.
-        for metric in keras.tree.flatten(parts["metrics"]):
+        for metric in keras.tree.flatten(decided.metrics):
             if isinstance(metric, keras.metrics.Metric):
                 metric.reset_state()
-        target.compile(wrapper.inner_optimizer, parts["loss"], metrics=parts["metrics"],
-                       jit_compile=full.jit_compile, **parts.get("compile_kwargs", {}))
-        _mark_own_compile(target, parts.get("compile"))
+        target.compile(wrapper.inner_optimizer, decided.loss, metrics=decided.metrics,
+                       jit_compile=full.jit_compile, **decided.compile_kwargs)
+        _mark_own_compile(target, decided.compile)
     if target is not model:
         model._adopt_compile()
     return wrapper
-
-
-def _probe_step_seconds(parts, batch, jit):
-    """Median seconds of a train step with or without XLA (weights restored)."""
-    full = parts["full"]
-    if parts.get("fused") is not None:  # a batch for every member
-        members = parts["fused"].size
-        batch = tuple(keras.tree.map_structure(
-            lambda v: np.repeat(np.asarray(v)[:, None], members, axis=1), b) for b in batch)
-    weights = full.get_weights()
-    compile_model(parts, jit)
-    full.train_on_batch(*batch)  # compiles
-    times = []
-    for _ in range(_JIT_PROBE_STEPS):
-        start = time.perf_counter()
-        full.train_on_batch(*batch)
-        times.append(time.perf_counter() - start)
-    full.set_weights(weights)
-    return statistics.median(times)
-
-
-def _accelerator():
-    if keras.backend.backend() != "tensorflow":
-        return None
-    import tensorflow as tf
-
-    found = tf.config.list_logical_devices("GPU") + tf.config.list_logical_devices("TPU")
-    return found[0].device_type if found else None
-
-
-RAGGED_JIT = ("ragged input: its values change shape every batch, so XLA compiles the step "
-              "anew for each batch (measured 62x slower than without: bench_ragged_inputs)")
-
-
-def choose_jit(jit_compile, parts, data, seed):
-    """The XLA decision: returns (jit, Tip, execution dict)."""
-    full, no_xla = parts["full"], parts["no_xla"]
-    blockers = jit_blockers(full)
-    blocked = f"; layers blocking XLA: {', '.join(blockers)}" if blockers else ""
-    base = {"blocked_by": blockers}
-    user = (parts.get("compile") or {}).get("jit_compile")
-    if jit_compile == "auto" and user in (True, False):
-        jit_compile, why = user, "from model.compile"
-    else:
-        why = "as passed"
-    if no_xla is not None:
-        return False, Tip(0, "execution", "jit_compile=False", no_xla, "strategy="), {
-            **base, "jit_compile": False, "no_xla": no_xla}
-    if jit_compile in (True, False):
-        if jit_compile and blockers:
-            warnings.warn(f"jit_compile=True was asked, but layer(s) {blockers} do not support "
-                          "XLA; Keras will run the whole model without XLA.",
-                          stacklevel=user_stacklevel())
-        return jit_compile, Tip(0, "execution", f"jit_compile={jit_compile}", why + blocked,
-                                "jit_compile="), {**base, "jit_compile": jit_compile}
-    rule = _jit_rule(blockers, blocked, getattr(data, "ragged", False))
-    if rule is not None or seed is not None:
-        jit, reason = rule or (False, "seed given: a fixed rule, not a timing, so runs repeat "
-                                      "(CPU with TensorFlow: plain steps, measured faster here "
-                                      "for conv nets; see BUILD_NOTES.md)")
-        return jit, Tip(0, "execution", f"jit_compile={jit}", reason, "jit_compile="), {
-            **base, "jit_compile": jit, "rule": reason}
-    batch = data.first_batch()
-    xla = _probe_step_seconds(parts, batch, True)
-    plain = _probe_step_seconds(parts, batch, False)
-    jit, ratio = xla < plain, plain / xla
-    tip = Tip(0, "execution", f"jit_compile={jit}",
-              f"CPU: measured {_JIT_PROBE_STEPS} steps each way, XLA step {xla * 1e3:.2f} ms vs "
-              f"plain {plain * 1e3:.2f} ms (plain/XLA = {ratio:.2f})", "jit_compile=")
-    return jit, tip, {**base, "jit_compile": jit, "xla_step_s": xla, "plain_step_s": plain,
-                      "plain_over_xla": ratio}
-
-
-def _jit_rule(blockers, blocked, ragged=False):
-    """(jit, reason) where no measurement is needed, else None."""
-    if ragged:
-        return False, RAGGED_JIT
-    if keras.backend.backend() == "jax":
-        return True, "the JAX backend always compiles with XLA"
-    if keras.backend.backend() == "torch":
-        return False, "torch: Keras' own 'auto' (no torch.compile unless asked)"
-    if blockers:
-        return False, "XLA not possible" + blocked
-    device = _accelerator()
-    if device:
-        return True, f"accelerator present ({device})"
-    return None

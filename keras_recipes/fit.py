@@ -286,7 +286,7 @@ def fit_ensemble(build_model, data=None, members=10, *, x=None, y=None, vectoriz
     first = None
     if same and members > 1 and fused is not False and fixed is None:
         first = plan(models[0], data, seed=base_seed, **fit_kwargs)
-        if not (first.data.kept_batches or first.parts.get("structured")):
+        if not (first.data.kept_batches or first.decisions.structured):
             fused = FusedMembers(models, vectorize=vectorize)
             return first.with_members(fused).fit()
     if first is not None and first.data.kept_batches:

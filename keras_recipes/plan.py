@@ -42,6 +42,7 @@ from keras_recipes.decide.task import constant_baseline
 from keras_recipes.decide.task import decide_task
 from keras_recipes.decide.training import decide_training
 from keras_recipes.decide.training import forget_bias_changes
+from keras_recipes.decisions import Decisions
 from keras_recipes.modelinfo import reads_strings
 from keras_recipes.modelinfo import walk_layers
 from keras_recipes.result import Tip
@@ -57,14 +58,15 @@ class Plan:
     decisions on the same data and model (`plan.fingerprint()`).
     """
 
-    def __init__(self, tips, model, data, options, parts):
-        # The decisions are read-only from here on: training reads them and
-        # keeps what it finds itself (a resumed checkpoint, its rows) apart.
+    def __init__(self, tips, model, data, options, decided):
+        # The decisions are read-only from here on (`plan.decisions`, a
+        # frozen `Decisions`): training reads them and keeps what it finds
+        # itself (a resumed checkpoint, its rows) apart.
         self.tips = tuple(tips)
         self.model = model
         self.data = data
         self.options = types.MappingProxyType(dict(options))
-        self.parts = types.MappingProxyType(dict(parts))
+        self.decisions = decided.frozen()
 
     def rows(self):
         return [[t.number, t.name, t.setting, t.reason, t.override] for t in self.tips]
@@ -93,10 +95,9 @@ class Plan:
     def with_members(self, fused):
         """The same plan, training `fused.members` as one compiled program
         (tip 12); `fused` is a `keras_recipes.ensemble.FusedMembers`."""
-        parts = dict(self.parts, fused=fused)
-        parts["member_loss"] = self.parts["loss"]
-        parts["loss"] = fused.loss(self.parts["loss"])
-        parts["metrics"] = fused.metrics(self.parts["loss"])
+        loss = self.decisions.loss
+        decided = self.decisions.replace(fused=fused, member_loss=loss, loss=fused.loss(loss),
+                                         metrics=fused.metrics(loss))
         # Tip 9 as decided on the first member (plan() set its bias), for the rest.
         for member in fused.members[1:]:
             for layer, value, _, _ in forget_bias_changes(
@@ -105,16 +106,16 @@ class Plan:
                 if value is not None:
                     forget_gate.set_forget_bias(layer, value)
         # Tip 6 as decided on the first member (plan() redrew it), for the rest.
-        if self.parts.get("reinitialized"):
+        if self.decisions.reinitialized:
             base = 0 if self.options["seed"] is None else self.options["seed"]
             for i, member in enumerate(fused.members[1:], start=1):
                 kernels = [v for v, _ in initializers.constant_kernels(member)]
                 initializers.redraw(kernels, seed=base + 1000 * i)
         # The monitored val_loss is the members' sum; the plateau rule judges
         # it relative to its own best (MIN_RELATIVE_DELTA), as one member's.
-        make_optimizer = self.parts["make_optimizer"]
+        make_optimizer = self.decisions.make_optimizer
         # Each member clipped by its own global norm.
-        parts["make_optimizer"] = lambda: fused.configure(make_optimizer())
+        decided.make_optimizer = lambda: fused.configure(make_optimizer())
         tips = [t for t in self.tips if t.name not in ("execution", "determinism")]
         if getattr(self.data, "live", None) is not None:
             # Fused members each read their own order of rows: the batches
@@ -123,21 +124,21 @@ class Plan:
                             "each member reads its own order of the rows, so the batches read "
                             "at the start are shuffled per member; fused=False reads them anew "
                             "every epoch for each member", "fused=False"))
-        with distribute.Scope(parts["strategy"]) as scope:
-            parts["scope"] = scope
+        with distribute.Scope(decided.strategy) as scope:
+            decided.scope = scope
             # The XLA decision is taken on the stacked members; the members
             # are then vectorized where that pays with it (and can be).
-            parts.update(build.training_model(parts, self.model, self.data))
-            execution = decide_execution(parts, self.data, self.options)
-            fused.choose(parts["jit"], *build.features_shape(parts, self.data),
-                         strategy=parts["strategy"])
+            decided.update(build.training_model(decided, self.model, self.data))
+            execution = decide_execution(decided, self.data, self.options)
+            fused.choose(decided.jit, *build.features_shape(decided, self.data),
+                         strategy=decided.strategy)
             if fused.vectorized is not None:
-                parts.update(build.training_model(parts, self.model, self.data))
+                decided.update(build.training_model(decided, self.model, self.data))
             tips.append(fused.tip(self.options["shuffle"],
                                   fused.shuffle_seeds(self.data.shuffle_seed)))
             tips.append(execution)
-            tips.append(decide_determinism(self.options, parts))
-        return Plan(tips, self.model, self.data, self.options, parts)
+            tips.append(decide_determinism(self.options, decided))
+        return Plan(tips, self.model, self.data, self.options, decided)
 
 
 def _digest(value):
@@ -188,16 +189,17 @@ def plan(model, data=None, y=None, *, x=None, **options):
     distribute.check_outside_scope(strategy)
     if not callable(o["batch_size"]):
         distribute.check_batch_size(o["batch_size"], strategy)
-    parts = {"strategy": strategy, "no_xla": distribute.check_jit(o["jit_compile"], strategy),
-             "verbose": resolve_verbosity(o["verbose"]), "source": model, "fixed_batch": o["fixed_batch"]}
+    decided = Decisions(strategy=strategy, no_xla=distribute.check_jit(o["jit_compile"], strategy),
+                        verbose=resolve_verbosity(o["verbose"]), source=model,
+                        fixed_batch=o["fixed_batch"])
     if o["seed"] is not None:
         keras.utils.set_random_seed(int(o["seed"]))
     with distribute.Scope(strategy) as scope:
-        parts["scope"] = scope
+        decided.scope = scope
         seed = o["seed"] if o["split_seed"] is None else o["split_seed"]
         data = data_lib.make_data(
             data, o["validation_data"], o["validation_split"], o["batch_size"], seed,
-            o["data_dir"], verbose=parts["verbose"], shuffle_seed=o["seed"],
+            o["data_dir"], verbose=decided.verbose, shuffle_seed=o["seed"],
             sample_weight=o["sample_weight"], input_rank=model_input_rank(model),
             steps_per_epoch=o["steps_per_epoch"], fixed_batch=o["fixed_batch"] is not None,
             ordered=bool(o["stateful"]), strings=reads_strings(model) is not None,
@@ -219,17 +221,17 @@ def plan(model, data=None, y=None, *, x=None, **options):
         if cloned:
             tips.append(Tip(0, "model", "cloned into the strategy's scope",
                             cloned + "; the trained model is result.model"))
-        tips += decide_initialization(model, data, o, parts)
-        tips += decide_task(model, data, o, parts)
-        tips += decide_inputs(model, data, o, parts)
-        parts["baseline"] = constant_baseline(data, parts)
-        tips += decide_training(model, o, parts, data)
-        parts.update(build.training_model(parts, model, data))
-        tips += decide_audit(model, data, o, parts)
-        tips.append(decide_execution(parts, data, o))
-        tips.append(decide_determinism(o, parts))
-        if parts.get("jit_note"):
+        tips += decide_initialization(model, data, o, decided)
+        tips += decide_task(model, data, o, decided)
+        tips += decide_inputs(model, data, o, decided)
+        decided.baseline = constant_baseline(data, decided)
+        tips += decide_training(model, o, decided, data)
+        decided.update(build.training_model(decided, model, data))
+        tips += decide_audit(model, data, o, decided)
+        tips.append(decide_execution(decided, data, o))
+        tips.append(decide_determinism(o, decided))
+        if decided.jit_note:
             tips = [t for t in tips if t.name != "execution"] + [
-                Tip(0, "execution", "jit_compile=False", parts["jit_note"], "jit_compile=")]
-        tips += decide_learning_rate(parts, data, o)
-    return Plan(tips, model, data, o, parts)
+                Tip(0, "execution", "jit_compile=False", decided.jit_note, "jit_compile=")]
+        tips += decide_learning_rate(decided, data, o)
+    return Plan(tips, model, data, o, decided)

@@ -118,7 +118,7 @@ class FitResult:
                     "update_ratio"):
             if self.history.get(key):
                 summary.append(f"final {key}: {self.history[key][-1]:.4g}")
-        if self.plan is not None and self.plan.parts.get("target") is not None:
+        if self.plan is not None and self.plan.decisions.target is not None:
             # The model trained on standardized targets; result.model predicts
             # in their units, the logged losses stay in the standardized ones.
             summary.append("losses in standardized target units (result.model predicts in "

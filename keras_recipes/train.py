@@ -104,7 +104,7 @@ def _resume(plan, run, full, optimizer, plateau):
 
 def _checkpoint_callback(plan, checkpointer, monitor, plateau, past, jit, member_best=None):
     run_history = {k: list(v) for k, v in past[0].items()}
-    full = plan.parts["full"]
+    full = plan.decisions.full
 
     def checkpoint_state(epoch, logs):
         for key, value in logs.items():
@@ -128,11 +128,11 @@ def _checkpoint_callback(plan, checkpointer, monitor, plateau, past, jit, member
 
 def _prepare(plan):
     """The checkpointer and the checkpoint to resume, if any."""
-    parts, o = plan.parts, plan.options
-    run = _Run(jit=parts["jit"])
+    decided, o = plan.decisions, plan.options
+    run = _Run(jit=decided.jit)
     if o["checkpoint_dir"] is not None:
         run.checkpointer = Checkpointer(o["checkpoint_dir"],
-                                        writes=distribute.is_chief(parts["strategy"]))
+                                        writes=distribute.is_chief(decided.strategy))
         run.resume = run.checkpointer.peek()
     if run.resume is not None:
         run.jit = run.resume["jit_compile"]
@@ -142,36 +142,36 @@ def _prepare(plan):
 
 
 def _callbacks(plan, run):
-    parts, o = plan.parts, plan.options
-    plateau = (ReduceLROnPlateau.halve(**parts["plateau"]) if parts["plateau"] is not None
+    decided, o = plan.decisions, plan.options
+    plateau = (ReduceLROnPlateau.halve(**decided.plateau) if decided.plateau is not None
                else None)
     # The recipe steers the rate it chose (learning_rate="auto"); a rate the
     # user fixed is only rescued from divergence.
-    steer = parts["compile"] is None and plan.options["learning_rate"] == "auto"
+    steer = decided.compile is None and plan.options["learning_rate"] == "auto"
     interrupt = GracefulInterrupt()
     # The reference is one model's first loss (the calibration's); a fused
     # ensemble's loss is the members' sum, so the guard judges each member.
-    reference = parts.get("initial_loss")
-    fused = parts.get("fused")
+    reference = decided.initial_loss
+    fused = decided.fused
     low, high = calibration.run_band()
-    guard = DivergenceGuard(lower_when_high=steer, verbose=int(parts["verbose"] > 0),
+    guard = DivergenceGuard(lower_when_high=steer, verbose=int(decided.verbose > 0),
                             low=low, high=high,
                             reference_loss=reference if reference is not None
                             and math.isfinite(reference) else None,
                             members=fused.size if fused is not None else None,
-                            baseline_loss=(parts["baseline"][0] if steer and fused is None
-                                           and parts.get("baseline")
-                                           and parts["baseline"][0] > 0 else None))
+                            baseline_loss=(decided.baseline[0] if steer and fused is None
+                                           and decided.baseline
+                                           and decided.baseline[0] > 0 else None))
     # One band (issue 36 item 5), read from the calibration's target: the
     # monitor warns where the guard acts (far above, held for 3 epochs; far
     # below), and its advice aims at the target, so a run at its calibrated
     # rate is not told it is too fast.
     monitor = UpdateRatioMonitor(target=calibration.TARGET, low=low, high=high)
     checkpointer = run.checkpointer
-    optimizer = build.compile_model(parts, run.jit)
+    optimizer = build.compile_model(decided, run.jit)
     past = (o["initial_epoch"], {}, [])  # model.fit's initial_epoch, unless resumed
     if run.resume is not None:
-        past = _resume(plan, run, parts["full"], optimizer, plateau)
+        past = _resume(plan, run, decided.full, optimizer, plateau)
         run.rows.append(Tip(0, "resumed", f"from the checkpoint after epoch {past[0]}",
                             f"found in {checkpointer.directory}", "checkpoint_dir="))
     # Order matters: the monitor logs the update ratio the guard and the
@@ -180,8 +180,8 @@ def _callbacks(plan, run):
     # Fused ensemble members: each restored from its own best epoch, after
     # the plateau rule's restore (by their summed loss).
     member_best = None
-    if parts.get("fused") is not None and plateau is not None and plateau.restore_best_weights:
-        member_best = MemberBestWeights(parts["fused"])
+    if decided.fused is not None and plateau is not None and plateau.restore_best_weights:
+        member_best = MemberBestWeights(decided.fused)
         if run.resume is not None and run.resume.get("member_best") is not None:
             member_best.set_state(run.resume["member_best"],
                                   checkpointer.read_arrays(checkpointer.latest(), "member_best"))
@@ -197,13 +197,13 @@ def _callbacks(plan, run):
 
 
 def _fit(plan, callbacks, initial_epoch, plateau):
-    parts, o, data = plan.parts, plan.options, plan.data
+    decided, o, data = plan.decisions, plan.options, plan.data
     epochs = o["epochs"]
     # A run that had already stopped (the stopping rule) stays stopped.
     last_epoch = initial_epoch if plateau is not None and plateau.stopped_epoch is not None else epochs
     # All remaining epochs, each shuffled by (seed, epoch): the same orders
     # whether or not the run was interrupted and resumed.
-    fused, class_weight = parts.get("fused"), o["class_weight"]
+    fused, class_weight = decided.fused, o["class_weight"]
     members = None
     if fused is not None:
         # Members read their own batches; class weights become per-member
@@ -212,9 +212,9 @@ def _fit(plan, callbacks, initial_epoch, plateau):
     train, validation = data.fit_inputs(initial_epoch, max(last_epoch, initial_epoch),
                                         o["shuffle"], o["validation_steps"], members=members,
                                         class_weight=o["class_weight"])
-    return parts["full"].fit(
+    return decided.full.fit(
         train, steps_per_epoch=data.steps_per_epoch, validation_data=validation, epochs=last_epoch,
-        callbacks=callbacks, verbose=parts["verbose"], shuffle=False, initial_epoch=initial_epoch,
+        callbacks=callbacks, verbose=decided.verbose, shuffle=False, initial_epoch=initial_epoch,
         class_weight=class_weight, validation_freq=o["validation_freq"])
 
 
@@ -331,10 +331,10 @@ class _KeepTrained:
     def __exit__(self, kind, error, tb):
         if error is None or not isinstance(error, Exception):
             return False
-        parts = self.plan.parts
+        decided = self.plan.decisions
         # The user's own model holds the trained weights (the training model
         # wraps it); a fused ensemble's are in its training model.
-        model = parts["full"] if parts.get("fused") is not None else self.plan.model
+        model = decided.full if decided.fused is not None else self.plan.model
         folder = (self.checkpointer.directory if self.checkpointer is not None
                   else tempfile.mkdtemp(prefix="keras_recipes_"))
         path = os.path.join(str(folder), f"{model.name.lstrip('_') or 'model'}_trained.weights.h5")
@@ -349,7 +349,7 @@ class _KeepTrained:
         raise RuntimeError(
             f"fit_with_tips trained, then failed while {self.stage} ({type(error).__name__}: "
             f"{error}). The trained weights are saved in {path}: "
-            f"`{'training_model' if parts.get('fused') is not None else 'model'}.load_weights("
+            f"`{'training_model' if decided.fused is not None else 'model'}.load_weights("
             f"{path!r})` restores them (the model object you passed holds them too).") from error
 
 
@@ -357,11 +357,11 @@ def run(plan):
     """Trains as `plan` says; returns a `FitResult` (for a plan with fused
     members, the `EnsembleResult`, whose `fit_result` is the fused fit's)."""
     start = time.perf_counter()
-    parts = plan.parts
-    with distribute.Scope(parts["strategy"]), determinism.deterministic(parts["deterministic"]):
+    decided = plan.decisions
+    with distribute.Scope(decided.strategy), determinism.deterministic(decided.deterministic):
         run_state = _prepare(plan)
         callbacks, past, watch = _callbacks(plan, run_state)
-        if parts["verbose"]:
+        if decided.verbose:
             print(tips_table(_tips(plan, run_state)), flush=True)
         history = _fit(plan, callbacks, past[0], watch["plateau"])
         with _KeepTrained(plan, run_state.checkpointer) as keep:
@@ -378,24 +378,24 @@ def _tips(plan, run_state):
 
 def _result(plan, run_state, history, past, watch, start, keep):
     """The result of a finished fit (inside `_KeepTrained`), built whole."""
-    parts = plan.parts
+    decided = plan.decisions
     merged = {k: list(v) for k, v in past[1].items()}
     for key, values in history.history.items():
         merged[key] = merged.get(key, []) + list(values)
-    full = parts["full"]
-    fused = parts.get("fused")
-    execution = dict(parts["execution"], jit_compile_after_fit=bool(full.jit_compile),
-                     replicas=distribute.replicas(parts["strategy"]),
-                     workers=distribute.workers(parts["strategy"]),
+    full = decided.full
+    fused = decided.fused
+    execution = dict(decided.execution, jit_compile_after_fit=bool(full.jit_compile),
+                     replicas=distribute.replicas(decided.strategy),
+                     workers=distribute.workers(decided.strategy),
                      **({"ensemble_path": "fused"} if fused is not None else {}))
     # Epochs before a user's initial_epoch count as run (model.fit's numbering).
     ran = len(merged.get("loss", [])) + (plan.options["initial_epoch"] if run_state.resume is None
                                          else 0)
     status, events = _events(watch, ran, plan.options["epochs"],
-                             parts.get("baseline") if fused is None else None)
+                             decided.baseline if fused is None else None)
     keep.stage = "assembling result.model"
-    model = full if fused is not None else build.result_model(parts, full, plan.model, plan.data)
-    wrapper = build.unwrap_optimizer(parts, model, full) if fused is None else None
+    model = full if fused is not None else build.result_model(decided, full, plan.model, plan.data)
+    wrapper = build.unwrap_optimizer(decided, model, full) if fused is None else None
     keep.stage = "building the result"
     plateau = watch["plateau"]
     result = FitResult(model, merged, _tips(plan, run_state) + _outcome_rows(watch, status, events),
@@ -403,14 +403,14 @@ def _result(plan, run_state, history, past, watch, start, keep):
                        past[2] + watch["monitor"].layer_history,
                        time.perf_counter() - start, events, status,
                        optimizer=wrapper or getattr(full, "optimizer", None),
-                       audit=parts.get("audit"), table_shown=bool(parts["verbose"]), plan=plan,
+                       audit=decided.audit, table_shown=bool(decided.verbose), plan=plan,
                        best_epoch=plateau.best_epoch if plateau is not None else None)
     if status in ("diverged", "interrupted", "capped", "not learning"):
         warnings.warn(f"fit_with_tips {status}: {_headline(status, events)}",
                       RuntimeWarning, stacklevel=user_stacklevel())
     if fused is not None:
         keep.stage = "assembling the ensemble"
-        result = fused.assemble(parts, result)
+        result = fused.assemble(decided, result)
         # The file is the averaging ensemble on raw inputs (the training
         # model only exists to train the members).
         model = result.model

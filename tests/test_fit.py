@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import re
 import subprocess
@@ -166,12 +167,12 @@ def test_recurrent_model_is_clipped_and_dropout_gets_patience():
     p = plan(model, (x, y), epochs=1, seed=0, jit_compile=True, verbose=0)
     settings = {t.name: t.setting for t in p.tips}
     assert settings["gradient clipping"] == "global norm 5"
-    assert p.parts["full"].optimizer.max_norm == 5.0
+    assert p.decisions.full.optimizer.max_norm == 5.0
     # 76 training examples at batch 16: 6 epochs are 30 updates, so the
     # patience is raised to the 100 updates a plateau is judged over.
     assert "patience 20" in settings["dropout"] and "6 epochs" in p.tips[
         [t.name for t in p.tips].index("dropout")].reason
-    assert p.parts["plateau"]["patience"] == 20
+    assert p.decisions.plateau["patience"] == 20
 
 
 def test_subclassed_model_and_binary_labels():
@@ -408,13 +409,13 @@ def test_preprocessing_skipped_with_the_reason_shown():
     p = plan(normalizing, (x, y), epochs=1, seed=0, verbose=0, jit_compile=True)
     inputs = [t for t in p.tips if t.name == "inputs"][0]
     assert inputs.setting == "unchanged" and "already normalizes" in inputs.reason
-    assert not p.parts["pre_layers"]
+    assert not p.decisions.pre_layers
     standard = ((x - x.mean(0)) / np.maximum(x.std(0), 1e-6)).astype("float32")
     p = plan(mlp(), (standard, y), epochs=1, seed=0, verbose=0, jit_compile=True,
              validation_data=(standard[:50], y[:50]))
     inputs = [t for t in p.tips if t.name == "inputs"][0]
     assert inputs.setting == "unchanged" and "already standardized" in inputs.reason
-    assert not p.parts["pre_layers"]
+    assert not p.decisions.pre_layers
 
 
 _LOAD_WITHOUT_PACKAGE = """
@@ -482,9 +483,14 @@ def test_the_plan_is_read_only_and_the_result_is_built_whole(tmp_path):
     x, y = load_digits("train")
     p = plan(mlp(), (x[:300], y[:300]), epochs=1, seed=0, verbose=0, learning_rate=0.01,
              checkpoint_dir=str(tmp_path / "run"))
-    for mapping, key in ((p.parts, "jit"), (p.options, "epochs")):
-        with pytest.raises(TypeError):
-            mapping[key] = 2
+    with pytest.raises(TypeError):
+        p.options["epochs"] = 2
+    with pytest.raises(dataclasses.FrozenInstanceError, match="read-only"):
+        p.decisions.jit = False
+    with pytest.raises(AttributeError, match="no attribute 'learning_rat'"):
+        p.decisions.learning_rat  # a misspelt decision is an error, not None
+    with pytest.raises(AttributeError, match="no field 'learning_rat'"):
+        p.decisions.replace(learning_rat=0.1)
     planned = p.tips
     first = p.fit()
     again = p.fit()  # the same plan again: resumes its own checkpoint

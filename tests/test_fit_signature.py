@@ -118,6 +118,6 @@ def test_the_models_own_augmentation_is_evidence(digits, augment):
     row = next(t for t in p.tips if t.name == "augmentation")
     assert "RandomRotation" in row.reason and "RandomTranslation" in row.reason
     if augment is None:
-        assert row.setting == "the model's own" and not p.parts["augment"]
+        assert row.setting == "the model's own" and not p.decisions.augment
     else:
-        assert "BOTH are on" in row.reason and p.parts["augment"]
+        assert "BOTH are on" in row.reason and p.decisions.augment

@@ -126,6 +126,17 @@ def test_no_module_imports_another_modules_private_names():
     assert offending == []
 
 
+# Issue 28: one concern per module, none over about 450 lines.
+MAX_LINES = 460
+
+
+def test_no_module_is_over_about_450_lines():
+    sizes = {str(path.relative_to(ROOT.parent)): len(path.read_text().splitlines())
+             for path in NAMES.values()}
+    assert {k: v for k, v in sizes.items() if v > MAX_LINES} == {}
+    assert max(sizes.values()) > 200  # the count reads the real files
+
+
 def test_the_checks_see_a_circle_a_deferred_import_and_a_private_name(tmp_path, monkeypatch):
     # The checks above, on a package made to fail each of them.
     package = tmp_path / "keras_recipes"

@@ -100,10 +100,10 @@ def test_auto_rate_is_shown_with_its_evidence_and_trained_with(digits):
     p = plan(keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
                                keras.layers.Dense(10)]), digits, seed=0, verbose=0)
     row = next(t for t in p.tips if t.name == "learning rate")
-    found = p.parts["calibration"]
+    found = p.decisions.calibration
     assert row.setting == f"{found.rate:.3g} (calibrated)" and row.override == "learning_rate="
     assert "->" in row.reason and len(found.measured) >= 2
-    optimizer = p.parts["full"].optimizer
+    optimizer = p.decisions.full.optimizer
     assert float(keras.ops.convert_to_numpy(optimizer.learning_rate)) == pytest.approx(found.rate)
     assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 0
 
@@ -115,7 +115,7 @@ def test_fixed_rate_keeps_todays_start_and_is_not_steered(digits):
         result = fit_with_tips(tiny_classifier(n_features=64, n_classes=10), digits,
                                learning_rate=0.3, stop_ratio=1e-2, epochs=6, seed=0, verbose=0)
     assert result.history["learning_rate"][0] == pytest.approx(0.3)
-    assert "calibration" not in result.plan.parts
+    assert result.plan.decisions.calibration is None
     assert not any(t.name == "learning rate" and "lowered" in t.setting
                    and "update ratio" in t.reason for t in result.tips)
     row = next(t for t in result.tips if t.name == "update ratio")
@@ -126,7 +126,7 @@ def test_the_calibrated_rate_given_as_a_number_is_not_warned_about(digits):
     # One scale for both: the rate "auto" picks, passed as a number, reads
     # in the band the warning uses.
     model = lambda: tiny_classifier(n_features=64, n_classes=10, seed=0)
-    found = plan(model(), digits, seed=0, verbose=0).parts["calibration"]
+    found = plan(model(), digits, seed=0, verbose=0).decisions.calibration
     with warnings.catch_warnings():
         warnings.simplefilter("error", UpdateRatioWarning)
         p = plan(model(), digits, seed=0, verbose=0, learning_rate=found.rate, optimizer="adam")
@@ -141,7 +141,7 @@ def test_compiled_model_keeps_its_optimizer_and_is_told_its_ratio(digits):
         p = plan(model, digits, seed=0, verbose=0)
     row = next(t for t in p.tips if t.name == "update ratio")
     assert row.override == "model.compile(optimizer=...)"
-    inner = p.parts["full"].optimizer.inner_optimizer
+    inner = p.decisions.full.optimizer.inner_optimizer
     assert isinstance(inner, keras.optimizers.Adam)
     assert float(keras.ops.convert_to_numpy(inner.learning_rate)) == pytest.approx(0.5)
     assert not any(t.name == "learning rate" for t in p.tips)
@@ -258,7 +258,7 @@ def test_the_plateau_rule_reads_the_losss_own_scale(digits):
     targets x ~0.03 give) keeps the same halvings; an absolute min_delta of
     1e-4 read the slow descent at the small scale as a plateau."""
     p = plan(tiny_classifier(n_features=64, n_classes=10), digits, seed=0, verbose=0)
-    settings = dict(p.parts["plateau"], patience=2, stop_patience=None,
+    settings = dict(p.decisions.plateau, patience=2, stop_patience=None,
                     stop_update_fraction=None)
     descent = [2.0 * 0.99 ** i for i in range(12)] + [2.0 * 0.99 ** 11] * 6
 
@@ -332,8 +332,8 @@ def test_plateau_and_budget_are_counted_in_updates(digits, n, kwargs, dropout, p
     p = plan(model, (x[:n], y[:n]), seed=0, verbose=0, learning_rate=0.05, **kwargs)
     rows = {t.name: t for t in p.tips}
     steps = p.data.steps_per_epoch
-    assert p.parts["plateau"]["patience"] == patience
-    assert p.parts["plateau"]["stop_patience"] == 2 * patience
+    assert p.decisions.plateau["patience"] == patience
+    assert p.decisions.plateau["stop_patience"] == 2 * patience
     assert rows["LR schedule"].setting.startswith(f"halve after {patience} validated epochs without")
     assert p.options["epochs"] == epochs
     assert rows["epoch budget"].setting.startswith(str(epochs))
@@ -370,12 +370,12 @@ def test_the_optimizer_choice_is_shown_and_built(digits, kwargs, inner, momentum
     p = plan(tiny_classifier(n_features=64, n_classes=10, seed=0), digits, seed=0, verbose=0,
              **kwargs)
     row = next(t for t in p.tips if t.name == "optimizer")
-    built = p.parts["full"].optimizer.inner_optimizer
+    built = p.decisions.full.optimizer.inner_optimizer
     assert type(built).__name__ == inner and row.setting.startswith(inner)
     assert "optimizer=" in row.override
     if momentum is not None:
         assert built.momentum == pytest.approx(momentum)
-    found = p.parts.get("calibration")
+    found = p.decisions.calibration
     if start is None:
         assert found is None
         rate = kwargs["learning_rate"]
@@ -422,7 +422,7 @@ def test_steps_per_epoch_is_in_every_decision_counted_in_updates(digits):
     assert p.data.steps_per_epoch == 3
     assert rows["minibatch"].setting == "batch_size=128 (3 steps per epoch)"
     assert "steps_per_epoch=3 limits each epoch (9 batches" in rows["minibatch"].reason
-    assert p.options["epochs"] == 1000 and p.parts["plateau"]["patience"] == 34
+    assert p.options["epochs"] == 1000 and p.decisions.plateau["patience"] == 34
 
 
 def _dead(n_in=64, n_out=10):
@@ -437,7 +437,7 @@ def test_the_constant_predictors_loss_is_the_plans_baseline(digits):
     """Issue 36: the floor a run must beat, from the label counts alone."""
     x, y = digits
     p = plan(_dead(), (x, y), seed=0, verbose=0)
-    value, how = p.parts["baseline"]
+    value, how = p.decisions.baseline
     counts = p.data.labels.class_counts
     val_counts = p.data.output_val_labels[0].class_counts
     freq = np.array([counts.get(c, 0.5) for c in range(10)], "float64")
@@ -615,7 +615,7 @@ def test_adams_search_reaches_past_its_old_top_and_stops_at_its_grid(digits):
     model = tiny_classifier(n_features=64, n_classes=10,
                             kernel_initializer=keras.initializers.RandomNormal(stddev=5.0))
     p = plan(model, (x, y), seed=0, verbose=0, audit=False)
-    rates = [rate for rate, _ in p.parts["calibration"].measured]
-    assert max(rates) == pytest.approx(1e-3 * 2 ** 6) and p.parts["calibration"].rate > 8e-3
+    rates = [rate for rate, _ in p.decisions.calibration.measured]
+    assert max(rates) == pytest.approx(1e-3 * 2 ** 6) and p.decisions.calibration.rate > 8e-3
     with pytest.raises(ValueError, match=r"Received: grid=\(1, 3\)"):
-        calibrate_learning_rate(p.parts["full"], [(x[:32], y[:32])], grid=(1, 3))
+        calibrate_learning_rate(p.decisions.full, [(x[:32], y[:32])], grid=(1, 3))

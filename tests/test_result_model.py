@@ -35,7 +35,7 @@ def row(p, name):
 def test_a_second_call_is_a_new_call_for_a_model_the_user_never_compiled(digits):
     model = mlp()
     first = plan(model, digits, epochs=1, seed=0, verbose=0, preprocess=False)
-    assert first.parts["full"] is model  # trained in place, so compiled in place
+    assert first.decisions.full is model  # trained in place, so compiled in place
     first.fit()
     assert model.compiled
     second = plan(model, digits, epochs=1, seed=0, verbose=0, preprocess=False)
@@ -57,7 +57,7 @@ def test_a_second_call_keeps_what_the_user_compiled(digits):
     model.optimizer.learning_rate = 0.05 / 16
     second = plan(model, digits, epochs=1, seed=0, verbose=0, preprocess=False)
     assert row(second, "optimizer").setting == "SGD (from model.compile)"
-    optimizer = second.parts["make_optimizer"]().inner_optimizer
+    optimizer = second.decisions.make_optimizer().inner_optimizer
     assert float(optimizer.learning_rate) == pytest.approx(0.05)
     assert float(optimizer.momentum) == pytest.approx(0.5)
     # The user compiling anew after a call is the user's choice again.
@@ -333,7 +333,7 @@ def test_a_custom_step_keeps_regression_targets_as_given():
     p = plan(model, (x.astype("float32"), y.astype("float32")), epochs=1, seed=0, verbose=0)
     targets = row(p, "targets")
     assert targets.setting == "unchanged" and "your compute_loss reads them" in targets.reason
-    assert p.parts["target"] is None
+    assert p.decisions.target is None
 
 
 class FBeta(keras.metrics.Metric):

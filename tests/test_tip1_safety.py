@@ -116,7 +116,7 @@ def test_standardized_only_where_shown_safe(digits, name, build, standardized, e
     assert evidence in (row.setting if standardized else row.reason), row
     if not standardized:
         assert row.override == "preprocess=True"
-        assert not p.parts["pre_layers"]
+        assert not p.decisions.pre_layers
 
 
 def test_preprocess_true_standardizes_where_the_check_is_unsure(digits):
@@ -153,9 +153,9 @@ def test_regression_targets_only_as_far_as_the_output_can_express(activation, se
     row = next(t for t in p.tips if t.name == "targets")
     assert row.setting.startswith(setting), row
     if mean_zero is None:
-        assert p.parts["target"] is None and "bounded" in row.reason
+        assert p.decisions.target is None and "bounded" in row.reason
     else:
-        mean, std = p.parts["target"]
+        mean, std = p.decisions.target
         assert (float(mean[0]) == 0.0) is mean_zero and float(std[0]) == pytest.approx(
             float(y[:int(len(y) * 0.8)].std()), rel=0.15)
 
@@ -180,7 +180,7 @@ def test_pixels_are_not_heavy_tailed():
     p = plan(seq(keras.layers.Dense(10), shape=(784,)), (x, y), seed=0, verbose=0)
     row = next(t for t in p.tips if t.name == "inputs")
     assert "zero mean" in row.setting and "Log1p" not in [
-        type(layer).__name__ for layer in p.parts["pre_layers"]], row
+        type(layer).__name__ for layer in p.decisions.pre_layers], row
     # Pooled into one mean/std, and the row says why no log1p.
     assert ("no log1p on (all values) spans 2.4 decades, but log1p is decided per table "
             "column") in row.setting, row
@@ -236,7 +236,7 @@ def test_pixel_columns_share_one_scale_and_get_one_mean_and_std(digits, shape):
     assert row.setting == "zero mean, unit variance over all values (one mean/std)"
     assert row.reason.startswith("one mean/std for all values: the ")
     assert "share one range (0..16" in row.reason
-    layer = p.parts["pre_layers"][-1]
+    layer = p.decisions.pre_layers[-1]
     assert np.asarray(layer.mean).size == 1
     assert float(np.asarray(layer.mean).ravel()[0]) == pytest.approx(float(
         p.data.features.mean[0]), rel=1e-6)
@@ -260,7 +260,7 @@ def test_a_sequence_of_features_on_different_scales_is_standardized_per_feature(
                          (sequences, y))
     assert row.setting == "zero mean, unit variance over 8 features over batch and time"
     assert row.reason.startswith("per feature over batch and time: 8 columns on different scales")
-    layer = p.parts["pre_layers"][-1]
+    layer = p.decisions.pre_layers[-1]
     z = keras.ops.convert_to_numpy(layer(sequences)).reshape(-1, 8)
     np.testing.assert_allclose(z.std(0), 1.0, rtol=0.15)  # each feature near unit spread
 

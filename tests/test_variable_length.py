@@ -136,7 +136,7 @@ def test_every_form_of_varying_batches_is_kept_and_decided_alike():
         assert "steps are padding (every feature 0.0) and were left out" in inputs.reason, form
         assert "padded_batch's default" not in inputs.reason, form  # Masking names 0.0
         assert "padding steps (every feature 0.0) kept as given" in inputs.setting, form
-        layer = p.parts["pre_layers"][0]
+        layer = p.decisions.pre_layers[0]
         assert isinstance(layer, PaddingAwareNormalization), form
         seen[form] = (p.data.n_train, round(float(p.data.features.mean[0]), 4))
     # The same batches, held out alike: the same examples and statistics.
@@ -180,7 +180,7 @@ def test_masking_is_seen_through_only_when_the_padding_is_kept():
     clips, labels, _ = sample(192)
     x = pad_batch(clips)
     p = plan(masked_gru(), (x, labels), seed=0, verbose=0, audit=False, learning_rate=0.05)
-    assert isinstance(p.parts["pre_layers"][0], PaddingAwareNormalization)
+    assert isinstance(p.decisions.pre_layers[0], PaddingAwareNormalization)
     assert "steps are padding (every feature 0.0) and were left out" in row(p, "inputs").reason
     keras.utils.set_random_seed(0)
     other = keras.Sequential([keras.Input((None, BANDS)), keras.layers.Masking(-1.0),
@@ -188,7 +188,7 @@ def test_masking_is_seen_through_only_when_the_padding_is_kept():
     p = plan(other, (x, labels), seed=0, verbose=0, audit=False, learning_rate=0.05)
     assert f"; 0 of {p.data.n_train * x.shape[1]} steps are padding (every feature -1.0)" in row(
         p, "inputs").reason
-    assert p.parts["pre_layers"][0].padding_value == -1.0
+    assert p.decisions.pre_layers[0].padding_value == -1.0
     assert preprocessing.padding_of(other) == -1.0
     assert preprocessing.raw_reader(other, 0, padding=-1.0) is None
     assert "reads the values as they are" in preprocessing.raw_reader(other, 0)

@@ -22,7 +22,7 @@ from keras_recipes.modelinfo import reads_strings
 from keras_recipes.result import Tip
 
 
-def decide_inputs(model, data, o, parts):
+def decide_inputs(model, data, o, decided):
     """Tip 1 (inputs and regression targets) and tip 10 (augmentation)."""
     tips = []
     custom = [m for m in STEP_METHODS if overrides_method(model, m)]
@@ -32,7 +32,7 @@ def decide_inputs(model, data, o, parts):
                         "wrapping the model; result.model is your model with the preprocessing "
                         "in front, its fit and evaluate run your steps", ""))
     if data.structured:
-        return tips + decide_structured(model, data, o, parts, custom)
+        return tips + decide_structured(model, data, o, decided, custom)
     if o["preprocess"]:
         pre_layers, applied, skipped = preprocessing.plan(model, data.features,
                                                           force=o["preprocess"] is True)
@@ -46,13 +46,13 @@ def decide_inputs(model, data, o, parts):
         tips.append(Tip(1, "inputs", "unchanged", skipped,
                         "preprocess=True" if o["preprocess"] == "auto" else "preprocess="))
     target = None
-    tips += kept_targets(data, o, parts)
-    if (parts["compile"] is None and o["loss"] is None and o["preprocess"]
-            and isinstance(parts["loss"], keras.losses.MeanSquaredError)):
+    tips += kept_targets(data, o, decided)
+    if (decided.compile is None and o["loss"] is None and o["preprocess"]
+            and isinstance(decided.loss, keras.losses.MeanSquaredError)):
         if custom:
             tips.append(targets_read_by(custom))
         else:
-            target, row = target_scale_for_output(data, parts["probes"][0], model)
+            target, row = target_scale_for_output(data, decided.probes[0], model)
             if target is not None:
                 data.standardize_targets(*target)
             if row is not None:
@@ -70,7 +70,7 @@ def decide_inputs(model, data, o, parts):
         tips.append(Tip(10, "augmentation", "the model's own", f"{', '.join(own)} inside the "
                         "model; no second one added (augment= would stack one in front)",
                         "augment="))
-    parts.update(pre_layers=pre_layers, target=target, augment=augment, custom_step=bool(custom),
+    decided.update(pre_layers=pre_layers, target=target, augment=augment, custom_step=bool(custom),
                  own_steps=custom)
     return tips
 
@@ -132,10 +132,10 @@ def target_scale_for_output(data, probe, model):
                        f"output can go below 0 ({measured})", "preprocess=False")
 
 
-def kept_targets(data, o, parts):
+def kept_targets(data, o, decided):
     """A compiled (or `loss=`) regression keeps its targets as they are: say
     so when their scale makes the loss, and so the right LR, large."""
-    given = parts["compile"] is not None or o["loss"] is not None
+    given = decided.compile is not None or o["loss"] is not None
     if not given or data.structured or data.labels.kind != "continuous":
         return []
     scale = target_scale(data)
@@ -148,7 +148,7 @@ def kept_targets(data, o, parts):
                 "yourself, or pass the model uncompiled", "model.compile / loss=")]
 
 
-def decide_structured(model, data, o, parts, custom):
+def decide_structured(model, data, o, decided, custom):
     """Tip 1 for several inputs (each numeric one on its own statistics, text
     passed through) and several outputs (each regression target on its own)."""
     tips, input_layers = [], []
@@ -181,9 +181,9 @@ def decide_structured(model, data, o, parts, custom):
     targets = []
     names = ([k for k, _ in leaves(data.y_spec)] if isinstance(data.y_spec, dict)
              else output_names(model, data, len(data.output_labels)))
-    for name, loss, labels in zip(names, parts["label_losses"], data.output_labels):
+    for name, loss, labels in zip(names, decided.label_losses, data.output_labels):
         scale = None
-        if (parts["compile"] is None and o["loss"] is None and o["preprocess"]
+        if (decided.compile is None and o["loss"] is None and o["preprocess"]
                 and isinstance(loss, keras.losses.MeanSquaredError)):
             if custom:
                 tips.append(targets_read_by(custom, name))
@@ -197,7 +197,7 @@ def decide_structured(model, data, o, parts, custom):
     if o["augment"] is not None:
         raise ValueError("`augment` needs a model with one input. Received: augment="
                          f"{o['augment']!r} with several inputs")
-    parts.update(pre_layers=[], input_layers=input_layers, target=None, targets=targets,
+    decided.update(pre_layers=[], input_layers=input_layers, target=None, targets=targets,
                  augment=[], custom_step=True, structured=True, own_steps=custom)
     if not custom and (any(input_layers) or any(t is not None for t in targets)):
         tips.append(Tip(0, "model", "trained as it is, preprocessing in the input pipeline",

@@ -19,7 +19,7 @@ from keras_recipes.result import Tip
 from keras_recipes.result import user_stacklevel
 
 
-def decide_initialization(model, data, o, parts):
+def decide_initialization(model, data, o, decided):
     """Tip 6 acting on a model that cannot learn from its start (issue 36
     items 3 and 6): kernels that hold one value each (all 0.0, or all
     equal). When the model's output is also the same for every example of a
@@ -55,7 +55,7 @@ def decide_initialization(model, data, o, parts):
                     f"{kernels}, and {measured}: the inputs do not reach it, and no rate "
                     "fixes that; the run will end 'not learning'", "reinitialize=")]
     initializers.redraw([v for v, _ in found], seed=0 if o["seed"] is None else o["seed"])
-    parts["reinitialized"] = True  # fused ensemble members: the same, each its own draw
+    decided.reinitialized = True  # fused ensemble members: the same, each its own draw
     return [Tip(6, "initialization", f"redrawn: {shown}",
                 f"{kernels}, and {measured}: the inputs do not reach it, and no rate fixes "
                 "that (all-zero kernels behind a relu pass no gradient); tip 6: randn / "
@@ -63,22 +63,22 @@ def decide_initialization(model, data, o, parts):
                 "reinitialize=False")]
 
 
-def decide_learning_rate(parts, data, o):
+def decide_learning_rate(decided, data, o):
     """Tips 4 and 5: the rate read from the update ratio (`"auto"`), or the
     given rate with its measured ratio, and a warning when it is far from
     the band. The training model is compiled here, once: training reuses it."""
-    user = parts["compile"] is not None
-    with determinism.deterministic(parts["deterministic"]):
-        optimizer = build.compile_model(parts, parts["jit"])
-        parts["compiled"] = (optimizer, parts["jit"])
+    user = decided.compile is not None
+    with determinism.deterministic(decided.deterministic):
+        optimizer = build.compile_model(decided, decided.jit)
+        decided.compiled = (optimizer, decided.jit)
         batches = list(data.training_batches(calibration.STEPS))
         if not user and o["learning_rate"] == "auto":
-            name = parts["optimizer_name"]
+            name = decided.optimizer_name
             found = calibration.calibrate_learning_rate(
-                parts["full"], batches, start=START_RATES[name], grid=GRIDS[name])
-            parts["learning_rate"] = found.rate
-            parts["calibration"] = found
-            parts["initial_loss"] = found.initial_loss
+                decided.full, batches, start=START_RATES[name], grid=GRIDS[name])
+            decided.learning_rate = found.rate
+            decided.calibration = found
+            decided.initial_loss = found.initial_loss
             low, high = calibration.run_band()
             return [Tip(4, "learning rate", f"{found.rate:.3g} (calibrated)", found.evidence(),
                         "learning_rate="),
@@ -87,7 +87,7 @@ def decide_learning_rate(parts, data, o):
                         f"{high:g}]: held above {high:g} (far above the band) for 3 epochs, the "
                         "rate is halved; a diverged epoch is undone and the rate divided by 5",
                         "learning_rate=")]
-        ratio, parts["initial_loss"] = calibration.probe_update_ratio(parts["full"], batches)
+        ratio, decided.initial_loss = calibration.probe_update_ratio(decided.full, batches)
     rate = callbacks.current_learning_rate(optimizer)
     whose = "your optimizer's" if user else "the given"
     rows = [] if user else [Tip(4, "learning rate", f"{rate:.3g} (as passed)",

@@ -147,7 +147,7 @@ def given_loss(o, compiled):
     return loss, (compiled or {}).get("metrics") or [], Tip(3, "loss", name, why, "loss=")
 
 
-def decide_task(model, data, o, parts):
+def decide_task(model, data, o, decided):
     """Tip 3: the loss, from the labels and the measured output, or the user's;
     one loss per output."""
     units, probes, keys = measure_outputs(model, data)
@@ -158,8 +158,8 @@ def decide_task(model, data, o, parts):
             "frozen, or it has no weights). Set `layer.trainable = True` on the layers to train. "
             f"Received: model={model.name!r} with 0 trainable and {frozen} frozen weights")
     # A model the recipe compiled (an earlier call) counts as the user left it.
-    compiled = build.users_compile(parts["source"], live_compile(parts["source"]))
-    parts.update(units=units[0] if len(units) == 1 else units, compile=compiled, probes=probes)
+    compiled = build.users_compile(decided.source, live_compile(decided.source))
+    decided.update(units=units[0] if len(units) == 1 else units, compile=compiled, probes=probes)
     if len(data.output_labels) != len(units):
         raise ValueError(f"The model has {len(units)} output(s) and the data "
                          f"{len(data.output_labels)} label array(s); give one label array per "
@@ -204,7 +204,7 @@ def decide_task(model, data, o, parts):
             label_checks(loss_i, label, val_label, width)
     # Per label in the data's order (as the label statistics and targets are).
     by_name = dict(zip(names, losses))
-    parts.update(loss=loss, metrics=metrics, label_losses=(
+    decided.update(loss=loss, metrics=metrics, label_losses=(
         [by_name[k] for k, _ in leaves(data.y_spec)] if keys is not None else losses))
     return tips
 
@@ -214,13 +214,13 @@ def overrides_method(model, method):
     return getattr(type(model), method, None) is not getattr(keras.Model, method, None)
 
 
-def constant_baseline(data, parts):
+def constant_baseline(data, decided):
     """(loss, how) of the constant predictor on the validation split, the
     floor a run must beat to count as having learned (issue 36); None where
     it cannot be computed (several outputs, a loss without one)."""
     if data.structured or not data.output_val_labels:
         return None
-    target = parts.get("target")
-    value, how = constant_predictor_loss(parts["loss"], data.labels, data.output_val_labels[0],
+    target = decided.target
+    value, how = constant_predictor_loss(decided.loss, data.labels, data.output_val_labels[0],
                                          None if target is None else target[1])
     return None if value is None else (value, how)

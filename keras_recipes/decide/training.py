@@ -75,7 +75,7 @@ def decide_forget_bias(model, o, data=None):
     return rows
 
 
-def decide_training(model, o, parts, data):
+def decide_training(model, o, decided, data):
     """Tips 4, 5, 7, 11: optimizer, clipping, LR schedule, stopping."""
     tips = decide_forget_bias(model, o, data)
     recurrent, dropout = recurrent_layers(model), dropout_layers(model)
@@ -87,11 +87,11 @@ def decide_training(model, o, parts, data):
         max_norm, why = o["clip_norm"], "as passed"
     tips.append(Tip(7, "gradient clipping", f"global norm {max_norm:g}" if max_norm else "off",
                     why, "clip_norm="))
-    compiled = parts["compile"]
+    compiled = decided.compile
     if compiled is not None:
         user = compiled["optimizer"]
         user = keras.optimizers.get(user) if isinstance(user, str) else user
-        parts["make_optimizer"] = lambda: build.wrap_optimizer(user, max_norm)
+        decided.make_optimizer = lambda: build.wrap_optimizer(user, max_norm)
         tips.append(Tip(4, "optimizer", f"{type(user).__name__} (from model.compile)",
                         "the user's choice, with its settings, inside a ClippedOptimizer that "
                         "records the update/weight ratio (it clips only as the clipping row says)",
@@ -100,23 +100,23 @@ def decide_training(model, o, parts, data):
         if kept:
             tips.append(Tip(0, "compile settings", ", ".join(f"{k}={v!r}" for k, v in kept.items()),
                             "kept from model.compile", "model.compile(...)"))
-        parts["compile_kwargs"] = kept
+        decided.compile_kwargs = kept
     else:
         name, why = choose_optimizer(o)
-        parts["optimizer_name"] = name
+        decided.optimizer_name = name
         momentum = 0.9 if o["momentum"] is None else o["momentum"]
         auto = o["learning_rate"] == "auto"
         # The rate is read when the optimizer is made: the calibration
         # (decide_learning_rate) sets it after the training model is built.
-        parts["learning_rate"] = START_RATES[name] if auto else float(o["learning_rate"])
-        parts["make_optimizer"] = lambda: build.clipped_optimizer(
-            name, parts["learning_rate"], momentum, max_norm)
+        decided.learning_rate = START_RATES[name] if auto else float(o["learning_rate"])
+        decided.make_optimizer = lambda: build.clipped_optimizer(
+            name, decided.learning_rate, momentum, max_norm)
         shown = f"SGD(momentum={momentum:g})" if name == "sgd" else "Adam()"
         tips.append(Tip(4, "optimizer", shown, why + "; its rate is the next row's",
                         "optimizer=, momentum=, or compile the model"))
-        parts["compile_kwargs"] = {}
-    tips += decide_schedule(o, parts, dropout, data.steps_per_epoch)
-    parts["max_norm"] = max_norm
+        decided.compile_kwargs = {}
+    tips += decide_schedule(o, decided, dropout, data.steps_per_epoch)
+    decided.max_norm = max_norm
     return tips
 
 
@@ -171,7 +171,7 @@ def plateau_patience(o, dropout, steps):
                       "judged over")
 
 
-def decide_schedule(o, parts, dropout, steps=None):
+def decide_schedule(o, decided, dropout, steps=None):
     """Tip 4: our plateau rule, unless the user's callbacks own the LR or stopping."""
     user = list(o["callbacks"] or [])
     lr_owners = [type(c).__name__ for c in user if isinstance(
@@ -180,7 +180,7 @@ def decide_schedule(o, parts, dropout, steps=None):
     patience, longer = plateau_patience(o, dropout, steps)
     tips = []
     if lr_owners:
-        parts["plateau"] = None
+        decided.plateau = None
         tips.append(Tip(4, "LR schedule", f"yours ({', '.join(lr_owners)})",
                         "your callback takes precedence: ours (halve on plateau, stop when tiny, "
                         "restore best) is not added", "callbacks="))
@@ -189,7 +189,7 @@ def decide_schedule(o, parts, dropout, steps=None):
     # Improvement on the loss's own scale (issue 36): 1e-3 of the best value
     # is the absolute 1e-4 it replaces at a loss of 0.1.
     plateau = dict(patience=patience, stop_ratio=None, restore_best_weights=restore,
-                   verbose=int(parts["verbose"] > 0), min_delta=0.0,
+                   verbose=int(decided.verbose > 0), min_delta=0.0,
                    min_relative_delta=MIN_RELATIVE_DELTA)
     if stoppers or o["stop_ratio"] is None:
         stop_text = "never stop early"
@@ -203,7 +203,7 @@ def decide_schedule(o, parts, dropout, steps=None):
     else:
         plateau["stop_ratio"] = o["stop_ratio"]
         stop_text = f"stop below {o['stop_ratio']:g} x initial"
-    parts["plateau"] = plateau
+    decided.plateau = plateau
     tips.append(Tip(4, "LR schedule", f"halve after {patience} validated epochs without a "
                     f"{MIN_RELATIVE_DELTA:g} relative improvement; {stop_text}"
                     + ("; restore best weights" if restore else ""),

@@ -230,26 +230,26 @@ class FusedMembers:
                    f"{how} ({self.why}); {order}; own optimizer state, clipping per member",
                    "fit_ensemble(members=, vectorize=)")
 
-    def assemble(self, parts, result):
+    def assemble(self, decided, result):
         if self.vectorized is not None:
             self.vectorized.write_members()
-        return assemble_fused(self.members, parts, result, self.path)
+        return assemble_fused(self.members, decided, result, self.path)
 
 
-def assemble_fused(members, parts, result, path="stacked"):
+def assemble_fused(members, decided, result, path="stacked"):
     """After a fused fit: the raw-input ensemble and members, and the table.
 
     Args:
         members: The trained member models (preprocessed inputs in).
-        parts: The plan's parts (`pre_layers`, `target`, ...).
+        decided: The plan's `Decisions` (`pre_layers`, `target`, ...).
         result: The `FitResult` of the fused fit.
         path: "stacked" or "vectorized", for the result's reason.
     """
     average = "mean" if result.data.labels.kind == "continuous" else "probabilities"
-    target = parts["target"]
+    target = decided.target
     raw = keras.Input(tuple(result.data.x_shape), name="raw_input")
     features = raw
-    for layer in parts["pre_layers"]:
+    for layer in decided.pre_layers:
         features = layer(features)
 
     def raw_model(output, name):

@@ -11,38 +11,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_recipes.optimizers import clipping
+
 _PACKAGE = "keras_recipes"
-_EPS = 1e-12
-
-
-def _numpy(variable):
-    return keras.ops.convert_to_numpy(keras.ops.convert_to_tensor(variable))
-
-
-def _cross_replica_sum(grads):
-    """Under a TensorFlow distribution strategy, all-reduces the per-replica
-    gradients (sum). Returns (grads, number of replicas)."""
-    if keras.backend.backend() != "tensorflow":
-        return grads, 1
-    import tensorflow as tf
-
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return grads, 1
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, grads), context.num_replicas_in_sync
-
-
-def _overwritten(variable):
-    """Float8 scaling factors and the like: Keras assigns their gradient as
-    the new value and leaves them out of clipping."""
-    return bool(getattr(variable, "overwrite_with_gradient", False))
-
-
-def _layer_name(variable):
-    """The name of the layer that owns a variable, from its path."""
-    path = getattr(variable, "path", None) or variable.name
-    parts = path.split("/")
-    return "/".join(parts[:-1]) if len(parts) > 1 else parts[0]
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -165,7 +136,7 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
                                                   aggregation="only_first_replica",
                                                   name="micro_steps")
             self._accumulated = [
-                None if _overwritten(v) else self.add_variable(
+                None if clipping.overwritten(v) else self.add_variable(
                     tuple(v.shape), "zeros", v.dtype, aggregation="only_first_replica",
                     name="clip_accumulator")
                 for v in var_list
@@ -179,8 +150,8 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
         # the all-reduced gradients, and Keras' iterations counter does the same.
         self._stat_scalars = self.add_variable((4,), "zeros", "float32",
                                                aggregation="only_first_replica", name="step_stats")
-        self.layer_names = sorted({_layer_name(v) for v in var_list})
-        layer_of = [self.layer_names.index(_layer_name(v)) for v in var_list]
+        self.layer_names = sorted({clipping.layer_name(v) for v in var_list})
+        layer_of = [self.layer_names.index(clipping.layer_name(v)) for v in var_list]
         self._layer_one_hot = np.eye(max(len(self.layer_names), 1), dtype="float32")[layer_of]
         self._stat_layers = self.add_variable(
             (2, max(len(self.layer_names), 1)), "zeros", "float32",
@@ -275,12 +246,12 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
         )
         grads = list(grads)
         present = [i for i, g in enumerate(grads)
-                   if g is not None and not _overwritten(variables[i])]
+                   if g is not None and not clipping.overwritten(variables[i])]
         # Under tf.distribute each replica holds its share of the global-batch
         # gradient; clipping must see their sum (clipping per replica skews
         # it). The wrapped optimizer all-reduces again with a sum, so it is
         # handed the clipped sum divided by the number of replicas.
-        summed, replicas = _cross_replica_sum([ops.convert_to_tensor(grads[i]) for i in present])
+        summed, replicas = clipping.cross_replica_sum([ops.convert_to_tensor(grads[i]) for i in present])
         loss_scale = self._loss_scale()
         # The true gradient: unscaled (loss scaling) and, with accumulation,
         # the mean the inner optimizer applies on its update step.
@@ -292,11 +263,12 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
             true = [(g + a) / self._accumulation for g, a in zip(true, acc)]
 
         if self._member_groups is not None and present:
-            factors, norm, clipped = self._member_clip([variables[i] for i in present], true)
+            factors, norm, clipped = clipping.member_clip(
+                [variables[i] for i in present], true, *self._member_groups, self.max_norm)
         else:
             sq = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in true]
             norm = ops.sqrt(ops.sum(ops.stack(sq))) if sq else ops.zeros(())
-            scale, clipped = self._clip_scale(norm)
+            scale, clipped = clipping.clip_scale(norm, self.max_norm)
             factors = [scale] * len(present)
         if update is not None:
             self._accumulate(present, summed, loss_scale, replicas, factors, update, grads)
@@ -322,7 +294,7 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
                 ]
             )
             totals = ops.sum(sums, axis=1)
-            ratio = ops.sqrt(totals[0]) / (ops.sqrt(totals[1]) + _EPS)
+            ratio = ops.sqrt(totals[0]) / (ops.sqrt(totals[1]) + clipping.EPS)
             self._stat_layers.assign_add(ops.matmul(sums, self._layer_one_hot[present]))
         # A step whose gradient overflowed (loss scaling skips it) adds no
         # norm; with accumulation only update steps count.
@@ -374,40 +346,6 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
 
     _member_groups = None
 
-    def _member_clip(self, variables, grads):
-        """(per-variable factors, mean member norm, clipped fraction)."""
-        members, owner = self._member_groups
-        owners, singles, stacked = [], [], []
-        for variable, g in zip(variables, grads):
-            if id(variable) not in owner:
-                raise ValueError(
-                    "ClippedOptimizer clips per member, but a trained variable belongs to no "
-                    f"member. Received: variable {getattr(variable, 'path', variable.name)!r}")
-            g2 = ops.square(ops.cast(g, "float32"))
-            k = owner[id(variable)]
-            owners.append(k)
-            if k is None:
-                stacked.append(ops.sum(ops.reshape(g2, (members, -1)), axis=1))
-            else:
-                singles.append(ops.sum(g2))
-        # Squared norms per member: one matmul for the members' own
-        # variables, one sum for the stacked ones (few ops per step).
-        sq = ops.zeros((members,), "float32")
-        if singles:
-            one_hot = np.eye(members, dtype="float32")[[k for k in owners if k is not None]]
-            sq = sq + ops.matmul(ops.stack(singles)[None, :], one_hot)[0]
-        if stacked:
-            sq = sq + ops.sum(ops.stack(stacked), axis=0)
-        norms = ops.sqrt(sq)
-        if self.max_norm is None:
-            return [None] * len(variables), ops.mean(norms), ops.zeros((), "float32")
-        scales = ops.where(norms > self.max_norm, self.max_norm / (norms + _EPS), 1.0)
-        per_member = ops.unstack(scales) if singles else None
-        factors = [per_member[k] if k is not None else
-                   ops.reshape(scales, (members,) + (1,) * (len(v.shape) - 1))
-                   for v, k in zip(variables, owners)]
-        return factors, ops.mean(norms), ops.mean(ops.cast(norms > self.max_norm, "float32"))
-
     def _loss_scale(self):
         """What the gradients arriving here are multiplied by: an inner
         LossScaleOptimizer's current scale, or the inner loss_scale_factor."""
@@ -415,14 +353,6 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
         if isinstance(inner, keras.optimizers.LossScaleOptimizer):
             return inner.dynamic_scale
         return inner.loss_scale_factor
-
-    def _clip_scale(self, norm):
-        """(factor or None, clipped flag) for a global norm."""
-        if self.max_norm is None:
-            return None, ops.zeros((), "float32")
-        # A non-finite norm is left for the loss-scale / NaN handling to see.
-        scale = ops.where(norm > self.max_norm, self.max_norm / (norm + _EPS), 1.0)
-        return scale, ops.cast(norm > self.max_norm, "float32")
 
     def _accumulate(self, present, summed, loss_scale, replicas, factors, update, grads):
         """With gradient accumulation: on the update step, hands the inner
@@ -452,7 +382,7 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
         """
         if not self.built:
             return {}
-        steps, clipped, norm_sum, ratio_sum = _numpy(self._stat_scalars).tolist()
+        steps, clipped, norm_sum, ratio_sum = clipping.to_numpy(self._stat_scalars).tolist()
         if steps == 0:
             return {}
         stats = {
@@ -462,9 +392,9 @@ class ClippedOptimizer(keras.optimizers.Optimizer):
         }
         if self.track_update_ratio:
             stats["update_ratio"] = ratio_sum / steps
-            update_sq, weight_sq = _numpy(self._stat_layers)
+            update_sq, weight_sq = clipping.to_numpy(self._stat_layers)
             stats["layer_update_ratio"] = {
-                name: float(np.sqrt(u) / (np.sqrt(w) + _EPS))
+                name: float(np.sqrt(u) / (np.sqrt(w) + clipping.EPS))
                 for name, u, w in zip(self.layer_names, update_sq, weight_sq)
             }
         if reset:
