@@ -321,6 +321,22 @@ def users_compile(model, live):
     return live
 
 
+def _metric_args(decided):
+    """The metrics as compiled for training. With validation padded for
+    keras.distribution's devices (rows of weight 0) and no sample weights of
+    the user's, they count weighted rows only (`weighted_metrics`: the same
+    names and, unweighted, the same values)."""
+    kwargs = dict(decided.compile_kwargs, metrics=decided.metrics)
+    if not decided.padded_validation or not decided.metrics:
+        return kwargs
+    theirs = kwargs.get("weighted_metrics")
+    if theirs is None:
+        return dict(kwargs, metrics=None, weighted_metrics=decided.metrics)
+    if isinstance(theirs, list) and isinstance(decided.metrics, list):
+        return dict(kwargs, metrics=None, weighted_metrics=decided.metrics + theirs)
+    return kwargs
+
+
 def compile_model(decided, jit):
     """Compiles the training model; returns its optimizer. The model the plan
     compiled to measure the update ratio is used as it is (its step is
@@ -330,8 +346,7 @@ def compile_model(decided, jit):
                                                           None) is ready[0]:
         return ready[0]
     optimizer = decided.make_optimizer()
-    decided.full.compile(optimizer, decided.loss, metrics=decided.metrics, jit_compile=jit,
-                          **decided.compile_kwargs)
+    decided.full.compile(optimizer, decided.loss, jit_compile=jit, **_metric_args(decided))
     _mark_own_compile(decided.full, decided.compile)
     return optimizer
 

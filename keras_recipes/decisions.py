@@ -68,6 +68,8 @@ class Decisions:
     jit_note: Any = None  # why XLA was turned off after it was chosen
     deterministic: bool = False  # deterministic kernels for the run
 
+    padded_validation: bool = False  # validation rows of weight 0 for the devices (sharding)
+
     # -- ensembles --
     fused: Any = None  # `FusedMembers`, for a plan `with_members`
 

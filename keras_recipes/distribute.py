@@ -1,5 +1,7 @@
 """tf.distribute for `fit_with_tips`: which strategy, the model inside its
-scope, the batch it splits, and which worker writes files.
+scope, the batch it splits, and which worker writes files. On JAX the same
+questions are answered for `keras.distribution` (`sharding.py`): a
+`DataParallel` or `ModelParallel` is the "strategy" there.
 
 TensorFlow's own engine does the distributing; this module only takes the
 decisions around it and works around two Keras 3 gaps measured here:
@@ -22,6 +24,8 @@ import warnings
 
 import keras
 
+from keras_recipes import sharding
+
 
 def _tf():
     import tensorflow as tf
@@ -36,13 +40,15 @@ def resolve(strategy):
     `"auto"` the same, or a MirroredStrategy over all local GPUs when there
     are more than one and no scope is entered.
     """
+    if keras.backend.backend() == "jax":
+        return sharding.resolve(strategy)
     if keras.backend.backend() != "tensorflow":
         if strategy is None or strategy == "auto":
             return None
         raise ValueError(
-            "`strategy` needs the TensorFlow backend (tf.distribute); under "
-            f"{keras.backend.backend()} use keras.distribution instead. "
-            f"Received: strategy={strategy!r}")
+            "`strategy` needs the TensorFlow backend (tf.distribute), or JAX "
+            f"(keras.distribution). Received: strategy={strategy!r} under "
+            f"{keras.backend.backend()}")
     tf = _tf()
     current = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
     if strategy is None:
@@ -64,16 +70,25 @@ def strategy_name(strategy):
     called CollectiveAllReduceStrategy)."""
     if strategy is None:
         return "none (one device)"
+    if sharding.is_distribution(strategy):
+        return type(strategy).__name__
     if isinstance(strategy, _tf().distribute.MultiWorkerMirroredStrategy):
         return "MultiWorkerMirroredStrategy"
     return type(strategy).__name__
 
 
 def replicas(strategy):
-    return 1 if strategy is None else int(strategy.num_replicas_in_sync)
+    """The parts a global batch is split into."""
+    if strategy is None:
+        return 1
+    if sharding.is_distribution(strategy):
+        return sharding.shards(strategy)
+    return int(strategy.num_replicas_in_sync)
 
 
 def _cluster(strategy):
+    if sharding.is_distribution(strategy):  # one process (sharding.resolve)
+        return None, None, {}
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None:
         return None, None, {}
@@ -104,11 +119,14 @@ def is_chief(strategy):
 
 
 def is_tpu(strategy):
-    return strategy is not None and isinstance(strategy, _tf().distribute.TPUStrategy)
+    return (strategy is not None and not sharding.is_distribution(strategy)
+            and isinstance(strategy, _tf().distribute.TPUStrategy))
 
 
 def describe(strategy):
     """One line for the tips table."""
+    if sharding.is_distribution(strategy):
+        return sharding.describe(strategy)
     n = replicas(strategy)
     text = f"{strategy_name(strategy)}, {n} replica{'s' if n != 1 else ''}"
     if is_multi_worker(strategy):
@@ -143,8 +161,8 @@ def check_jit(jit_compile, strategy):
     """XLA under a multi-replica strategy (not a TPU) fails in Keras 3 /
     TensorFlow: returns the reason `"auto"` resolves to False (None when XLA
     remains possible), and refuses `True` where the failure was measured."""
-    if replicas(strategy) <= 1 or is_tpu(strategy):
-        return None
+    if replicas(strategy) <= 1 or is_tpu(strategy) or sharding.is_distribution(strategy):
+        return None  # keras.distribution's steps are XLA programs
     name = strategy_name(strategy)
     if is_multi_worker(strategy):
         reason = (f"{name} with {replicas(strategy)} replicas: XLA would compile the "
@@ -175,6 +193,8 @@ def in_scope(model, strategy):
     Returns (model, note or None)."""
     if strategy is None or not model.variables:
         return model, None
+    if sharding.is_distribution(strategy):
+        return sharding.in_scope(model, strategy)
     if all(_created_in_scope(v, strategy) for v in model.variables):
         return model, None
     weights = model.get_weights()

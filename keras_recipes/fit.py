@@ -137,7 +137,12 @@ def fit_with_tips(model, data=None, y=None, *, x=None, ensemble=None, **options)
             is refused. Defaults to `"auto"`.
         strategy: `None` (the strategy whose scope the call is in, if any),
             `"auto"` (MirroredStrategy over all local GPUs when there are
-            several) or a `tf.distribute.Strategy`. The model and optimizer
+            several) or a `tf.distribute.Strategy`. On JAX: `None` (the active
+            `keras.distribution`), `"auto"` (the same, or `DataParallel` over
+            the local accelerators when there are several) or a
+            `keras.distribution.DataParallel` / `ModelParallel`; batches that
+            do not divide over the devices are cut to fit (the distribution
+            row says how). The model and optimizer
             are built under its scope (a model built outside it is cloned in
             with its weights); `batch_size` is the global batch, split over
             the replicas, and the loss is its mean, so the learning rate is

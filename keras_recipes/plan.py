@@ -21,8 +21,10 @@ from keras_recipes import data as data_lib
 from keras_recipes import distribute
 from keras_recipes import forget_gate
 from keras_recipes import initializers
+from keras_recipes import sharding
 from keras_recipes import train
 from keras_recipes.decide.data_rows import batch_rule
+from keras_recipes.decide.data_rows import check_shardable
 from keras_recipes.decide.data_rows import check_inputs_match
 from keras_recipes.decide.data_rows import decide_batch_size
 from keras_recipes.decide.data_rows import decide_data
@@ -96,8 +98,9 @@ class Plan:
         """The same plan, training `fused.members` as one compiled program
         (tip 12); `fused` is a `keras_recipes.ensemble.FusedMembers`."""
         loss = self.decisions.loss
-        decided = self.decisions.replace(fused=fused, member_loss=loss, loss=fused.loss(loss),
-                                         metrics=fused.metrics(loss))
+        with distribute.Scope(self.decisions.strategy):  # the metrics' variables, laid out
+            decided = self.decisions.replace(fused=fused, member_loss=loss,
+                                             loss=fused.loss(loss), metrics=fused.metrics(loss))
         # Tip 9 as decided on the first member (plan() set its bias), for the rest.
         for member in fused.members[1:]:
             for layer, value, _, _ in forget_bias_changes(
@@ -205,6 +208,10 @@ def plan(model, data=None, y=None, *, x=None, **options):
             ordered=bool(o["stateful"]), strings=reads_strings(model) is not None,
             read_once=o["read_once"], padding=padding_value(model))
         check_inputs_match(model, data)
+        if sharding.is_distribution(strategy):
+            check_shardable(data, strategy)
+            data.split_over(distribute.replicas(strategy))
+            decided.padded_validation = data.shard_cut()[1] > 0 and not data.weighted
         if data.kept_batches:  # shapes vary: the batches as given (issue 38 item 1)
             o["batch_size"], batch_note = data.batch_size, (
                 "your first batch's size (tip 2's rule re-batches only batches of one shape)")

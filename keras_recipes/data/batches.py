@@ -57,6 +57,24 @@ def dense_batch(batch):
     return (pack(x, [densify(a) for a in flat(x)]), *rest)
 
 
+def pad_for_shards(batch, shards, scale):
+    """A validation batch whose rows divide over `shards` devices: padded
+    with copies of its first row at weight 0, every real row's weight
+    multiplied by `scale`. Keras weighs each batch's mean loss by its row
+    count and divides a weighted loss by the rows, so with `scale` = (rows
+    read, padding included) / (real rows) over the whole pass, `val_loss` and
+    the weighted metrics are the real rows' own."""
+    x, y, *w = batch
+    n = batch_rows(batch)
+    pad = -n % shards
+    index = np.concatenate([np.arange(n), np.zeros(pad, int)])
+    weights = (np.asarray(w[0], "float32") if w else np.ones(n, "float32")) * np.float32(scale)
+    if pad:
+        x, y, weights = take(x, index), take(y, index), weights[index]
+        weights[n:] = 0.0
+    return x, y, weights
+
+
 def chunks(arrays, size=_CHUNK):
     for start in range(0, batch_rows(arrays), size):
         index = slice(start, start + size)
@@ -71,7 +89,7 @@ class EpochBatches(keras.utils.PyDataset):
     (`(batch, members, ...)`)."""
 
     def __init__(self, arrays, batch_size, steps, order, first=0, epochs=1, transform=None,
-                 training=True, tile=None, class_table=None):
+                 training=True, tile=None, class_table=None, shards=1):
         super().__init__()
         self.arrays = tuple(a for a in arrays if a is not None)
         self.batch_size, self.steps, self.order = batch_size, steps, order
@@ -82,6 +100,13 @@ class EpochBatches(keras.utils.PyDataset):
         # batch along a member axis; `class_table` turns class ids into
         # sample weights.
         self.tile, self.class_table = tile, class_table
+        # keras.distribution's devices (`shards`): a training batch is cut to
+        # a multiple of them; validation is padded, each real row weighted by
+        # `scale` (`pad_for_shards`).
+        self.shards, self.scale = shards, 1.0
+        if shards > 1 and not training:
+            read = min(steps * batch_size, len(order(first)))
+            self.scale = (read + -read % shards) / read
         self._cached = (None, None)
         # Sparse inputs stay sparse where Keras feeds them so: scipy rows to
         # JAX's adapter, a tf.SparseTensor to TensorFlow's (its PyDataset
@@ -99,11 +124,16 @@ class EpochBatches(keras.utils.PyDataset):
             self._cached = (epoch, self.order(epoch))
         order = self._cached[1]
         rows = slice(step * self.batch_size, (step + 1) * self.batch_size)
+        order = order[..., rows]
+        if self.training and self.shards > 1:  # the epoch's last rows left out
+            order = order[..., :order.shape[-1] - order.shape[-1] % self.shards]
         if order.ndim == 2:  # one order per ensemble member
-            shares = [dense_batch(self._share(tuple(take(a, o[rows]) for a in self.arrays)))
+            shares = [dense_batch(self._share(tuple(take(a, o) for a in self.arrays)))
                       for o in order]
             return keras.tree.map_structure(lambda *v: np.stack(v, axis=1), *shares)
-        batch = self._share(tuple(take(a, order[rows]) for a in self.arrays))
+        batch = self._share(tuple(take(a, order) for a in self.arrays))
+        if self.scale != 1.0:
+            batch = pad_for_shards(batch, self.shards, self.scale)
         if self.tile:
             batch = keras.tree.map_structure(
                 lambda v: np.repeat(np.asarray(v)[:, None], self.tile, axis=1), dense_batch(batch))
@@ -217,11 +247,12 @@ class LiveBatches(keras.utils.PyDataset):
     between epochs, so augmentation or reshuffling it does per epoch
     happens."""
 
-    def __init__(self, source, indices, order, steps, first=0, epochs=1, transform=None):
+    def __init__(self, source, indices, order, steps, first=0, epochs=1, transform=None,
+                 shards=1):
         super().__init__()
         self.source, self.indices, self.order = source, list(indices), order
         self.steps, self.first, self.epochs = steps, first, epochs
-        self.transform = transform
+        self.transform, self.shards = transform, shards
         self._epoch, self._positions = None, None
 
     def __len__(self):
@@ -237,6 +268,9 @@ class LiveBatches(keras.utils.PyDataset):
         read = self.source.fresh(index) if isinstance(self.source, GeneratorStream) else (
             self.source[index])
         batch = tuple(a for a in tuple(read) if a is not None)
+        rows = batch_rows(batch)
+        if rows % self.shards:  # keras.distribution: the rows that divide over its devices
+            batch = tuple(take(a, np.arange(rows - rows % self.shards)) for a in batch)
         # Class weights are model.fit's own here (one model, not stacked members).
         return self.transform(batch, True) if self.transform else batch
 

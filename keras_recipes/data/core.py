@@ -117,6 +117,9 @@ class Data:
     # (training, validation) batch counts of batches kept as given (their
     # shapes vary: issue 38 item 1); `batch_size` is then the first one's.
     kept_batches: tuple = None
+    # The parts every batch is split into (keras.distribution on JAX): the
+    # batches are cut to fit (`batches.fit_shards`).
+    shards: int = 1
 
     @property
     def structured(self):
@@ -127,14 +130,28 @@ class Data:
         """At most `steps` batches per epoch (`steps_per_epoch=`)."""
         self.max_steps = int(steps)
 
+    def split_over(self, shards):
+        """Every batch split into `shards` parts (keras.distribution's devices)."""
+        self.shards = int(shards)
+
     @property
     def steps_per_epoch(self):
         if self.kept_batches:
             steps = self.kept_batches[0]
         else:
-            steps = (self.n_train // self.batch_size if self.drop_remainder
+            # A last batch of fewer rows than the shards is left out whole.
+            drop = self.drop_remainder or self.n_train % self.batch_size < self.shards
+            steps = (self.n_train // self.batch_size if drop
                      else -(-self.n_train // self.batch_size))
         return min(steps, self.max_steps) if self.max_steps else steps
+
+    def shard_cut(self):
+        """(training examples left out per epoch, validation padding rows, the
+        weight of every real validation row) for batches split into `shards`."""
+        if self.shards <= 1 or self.drop_remainder or self.kept_batches:
+            return 0, 0, 1.0
+        pad = -self.n_validation % self.shards
+        return self.n_train % self.shards, pad, (self.n_validation + pad) / self.n_validation
 
     @property
     def validation_steps(self):

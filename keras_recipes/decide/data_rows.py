@@ -11,6 +11,18 @@ from keras_recipes.data import leaves
 from keras_recipes.result import Tip
 
 
+def check_shardable(data, distribution):
+    """Batches the recipe can cut to keras.distribution's devices: its own,
+    from arrays or a PyDataset's rows, not batches kept as given."""
+    if data.kept_batches:
+        raise ValueError(
+            "Under keras.distribution every batch is split over the devices, and batches whose "
+            "shapes vary are kept as given, so one that does not divide over them would stop "
+            "the step. Pad them to one shape (the recipe then re-batches them), or train "
+            f"without the distribution. Received: {data.description} with varying shapes under "
+            f"{type(distribution).__name__}")
+
+
 def check_inputs_match(model, data):
     inputs = getattr(model, "inputs", None) or []
     given = leaves(data.x_spec)
@@ -154,14 +166,33 @@ def decide_data(data, o, strategy, batch_note=None):
                         f"the batches of an epoch are one stream; {shuffled}; the validation "
                         "set is read from reset states too", "shuffle="))
     if strategy is None and o["strategy"] == "auto":
-        tips.append(Tip(0, "distribution", distribute.describe(None),
-                        "strategy='auto': " + ("fewer than two GPUs" if keras.backend.backend()
-                                               == "tensorflow" else "tf.distribute needs TensorFlow"),
+        why = {"tensorflow": "fewer than two GPUs",
+               "jax": "fewer than two local accelerators (keras.distribution)"}.get(
+                   keras.backend.backend(), "tf.distribute needs TensorFlow")
+        tips.append(Tip(0, "distribution", distribute.describe(None), "strategy='auto': " + why,
                         "strategy="))
     elif strategy is not None:
         n = distribute.replicas(strategy)
         tips.append(Tip(0, "distribution", distribute.describe(strategy) + (
             f"; global batch {batch} = {batch // n} per replica" if n > 1 else ""),
             "batch_size is the global batch and the loss its mean: the gradient, and so "
-            "the LR, do not change with the replica count (no LR rule applied)", "strategy="))
+            "the LR, do not change with the replica count (no LR rule applied)"
+            + shard_note(data), "strategy="))
     return tips
+
+
+def shard_note(data):
+    """How batches that do not divide over keras.distribution's devices are cut."""
+    left, pad, scale = data.shard_cut()
+    note = ""
+    if left:
+        note += (f"; each epoch's last batch is cut to a multiple of {data.shards}: {left} of "
+                 f"the {data.n_train} training examples left out per epoch, others each epoch "
+                 "as the order is reshuffled")
+    if pad:
+        note += (f"; validation's last batch is padded with {pad} row{'s' if pad > 1 else ''} "
+                 f"of weight 0 and every real row weighted {scale:.4g}, so val_loss and the "
+                 f"metrics are those of the {data.n_validation} validation examples"
+                 + ("" if not data.weighted else " (unweighted metrics= count the padding "
+                    "rows: give them as weighted_metrics=)"))
+    return note

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from keras_recipes import sharding
 from keras_recipes.modelinfo import output_activation
 
 
@@ -72,7 +73,7 @@ def _member_probabilities(members, activations, x, kind):
         if isinstance(x, list):
             out = np.concatenate([np.asarray(member.predict_on_batch(b), "float64") for b in x])
         else:
-            out = np.asarray(member.predict(x, verbose=0, batch_size=1024), "float64")
+            out = np.asarray(sharding.predict(member, x, batch_size=1024), "float64")
         if kind == "mean":
             preds.append(out)
             continue

@@ -1,0 +1,137 @@
+"""keras.distribution for `fit_with_tips` on JAX: which distribution to train
+under, how many parts its batch axis splits a batch into, and the model
+inside its scope. `distribute.py` asks here when the strategy is a
+`keras.distribution.DataParallel` or `ModelParallel`.
+
+Keras shards every batch over the devices of the mesh's batch axis, and a
+batch whose rows do not divide over them stops the step (`IndivisibleError`
+from JAX). The recipe's batches are cut to fit (`data.batches.fit_shards`):
+training leaves out the last rows of the epoch's last batch (fewer than the
+device count, and others every epoch as the order is reshuffled), and
+validation pads its last batch with zero-weight rows, every real row weighted
+so that Keras' row-weighted means are those of the real rows.
+"""
+
+import keras
+import numpy as np
+
+KINDS = (keras.distribution.DataParallel, keras.distribution.ModelParallel)
+
+
+def is_distribution(strategy):
+    return isinstance(strategy, KINDS)
+
+
+def local_accelerators():
+    import jax
+
+    return [d for d in jax.local_devices() if d.platform != "cpu"]
+
+
+def process_count():
+    import jax
+
+    return jax.process_count()
+
+
+def process_index():
+    import jax
+
+    return jax.process_index()
+
+
+def resolve(strategy):
+    """The `keras.distribution` to train under on JAX, or None.
+
+    `None` means the active one (`keras.distribution.set_distribution`, or
+    the scope the call is in); `"auto"` the same, or `DataParallel` over
+    the local accelerators when there are more than one.
+    """
+    current = keras.distribution.distribution()
+    if isinstance(strategy, str) and strategy == "auto":
+        if current is None:
+            accelerators = local_accelerators()
+            if len(accelerators) > 1:
+                current = keras.distribution.DataParallel(devices=accelerators)
+        strategy = current
+    elif strategy is None:
+        strategy = current
+    elif not is_distribution(strategy):
+        raise TypeError(
+            f"`strategy` on {keras.backend.backend()} must be None, 'auto' or a "
+            "keras.distribution.DataParallel or ModelParallel (tf.distribute needs TensorFlow). "
+            f"Received: strategy={strategy!r}")
+    if strategy is not None and process_count() > 1:
+        raise ValueError(
+            f"fit_with_tips under keras.distribution runs in one process; this is process "
+            f"{process_index()} of {process_count()} (jax.distributed). Several processes need "
+            "each to feed its own share of every global batch, which the recipe does not do "
+            "yet: train in one process over its local devices. Received: "
+            f"strategy={type(strategy).__name__}")
+    return strategy
+
+
+def shards(distribution):
+    """How many parts a batch is split into: the devices on the batch axis."""
+    mesh = distribution.device_mesh
+    return int(mesh.shape[list(mesh.axis_names).index(distribution.batch_dim_name)])
+
+
+def describe(distribution):
+    n = shards(distribution)
+    devices = distribution.device_mesh.devices.size
+    mesh = distribution.device_mesh
+    text = f"{type(distribution).__name__} (keras.distribution), batch split over {n} device"
+    text += "s" if n != 1 else ""
+    if devices != n:
+        text += f" of {devices} in the mesh {dict(zip(mesh.axis_names, mesh.shape))}"
+    return text
+
+
+def _placed(variable, devices):
+    value = getattr(variable, "value", variable)
+    return set(getattr(value, "devices", lambda: devices)()) == devices
+
+
+def in_scope(model, distribution):
+    """`model` itself when its variables are laid out over the distribution's
+    devices (or it has none yet), else a clone made inside its scope with the
+    same weights. Returns (model, note or None)."""
+    if not model.variables:
+        return model, None
+    devices = set(distribution.device_mesh.devices.flatten().tolist())
+    if all(_placed(v, devices) for v in model.variables):
+        return model, None
+    weights = model.get_weights()
+    try:
+        with distribution.scope():
+            clone = keras.models.clone_model(model)
+            if not clone.built:
+                clone.build(model.inputs[0].shape if getattr(model, "inputs", None) else None)
+            clone.set_weights(weights)
+    except Exception as error:
+        why = " ".join(str(error).split())[:160]
+        raise ValueError(
+            "The model was built before the distribution and could not be cloned under it "
+            f"({type(error).__name__}: {why}). Build it after "
+            "keras.distribution.set_distribution(...) (or inside `distribution.scope()`), then "
+            f"call fit_with_tips. Received: model={model.name!r} ({type(model).__name__})"
+        ) from None
+    return clone, ("the model was built before the distribution: cloned under it with its "
+                   "weights")
+
+
+def predict(model, x, batch_size):
+    """`model.predict(x)` for the recipe's own reads (an ensemble's members on
+    the validation set): under a keras.distribution on JAX its rows are
+    padded to divide over the batch's devices, and the padding cut from the
+    predictions, as training's batches are."""
+    active = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
+    n = len(keras.tree.flatten(x)[0])
+    parts = shards(active) if active is not None else 1
+    if n % parts == 0 and batch_size % parts == 0:
+        return model.predict(x, verbose=0, batch_size=batch_size)
+    index = np.concatenate([np.arange(n), np.zeros(-n % parts, int)])
+    padded = keras.tree.map_structure(lambda a: np.asarray(a)[index], x)
+    out = model.predict(padded, verbose=0, batch_size=batch_size + -batch_size % parts)
+    return keras.tree.map_structure(lambda a: np.asarray(a)[:n], out)

@@ -1,0 +1,73 @@
+"""Issue 27: fit_with_tips, plan and fit_ensemble under keras.distribution on
+JAX, with two host devices (XLA_FLAGS=--xla_force_host_platform_device_count=2),
+each in its own process (tests/sharding_check.py): the device count is fixed
+when JAX starts."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+CHECK = os.path.join(os.path.dirname(__file__), "sharding_check.py")
+
+
+def _run(tmp_path, *args):
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("keras.distribution runs on JAX: `pip install jax` (not installed here)")
+    out = tmp_path / "report.json"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, CHECK, args[0], str(out), *args[1:]], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+def test_batches_are_cut_to_the_devices_and_the_row_says_how(tmp_path):
+    report = _run(tmp_path, "plan")
+    assert report["devices"] == 2
+    # 803 training rows at batch 96: eight full batches, the last 35 cut to 34.
+    assert report["train_rows"] == [96] * 8 + [34]
+    assert "1 of the 803 training examples left out per epoch" in report["row"]
+    # 201 validation rows: the last 9 padded to 10 with one row of weight 0;
+    # the real rows' weights sum to the rows read (202), none dropped.
+    assert report["val_rows"] == [96, 96, 10]
+    assert report["val_zero_weights"] == 1
+    assert report["val_weight_sum"] == pytest.approx(202, rel=1e-6)
+    assert report["shard_cut"] == [1, 1, pytest.approx(202 / 201)]
+    assert "those of the 201 validation examples" in report["row"]
+    assert report["padded_validation"] is True  # the metrics count weighted rows
+    assert report["row"].startswith("DataParallel (keras.distribution), batch split over 2 "
+                                    "devices; global batch 96 = 48 per replica")
+    # strategy="auto": no accelerators here, then DataParallel over two found.
+    assert "fewer than two local accelerators" in report["auto_none"]
+    assert report["auto_two"].startswith("DataParallel (keras.distribution), batch split "
+                                         "over 2 devices")
+    assert "Received: strategy='mirrored'" in report["bad_strategy"]
+
+
+@pytest.mark.slow
+def test_trains_where_plain_fit_stops_exactly_and_alike_on_one_and_two_devices(tmp_path):
+    report = _run(tmp_path, "train", str(tmp_path / "run"))
+    # Plain model.fit stops at its 33-row last batch; the recipe trains.
+    assert report["plain_fit"].startswith("IndivisibleError"), report["plain_fit"]
+    # The global (aggregated) gradient norm and update ratio, one device
+    # against two, from the same weights and batches.
+    for key in ("grad_norm", "update_ratio", "val_loss"):
+        assert report[f"two_{key}"] == pytest.approx(report[f"one_{key}"], rel=1e-5), key
+    # The padded validation pass reports the real rows' loss and accuracy.
+    assert report["best_val_loss"] == pytest.approx(report["reference_val_loss"], rel=1e-5)
+    assert report["best_val_accuracy"] == pytest.approx(report["reference_val_accuracy"],
+                                                        abs=1e-6)
+    # A checkpoint of laid-out variables resumes, and only then trains on.
+    assert report["first_status"] in ("capped", "stopped")
+    assert report["resumed_rows"] == ["from the checkpoint after epoch 4"]
+    assert report["final_keras"]
+    assert report["resumed_accuracy"] >= 0.93
+    # ModelParallel: the user's LayoutMap is kept (the kernel split over "model").
+    assert report["model_parallel_spec"] == "P(None, 'model')"
+    assert report["model_parallel_accuracy"] >= 0.9
+    assert "batch split over 1 device of 2" in report["model_parallel_row"]
+    assert report["ensemble_path"] == "fused" and report["ensemble_accuracy"] >= 0.9
