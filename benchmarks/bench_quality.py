@@ -398,7 +398,8 @@ def rows_from_logs(paths):
     for path in paths:
         for line in pathlib.Path(path).read_text().splitlines():
             parts = line.split(None, 6)
-            if len(parts) < 6 or parts[0] not in TASKS or parts[1] not in CONTENDERS:
+            if (len(parts) < 6 or parts[0] not in TASKS or parts[1] not in CONTENDERS
+                    or not parts[2].isdigit()):  # e.g. the chance-level lines
                 continue
             extra = parts[6] if len(parts) > 6 else ""
             row = dict(task=parts[0], contender=parts[1], seed=int(parts[2]),

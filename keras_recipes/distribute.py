@@ -87,8 +87,9 @@ def replicas(strategy):
 
 
 def _cluster(strategy):
-    if sharding.is_distribution(strategy):  # one process (sharding.resolve)
-        return None, None, {}
+    if sharding.is_distribution(strategy):  # jax.distributed's processes
+        return ("worker", sharding.process_index(),
+                {"worker": list(range(sharding.process_count()))})
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None:
         return None, None, {}
@@ -104,7 +105,10 @@ def workers(strategy):
 
 
 def is_multi_worker(strategy):
-    return strategy is not None and workers(strategy) > 1
+    """tf.distribute with several workers (the workarounds below are for it;
+    keras.distribution's processes need none of them)."""
+    return (strategy is not None and not sharding.is_distribution(strategy)
+            and workers(strategy) > 1)
 
 
 def is_chief(strategy):

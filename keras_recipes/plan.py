@@ -209,8 +209,9 @@ def plan(model, data=None, y=None, *, x=None, **options):
             read_once=o["read_once"], padding=padding_value(model))
         check_inputs_match(model, data)
         if sharding.is_distribution(strategy):
-            check_shardable(data, strategy)
-            data.split_over(distribute.replicas(strategy))
+            check_shardable(data, strategy, o["seed"])
+            data.split_over(distribute.replicas(strategy), sharding.process_index(),
+                            sharding.process_count())
             decided.padded_validation = data.shard_cut()[1] > 0 and not data.weighted
         if data.kept_batches:  # shapes vary: the batches as given (issue 38 item 1)
             o["batch_size"], batch_note = data.batch_size, (

@@ -5,12 +5,19 @@ inside its scope. `distribute.py` asks here when the strategy is a
 
 Keras shards every batch over the devices of the mesh's batch axis, and a
 batch whose rows do not divide over them stops the step (`IndivisibleError`
-from JAX). The recipe's batches are cut to fit (`data.batches.fit_shards`):
-training leaves out the last rows of the epoch's last batch (fewer than the
-device count, and others every epoch as the order is reshuffled), and
-validation pads its last batch with zero-weight rows, every real row weighted
-so that Keras' row-weighted means are those of the real rows.
+from JAX). The recipe's batches are cut to fit (`data.batches`): training
+leaves out the last rows of the epoch's last batch (fewer than the device
+count, and others every epoch as the order is reshuffled), and validation
+pads its last batch with zero-weight rows, every real row weighted so that
+Keras' row-weighted means are those of the real rows.
+
+Several processes (`jax.distributed`): every process reads the whole data,
+splits and shuffles it alike (a seed), and feeds its consecutive share of
+each global batch (`DeviceSplit`), so Keras must not shard the data again
+(`auto_shard_dataset = False`). Process 0 writes the files.
 """
+
+import contextlib
 
 import keras
 import numpy as np
@@ -62,12 +69,9 @@ def resolve(strategy):
             "keras.distribution.DataParallel or ModelParallel (tf.distribute needs TensorFlow). "
             f"Received: strategy={strategy!r}")
     if strategy is not None and process_count() > 1:
-        raise ValueError(
-            f"fit_with_tips under keras.distribution runs in one process; this is process "
-            f"{process_index()} of {process_count()} (jax.distributed). Several processes need "
-            "each to feed its own share of every global batch, which the recipe does not do "
-            "yet: train in one process over its local devices. Received: "
-            f"strategy={type(strategy).__name__}")
+        # Every process feeds its own share of each global batch (`batches`),
+        # so Keras must not shard the data again.
+        strategy.auto_shard_dataset = False
     return strategy
 
 
@@ -79,12 +83,17 @@ def shards(distribution):
 
 def describe(distribution):
     n = shards(distribution)
+    processes = process_count()
     devices = distribution.device_mesh.devices.size
     mesh = distribution.device_mesh
     text = f"{type(distribution).__name__} (keras.distribution), batch split over {n} device"
     text += "s" if n != 1 else ""
     if devices != n:
         text += f" of {devices} in the mesh {dict(zip(mesh.axis_names, mesh.shape))}"
+    if processes > 1:
+        text += (f", {processes} processes (this is process {process_index()}"
+                 + (", which writes the files" if process_index() == 0 else "")
+                 + "), each feeding its share of every batch")
     return text
 
 
@@ -135,3 +144,19 @@ def predict(model, x, batch_size):
     padded = keras.tree.map_structure(lambda a: np.asarray(a)[index], x)
     out = model.predict(padded, verbose=0, batch_size=batch_size + -batch_size % parts)
     return keras.tree.map_structure(lambda a: np.asarray(a)[:n], out)
+
+
+@contextlib.contextmanager
+def paused():
+    """No keras.distribution for a moment: for what one process does alone
+    (writing `final.keras`), where a new variable would otherwise be laid
+    out over every process's devices and wait for the others."""
+    if keras.backend.backend() != "jax" or keras.distribution.distribution() is None:
+        yield
+        return
+    current = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(current)

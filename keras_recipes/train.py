@@ -17,6 +17,7 @@ from keras_recipes import build
 from keras_recipes import calibration
 from keras_recipes import determinism
 from keras_recipes import distribute
+from keras_recipes import sharding
 from keras_recipes.callbacks import DivergenceGuard
 from keras_recipes.callbacks import ReduceLROnPlateau
 from keras_recipes.callbacks import ScaledSchedule
@@ -416,6 +417,9 @@ def _result(plan, run_state, history, past, watch, start, keep):
         model = result.model
     if run_state.checkpointer is not None and status != "interrupted":
         keep.stage = "saving the final model"
-        run_state.checkpointer.save_final(model)
+        # One process writes: Keras' saving makes throwaway variables, which
+        # under a distribution of several processes would wait for the others.
+        with sharding.paused():
+            run_state.checkpointer.save_final(model)
     return result
 

@@ -72,6 +72,12 @@ def check_plan(out):
         plan(mlp(), (x, y), strategy="mirrored", verbose=0)
     except TypeError as error:
         report["bad_strategy"] = str(error)
+    # Several processes must split and shuffle alike: a seed, or an error first.
+    sharding.process_count = lambda: 2
+    try:
+        plan(mlp(), (x, y), strategy=two, verbose=0)
+    except ValueError as error:
+        report["no_seed"] = str(error)
     json.dump(report, open(out, "w"))
 
 

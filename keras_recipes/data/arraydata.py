@@ -130,7 +130,7 @@ class ArrayData(Data):
             order = ((lambda epoch: np.random.default_rng([self.shuffle_seed, epoch]).permutation(
                 count)) if shuffle else (lambda epoch: np.arange(count)))
             train = LiveBatches(source, indices, order, steps, first, max(last - first, 1),
-                                self.transform, self.shards)
+                                self.transform, self.devices)
             val_steps = self.validation_steps
             if validation_steps is not None:
                 val_steps = min(val_steps, validation_steps)
@@ -139,14 +139,14 @@ class ArrayData(Data):
             validation = EpochBatches(self.val_arrays, self.batch_size, val_steps,
                                       lambda epoch: np.arange(self.n_validation),
                                       transform=self.transform, training=False,
-                                      shards=self.shards)
+                                      devices=self.devices)
             return train, validation
         # At least one epoch's batches: Keras reads one to build, also when
         # a resumed run has nothing left to train.
         train = EpochBatches(self.train_arrays, self.batch_size, steps,
                              self._order(shuffle, members),
                              first, max(last - first, 1), self.transform, training=True,
-                             class_table=table, shards=self.shards)
+                             class_table=table, devices=self.devices)
         n_val = self.n_validation
         val_steps = self.validation_steps
         if validation_steps is not None:
@@ -154,7 +154,7 @@ class ArrayData(Data):
         validation = EpochBatches(self.val_arrays, self.batch_size, val_steps,
                                   lambda epoch: np.arange(n_val), transform=self.transform,
                                   training=False, tile=len(members) if members else None,
-                                  shards=self.shards)
+                                  devices=self.devices)
         return train, validation
 
     def standardize_targets(self, mean, std):

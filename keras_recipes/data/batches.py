@@ -12,6 +12,7 @@ import numpy as np
 
 from keras_recipes.data.checks import densify
 from keras_recipes.data.checks import to_tf_sparse
+from keras_recipes.data.core import DeviceSplit
 from keras_recipes.data.core import class_ids
 from keras_recipes.data.nests import flat
 from keras_recipes.data.nests import read_generator
@@ -89,7 +90,7 @@ class EpochBatches(keras.utils.PyDataset):
     (`(batch, members, ...)`)."""
 
     def __init__(self, arrays, batch_size, steps, order, first=0, epochs=1, transform=None,
-                 training=True, tile=None, class_table=None, shards=1):
+                 training=True, tile=None, class_table=None, devices=None):
         super().__init__()
         self.arrays = tuple(a for a in arrays if a is not None)
         self.batch_size, self.steps, self.order = batch_size, steps, order
@@ -100,13 +101,14 @@ class EpochBatches(keras.utils.PyDataset):
         # batch along a member axis; `class_table` turns class ids into
         # sample weights.
         self.tile, self.class_table = tile, class_table
-        # keras.distribution's devices (`shards`): a training batch is cut to
-        # a multiple of them; validation is padded, each real row weighted by
-        # `scale` (`pad_for_shards`).
-        self.shards, self.scale = shards, 1.0
-        if shards > 1 and not training:
+        # keras.distribution's devices (a `DeviceSplit`): a training batch is
+        # cut to a multiple of them; validation is padded, each real row
+        # weighted by `scale` (`pad_for_shards`); a process reads its share.
+        self.devices, self.scale = devices or DeviceSplit(), 1.0
+        self.shards = self.devices.shards
+        if self.shards > 1 and not training:
             read = min(steps * batch_size, len(order(first)))
-            self.scale = (read + -read % shards) / read
+            self.scale = (read + -read % self.shards) / read
         self._cached = (None, None)
         # Sparse inputs stay sparse where Keras feeds them so: scipy rows to
         # JAX's adapter, a tf.SparseTensor to TensorFlow's (its PyDataset
@@ -127,6 +129,7 @@ class EpochBatches(keras.utils.PyDataset):
         order = order[..., rows]
         if self.training and self.shards > 1:  # the epoch's last rows left out
             order = order[..., :order.shape[-1] - order.shape[-1] % self.shards]
+            order = order[..., self.devices.share(order.shape[-1])]
         if order.ndim == 2:  # one order per ensemble member
             shares = [dense_batch(self._share(tuple(take(a, o) for a in self.arrays)))
                       for o in order]
@@ -134,6 +137,9 @@ class EpochBatches(keras.utils.PyDataset):
         batch = self._share(tuple(take(a, order) for a in self.arrays))
         if self.scale != 1.0:
             batch = pad_for_shards(batch, self.shards, self.scale)
+        if not self.training and self.devices.processes > 1:
+            index = np.arange(batch_rows(batch))[self.devices.share(batch_rows(batch))]
+            batch = tuple(take(a, index) for a in batch)
         if self.tile:
             batch = keras.tree.map_structure(
                 lambda v: np.repeat(np.asarray(v)[:, None], self.tile, axis=1), dense_batch(batch))
@@ -248,11 +254,11 @@ class LiveBatches(keras.utils.PyDataset):
     happens."""
 
     def __init__(self, source, indices, order, steps, first=0, epochs=1, transform=None,
-                 shards=1):
+                 devices=None):
         super().__init__()
         self.source, self.indices, self.order = source, list(indices), order
         self.steps, self.first, self.epochs = steps, first, epochs
-        self.transform, self.shards = transform, shards
+        self.transform, self.devices = transform, devices or DeviceSplit()
         self._epoch, self._positions = None, None
 
     def __len__(self):
@@ -269,8 +275,9 @@ class LiveBatches(keras.utils.PyDataset):
             self.source[index])
         batch = tuple(a for a in tuple(read) if a is not None)
         rows = batch_rows(batch)
-        if rows % self.shards:  # keras.distribution: the rows that divide over its devices
-            batch = tuple(take(a, np.arange(rows - rows % self.shards)) for a in batch)
+        if self.devices.shards > 1:  # keras.distribution: the rows that divide, this process's
+            keep = np.arange(rows - rows % self.devices.shards)
+            batch = tuple(take(a, keep[self.devices.share(len(keep))]) for a in batch)
         # Class weights are model.fit's own here (one model, not stacked members).
         return self.transform(batch, True) if self.transform else batch
 

@@ -85,6 +85,22 @@ class Leaf:
     dtype: str
 
 
+@dataclasses.dataclass(frozen=True)
+class DeviceSplit:
+    """How a global batch is split under keras.distribution: over `shards`
+    devices on the batch axis, this process (`process` of `processes`)
+    feeding its equal, consecutive share of every batch's rows."""
+
+    shards: int = 1
+    process: int = 0
+    processes: int = 1
+
+    def share(self, rows):
+        """This process's rows of a batch of `rows` (a multiple of `shards`)."""
+        size = rows // self.processes
+        return slice(self.process * size, (self.process + 1) * size)
+
+
 @dataclasses.dataclass
 class Data:
     """The training and validation data, batched for `model.fit`, and what
@@ -117,9 +133,9 @@ class Data:
     # (training, validation) batch counts of batches kept as given (their
     # shapes vary: issue 38 item 1); `batch_size` is then the first one's.
     kept_batches: tuple = None
-    # The parts every batch is split into (keras.distribution on JAX): the
-    # batches are cut to fit (`batches.fit_shards`).
-    shards: int = 1
+    # How every batch is split over keras.distribution's devices on JAX: the
+    # batches are cut to fit, and each process reads its share (`batches`).
+    devices: "DeviceSplit" = None
 
     @property
     def structured(self):
@@ -130,9 +146,14 @@ class Data:
         """At most `steps` batches per epoch (`steps_per_epoch=`)."""
         self.max_steps = int(steps)
 
-    def split_over(self, shards):
-        """Every batch split into `shards` parts (keras.distribution's devices)."""
-        self.shards = int(shards)
+    def split_over(self, shards, process=0, processes=1):
+        """Every batch split into `shards` parts (keras.distribution's
+        devices), this process (`process` of `processes`) feeding its share."""
+        self.devices = DeviceSplit(int(shards), int(process), int(processes))
+
+    @property
+    def shards(self):
+        return 1 if self.devices is None else self.devices.shards
 
     @property
     def steps_per_epoch(self):

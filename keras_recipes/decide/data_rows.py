@@ -6,14 +6,21 @@ inputs.
 import keras
 
 from keras_recipes import distribute
+from keras_recipes import sharding
 from keras_recipes import preprocessing
 from keras_recipes.data import leaves
 from keras_recipes.result import Tip
 
 
-def check_shardable(data, distribution):
+def check_shardable(data, distribution, seed):
     """Batches the recipe can cut to keras.distribution's devices: its own,
-    from arrays or a PyDataset's rows, not batches kept as given."""
+    from arrays or a PyDataset's rows, not batches kept as given; with
+    several processes, split and shuffled alike in each (a seed)."""
+    if sharding.process_count() > 1 and seed is None:
+        raise ValueError(
+            f"Under keras.distribution with {sharding.process_count()} processes every process "
+            "must split and shuffle the data alike, to feed its share of the same batches: "
+            "pass the same seed= in each. Received: seed=None")
     if data.kept_batches:
         raise ValueError(
             "Under keras.distribution every batch is split over the devices, and batches whose "

@@ -1,0 +1,57 @@
+"""One process of a keras.distribution run on JAX: two processes on loopback
+(`jax.distributed`, one CPU device each, collectives through gloo), or one
+process with two host devices for comparison. Used by tests/test_sharding.py.
+
+    python tests/multiprocess_check.py PROCESS PROCESSES PORT OUT.json CHECKPOINT_DIR EPOCHS
+"""
+
+import os
+import sys
+
+PROCESS, PROCESSES, PORT, OUT, CHECKPOINTS, EPOCHS = sys.argv[1:7]
+os.environ["KERAS_BACKEND"] = "jax"
+if PROCESSES == "1":
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+
+import json  # noqa: E402
+import time  # noqa: E402
+
+import jax  # noqa: E402
+
+if PROCESSES != "1":
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{PORT}",
+                               num_processes=int(PROCESSES), process_id=int(PROCESS))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_recipes import fit_with_tips  # noqa: E402
+from keras_recipes.datasets import load_digits  # noqa: E402
+
+
+class SlowEpochs(keras.callbacks.Callback):
+    """A pause after each epoch, so that a kill lands between checkpoints."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        time.sleep(0.5)
+
+
+keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
+x, y = load_digits("train")
+xt, yt = load_digits("test")
+keras.utils.set_random_seed(0)  # the same initial weights in every process
+model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
+                          keras.layers.Dense(10)])
+result = fit_with_tips(model, (x[:1004], y[:1004]), epochs=int(EPOCHS), seed=0, verbose=0,
+                       checkpoint_dir=CHECKPOINTS, callbacks=[SlowEpochs()])
+weights = result.model.get_weights()  # replicated: every process holds them whole
+keras.distribution.set_distribution(None)
+plain = keras.models.clone_model(result.model)
+plain.set_weights(weights)
+accuracy = float((np.asarray(plain.predict(xt, verbose=0)).argmax(-1) == yt).mean())
+json.dump({"status": result.status, "accuracy": accuracy,
+           "weight_sum": float(sum(np.sum(w) for w in weights)),
+           "val_loss": [float(v) for v in result.history["val_loss"]],
+           "rows": {t.name: t.setting for t in result.tips
+                    if t.name in ("distribution", "resumed")}}, open(OUT, "w"))
