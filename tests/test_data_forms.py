@@ -142,8 +142,11 @@ def test_a_generator_that_yields_more_is_read_anew_as_model_fit_reads_it():
     assert result.data.steps_per_epoch == 20
     assert result.data.split == ("held out 4 of its first 20 batches whole (seed 0); training "
                                  "reads fresh batches")
-    # The first read, a peek past it, then 20 fresh batches an epoch.
-    assert data.reads >= 20 + 1 + 3 * 20, data.reads
+    # The first read, a peek past it, the calibration's 8 steps, then 20
+    # fresh batches an epoch; the rate's row counts the calibration's.
+    assert data.reads >= 20 + 1 + 8 + 3 * 20, data.reads
+    assert "these 8 steps read 8 fresh batches from your generator" in next(
+        t for t in result.tips if t.name == "learning rate").reason
     minibatch = next(t for t in result.tips if t.name == "minibatch")
     assert minibatch.setting == "batch_size=50 (20 steps per epoch)"
     assert minibatch.reason.startswith("your generator's batch size, kept; generator: read anew "

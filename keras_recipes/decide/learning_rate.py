@@ -13,6 +13,7 @@ from keras_recipes import calibration
 from keras_recipes import callbacks
 from keras_recipes import determinism
 from keras_recipes import initializers
+from keras_recipes.data.batches import GeneratorStream
 from keras_recipes.decide.training import GRIDS
 from keras_recipes.decide.training import START_RATES
 from keras_recipes.result import Tip
@@ -63,6 +64,16 @@ def decide_initialization(model, data, o, decided):
                 "reinitialize=False")]
 
 
+def _generator_reads(data, steps):
+    """A generator read anew gives these steps fresh batches: the row says
+    so (they are read before training's own)."""
+    live = getattr(data, "live", None)
+    if live is None or not isinstance(live[0], GeneratorStream):
+        return ""
+    return (f"; these {steps} steps read {steps} fresh batches from your generator, before "
+            "training's")
+
+
 def decide_learning_rate(decided, data, o):
     """Tips 4 and 5: the rate read from the update ratio (`"auto"`), or the
     given rate with its measured ratio, and a warning when it is far from
@@ -80,8 +91,8 @@ def decide_learning_rate(decided, data, o):
             decided.calibration = found
             decided.initial_loss = found.initial_loss
             low, high = calibration.run_band()
-            return [Tip(4, "learning rate", f"{found.rate:.3g} (calibrated)", found.evidence(),
-                        "learning_rate="),
+            return [Tip(4, "learning rate", f"{found.rate:.3g} (calibrated)",
+                        found.evidence() + _generator_reads(data, len(batches)), "learning_rate="),
                     Tip(5, "update ratio", "kept in view every epoch",
                         f"logged per epoch and per layer; warned and acted on outside [{low:g}, "
                         f"{high:g}]: held above {high:g} (far above the band) for 3 epochs, the "
@@ -94,7 +105,7 @@ def decide_learning_rate(decided, data, o):
                                 "a fixed start; the plateau rule divides it",
                                 "learning_rate='auto'")]
     measured = (f"measured {calibration.ratio_text(ratio)} over {calibration.STEPS} steps at "
-                f"{whose} rate {rate:.3g}")
+                f"{whose} rate {rate:.3g}" + _generator_reads(data, len(batches)))
     low, high = calibration.PROBE_BAND
     target = calibration.TARGET
     scale = (f"the first steps' ratio, where learning_rate='auto' aims for {target:g} (later "
