@@ -15,26 +15,14 @@ there says nothing about speed.
 
 import argparse
 import statistics
-import time
 
 import jax
 import keras
 import numpy as np
 
 from common import device_line, load_mnist_split
+from gpu_front_door import EpochTimer
 from keras_recipes import fit_with_tips
-
-
-class EpochTimer(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
 
 
 def convnet():

@@ -201,20 +201,10 @@ def in_scope(model, strategy):
         return sharding.in_scope(model, strategy)
     if all(_created_in_scope(v, strategy) for v in model.variables):
         return model, None
-    weights = model.get_weights()
-    try:
-        with strategy.scope():
-            clone = keras.models.clone_model(model)
-            if not clone.built:
-                clone.build(model.inputs[0].shape if getattr(model, "inputs", None) else None)
-            clone.set_weights(weights)
-    except Exception as error:
-        why = " ".join(str(error).split())[:160]
-        raise ValueError(
-            "The model was built outside the strategy's scope and could not be cloned into it "
-            f"({type(error).__name__}: {why}). Create it inside: `with strategy.scope(): "
-            f"model = ...`, then call fit_with_tips. Received: model={model.name!r} "
-            f"({type(model).__name__})") from None
+    clone = sharding.clone_in_scope(
+        model, strategy.scope,
+        "The model was built outside the strategy's scope and could not be cloned into it",
+        "Create it inside: `with strategy.scope(): model = ...`, then call fit_with_tips.")
     return clone, "the model was built outside the scope: cloned into it with its weights"
 
 

@@ -111,9 +111,22 @@ def in_scope(model, distribution):
     devices = set(distribution.device_mesh.devices.flatten().tolist())
     if all(_placed(v, devices) for v in model.variables):
         return model, None
+    clone = clone_in_scope(
+        model, distribution.scope,
+        "The model was built before the distribution and could not be cloned under it",
+        "Build it after keras.distribution.set_distribution(...) (or inside "
+        "`distribution.scope()`), then call fit_with_tips.")
+    return clone, ("the model was built before the distribution: cloned under it with its "
+                   "weights")
+
+
+def clone_in_scope(model, scope, cannot, fix):
+    """A clone of `model` with its weights, made inside `scope()` (a
+    tf.distribute strategy's or a keras.distribution's); a ValueError saying
+    `cannot` (and why), then `fix`, when it cannot be cloned."""
     weights = model.get_weights()
     try:
-        with distribution.scope():
+        with scope():
             clone = keras.models.clone_model(model)
             if not clone.built:
                 clone.build(model.inputs[0].shape if getattr(model, "inputs", None) else None)
@@ -121,13 +134,9 @@ def in_scope(model, distribution):
     except Exception as error:
         why = " ".join(str(error).split())[:160]
         raise ValueError(
-            "The model was built before the distribution and could not be cloned under it "
-            f"({type(error).__name__}: {why}). Build it after "
-            "keras.distribution.set_distribution(...) (or inside `distribution.scope()`), then "
-            f"call fit_with_tips. Received: model={model.name!r} ({type(model).__name__})"
-        ) from None
-    return clone, ("the model was built before the distribution: cloned under it with its "
-                   "weights")
+            f"{cannot} ({type(error).__name__}: {why}). {fix} Received: model={model.name!r} "
+            f"({type(model).__name__})") from None
+    return clone
 
 
 def predict(model, x, batch_size):

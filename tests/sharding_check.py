@@ -60,6 +60,16 @@ def check_plan(out):
     report["val_rows"] = [int(len(b[1])) for b in batches]
     report["val_weight_sum"] = float(sum(np.sum(b[2]) for b in batches))
     report["val_zero_weights"] = int(sum(np.sum(b[2] == 0) for b in batches))
+    # A model built before the distribution (its variables on one device) is
+    # cloned under it with its weights, and trained as the clone.
+    before = mlp()
+    before.build((None, 64))
+    cloned = plan(before, (x, y), seed=0, verbose=0, strategy=two, audit=False,
+                  learning_rate=1e-3)
+    report["clone_row"] = row(cloned.tips, "model").setting + " | " + row(
+        cloned.tips, "model").reason
+    report["clone_same_weights"] = all(np.array_equal(a, b) for a, b in zip(
+        before.get_weights(), cloned.model.get_weights())) and cloned.model is not before
     # strategy="auto": no accelerators here (host devices), then two "found".
     auto = plan(mlp(), (x, y), seed=0, verbose=0, strategy="auto", audit=False,
                 learning_rate=1e-3)

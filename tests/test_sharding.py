@@ -40,6 +40,8 @@ def test_batches_are_cut_to_the_devices_and_the_row_says_how(tmp_path):
     assert report["shard_cut"] == [1, 1, pytest.approx(202 / 201)]
     assert "those of the 201 validation examples" in report["row"]
     assert report["padded_validation"] is True  # the metrics count weighted rows
+    assert "the model was built before the distribution: cloned under it" in report["clone_row"]
+    assert report["clone_same_weights"]
     assert report["row"].startswith("DataParallel (keras.distribution), batch split over 2 "
                                     "devices; global batch 96 = 48 per replica")
     # strategy="auto": no accelerators here, then DataParallel over two found.
