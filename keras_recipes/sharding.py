@@ -66,8 +66,8 @@ def resolve(strategy):
     elif not is_distribution(strategy):
         raise TypeError(
             f"`strategy` on {keras.backend.backend()} must be None, 'auto' or a "
-            "keras.distribution.DataParallel or ModelParallel (tf.distribute needs TensorFlow). "
-            f"Received: strategy={strategy!r}")
+            "keras.distribution.DataParallel or ModelParallel (a tf.distribute strategy is for "
+            f"the TensorFlow backend). Received: strategy={strategy!r}")
     if strategy is not None and process_count() > 1:
         # Every process feeds its own share of each global batch (`batches`),
         # so Keras must not shard the data again.
@@ -97,9 +97,15 @@ def describe(distribution):
     return text
 
 
+def _device_name(device):
+    """"cpu:0" for a JAX device or Keras' name for it (a mesh holds either)."""
+    return device if isinstance(device, str) else f"{device.platform}:{device.id}"
+
+
 def _placed(variable, devices):
     value = getattr(variable, "value", variable)
-    return set(getattr(value, "devices", lambda: devices)()) == devices
+    placed = getattr(value, "devices", None)
+    return placed is None or {_device_name(d) for d in placed()} == devices
 
 
 def in_scope(model, distribution):
@@ -108,14 +114,15 @@ def in_scope(model, distribution):
     same weights. Returns (model, note or None)."""
     if not model.variables:
         return model, None
-    devices = set(distribution.device_mesh.devices.flatten().tolist())
+    devices = {_device_name(d) for d in distribution.device_mesh.devices.flatten().tolist()}
     if all(_placed(v, devices) for v in model.variables):
         return model, None
     clone = clone_in_scope(
         model, distribution.scope,
         "The model was built before the distribution and could not be cloned under it",
         "Build it after keras.distribution.set_distribution(...) (or inside "
-        "`distribution.scope()`), then call fit_with_tips.")
+        "`distribution.scope()`), with a LayoutMap whose layouts fit its variables' shapes, "
+        "then call fit_with_tips.")
     return clone, ("the model was built before the distribution: cloned under it with its "
                    "weights")
 
@@ -132,7 +139,7 @@ def clone_in_scope(model, scope, cannot, fix):
                 clone.build(model.inputs[0].shape if getattr(model, "inputs", None) else None)
             clone.set_weights(weights)
     except Exception as error:
-        why = " ".join(str(error).split())[:160]
+        why = " ".join(str(error).split())[:600]
         raise ValueError(
             f"{cannot} ({type(error).__name__}: {why}). {fix} Received: model={model.name!r} "
             f"({type(model).__name__})") from None

@@ -70,6 +70,15 @@ def check_plan(out):
         cloned.tips, "model").reason
     report["clone_same_weights"] = all(np.array_equal(a, b) for a, b in zip(
         before.get_weights(), cloned.model.get_weights())) and cloned.model is not before
+    # Built after the distribution (Keras' default mesh names its devices
+    # "cpu:0"): trained in place, no clone.
+    default = keras.distribution.DataParallel()
+    with default.scope():
+        after = mlp()
+    kept = plan(after, (x, y), seed=0, verbose=0, strategy=default, audit=False,
+                learning_rate=1e-3)
+    report["kept_in_place"] = kept.model is after and not any(t.name == "model"
+                                                              for t in kept.tips)
     # strategy="auto": no accelerators here (host devices), then two "found".
     auto = plan(mlp(), (x, y), seed=0, verbose=0, strategy="auto", audit=False,
                 learning_rate=1e-3)

@@ -42,6 +42,7 @@ def test_batches_are_cut_to_the_devices_and_the_row_says_how(tmp_path):
     assert report["padded_validation"] is True  # the metrics count weighted rows
     assert "the model was built before the distribution: cloned under it" in report["clone_row"]
     assert report["clone_same_weights"]
+    assert report["kept_in_place"]
     assert report["row"].startswith("DataParallel (keras.distribution), batch split over 2 "
                                     "devices; global batch 96 = 48 per replica")
     # strategy="auto": no accelerators here, then DataParallel over two found.

@@ -194,12 +194,13 @@ def shard_note(data):
     note = ""
     if left:
         note += (f"; each epoch's last batch is cut to a multiple of {data.shards}: {left} of "
-                 f"the {data.n_train} training examples left out per epoch, others each epoch "
-                 "as the order is reshuffled")
+                 f"the {data.n_train} training examples left out per epoch (different ones "
+                 "each epoch: the order is reshuffled)")
     if pad:
         note += (f"; validation's last batch is padded with {pad} row{'s' if pad > 1 else ''} "
                  f"of weight 0 and every real row weighted {scale:.4g}, so val_loss and the "
-                 f"metrics are those of the {data.n_validation} validation examples"
-                 + ("" if not data.weighted else " (unweighted metrics= count the padding "
-                    "rows: give them as weighted_metrics=)"))
+                 + (f"metrics are those of the {data.n_validation} validation examples"
+                    if not data.weighted else f"weighted metrics are those of the "
+                    f"{data.n_validation} validation examples; the unweighted metrics (as "
+                    "model.fit's metrics= are with sample weights) count the padding rows"))
     return note

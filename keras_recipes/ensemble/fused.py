@@ -9,6 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_recipes import sharding
 from keras_recipes.ensemble.averaging import AveragingEnsemble
 from keras_recipes.ensemble.averaging import unique_names
 from keras_recipes.ensemble.member_losses import MemberLoss
@@ -156,8 +157,10 @@ class FusedMembers:
         wanted, why = (True, "vectorize=True") if self.vectorize is True else _vectorize_rule(
             self.members, jit)
         if strategy is not None and self.vectorize == "auto":
-            wanted, why = False, ("under a tf.distribute strategy: the stacked members (the "
-                                  "vectorized layer is not tested across replicas)")
+            kind = ("keras.distribution" if sharding.is_distribution(strategy)
+                    else "a tf.distribute strategy")
+            wanted, why = False, (f"under {kind}: the stacked members (the vectorized layer is "
+                                  "not tested across devices)")
         blocker = _not_vectorizable(self.members)
         if wanted and blocker is None:
             layer, blocker = self._try_vectorized(features_shape, dtype, jit)
