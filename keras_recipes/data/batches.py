@@ -107,8 +107,7 @@ class EpochBatches(keras.utils.PyDataset):
         self.devices, self.scale = devices or DeviceSplit(), 1.0
         self.shards = self.devices.shards
         if self.shards > 1 and not training:
-            read = min(steps * batch_size, len(order(first)))
-            self.scale = (read + -read % self.shards) / read
+            _, self.scale = self.devices.padding(min(steps * batch_size, len(order(first))))
         self._cached = (None, None)
         # Sparse inputs stay sparse where Keras feeds them so: scipy rows to
         # JAX's adapter, a tf.SparseTensor to TensorFlow's (its PyDataset

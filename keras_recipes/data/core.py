@@ -100,6 +100,12 @@ class DeviceSplit:
         size = rows // self.processes
         return slice(self.process * size, (self.process + 1) * size)
 
+    def padding(self, rows):
+        """(padding rows, the weight of every real row) for a validation pass
+        reading `rows` real rows: the row-weighted means stay theirs."""
+        pad = -rows % self.shards
+        return pad, (rows + pad) / rows
+
 
 @dataclasses.dataclass
 class Data:
@@ -171,8 +177,7 @@ class Data:
         weight of every real validation row) for batches split into `shards`."""
         if self.shards <= 1 or self.drop_remainder or self.kept_batches:
             return 0, 0, 1.0
-        pad = -self.n_validation % self.shards
-        return self.n_train % self.shards, pad, (self.n_validation + pad) / self.n_validation
+        return (self.n_train % self.shards, *self.devices.padding(self.n_validation))
 
     @property
     def validation_steps(self):
