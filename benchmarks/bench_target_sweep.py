@@ -134,11 +134,12 @@ def read_log(path):
     rows = []
     for line in open(path):
         parts = line.split()
-        if len(parts) == 10 and parts[0] in bench_quality.TASKS:
+        # The status is the last column and may be two words ("not learning").
+        if len(parts) in (10, 11) and parts[0] in bench_quality.TASKS:
             try:
                 rows.append(dict(task=parts[0], target=float(parts[1]), seed=int(parts[2]),
                                  rate=float(parts[3]), val_loss=float(parts[5]),
-                                 test=float(parts[6]), status=parts[9]))
+                                 test=float(parts[6]), status=" ".join(parts[9:])))
             except ValueError:
                 continue
     return rows

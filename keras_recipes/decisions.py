@@ -21,6 +21,7 @@ class Decisions:
     source: Any = None  # the model as the user gave it (before any clone)
     fixed_batch: Any = None  # a batch size the model's inputs fix, or None
     scope: Any = None  # the strategy's entered `distribute.Scope`
+    plan_seconds: float = 0.0  # plan()'s own wall time (statistics, probes, calibration)
 
     # -- the task (decide/task) --
     units: Any = None  # output units per output

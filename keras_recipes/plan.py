@@ -11,6 +11,7 @@ concern: `options`, `data_rows`, `task`, `inputs`, `training`,
 
 import hashlib
 import json
+import time
 import types
 
 import keras
@@ -184,6 +185,7 @@ def plan(model, data=None, y=None, *, x=None, **options):
     result = p.fit()    # the same as fit_with_tips(model, "digits")
     ```
     """
+    began = time.perf_counter()
     data = fit_data(data, y, x)
     o = check_options(model, options)
     o["batch_size"], batch_note = decide_batch_size(o)
@@ -242,4 +244,5 @@ def plan(model, data=None, y=None, *, x=None, **options):
             tips = [t for t in tips if t.name != "execution"] + [
                 Tip(0, "execution", "jit_compile=False", decided.jit_note, "jit_compile=")]
         tips += decide_learning_rate(decided, data, o)
+    decided.plan_seconds = time.perf_counter() - began
     return Plan(tips, model, data, o, decided)

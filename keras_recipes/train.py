@@ -310,6 +310,36 @@ def _outcome_rows(watch, status, events):
     return rows
 
 
+# Issue 36's budget for the calibration and the step's first tracing, as a
+# share of the whole call (plan and training).
+CALIBRATION_BUDGET = 0.05
+
+
+def _calibration_cost(decided, train_seconds):
+    """The calibration's cost as a share of the whole call, with the reason
+    when it is over its 5% budget: a row, known only once training ended."""
+    found = decided.calibration
+    if found is None:
+        return []
+    total = decided.plan_seconds + train_seconds
+    cost = found.seconds + found.trace_seconds
+    share = cost / total if total > 0 else 0.0
+    setting = f"{cost:.1f} s of the call's {total:.1f} s ({100 * share:.1f}%)"
+    if share <= CALIBRATION_BUDGET:
+        why = (f"the probes {found.seconds:.1f} s and tracing the step {found.trace_seconds:.1f} s, "
+               f"within the {100 * CALIBRATION_BUDGET:g}% budget")
+    elif found.seconds / total <= CALIBRATION_BUDGET:
+        why = (f"over the {100 * CALIBRATION_BUDGET:g}% budget because the run is short "
+               f"({train_seconds:.1f} s of training): tracing the step ({found.trace_seconds:.1f} s) "
+               "is a one-off cost that training reuses; the probes alone are "
+               f"{100 * found.seconds / total:.1f}%")
+    else:
+        why = (f"over the {100 * CALIBRATION_BUDGET:g}% budget: the probes alone took "
+               f"{found.seconds:.1f} s ({100 * found.seconds / total:.1f}%) against "
+               f"{train_seconds:.1f} s of training")
+    return [Tip(5, "calibration cost", setting, why, "learning_rate=")]
+
+
 def _headline(status, events):
     """The event that gave the run its status."""
     starts = {"diverged": "training diverged", "interrupted": "interrupted",
@@ -399,10 +429,12 @@ def _result(plan, run_state, history, past, watch, start, keep):
     wrapper = build.unwrap_optimizer(decided, model, full) if fused is None else None
     keep.stage = "building the result"
     plateau = watch["plateau"]
-    result = FitResult(model, merged, _tips(plan, run_state) + _outcome_rows(watch, status, events),
+    seconds = time.perf_counter() - start
+    result = FitResult(model, merged, _tips(plan, run_state) + _outcome_rows(watch, status, events)
+                       + _calibration_cost(decided, seconds),
                        plan.data, execution,
                        past[2] + watch["monitor"].layer_history,
-                       time.perf_counter() - start, events, status,
+                       seconds, events, status,
                        optimizer=wrapper or getattr(full, "optimizer", None),
                        audit=decided.audit, table_shown=bool(decided.verbose), plan=plan,
                        best_epoch=plateau.best_epoch if plateau is not None else None)

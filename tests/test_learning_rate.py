@@ -108,6 +108,37 @@ def test_auto_rate_is_shown_with_its_evidence_and_trained_with(digits):
     assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 0
 
 
+def test_the_calibrations_cost_is_a_row_with_its_share_and_why_when_over_budget(digits):
+    from types import SimpleNamespace
+
+    from keras_recipes.train import _calibration_cost
+
+    result = fit_with_tips(keras.Sequential([keras.Input((64,)), keras.layers.Dense(8),
+                                             keras.layers.Dense(10)]), digits, epochs=1, seed=0,
+                           verbose=0)
+    found = result.plan.decisions.calibration
+    row = next(t for t in result.tips if t.name == "calibration cost")
+    total = result.plan.decisions.plan_seconds + result.seconds
+    share = (found.seconds + found.trace_seconds) / total
+    assert row.setting == (f"{found.seconds + found.trace_seconds:.1f} s of the call's "
+                           f"{total:.1f} s ({100 * share:.1f}%)")
+    assert 0 < share < 1 and result.plan.decisions.plan_seconds > found.seconds
+    # The three cases, on planted numbers: within budget; over it because the
+    # step's tracing dominates a short run; over it because of the probes.
+    def cost(probes, trace, planned, trained):
+        decided = SimpleNamespace(calibration=SimpleNamespace(seconds=probes, trace_seconds=trace),
+                                  plan_seconds=planned)
+        return _calibration_cost(decided, trained)[0]
+
+    assert "within the 5% budget" in cost(0.2, 0.5, 1.0, 30.0).reason
+    short = cost(0.2, 2.0, 3.0, 5.0)
+    assert short.setting == "2.2 s of the call's 8.0 s (27.5%)"
+    assert "the run is short (5.0 s of training)" in short.reason
+    assert "the probes alone are 2.5%" in short.reason
+    assert "the probes alone took 3.0 s (30.0%)" in cost(3.0, 0.1, 4.0, 6.0).reason
+    assert _calibration_cost(SimpleNamespace(calibration=None, plan_seconds=1.0), 5.0) == []
+
+
 def test_fixed_rate_keeps_todays_start_and_is_not_steered(digits):
     # learning_rate=0.3: a fixed start far above the band. The rate is the
     # user's (no calibration, no lowering for the ratio); the table warns.
