@@ -325,16 +325,60 @@ def _metric_args(decided):
     """The metrics as compiled for training. With validation padded for
     keras.distribution's devices (rows of weight 0) and no sample weights of
     the user's, they count weighted rows only (`weighted_metrics`: the same
-    names and, unweighted, the same values)."""
+    names and, unweighted, the same values), joined with the user's own
+    `weighted_metrics` output by output."""
     kwargs = dict(decided.compile_kwargs, metrics=decided.metrics)
     if not decided.padded_validation or not decided.metrics:
         return kwargs
     theirs = kwargs.get("weighted_metrics")
-    if theirs is None:
-        return dict(kwargs, metrics=None, weighted_metrics=decided.metrics)
-    if isinstance(theirs, list) and isinstance(decided.metrics, list):
-        return dict(kwargs, metrics=None, weighted_metrics=decided.metrics + theirs)
-    return kwargs
+    names = list(getattr(decided.full, "output_names", None) or []) or [None]
+    joined = join_metrics(decided.metrics, theirs, names)
+    if joined is None:
+        raise ValueError(
+            "Under keras.distribution the validation's padding rows have weight 0, so "
+            "fit_with_tips compiles its metrics as weighted_metrics, joined with yours; yours "
+            f"are not one of Keras' forms for this model's outputs {names}: a list for one "
+            "output, a list per output, or a dict keyed by output name. Give them in one of "
+            "those, or a validation set whose size divides over the devices. Received: "
+            f"weighted_metrics={theirs!r}")
+    return dict(kwargs, metrics=None, weighted_metrics=joined)
+
+
+def _as_list(metrics):
+    return [] if metrics is None else list(metrics) if isinstance(metrics, (list, tuple)) else [
+        metrics]
+
+
+def _per_output(spec, names):
+    """Metrics given in any of compile's forms, as one list per output in
+    `names`' order; None when `spec` is not a form for that many outputs."""
+    if spec is None:
+        return [[] for _ in names]
+    if isinstance(spec, dict):
+        if len(names) == 1 and len(spec) == 1:  # one output, whatever its name
+            return [_as_list(next(iter(spec.values())))]
+        return [_as_list(spec.get(n)) for n in names] if set(spec) <= set(names) else None
+    if isinstance(spec, (list, tuple)):
+        nested = all(m is None or isinstance(m, (list, tuple)) for m in spec)
+        if len(names) > 1 or (spec and nested):
+            return [_as_list(m) for m in spec] if nested and len(spec) == len(names) else None
+        return [list(spec)]
+    return [[spec]] if len(names) == 1 else None
+
+
+def join_metrics(ours, theirs, names):
+    """`ours` then `theirs`, output by output, in compile's form (a list for
+    one output, a dict when either was keyed by name, a list per output
+    otherwise); None when either is not a form for the outputs `names`."""
+    a, b = _per_output(ours, names), _per_output(theirs, names)
+    if a is None or b is None:
+        return None
+    joined = [x + y for x, y in zip(a, b)]
+    if len(names) == 1:
+        return joined[0]
+    if isinstance(ours, dict) or isinstance(theirs, dict):
+        return dict(zip(names, joined))
+    return joined
 
 
 def compile_model(decided, jit):

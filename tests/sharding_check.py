@@ -156,6 +156,31 @@ def check_train(out, checkpoint_dir):
     loss, acc = final.evaluate(x_val, y_val, batch_size=len(x_val), verbose=0)
     report["reference_val_loss"], report["reference_val_accuracy"] = float(loss), float(acc)
 
+    # The user's own weighted_metrics, a dict for a two-output model, joined
+    # with its metrics= as weighted: every validation metric is the real rows'.
+    with two.scope():
+        inputs = keras.Input((64,))
+        hidden = keras.layers.Dense(32, activation="relu")(inputs)
+        heads = {"a": keras.layers.Dense(10, name="a")(hidden),
+                 "b": keras.layers.Dense(10, name="b")(hidden)}
+        two_heads = keras.Model(inputs, heads)
+        ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        two_heads.compile("adam", {"a": ce, "b": ce}, metrics={"a": ["accuracy"]},
+                          weighted_metrics={"b": ["accuracy"]})
+    heads_result = fit_with_tips(two_heads, (x[:1001], {"a": y[:1001], "b": y[:1001]}),
+                                 strategy=two, seed=0, epochs=2, verbose=0)
+    shown = {k: float(v[-1]) for k, v in heads_result.history.items() if k.startswith("val_")}
+    x_val, y_val = heads_result.data.validation_arrays()
+    keras.distribution.set_distribution(None)
+    plain_heads = keras.models.clone_model(heads_result.model)
+    plain_heads.set_weights(heads_result.model.get_weights())
+    plain_heads.compile(loss={"a": ce, "b": ce}, metrics={"a": ["accuracy"], "b": ["accuracy"]})
+    evaluated = plain_heads.evaluate(x_val, y_val, batch_size=len(x_val), verbose=0,
+                                     return_dict=True)
+    report["heads_shown"], report["heads_reference"] = shown, {
+        f"val_{k}": float(v) for k, v in evaluated.items()}
+    report["heads_padded"] = bool(heads_result.plan.decisions.padded_validation)
+
     # A longer run: accuracy floor, and resume from a checkpoint written with
     # sharded variables.
     with two.scope():

@@ -66,6 +66,13 @@ def test_trains_where_plain_fit_stops_exactly_and_alike_on_one_and_two_devices(t
     assert report["best_val_loss"] == pytest.approx(report["reference_val_loss"], rel=1e-5)
     assert report["best_val_accuracy"] == pytest.approx(report["reference_val_accuracy"],
                                                         abs=1e-6)
+    # A two-output model compiled with metrics= and a dict of weighted_metrics:
+    # both heads' accuracies (and losses) are the real validation rows'.
+    assert report["heads_padded"]
+    shown, reference = report["heads_shown"], report["heads_reference"]
+    for key in ("val_a_accuracy", "val_b_accuracy", "val_a_loss", "val_b_loss", "val_loss"):
+        assert shown[key] == pytest.approx(reference[key], rel=1e-5, abs=1e-6), (key, shown,
+                                                                                reference)
     # A checkpoint of laid-out variables resumes, and only then trains on.
     assert report["first_status"] in ("capped", "stopped")
     assert report["resumed_rows"] == ["from the checkpoint after epoch 4"]
@@ -142,3 +149,39 @@ def test_two_processes_train_as_one_and_a_killed_one_is_resumed_by_restarting_bo
     assert (run / "final.keras").exists()
     assert one["accuracy"] >= 0.85 and reports[0]["accuracy"] == pytest.approx(one["accuracy"],
                                                                                abs=0.01)
+
+
+def test_the_recipes_metrics_join_the_users_weighted_metrics_in_every_compile_form():
+    """Padded validation compiles the recipe's metrics as weighted_metrics;
+    the user's own weighted_metrics are joined to them output by output, in
+    whichever of compile's forms either came (issue 27: a dict was dropped)."""
+    from types import SimpleNamespace
+
+    from keras_recipes.build import _metric_args
+    from keras_recipes.build import join_metrics
+
+    one, two = ["out"], ["a", "b"]
+    assert join_metrics(["accuracy"], None, one) == ["accuracy"]
+    assert join_metrics(["accuracy"], ["auc"], one) == ["accuracy", "auc"]
+    assert join_metrics(["accuracy"], "auc", one) == ["accuracy", "auc"]
+    assert join_metrics(["accuracy"], {"whatever_name": ["auc"]}, one) == ["accuracy", "auc"]
+    assert join_metrics([["mae"], ["accuracy"]], [None, ["auc"]], two) == [["mae"],
+                                                                           ["accuracy", "auc"]]
+    assert join_metrics({"a": ["mae"], "b": ["accuracy"]}, {"b": "auc"}, two) == {
+        "a": ["mae"], "b": ["accuracy", "auc"]}
+    assert join_metrics([["mae"], ["accuracy"]], {"b": ["auc"]}, two) == {
+        "a": ["mae"], "b": ["accuracy", "auc"]}
+    # Not a form for two outputs: a flat list, a wrong count, an unknown name.
+    assert join_metrics([["mae"], ["accuracy"]], ["auc"], two) is None
+    assert join_metrics([["mae"], ["accuracy"]], [["auc"]], two) is None
+    assert join_metrics({"a": ["mae"]}, {"c": ["auc"]}, two) is None
+
+    def decided(theirs):
+        return SimpleNamespace(compile_kwargs={"weighted_metrics": theirs}, metrics=[["mae"], []],
+                               padded_validation=True,
+                               full=SimpleNamespace(output_names=["a", "b"]))
+
+    assert _metric_args(decided({"b": ["auc"]})) == {
+        "metrics": None, "weighted_metrics": {"a": ["mae"], "b": ["auc"]}}
+    with pytest.raises(ValueError, match=r"Received: weighted_metrics=\['auc'\]"):
+        _metric_args(decided(["auc"]))
