@@ -32,7 +32,9 @@ def _run(backend, *args):
     return proc
 
 
-@pytest.mark.parametrize("backend", ["jax", "torch"])
+# A whole tour of the front door in a fresh process: minutes; CI runs it.
+@pytest.mark.parametrize("backend", [pytest.param("jax", marks=pytest.mark.slow),
+                                     pytest.param("torch", marks=pytest.mark.slow)])
 def test_in_memory_front_door_without_tensorflow(tmp_path, backend):
     _available(backend)
     out = tmp_path / "tour.json"
@@ -108,6 +110,7 @@ def _assert_same_training(a, b):
         np.testing.assert_allclose(a[f"w{i}"], b[f"w{i}"], rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_jax_and_torch_train_alike_from_the_same_weights(tmp_path):
     _available("jax")
     _available("torch")
@@ -117,6 +120,7 @@ def test_jax_and_torch_train_alike_from_the_same_weights(tmp_path):
                           _trained(tmp_path, "torch", init, "shuffle", True))
 
 
+@pytest.mark.slow
 def test_tensorflow_and_jax_train_alike_in_data_order(tmp_path):
     _available("jax")
     init = _initial_weights(tmp_path)

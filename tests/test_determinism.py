@@ -49,6 +49,7 @@ def _same_process_pair(tmp_path, size, backend=None):
     return a
 
 
+@pytest.mark.slow
 def test_two_processes_same_seed_same_numbers(tmp_path):
     info = _same_process_pair(tmp_path, "small")
     if keras.backend.backend() == "tensorflow":

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from keras_recipes import audit, check_batch_independence, check_gradients, fit_with_tips
+from keras_recipes import plan
 from keras_recipes.initializers import ForgetGateBias
 
 SCE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -298,6 +299,7 @@ class AlwaysNoisy(keras.layers.Layer):
 
 
 def test_fit_with_tips_runs_the_audit_first():
+    # Plan-level (it trained before): the audit is part of the plan.
     x, y = clean_data()
     noisy = keras.Sequential([keras.Input((6,)), AlwaysNoisy(), keras.layers.Dense(3)])
     with pytest.raises(ValueError, match="(?s)audit found.*inference deterministic"):
@@ -305,24 +307,26 @@ def test_fit_with_tips_runs_the_audit_first():
     keras.utils.set_random_seed(0)
     dropout = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16), keras.layers.Dropout(0.5),
                                 keras.layers.Dense(3)])
-    result = fit_with_tips(dropout, (x, y), epochs=1, verbose=0, jit_compile=True)
+    planned = plan(dropout, (x, y), epochs=1, verbose=0, jit_compile=True)
     # Dropout is handled by fit_with_tips itself (longer patience), so the
     # audit passes and says nothing; its report is kept.
-    assert result.audit is not None and result.audit.ok
-    assert result.audit.rule("dropout") is None and result.audit.rule("mean loss").status == "pass"
-    assert result.audit.seconds < result.seconds
+    report = planned.decisions.audit
+    assert report is not None and report.ok
+    assert report.rule("dropout") is None and report.rule("mean loss").status == "pass"
+    assert report.seconds < planned.decisions.plan_seconds
     # Raw, unscaled inputs and a recurrent model: fit_with_tips standardizes
     # and clips itself, so the audit reports neither.
     rng = np.random.default_rng(0)
     raw = (rng.normal(size=(96, 5, 3)) * 40 + 100).astype("float32")
     labels = rng.integers(0, 3, 96)
     rnn = keras.Sequential([keras.Input((5, 3)), keras.layers.GRU(4), keras.layers.Dense(3)])
-    result = fit_with_tips(rnn, (raw, labels), epochs=1, verbose=0, jit_compile=False)
-    assert result.audit.rule("inputs standardized") is None
-    assert result.audit.rule("gradient clipping") is None
+    result = plan(rnn, (raw, labels), epochs=1, verbose=0, jit_compile=False)
+    assert result.decisions.audit.rule("inputs standardized") is None
+    assert result.decisions.audit.rule("gradient clipping") is None
     assert not [t for t in result.tips if t.name == "audit"]
 
 
+@pytest.mark.slow
 def test_audit_cli(tmp_path):
     import json
     import os

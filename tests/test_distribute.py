@@ -38,6 +38,7 @@ def mirrored():
     return _json_of(proc)
 
 
+@pytest.mark.slow
 def test_fit_with_tips_under_mirrored_strategy_matches_one_device(mirrored):
     single, two = mirrored["single"], mirrored["mirrored"]
     assert two["execution"]["replicas"] == 2 and single["execution"]["replicas"] == 1
@@ -55,10 +56,12 @@ def test_fit_with_tips_under_mirrored_strategy_matches_one_device(mirrored):
     assert two["execution"]["jit_compile_after_fit"] is False
 
 
+@pytest.mark.slow
 def test_call_inside_the_scope_uses_that_strategy_without_cloning(mirrored):
     assert mirrored["inside_scope"] == {"replicas": 2, "rows": []}
 
 
+@pytest.mark.slow
 def test_validation_partial_batch_under_mirrored_strategy(mirrored):
     # 129 examples in batches of 128: the last batch has one example for two
     # replicas. The reported val_loss is the mean over all 129.
@@ -69,11 +72,13 @@ def test_validation_partial_batch_under_mirrored_strategy(mirrored):
     assert split["n_validation"] % 128 and np.isfinite(split["val_loss"])
 
 
+@pytest.mark.slow
 def test_bad_input_under_a_strategy_is_refused(mirrored):
     assert "Use 126 or 128. Received: batch_size=127" in mirrored["errors"]["batch_size"]
     assert "Received: jit_compile=True" in mirrored["errors"]["jit_compile"]
 
 
+@pytest.mark.slow
 def test_model_built_outside_the_scope_is_cloned_or_refused(mirrored):
     clone = mirrored["clone"]
     assert clone["same_weights"] and clone["in_scope"] and not clone["original_in_scope"]
@@ -83,6 +88,7 @@ def test_model_built_outside_the_scope_is_cloned_or_refused(mirrored):
     assert "Received: model='subclassed' (Subclassed)" in error
 
 
+@pytest.mark.slow
 def test_fit_ensemble_under_mirrored_strategy(mirrored):
     single, two = mirrored["ensemble"]["single"], mirrored["ensemble"]["mirrored"]
     assert two["path"] == "fused" and two["members_in_scope"]
@@ -175,6 +181,7 @@ def uninterrupted(tmp_path_factory):
     return results, dirs
 
 
+@pytest.mark.slow
 def test_two_workers_finish_with_identical_weights(uninterrupted):
     (chief, other), _ = uninterrupted
     assert chief["task"] == ["worker", 0] and other["task"] == ["worker", 1]
@@ -187,6 +194,7 @@ def test_two_workers_finish_with_identical_weights(uninterrupted):
     assert rows["distribution"].startswith("MultiWorkerMirroredStrategy, 2 replicas on 2 workers")
 
 
+@pytest.mark.slow
 def test_only_the_chief_writes_checkpoints_and_the_final_model(uninterrupted):
     _, (chief_dir, other_dir) = uninterrupted
     written = sorted(p.name for p in chief_dir.iterdir())

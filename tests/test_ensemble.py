@@ -82,6 +82,7 @@ def build_mlp():
                              keras.layers.Dense(10)])
 
 
+@pytest.mark.slow
 def test_fused_and_sequential_paths_give_comparable_members(tmp_path):
     x, y = load_digits("train")
     kwargs = dict(members=3, seed=0, epochs=8, stop_ratio=None, jit_compile=True, verbose=0)

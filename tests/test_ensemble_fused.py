@@ -126,6 +126,7 @@ def test_vectorized_layer_is_the_members_side_by_side():
     (mlp, dict(jit_compile=True)),
     (lstm, dict(jit_compile=False, clip_norm=0.5)),
 ])
+@pytest.mark.slow
 def test_fused_members_train_as_their_independent_runs(digits, build, kwargs):
     """Vectorized, stacked and sequential give the same members: own
     optimizer state and (LSTM, clipped) own global norm; vectorized and
@@ -207,6 +208,7 @@ def test_rule_by_layers_on_tensorflow(digits):
         fit_ensemble(conv, (x.reshape(-1, 8, 8, 1), y), vectorize=True, **kwargs)
 
 
+@pytest.mark.slow
 def test_checkpointed_ensemble_resumes_and_saves_the_averaging_ensemble(digits, tmp_path):
     x, y = digits
     common = dict(members=2, seed=0, stop_ratio=None, verbose=0, jit_compile=True,
@@ -286,6 +288,7 @@ def _test_digits_accuracy(members, **kwargs):
     return float((result.model.predict(x_test, verbose=0).argmax(-1) == y_test).mean())
 
 
+@pytest.mark.slow
 def test_an_ensemble_of_16_trains_as_one_member_does():
     """Issue 36: the guard read the members' summed loss against one
     member's first loss, so 16 members read as exploded every epoch and

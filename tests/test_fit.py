@@ -29,6 +29,7 @@ def small(x, y, n=400):
     return x[:n], y[:n]
 
 
+@pytest.mark.slow
 def test_end_to_end_digits_untuned_mlp_reaches_96_percent(tmp_path):
     result = fit_with_tips(mlp(), "digits", seed=0, jit_compile=True, verbose=0)
     assert result.model.jit_compile is True
@@ -195,17 +196,19 @@ def test_subclassed_model_and_binary_labels():
 
 
 def test_auto_execution_measures_on_cpu_and_follows_a_rule_with_a_seed():
+    # A plan-level test (it trained before): the plan measures and decides.
     x, y = small(*load_digits("train"))
     keras.utils.set_random_seed(0)
-    result = fit_with_tips(mlp(), (x, y), epochs=1, verbose=0)
+    execution = plan(mlp(), (x, y), epochs=1, verbose=0).decisions.execution
     if keras.backend.backend() == "tensorflow" and not tf.config.list_logical_devices("GPU"):
-        assert result.execution["plain_over_xla"] > 0
-        assert result.execution["jit_compile"] == (result.execution["plain_over_xla"] > 1)
-        assert result.model.jit_compile is result.execution["jit_compile"]
+        assert execution["plain_over_xla"] > 0
+        assert execution["jit_compile"] == (execution["plain_over_xla"] > 1)
         # With a seed the choice must not depend on a timing (runs repeat).
-        seeded = fit_with_tips(mlp(), (x, y), epochs=1, seed=0, verbose=0)
-        assert "plain_over_xla" not in seeded.execution
-        assert seeded.execution["jit_compile"] is False and "seed given" in seeded.execution["rule"]
+        seeded = plan(mlp(), (x, y), epochs=1, seed=0, verbose=0)
+        assert "plain_over_xla" not in seeded.decisions.execution
+        assert seeded.decisions.execution["jit_compile"] is False
+        assert "seed given" in seeded.decisions.execution["rule"]
+        assert seeded.decisions.full.jit_compile is False  # compiled as decided
 
 
 def test_same_seed_same_history():
@@ -273,6 +276,7 @@ _STARTUP = re.compile(r"InitializeLog|cuda|cuInit|oneDNN|cpu_feature_guard|AVX|^
                       re.M | re.I)
 
 
+@pytest.mark.slow
 def test_cli_train_is_quiet_and_prints_test_accuracy_last(tmp_path):
     out, plot = tmp_path / "cli.keras", tmp_path / "cli.png"
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
@@ -323,6 +327,7 @@ def test_cli_errors_name_the_flag(tmp_path):
     assert "data_dir=None" not in proc.stderr and "not prepared" in proc.stderr
 
 
+@pytest.mark.slow
 def test_runs_under_the_jax_backend():
     pytest.importorskip("jax")
     code = ("import keras, numpy as np\n"
@@ -370,6 +375,7 @@ def test_divergence_stops_and_never_returns_nan_weights():
         assert np.isfinite(w).all()
 
 
+@pytest.mark.slow
 def test_augment_image_and_audio_and_layers():
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, size=(96, 12, 12, 1)).astype("float32")
@@ -437,6 +443,7 @@ print(type(model.optimizer).__name__, float(np.abs(model.predict(x, verbose=0) -
 """
 
 
+@pytest.mark.slow
 def test_saved_result_model_loads_without_keras_recipes(tmp_path):
     x, y = small(*load_digits("train"))
     result = fit_with_tips(mlp(), (x, y), epochs=2, seed=0, verbose=0,

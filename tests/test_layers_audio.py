@@ -137,6 +137,7 @@ def test_bank_from_files_mixes_down_and_resamples(tmp_path):
     assert abs(np.abs(bank.clips[0]).max() - 0.5) < 0.02
 
 
+@pytest.mark.slow
 def test_bank_from_the_real_noise_recordings():
     folder = shared_data("noise")
     bank = NoiseBank.from_files(folder, sample_rate=8000)

@@ -71,9 +71,16 @@ def _outputs(nb, mime):
             if mime in o.get("data", {})]
 
 
+# Running a tutorial takes 10-30 s each: the diagnostics one runs everywhere,
+# the others are slow-marked and run in CI.
+RUN_EVERYWHERE = ("06_diagnostics.ipynb",)
+
+
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="the tutorials use the TensorFlow backend (tf.data, TFDS)")
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [
+    path if path.name in RUN_EVERYWHERE else pytest.param(path, marks=pytest.mark.slow)
+    for path in NOTEBOOKS], ids=lambda p: p.name)
 def test_notebook_runs_top_to_bottom_and_draws(path, fast_mode):
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",

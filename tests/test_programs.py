@@ -656,12 +656,19 @@ PROGRAMS = [california_housing_regression, california_housing_nan_is_refused, gr
             wine_lr_scheduler, keras_io_mnist_convnet]
 
 
-@pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p.__name__)
+# The programs that take 10 s or more here run in CI only (slow-marked).
+SLOW_PROGRAMS = (keras_io_structured_data, diabetes_dataset_int_targets)
+
+
+@pytest.mark.parametrize("program", [
+    pytest.param(p, marks=pytest.mark.slow) if p in SLOW_PROGRAMS else p for p in PROGRAMS],
+    ids=lambda p: p.__name__)
 def test_program_reaches_its_floor(program):
     score, floor = program()
     assert score >= floor, (program.__name__, score, floor)
 
 
+@pytest.mark.slow
 def test_keras_io_timeseries_with_users_callbacks(tmp_path):
     score, floor = keras_io_timeseries_with_callbacks(tmp_path)
     assert score >= floor, score

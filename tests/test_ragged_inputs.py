@@ -81,6 +81,7 @@ def test_the_digits_pixels_are_ragged():
     assert (lengths.min(), lengths.max()) == (16, 41), (lengths.min(), lengths.max())
 
 
+@pytest.mark.slow
 def test_every_ragged_form_passes_through_and_is_decided_alike():
     x, y = inked_pixels(n=600)
     forms = {

@@ -1,7 +1,8 @@
 """The README's examples run as written. A block preceded by
 `<!-- not run by the tests: reason -->` is skipped (several GPUs, several
-machines, a TPU, a user's folder of recordings); every other block runs, in
-its own namespace, in a temporary folder."""
+machines, a TPU, a user's folder of recordings); one preceded by
+`<!-- slow in the tests: reason -->` runs where the slow tests run (CI); every
+other block runs, in its own namespace, in a temporary folder."""
 
 import os
 import pathlib
@@ -11,15 +12,18 @@ import keras
 import pytest
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
-BLOCK = re.compile(r"(<!-- not run by the tests: ([^>]+?) -->\n)?```(\w+)\n(.*?)```", re.S)
+BLOCK = re.compile(r"(<!-- (not run by|slow in) the tests: ([^>]+?) -->\n)?```(\w+)\n(.*?)```",
+                   re.S)
 
 
 def blocks():
     found = []
     for match in BLOCK.finditer(README.read_text()):
-        skip, language, code = match.group(2), match.group(3), match.group(4)
+        kind, why, language, code = match.groups()[1:]
         line = README.read_text()[: match.start()].count("\n") + 1
-        found.append(pytest.param(language, code, skip, id=f"line{line}"))
+        skip = why if kind == "not run by" else None
+        marks = [pytest.mark.slow] if kind == "slow in" else []
+        found.append(pytest.param(language, code, skip, id=f"line{line}", marks=marks))
     return found
 
 

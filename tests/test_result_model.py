@@ -123,6 +123,7 @@ def _r2(pred, true):
     return 1 - float(((pred - true) ** 2).mean() / true.var())
 
 
+@pytest.mark.slow
 def test_dict_outputs_and_inputs_out_of_sorted_order_keep_their_names_and_units(tmp_path):
     """Issue 37: the raw-unit outputs were paired with the targets' scales by
     sorted name (progression came back as the bmi head in progression's
@@ -149,6 +150,7 @@ def test_dict_outputs_and_inputs_out_of_sorted_order_keep_their_names_and_units(
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_two_softmax_heads_with_dict_labels_out_of_sorted_order(tmp_path):
     """Issue 37: the labels were checked against the heads in sorted-name
     order ('big' against the 10-way head): refused with a false range error."""
