@@ -228,6 +228,8 @@ def plan(model, data=None, y=None, *, x=None, **options):
         tips = decide_data(data, o, strategy, batch_note)
         tips.append(decide_epochs(data, o))
         model, cloned = distribute.in_scope(model, strategy)
+        if sharding.is_distribution(strategy):
+            sharding.check_host_readable(model, strategy)
         if cloned:
             tips.append(Tip(0, "model", "cloned into the strategy's scope",
                             cloned + "; the trained model is result.model"))

@@ -146,6 +146,48 @@ def clone_in_scope(model, scope, cannot, fix):
     return clone
 
 
+# What the recipe reads on the host, and why a value split over several
+# processes' devices cannot be read there.
+HOST_READS = ("the dead-start check, the calibration's restore, the guard's best weights, the "
+              "checkpoints and result.model")
+NOT_READABLE = ("JAX reads an array on one host only when it is whole on that host's devices "
+                "or replicated")
+
+
+def check_host_readable(model, distribution):
+    """Refuses, before training, variables laid out over devices of several
+    processes: the recipe reads weights on the host, which JAX cannot do for
+    them. (Replicated ones, DataParallel's, are read from the local copy.)"""
+    if keras.backend.backend() != "jax" or process_count() < 2:
+        return
+    split = [v.path for v in model.variables
+             if not getattr(v.value, "is_fully_addressable", True)
+             and not getattr(v.value, "is_fully_replicated", True)]
+    if split:
+        raise ValueError(
+            f"Under {type(distribution).__name__} across {process_count()} processes, "
+            f"{len(split)} variable(s) are split over devices of several processes "
+            f"({', '.join(split[:4])}{', ...' if len(split) > 4 else ''}), and the recipe reads "
+            f"weights on the host ({HOST_READS}); {NOT_READABLE}. Lay them out within one "
+            "process's devices (a 'model' axis no longer than jax.local_device_count()), or use "
+            "DataParallel across the processes. Received: strategy="
+            f"{type(distribution).__name__} with {len(split)} variable(s) split across processes")
+
+
+def check_ensemble_processes(strategy):
+    """fit_ensemble scores its members on the validation rows, whose
+    predictions are split over the processes under a distribution."""
+    if (keras.backend.backend() == "jax" and is_distribution(strategy)
+            and process_count() > 1):
+        raise ValueError(
+            f"fit_ensemble under keras.distribution across {process_count()} processes is not "
+            "supported: it scores each member by predicting the validation rows, and those "
+            f"predictions are split over the processes' devices ({NOT_READABLE}). Train the "
+            "members with fit_with_tips (one per member and seed) and average them with "
+            "keras_recipes.AveragingEnsemble, or run fit_ensemble in one process. Received: "
+            f"strategy={type(strategy).__name__} with {process_count()} processes")
+
+
 def predict(model, x, batch_size):
     """`model.predict(x)` for the recipe's own reads (an ensemble's members on
     the validation set): under a keras.distribution on JAX its rows are

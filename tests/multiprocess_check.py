@@ -50,7 +50,33 @@ keras.distribution.set_distribution(None)
 plain = keras.models.clone_model(result.model)
 plain.set_weights(weights)
 accuracy = float((np.asarray(plain.predict(xt, verbose=0)).argmax(-1) == yt).mean())
-json.dump({"status": result.status, "accuracy": accuracy,
+refusals = {}
+if PROCESSES != "1":
+    # What is refused across processes, by name and before any training:
+    # variables split over several processes' devices, and fit_ensemble.
+    from keras_recipes import fit_ensemble  # noqa: E402
+
+    mesh = keras.distribution.DeviceMesh((1, 2), ["batch", "model"], jax.devices())
+    layout = keras.distribution.LayoutMap(mesh)
+    layout[".*hidden/kernel"] = (None, "model")
+    parallel = keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch")
+    keras.utils.set_random_seed(0)
+    with parallel.scope():
+        split = keras.Sequential([keras.Input((64,)), keras.layers.Dense(
+            32, activation="relu", name="hidden"), keras.layers.Dense(10)])
+    two = keras.distribution.DataParallel(devices=jax.devices())
+    for name, call in (
+            ("model_parallel", lambda: fit_with_tips(split, (x[:1004], y[:1004]), seed=0,
+                                                     strategy=parallel, verbose=0, epochs=1)),
+            ("ensemble", lambda: fit_ensemble(lambda: keras.Sequential([
+                keras.Input((64,)), keras.layers.Dense(10)]), (x[:1004], y[:1004]), members=2,
+                seed=0, strategy=two, verbose=0, epochs=1))):
+        try:
+            call()
+            refusals[name] = None
+        except ValueError as error:
+            refusals[name] = str(error)
+json.dump({"status": result.status, "accuracy": accuracy, "refusals": refusals,
            "weight_sum": float(sum(np.sum(w) for w in weights)),
            "val_loss": [float(v) for v in result.history["val_loss"]],
            "rows": {t.name: t.setting for t in result.tips

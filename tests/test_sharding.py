@@ -144,6 +144,14 @@ def test_two_processes_train_as_one_and_a_killed_one_is_resumed_by_restarting_bo
         # the one-process, two-device run's, through a kill and a resume.
         assert report["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)
         assert report["weight_sum"] == pytest.approx(one["weight_sum"], rel=1e-4)
+        # Refused by name before training, in every process: a variable split
+        # over several processes' devices (the recipe reads weights on the
+        # host), and fit_ensemble (its members' predictions are split so).
+        refused = report["refusals"]
+        assert "1 variable(s) are split over devices of several processes" in refused[
+            "model_parallel"] and "Received: strategy=ModelParallel" in refused["model_parallel"]
+        assert "fit_ensemble under keras.distribution across 2 processes is not supported" in (
+            refused["ensemble"])
     assert "which writes the files" in reports[0]["rows"]["distribution"]
     assert "which writes" not in reports[1]["rows"]["distribution"]
     assert (run / "final.keras").exists()
