@@ -113,7 +113,7 @@ class FitResult:
         lines = [head, table_text, ""]
         epochs = len(self.history.get("loss", []))
         summary = [f"status: {self.status}", f"epochs run: {epochs}",
-                   f"wall time: {self.seconds:.1f} s"]
+                   f"training time: {self.seconds:.1f} s"]
         for key in ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate",
                     "update_ratio"):
             if self.history.get(key):

@@ -316,27 +316,28 @@ CALIBRATION_BUDGET = 0.05
 
 
 def _calibration_cost(decided, train_seconds):
-    """The calibration's cost as a share of the whole call, with the reason
-    when it is over its 5% budget: a row, known only once training ended."""
+    """The calibration's cost as a share of the whole call (plan and
+    training), with the reason when it is over its 5% budget: a row, known
+    only once training ended."""
     found = decided.calibration
     if found is None:
         return []
     total = decided.plan_seconds + train_seconds
     cost = found.seconds + found.trace_seconds
     share = cost / total if total > 0 else 0.0
-    setting = f"{cost:.1f} s of the call's {total:.1f} s ({100 * share:.1f}%)"
+    probes = f"{100 * found.seconds / total:.1f}%" if total > 0 else "0%"
+    setting = (f"{cost:.1f} s of the whole call's {total:.1f} s ({100 * share:.1f}%): the probes "
+               f"{found.seconds:.1f} s ({probes}) and the step's first tracing "
+               f"{found.trace_seconds:.1f} s, which training reuses")
+    budget = f"{100 * CALIBRATION_BUDGET:g}%"
     if share <= CALIBRATION_BUDGET:
-        why = (f"the probes {found.seconds:.1f} s and tracing the step {found.trace_seconds:.1f} s, "
-               f"within the {100 * CALIBRATION_BUDGET:g}% budget")
-    elif found.seconds / total <= CALIBRATION_BUDGET:
-        why = (f"over the {100 * CALIBRATION_BUDGET:g}% budget because the run is short "
-               f"({train_seconds:.1f} s of training): tracing the step ({found.trace_seconds:.1f} s) "
-               "is a one-off cost that training reuses; the probes alone are "
-               f"{100 * found.seconds / total:.1f}%")
+        why = f"within the {budget} budget"
     else:
-        why = (f"over the {100 * CALIBRATION_BUDGET:g}% budget: the probes alone took "
-               f"{found.seconds:.1f} s ({100 * found.seconds / total:.1f}%) against "
-               f"{train_seconds:.1f} s of training")
+        why = (f"over the {budget} budget because the run is short ({train_seconds:.1f} s of "
+               "training against the calibration's fixed cost; the share falls as runs get "
+               "longer)" + (": most of it is the tracing, which any first step pays"
+                             if found.trace_seconds >= found.seconds else "")
+               + "; a learning_rate= number skips the probes")
     return [Tip(5, "calibration cost", setting, why, "learning_rate=")]
 
 
