@@ -167,9 +167,12 @@ def check_train(out, checkpoint_dir):
         ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         two_heads.compile("adam", {"a": ce, "b": ce}, metrics={"a": ["accuracy"]},
                           weighted_metrics={"b": ["accuracy"]})
+    # preprocess=False: validation_arrays() then holds the rows the model reads.
     heads_result = fit_with_tips(two_heads, (x[:1001], {"a": y[:1001], "b": y[:1001]}),
-                                 strategy=two, seed=0, epochs=2, verbose=0)
-    shown = {k: float(v[-1]) for k, v in heads_result.history.items() if k.startswith("val_")}
+                                 strategy=two, seed=0, epochs=2, verbose=0, preprocess=False)
+    # History's epoch whose weights result.model holds (the best val_loss).
+    best = int(np.argmin(heads_result.history["val_loss"]))
+    shown = {k: float(v[best]) for k, v in heads_result.history.items() if k.startswith("val_")}
     x_val, y_val = heads_result.data.validation_arrays()
     keras.distribution.set_distribution(None)
     plain_heads = keras.models.clone_model(heads_result.model)

@@ -116,9 +116,9 @@ class ArrayData(Data):
     def validation_arrays(self):
         if self.kept:  # batches whose shapes vary stay a list of batches
             parts = [self._transformed(b[:2], False) for b in self.kept[1]]
-            return [p[0] for p in parts], np.concatenate([np.asarray(p[1]) for p in parts])
+            return [p[0] for p in parts], concatenate([(p[1],) for p in parts])[0]
         parts = [dense_batch(self._transformed((x, y), False)) for x, y in chunks(self.val_arrays)]
-        return tuple(np.concatenate([np.asarray(p[i]) for p in parts]) for i in (0, 1))
+        return concatenate([p[:2] for p in parts])  # dicts and tuples (several outputs) too
 
     def fit_inputs(self, first, last, shuffle, validation_steps, members=None,
                    class_weight=None):

@@ -14,6 +14,7 @@ from keras_recipes.data.core import EMBEDDED
 from keras_recipes.data.core import Leaf
 from keras_recipes.data.core import class_weight_table
 from keras_recipes.data.core import epoch_seed
+from keras_recipes.data.nests import concatenate
 from keras_recipes.data.nests import is_structure
 from keras_recipes.data.nests import leaves
 from keras_recipes.data.nests import rows
@@ -128,7 +129,8 @@ class TFData(Data):
             xs.append(x)
             ys.append(y)
         # Batches kept as given (shapes vary), and ragged ones, stay a list of batches.
-        return (xs if self.kept_batches or self.ragged else np.concatenate(xs)), np.concatenate(ys)
+        ys = concatenate([(y,) for y in ys])[0]  # dicts and tuples (several outputs) too
+        return (xs if self.kept_batches or self.ragged else concatenate([(x,) for x in xs])[0]), ys
 
     def fit_inputs(self, first, last, shuffle, validation_steps, members=None,
                    class_weight=None):
