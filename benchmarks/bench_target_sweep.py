@@ -31,6 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is impor
 
 import argparse
 import functools
+import json
 import math
 import warnings
 
@@ -60,11 +61,11 @@ def aim_at(target):
     calibration.calibrate_learning_rate = functools.partial(original_calibrate(), target=target)
 
 
-def run(task, seed, target):
+def run(task, seed, target, kwargs=None):
     (x, y), (xt, yt), kind, _, build = task
     aim_at(target)
     with Timer() as t:
-        result = fit_with_tips(build(seed), (x, y), seed=seed, verbose=0)
+        result = fit_with_tips(build(seed), (x, y), seed=seed, verbose=0, **(kwargs or {}))
     val = np.asarray(result.history.get("val_loss", [np.inf]), "float64")
     found = result.plan.decisions.calibration
     return dict(rate=found.rate if found else float("nan"),
@@ -152,6 +153,8 @@ def main():
     parser.add_argument("--targets", default=TARGETS)
     parser.add_argument("--grid_top", type=int, default=None,
                         help="the search's highest k (rates start * 2**k); default the recipe's")
+    parser.add_argument("--recipe_kwargs", default="{}",
+                        help="more fit_with_tips arguments, as JSON (e.g. a batch_size)")
     parser.add_argument("--from_log", default="",
                         help="summarize earlier runs' logs (comma-separated; a later log's run "
                              "of the same task, target and seed wins)")
@@ -172,8 +175,9 @@ def main():
         return
     warnings.filterwarnings("ignore", category=UpdateRatioWarning)
     print(device_line())
-    print(f"targets={targets} seeds={seeds} Adam's grid top k={GRIDS['adam'][1]} (choice on "
-          "val_loss only; test shown, not used)")
+    kwargs = json.loads(args.recipe_kwargs)
+    print(f"targets={targets} seeds={seeds} Adam's grid top k={GRIDS['adam'][1]} recipe_kwargs="
+          f"{kwargs} (choice on val_loss only; test shown, not used)")
     print(f"{'task':14} {'target':>7} {'seed':>4} {'rate':>9} {'probe':>8} {'val_loss':>10} "
           f"{'test':>8} {'epochs':>6} {'seconds':>7}  status")
     rows = []
@@ -181,7 +185,7 @@ def main():
         task = bench_quality.TASKS[name]()
         for target in targets:
             for seed in seeds:
-                row = dict(run(task, seed, target), task=name, target=target, seed=seed)
+                row = dict(run(task, seed, target, kwargs), task=name, target=target, seed=seed)
                 rows.append(row)
                 print(f"{name:14} {target:7g} {seed:4d} {row['rate']:9.3g} {row['probe']:8.3g} "
                       f"{row['val_loss']:10.4g} {row['test']:8.4f} {row['epochs']:6d} "
