@@ -1,8 +1,23 @@
 """Shared helpers for the component tests: one table-driven place for the
 round trips every public component goes through (STYLE.md, Tests 1-3)."""
 
+import pathlib
+import re
+
 import keras
 import numpy as np
+
+# The README's code blocks and the markers before them (tests/test_readme.py).
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+BLOCK = re.compile(r"(<!-- (not run by the tests|slow in the tests|run by (tests/\w+\.py)): "
+                   r"([^>]+?) -->\n)?```(\w+)\n(.*?)```", re.S)
+
+
+def readme_block(test_file):
+    """The code of the README block marked `<!-- run by tests/TEST_FILE: ... -->`."""
+    found = [m.group(6) for m in BLOCK.finditer(README.read_text()) if m.group(3) == test_file]
+    assert len(found) == 1, f"one README block is marked run by {test_file}; found {len(found)}"
+    return found[0]
 
 
 def config_round_trip(obj):

@@ -24,13 +24,19 @@ mode, checkpoint_dir, output = sys.argv[1:4]
 
 
 class KillMidEpoch(keras.callbacks.Callback):
+    """Writes OUTPUT.started (the first epoch this process trains: where it
+    resumed), and kills the process at the chosen point."""
+
     def on_epoch_begin(self, epoch, logs=None):
+        if not hasattr(self, "epoch"):
+            with open(output + ".started", "w") as f:
+                f.write(str(epoch))
         self.epoch = epoch
         if mode == "kill-epoch-start" and epoch == 5:  # right after a checkpoint
             os.kill(os.getpid(), signal.SIGKILL)
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.epoch == 3 and batch == 2:
+        if mode == "kill-mid-epoch" and self.epoch == 3 and batch == 2:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -50,10 +56,9 @@ keras.utils.set_random_seed(0)
 # Dropout: its random-number generator's state must resume too.
 model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
                           keras.layers.Dropout(0.2, seed=1), keras.layers.Dense(10)])
-callbacks = [KillMidEpoch()] if mode in ("kill-mid-epoch", "kill-epoch-start") else []
 result = fit_with_tips(model, (x[:600], y[:600]), epochs=8, patience=1, learning_rate=0.5, stop_ratio=None, seed=0,
                        jit_compile=False, verbose=0, checkpoint_dir=checkpoint_dir,
-                       callbacks=callbacks)
+                       callbacks=[KillMidEpoch()])
 np.savez(output, *result.model.get_weights())
 with open(output + ".json", "w") as f:
     json.dump({"history": result.history,

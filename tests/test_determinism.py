@@ -1,10 +1,12 @@
 """Same seed, same result (issue 16): two processes running the same seeded
 call end with equal histories and bitwise-equal weights, a run killed with
-SIGKILL and started again ends where the uninterrupted one does, and the
-user's own determinism setting is back after the call."""
+SIGKILL at three points in a row and started again each time ends where the
+uninterrupted one does, and the user's own determinism setting is back
+after the call."""
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -18,72 +20,83 @@ from keras_recipes import determinism
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _run(size, mode, output, checkpoint_dir=None, backend=None):
+def _run(mode, output, checkpoint_dir=None, backend=None):
     env = dict(os.environ)
     if backend:
         env["KERAS_BACKEND"] = backend
-    args = [sys.executable, os.path.join(HERE, "determinism_check.py"), size, mode, str(output)]
+    args = [sys.executable, os.path.join(HERE, "determinism_check.py"), mode, str(output)]
     if checkpoint_dir is not None:
         args.append(str(checkpoint_dir))
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
 
 
+def _arrays(path):
+    arrays = np.load(path)
+    keys = sorted(arrays.files, key=lambda k: (k.rsplit("_", 1)[0], int(k.rsplit("_", 1)[1])))
+    return [arrays[k] for k in keys]
+
+
 def _load(output):
     with open(str(output) + ".json") as f:
         info = json.load(f)
-    weights = np.load(output)
-    return [weights[k] for k in sorted(weights.files, key=lambda k: int(k.split("_")[1]))], info
+    return _arrays(output), info
 
 
-def _same_process_pair(tmp_path, size, backend=None):
-    results = []
-    for i in range(2):
-        out = tmp_path / f"{size}-{i}.npz"
-        run = _run(size, "run", out, backend=backend)
-        assert run.returncode == 0, run.stderr[-3000:]
-        results.append(_load(out))
-    (wa, a), (wb, b) = results
-    assert a["history"] == b["history"]  # exactly, every epoch and metric
-    for x, y in zip(wa, wb):
-        np.testing.assert_array_equal(x, y)
-    return a
+def _started(output):
+    """The first epoch the process at `output` trained (where it resumed)."""
+    return int(pathlib.Path(str(output) + ".started").read_text())
 
 
-@pytest.mark.slow
-def test_two_processes_same_seed_same_numbers(tmp_path):
-    info = _same_process_pair(tmp_path, "small")
-    if keras.backend.backend() == "tensorflow":
-        assert info["determinism"] == ["TensorFlow op determinism on for this call"]
-    assert info["execution"] == ["jit_compile=False"]  # a rule, not a timing
+def _kill_and_resume(tmp_path, backend=None):
+    """Two uninterrupted runs in two processes (bitwise equal: same seed,
+    same numbers), then one run killed three times in a row, at three points,
+    each process started again on the same checkpoint folder, ending where
+    the uninterrupted runs end.
 
-
-def _kill_and_resume(tmp_path, size, backend=None):
-    """Two uninterrupted runs in two processes (bitwise equal), then three
-    runs killed at three points and started again (equal to them)."""
+    The chain (epochs 0-2; a checkpoint after each epoch):
+    1. killed mid-epoch 1 (checkpoint 0 written);
+    2. resumes at epoch 1, killed while writing checkpoint 1 (half a file left;
+       what it was writing is kept aside);
+    3. resumes at epoch 1 again (the half-written one ignored), writes
+       checkpoint 1, killed as epoch 2 begins;
+    4. resumes at epoch 2 and finishes.
+    Every process's work reaches the end: 2's aside copy equals 3's
+    checkpoint 1, which 4 resumes from."""
     ref_weights, ref_info = None, None
     for i in range(2):
         ref_out = tmp_path / f"ref{i}.npz"
-        ref = _run(size, "run", ref_out, tmp_path / f"ref{i}", backend)
+        ref = _run("run", ref_out, tmp_path / f"ref{i}", backend)
         assert ref.returncode == 0, ref.stderr[-3000:]
         weights, info = _load(ref_out)
         if ref_info is not None:
-            assert info["history"] == ref_info["history"]
+            assert info["history"] == ref_info["history"]  # exactly, every epoch and metric
             for a, b in zip(weights, ref_weights):
                 np.testing.assert_array_equal(a, b)
         ref_weights, ref_info = weights, info
-    for mode in ("kill-mid-epoch", "kill-mid-write", "kill-epoch-start"):
-        folder = tmp_path / mode
-        killed = _run(size, mode, tmp_path / f"{mode}.npz", folder, backend)
+    folder = tmp_path / "chain"
+    for mode, resumed_at in (("kill-mid-epoch", 0), ("kill-mid-write", 1),
+                             ("kill-epoch-start", 1)):
+        out = tmp_path / f"{mode}.npz"
+        killed = _run(mode, out, folder, backend)
         assert killed.returncode == -9, killed.stderr[-3000:]
-        out = tmp_path / f"{mode}-resumed.npz"
-        resumed = _run(size, "run", out, folder, backend)
-        assert resumed.returncode == 0, resumed.stderr[-3000:]
-        weights, info = _load(out)
-        assert info["resumed"], mode
-        for key, values in ref_info["history"].items():
-            np.testing.assert_allclose(info["history"][key], values, rtol=1e-6, err_msg=key)
-        for a, b in zip(weights, ref_weights):
-            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+        assert _started(out) == resumed_at, mode
+        if mode == "kill-mid-write":
+            assert list(folder.glob(".tmp-*")), "no half-written checkpoint was left"
+            assert sorted(p.name for p in folder.glob("epoch-*")) == ["epoch-00000"]
+    # What process 2 computed for checkpoint 1 is what process 3 wrote.
+    for a, b in zip(_arrays(folder / "epoch-00001" / "arrays.npz"),
+                    _arrays(tmp_path / "kill-mid-write.npz.dying" / "arrays.npz")):
+        np.testing.assert_array_equal(a, b)
+    out = tmp_path / "resumed.npz"
+    resumed = _run("run", out, folder, backend)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _started(out) == 2
+    weights, info = _load(out)
+    assert info["resumed"]
+    for key, values in ref_info["history"].items():
+        np.testing.assert_allclose(info["history"][key], values, rtol=1e-6, err_msg=key)
+    for a, b in zip(weights, ref_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     return ref_info
 
 
@@ -91,14 +104,16 @@ def _kill_and_resume(tmp_path, size, backend=None):
 def test_at_size_two_processes_agree_and_three_kills_resume_exactly(tmp_path):
     if keras.backend.backend() != "tensorflow":
         pytest.skip("run under TensorFlow here; the JAX run is its own test")
-    info = _kill_and_resume(tmp_path, "large")
+    info = _kill_and_resume(tmp_path)
     assert info["params"] >= 500_000
+    assert info["determinism"] == ["TensorFlow op determinism on for this call"]
+    assert info["execution"] == ["jit_compile=False"]  # a rule, not a timing
 
 
 @pytest.mark.slow
 def test_at_size_under_jax_too(tmp_path):
     pytest.importorskip("jax")
-    info = _kill_and_resume(tmp_path, "large", backend="jax")
+    info = _kill_and_resume(tmp_path, backend="jax")
     assert info["params"] >= 500_000
 
 

@@ -162,9 +162,12 @@ def _load(output):
 
 @pytest.mark.slow
 def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path):
-    """SIGKILL mid-epoch, mid-checkpoint-write and right after a checkpoint;
-    the same call started again ends with the same history (LR drops
-    included, dropout draws included) and weights."""
+    """One run killed with SIGKILL three times in a row, each process started
+    again on the same checkpoint folder: mid-checkpoint-write (after
+    epoch 2), mid-epoch (epoch 3) and right after a checkpoint (as epoch 5
+    begins). Each process resumes where the last checkpoint says, and the
+    last ends with the uninterrupted run's history (LR drops included,
+    dropout draws included) and weights."""
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the data pipeline and its replayed shuffle are tf.data's")
     ref = _run_resume_check("run", tmp_path / "ref", tmp_path / "ref.npz")
@@ -172,23 +175,24 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path):
     ref_weights, ref_info = _load(tmp_path / "ref.npz")
     assert (tmp_path / "ref" / "final.keras").exists()
     assert min(ref_info["history"]["learning_rate"]) < 0.5  # the plateau rule acted
-    for mode in ("kill-mid-epoch", "kill-mid-write", "kill-epoch-start"):
-        folder = tmp_path / mode
-        killed = _run_resume_check(mode, folder, tmp_path / f"{mode}.npz")
-        assert killed.returncode == -9, killed.stderr[-3000:]
+    folder = tmp_path / "chain"
+    for mode, resumed_at in (("kill-mid-write", 0), ("kill-mid-epoch", 2),
+                             ("kill-epoch-start", 3), ("run", 5)):
+        out = tmp_path / f"{mode}.npz"
+        proc = _run_resume_check(mode, folder, out)
+        assert proc.returncode == (0 if mode == "run" else -9), proc.stderr[-3000:]
+        assert int((tmp_path / f"{mode}.npz.started").read_text()) == resumed_at, mode
         if mode == "kill-mid-write":
             assert list(folder.glob(".tmp-*"))  # the half-written checkpoint
             assert sorted(p.name for p in folder.glob("epoch-*")) == ["epoch-00001"]
-        resumed = _run_resume_check("run", folder, tmp_path / f"{mode}-resumed.npz")
-        assert resumed.returncode == 0, resumed.stderr[-3000:]
-        weights, info = _load(tmp_path / f"{mode}-resumed.npz")
-        assert info["resumed"], "the second run did not resume"
-        assert set(info["history"]) == set(ref_info["history"])
-        for key, values in ref_info["history"].items():
-            np.testing.assert_allclose(info["history"][key], values, rtol=1e-5, atol=1e-7, err_msg=key)
-        for a, b in zip(weights, ref_weights):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-        assert keras.saving.load_model(folder / "final.keras") is not None
+    weights, info = _load(tmp_path / "run.npz")
+    assert info["resumed"], "the last run did not resume"
+    assert set(info["history"]) == set(ref_info["history"])
+    for key, values in ref_info["history"].items():
+        np.testing.assert_allclose(info["history"][key], values, rtol=1e-5, atol=1e-7, err_msg=key)
+    for a, b in zip(weights, ref_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert keras.saving.load_model(folder / "final.keras") is not None
 
 
 def test_damaged_or_foreign_checkpoint_gives_a_clear_error(tmp_path):
