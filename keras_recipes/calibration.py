@@ -76,7 +76,11 @@ class Calibration:
         seconds: Wall time of the calibration, without `trace_seconds`.
         initial_loss: The loss of the first step, before any update.
         trace_seconds: Time spent tracing the train step (the first step
-            of an untraced model), which `fit` reuses.
+            of an untraced model).
+        trace_reused: Whether `fit` runs that traced step as it is: the
+            probes went through `fit` on batches in training's own form
+            (`fit_input=`), so training does not trace (or, under XLA,
+            compile) the step again.
     """
 
     rate: float
@@ -86,6 +90,7 @@ class Calibration:
     seconds: float
     initial_loss: float = None
     trace_seconds: float = 0.0
+    trace_reused: bool = False
 
     @property
     def ratio(self):
@@ -101,7 +106,8 @@ class Calibration:
                   f"{self.rate:.3g} is closest to {self.target:g}")
         return (f"update/weight ratio over {self.steps} training steps per rate: {probes}; "
                 f"{choice} ({self.seconds:.1f} s, and "
-                f"{self.trace_seconds:.1f} s tracing the step training reuses; weights and "
+                f"{self.trace_seconds:.1f} s tracing the step"
+                f"{' training reuses' if self.trace_reused else ''}; weights and "
                 "optimizer state restored)")
 
 
@@ -148,25 +154,56 @@ def _cycle(batches, steps):
     return [batches[i % len(batches)] for i in range(steps)]
 
 
-def _probe(model, clipped, batches):
+def _probe(model, clipped, batches, fit_input=None):
     """(mean update ratio over the second half of `batches`' steps, the
     first step's loss); the ratio is inf when the loss or the ratio stops
-    being finite. The first loss is the model's before any update."""
+    being finite. The first loss is the model's before any update.
+
+    With `fit_input`, the steps run through `model.fit` on
+    `fit_input(batches[a:b])`, so the step traced is the one training runs."""
     warm = len(batches) // 2
     loss = first = 0.0
     clipped.reset_stats()
-    for i, (x, y) in enumerate(batches):
-        if i == warm:
+    if fit_input is not None:
+        losses = _fit_steps(model, fit_input, batches[:warm])
+        first, loss = losses[0], losses[-1]
+        if math.isfinite(loss):
             clipped.reset_stats()
-        logs = model.train_on_batch(x, y, return_dict=True)
-        loss = float(logs["loss"])
-        first = loss if i == 0 else first
-        if not math.isfinite(loss):
-            break
+            loss = _fit_steps(model, fit_input, batches[warm:])[-1]
+    else:
+        for i, (x, y) in enumerate(batches):
+            if i == warm:
+                clipped.reset_stats()
+            logs = model.train_on_batch(x, y, return_dict=True)
+            loss = float(logs["loss"])
+            first = loss if i == 0 else first
+            if not math.isfinite(loss):
+                break
     ratio = clipped.read_stats(reset=True).get("update_ratio", math.inf)
     # A ratio of 0 is a measurement (nothing moved), not a blow-up.
     finite = math.isfinite(loss) and math.isfinite(ratio) and ratio >= 0
     return (ratio if finite else math.inf), first
+
+
+class _StepLosses(keras.callbacks.Callback):
+    """The loss after each step of a `fit` (the epoch's running mean: the
+    first is the first step's); stops at a non-finite one."""
+
+    def __init__(self):
+        super().__init__()
+        self.losses = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.losses.append(float((logs or {}).get("loss", math.nan)))
+        if not math.isfinite(self.losses[-1]):
+            self.model.stop_training = True
+
+
+def _fit_steps(model, fit_input, batches):
+    """One step per batch through `model.fit`; the losses after each."""
+    seen = _StepLosses()
+    model.fit(fit_input(list(batches)), epochs=1, verbose=0, shuffle=False, callbacks=[seen])
+    return seen.losses or [math.nan]
 
 
 def measure_update_ratio(model, batches, steps=STEPS):
@@ -195,15 +232,16 @@ def measure_update_ratio(model, batches, steps=STEPS):
     return probe_update_ratio(model, batches, steps)[0]
 
 
-def probe_update_ratio(model, batches, steps=STEPS):
+def probe_update_ratio(model, batches, steps=STEPS, fit_input=None):
     """`measure_update_ratio`, and the loss of the first step (before any
-    update): returns `(ratio, initial_loss)`."""
+    update): returns `(ratio, initial_loss)`. With `fit_input` (see
+    `calibrate_learning_rate`), the steps run through `model.fit`."""
     clipped = _check_model(model)
     batches = _cycle(batches, _check_steps(steps))
     _build(model, clipped)
     saved = _Restorer(model, model.optimizer)
     try:
-        return _probe(model, clipped, batches)
+        return _probe(model, clipped, batches, fit_input)
     finally:
         saved.restore()
         clipped.reset_stats()
@@ -216,7 +254,7 @@ def _check_steps(steps):
 
 
 def calibrate_learning_rate(model, batches, target=TARGET, start=START, factor=FACTOR,
-                            steps=STEPS, max_probes=MAX_PROBES, grid=_GRID):
+                            steps=STEPS, max_probes=MAX_PROBES, grid=_GRID, fit_input=None):
     """Finds the learning rate whose update/weight ratio over the first
     steps is closest to `target`, by measuring it (tips 4 and 5).
 
@@ -255,6 +293,14 @@ def calibrate_learning_rate(model, batches, target=TARGET, start=START, factor=F
         max_probes: Integer >= 1. Defaults to `5`.
         grid: `(lowest, highest)` integers k: the rates probed are
             `start * factor**k` within them. Defaults to `(-13, 3)`.
+        fit_input: Optional callable: a list of `batches`' elements in, the
+            input `model.fit` reads them from out, in the form training
+            will give `fit` (the same element structure and types). The
+            steps then run through `model.fit`, so the step traced here
+            (and, under XLA, compiled) is the one training runs: training
+            does not trace it again. `batches` are then training's
+            elements. Defaults to `None`: `train_on_batch`, whose step
+            `fit` traces anew.
 
     Returns:
         A `Calibration` (`.rate`, `.measured`, `.evidence()`).
@@ -286,17 +332,20 @@ def calibrate_learning_rate(model, batches, target=TARGET, start=START, factor=F
     k = 0
     trace = 0.0
     if getattr(model, "train_function", None) is None:
-        # Traces the train step, which `fit` then runs as it is: not a cost
-        # of the calibration. (Undone with the rest below.)
+        # Traces the train step: with `fit_input`, the one `fit` then runs
+        # as it is. (Undone with the rest below.)
         began_trace = time.perf_counter()
-        model.train_on_batch(*batches[0])
+        if fit_input is not None:
+            _fit_steps(model, fit_input, batches[:1])
+        else:
+            model.train_on_batch(*batches[0])
         trace = time.perf_counter() - began_trace
     try:
         for _ in range(max_probes):
             rate = float(start * factor ** k)
             saved.restore()
             model.optimizer.learning_rate = rate
-            ratio, first = _probe(model, clipped, batches)
+            ratio, first = _probe(model, clipped, batches, fit_input)
             initial_loss = first if not measured else initial_loss
             measured[k] = (rate, ratio)
             # Where the target lies if the ratio grows with the rate; a
@@ -322,4 +371,5 @@ def calibrate_learning_rate(model, batches, target=TARGET, start=START, factor=F
     model.optimizer.learning_rate = rate
     return Calibration(rate=rate, measured=tuple(measured.values()), target=float(target),
                        steps=len(batches), seconds=time.perf_counter() - began - trace,
-                       initial_loss=initial_loss, trace_seconds=trace)
+                       initial_loss=initial_loss, trace_seconds=trace,
+                       trace_reused=fit_input is not None)

@@ -108,6 +108,33 @@ def test_auto_rate_is_shown_with_its_evidence_and_trained_with(digits):
     assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 0
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="counts TensorFlow's traces")
+def test_training_runs_the_step_the_calibration_traced(digits, monkeypatch):
+    """The probes go through fit on training's own elements: training does
+    not trace the train step again (nor, under XLA, compile it again), so
+    the cost row's "which training reuses" is what happened."""
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    traced = []
+    step = TensorFlowTrainer.train_step
+
+    def counted(self, data):
+        traced.append(1)  # in graph mode, a call is a trace
+        return step(self, data)
+
+    monkeypatch.setattr(TensorFlowTrainer, "train_step", counted)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(10)])
+    p = plan(model, digits, epochs=2, seed=0, verbose=0, jit_compile=True)
+    assert p.decisions.calibration.trace_reused and traced
+    before = len(traced)
+    result = p.fit()
+    assert len(traced) == before, "training traced the train step again"
+    assert result.model.jit_compile is True
+    assert "which training reuses" in next(t for t in result.tips
+                                           if t.name == "calibration cost").setting
+
+
 def test_the_calibrations_cost_is_a_row_with_its_share_and_why_when_over_budget(digits):
     from types import SimpleNamespace
 
@@ -126,9 +153,9 @@ def test_the_calibrations_cost_is_a_row_with_its_share_and_why_when_over_budget(
     assert 0 < share < 1 and result.plan.decisions.plan_seconds > found.seconds
     # The three cases, on planted numbers: within budget; over it with the
     # step's tracing the larger part; over it with the probes the larger.
-    def cost(probes, trace, planned, trained):
-        decided = SimpleNamespace(calibration=SimpleNamespace(seconds=probes, trace_seconds=trace),
-                                  plan_seconds=planned)
+    def cost(probes, trace, planned, trained, reused=True):
+        decided = SimpleNamespace(calibration=SimpleNamespace(
+            seconds=probes, trace_seconds=trace, trace_reused=reused), plan_seconds=planned)
         return _calibration_cost(decided, trained)[0]
 
     assert cost(0.2, 0.5, 1.0, 30.0).reason == "within the 5% budget"
@@ -136,6 +163,8 @@ def test_the_calibrations_cost_is_a_row_with_its_share_and_why_when_over_budget(
     assert short.setting == ("2.2 s of the whole call's 8.0 s (27.5%): the probes 0.2 s (2.5%) "
                              "and the step's first tracing 2.0 s, which training reuses")
     assert "the run is short (5.0 s of training" in short.reason
+    assert cost(0.2, 2.0, 3.0, 5.0, reused=False).setting.endswith(
+        "first tracing 2.0 s, (under a distribution strategy, training traces its own)")
     assert "most of it is the tracing" in short.reason
     probes = cost(3.0, 0.1, 4.0, 6.0)
     assert "the probes 3.0 s (30.0%)" in probes.setting

@@ -16,6 +16,9 @@ from keras_recipes.data.batches import BatchList
 from keras_recipes.data.batches import EpochBatches
 from keras_recipes.data.batches import GeneratorStream
 from keras_recipes.data.batches import LiveBatches
+from keras_recipes.data.batches import Listed
+from keras_recipes.data.batches import live_description
+from keras_recipes.data.batches import live_note
 from keras_recipes.data.batches import batch_rows
 from keras_recipes.data.batches import chunks
 from keras_recipes.data.batches import dense_batch
@@ -112,6 +115,12 @@ class ArrayData(Data):
         for i in range(min(count, len(train))):
             x, y, *_ = train[i]
             yield dense_batch((x, y))
+
+    def calibration_batches(self, count, through_fit=True):
+        if not through_fit or self.live is not None:  # a live source is read once, as now
+            return list(self.training_batches(count)), None
+        train, _ = self.fit_inputs(0, 1, True, None)  # training's elements, fit's adapter
+        return [train[i] for i in range(min(count, len(train)))], Listed
 
     def validation_arrays(self):
         if self.kept:  # batches whose shapes vary stay a list of batches
@@ -307,8 +316,8 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
                                                              validation_split, seed)
         if varying_shapes(batches) is not None:
             return _kept_data(data, validation_data, validation_split, seed, shuffle_seed,
-                              verbose, padding, fixed_batch, ordered, _live_description(data),
-                              [_live_note(data, _live_steps(data, train_idx))],
+                              verbose, padding, fixed_batch, ordered, live_description(data),
+                              [live_note(data, _live_steps(data, train_idx))],
                               (batches, train_idx, val_batches, split))
         size = batch_rows(tuple(batches[train_idx[0]]))
         x, y, w = _checked(concatenate([batches[i] for i in train_idx]), sample_weight, "data")
@@ -318,8 +327,8 @@ def make_array_data(data, validation_data, validation_split, batch_size, seed, s
         else:
             val = _checked(concatenate(val_batches), None, "data")
         live = (data, _live_indices(data, train_idx))
-        description = _live_description(data)
-        notes = [_live_note(data, _live_steps(data, train_idx))]
+        description = live_description(data)
+        notes = [live_note(data, _live_steps(data, train_idx))]
         batch_size = size
         return _array_data(train, val, split, batch_size, description, notes, shuffle_seed,
                            verbose, fixed_batch, live, padding)
@@ -348,23 +357,6 @@ def _live_indices(data, train_idx):
 
 def _live_steps(data, train_idx):
     return len(_live_indices(data, train_idx))
-
-
-def _live_description(data):
-    if isinstance(data, GeneratorStream):
-        return "generator"
-    return f"PyDataset ({type(data).__name__}, {len(data)} batches)"
-
-
-def _live_note(data, steps):
-    """The minibatch row's note for a PyDataset or a generator read anew."""
-    if isinstance(data, GeneratorStream):
-        return (f"generator: read anew every epoch, as model.fit reads it ({steps} fresh batches "
-                f"an epoch); its first {len(data)} batches (steps_per_epoch) gave the statistics "
-                "and any validation batches; it yielded more, so it is not read once "
-                "(read_once=True reads those batches once and reshuffles them every epoch)")
-    return ("its batches are read anew every epoch, as model.fit reads them (read_once=True "
-            "reads them once into memory and re-batches)")
 
 
 def _kept_data(data, validation_data, validation_split, seed, shuffle_seed, verbose, padding,

@@ -156,6 +156,21 @@ class EpochBatches(keras.utils.PyDataset):
         return (batch[0], batch[1], weights)
 
 
+class Listed(keras.utils.PyDataset):
+    """Elements held as a list, read by index as they are (the calibration's
+    probes: training's own elements, through the same adapter)."""
+
+    def __init__(self, elements):
+        super().__init__()
+        self.elements = elements
+
+    def __len__(self):
+        return len(self.elements)
+
+    def __getitem__(self, i):
+        return self.elements[i]
+
+
 class BatchList(keras.utils.PyDataset):
     """Batches held as a list (a generator's, read once; a validation set
     kept in batches), read by index through `transform`."""
@@ -283,3 +298,21 @@ class LiveBatches(keras.utils.PyDataset):
 
 def is_generator(data):
     return inspect.isgenerator(data) or (hasattr(data, "__next__") and hasattr(data, "__iter__"))
+
+
+def live_description(data):
+    """A PyDataset or a generator read anew, in the data row."""
+    if isinstance(data, GeneratorStream):
+        return "generator"
+    return f"PyDataset ({type(data).__name__}, {len(data)} batches)"
+
+
+def live_note(data, steps):
+    """The minibatch row's note for a PyDataset or a generator read anew."""
+    if isinstance(data, GeneratorStream):
+        return (f"generator: read anew every epoch, as model.fit reads it ({steps} fresh batches "
+                f"an epoch); its first {len(data)} batches (steps_per_epoch) gave the statistics "
+                "and any validation batches; it yielded more, so it is not read once "
+                "(read_once=True reads those batches once and reshuffles them every epoch)")
+    return ("its batches are read anew every epoch, as model.fit reads them (read_once=True "
+            "reads them once into memory and re-batches)")

@@ -201,6 +201,17 @@ class Data:
         and preprocessed as training reads them."""
         raise NotImplementedError
 
+    def calibration_batches(self, count, through_fit=True):
+        """The calibration's batches: `(elements, fit_input)`.
+
+        With `through_fit` and where this path can, `elements` are the
+        first `count` elements of the first epoch as `model.fit` reads them
+        in training (sample weights included), and `fit_input(chosen)` is an
+        input of the same form that `model.fit` reads `chosen` from: the
+        probes then run the step training runs, traced (and compiled) once.
+        Otherwise `(x, y)` pairs (`training_batches`) and None."""
+        return list(self.training_batches(count)), None
+
     def validation_arrays(self):
         """The whole validation set as (x, y), as evaluated."""
         raise NotImplementedError

@@ -35,12 +35,12 @@ from keras_recipes.data.tfsources import from_arrays
 from keras_recipes.data.tfsources import is_batched
 from keras_recipes.data.tfsources import is_ragged_spec
 from keras_recipes.data.tfsources import leaf_spec
+from keras_recipes.data.tfsources import load_named
 from keras_recipes.data.tfsources import numpy_elements
 from keras_recipes.data.tfsources import resolve_source
 from keras_recipes.data.tfsources import stream_split
 from keras_recipes.data.tfsources import validation_dataset
 from keras_recipes.data.tfsources import varying_batches
-from keras_recipes.datasets.digits import digits_builder
 
 
 @dataclasses.dataclass
@@ -122,6 +122,22 @@ class TFData(Data):
     def training_batches(self, count):
         for x, y, *_ in numpy_elements(self.epochs(0, 1, shuffle=True).take(count)):
             yield x, y
+
+    def calibration_batches(self, count, through_fit=True):
+        # Training's dataset, its first elements cached in one read: every
+        # probe's input is a run of them, element_spec unchanged, so fit's
+        # traced step is training's (no Python generator in the pipeline).
+        if not through_fit:
+            return list(self.training_batches(count)), None
+        cached = self.epochs(0, 1, shuffle=True).take(count).cache()
+        elements = list(cached)
+        where = {id(e): i for i, e in enumerate(elements)}
+
+        def fit_input(chosen):  # a run of `elements`, cycled: the calibration's slices
+            first = where[id(chosen[0])]
+            return cached.repeat().skip(first).take(len(chosen))
+
+        return elements, fit_input
 
     def validation_arrays(self):
         xs, ys = [], []
@@ -238,36 +254,6 @@ def _class_weigher(class_weight, labels):
         return x, y, weights
 
     return weigh
-
-
-def load_named(name, data_dir=None, split="train"):
-    """An unbatched (x, y) dataset for the embedded digits or a TFDS name."""
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"A dataset name must be a non-empty string. Received: {name!r}")
-    import tensorflow_datasets as tfds
-
-    if name in EMBEDDED:
-        builder = digits_builder(data_dir)
-        return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
-    try:
-        # download=False: offline, an unprepared dataset must fail fast and
-        # clearly rather than hang on the network.
-        return tfds.load(name, split=split, as_supervised=True, data_dir=data_dir,
-                         shuffle_files=False, download=False)
-    except tfds.core.registered.DatasetNotFoundError as error:
-        raise ValueError(
-            "Unknown dataset name. Use 'digits' (embedded) or a TFDS name such as "
-            f"'mnist' or 'cifar10:3.*.*'. TFDS said: {str(error).splitlines()[0]} "
-            f"Received: data={name!r}"
-        ) from None
-    except AssertionError as error:  # TFDS' "could not find data in ..."
-        raise ValueError(
-            f"The TFDS dataset {name!r} is not prepared ({str(error).split('. Please')[0]}), "
-            "and this machine may be offline. Prepare it once where there is a "
-            f"network (`tfds build {name.split(':')[0]}` or "
-            f"`tfds.builder({name!r}).download_and_prepare()`), then pass "
-            f"`data_dir=` pointing at it. Received: data={name!r}, data_dir={data_dir!r}"
-        ) from None
 
 
 def _kept_tf_data(dataset, varying, validation_data, validation_split, seed, shuffle_seed,

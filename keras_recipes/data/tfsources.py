@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from keras_recipes.data.checks import check_array_pair
 from keras_recipes.data.checks import to_tf_sparse
+from keras_recipes.data.core import EMBEDDED
 from keras_recipes.data.core import Leaf
 from keras_recipes.data.core import describe
 from keras_recipes.data.nests import as_nest
@@ -28,6 +29,7 @@ from keras_recipes.data.nests import shapes
 from keras_recipes.data.nests import varying_shapes
 from keras_recipes.data.split import array_weights
 from keras_recipes.data.stats import batch_stats
+from keras_recipes.datasets.digits import digits_builder
 
 
 # Per-class counters for the streaming stratified split: labels are bucketed
@@ -354,3 +356,33 @@ def validation_dataset(validation_data, x_shape, weighted, input_rank):
     elif not weighted and len(val.element_spec) == 3:
         val = val.map(lambda x, y, w: (x, y))
     return val
+
+
+def load_named(name, data_dir=None, split="train"):
+    """An unbatched (x, y) dataset for the embedded digits or a TFDS name."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"A dataset name must be a non-empty string. Received: {name!r}")
+    import tensorflow_datasets as tfds
+
+    if name in EMBEDDED:
+        builder = digits_builder(data_dir)
+        return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+    try:
+        # download=False: offline, an unprepared dataset must fail fast and
+        # clearly rather than hang on the network.
+        return tfds.load(name, split=split, as_supervised=True, data_dir=data_dir,
+                         shuffle_files=False, download=False)
+    except tfds.core.registered.DatasetNotFoundError as error:
+        raise ValueError(
+            "Unknown dataset name. Use 'digits' (embedded) or a TFDS name such as "
+            f"'mnist' or 'cifar10:3.*.*'. TFDS said: {str(error).splitlines()[0]} "
+            f"Received: data={name!r}"
+        ) from None
+    except AssertionError as error:  # TFDS' "could not find data in ..."
+        raise ValueError(
+            f"The TFDS dataset {name!r} is not prepared ({str(error).split('. Please')[0]}), "
+            "and this machine may be offline. Prepare it once where there is a "
+            f"network (`tfds build {name.split(':')[0]}` or "
+            f"`tfds.builder({name!r}).download_and_prepare()`), then pass "
+            f"`data_dir=` pointing at it. Received: data={name!r}, data_dir={data_dir!r}"
+        ) from None

@@ -82,11 +82,16 @@ def decide_learning_rate(decided, data, o):
     with determinism.deterministic(decided.deterministic):
         optimizer = build.compile_model(decided, decided.jit)
         decided.compiled = (optimizer, decided.jit)
-        batches = list(data.training_batches(calibration.STEPS))
+        # Through fit on training's own elements, so the step traced (and
+        # compiled) here is the one training runs; under a distribution
+        # strategy the probes stay train_on_batch's.
+        batches, fit_input = data.calibration_batches(calibration.STEPS,
+                                                      through_fit=decided.strategy is None)
         if not user and o["learning_rate"] == "auto":
             name = decided.optimizer_name
             found = calibration.calibrate_learning_rate(
-                decided.full, batches, start=START_RATES[name], grid=GRIDS[name])
+                decided.full, batches, start=START_RATES[name], grid=GRIDS[name],
+                fit_input=fit_input)
             decided.learning_rate = found.rate
             decided.calibration = found
             decided.initial_loss = found.initial_loss
@@ -98,7 +103,8 @@ def decide_learning_rate(decided, data, o):
                         f"{high:g}]: held above {high:g} (far above the band) for 3 epochs, the "
                         "rate is halved; a diverged epoch is undone and the rate divided by 5",
                         "learning_rate=")]
-        ratio, decided.initial_loss = calibration.probe_update_ratio(decided.full, batches)
+        ratio, decided.initial_loss = calibration.probe_update_ratio(decided.full, batches,
+                                                                     fit_input=fit_input)
     rate = callbacks.current_learning_rate(optimizer)
     whose = "your optimizer's" if user else "the given"
     rows = [] if user else [Tip(4, "learning rate", f"{rate:.3g} (as passed)",
