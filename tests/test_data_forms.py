@@ -352,3 +352,28 @@ def test_validation_arrays_keep_dict_labels_and_inputs(form):
     np.testing.assert_array_equal(yv["b"], 9 - yv["a"])
     rows = {tuple(r) for r in x}
     assert all(tuple(np.concatenate([a, b])) in rows for a, b in zip(xv["l"], xv["r"]))
+
+
+@pytest.mark.parametrize("shape", [(300, 4000), (100, 64, 64, 3)])
+def test_feature_statistics_of_a_wide_array_in_blocks_equal_numpys(shape):
+    """The statistics are gathered in blocks of about 2**20 values (no
+    whole-array float64 temporaries): the same numbers as numpy's over the
+    whole array, per column of the view, log10(1 + x) included."""
+    from keras_recipes.data.stats import array_feature_stats
+
+    rng = np.random.default_rng(0)
+    x = (rng.lognormal(0, 2, size=shape) * (rng.random(shape) > 0.3)).astype("float32")
+    x.reshape(-1)[:5] = [-1.0, 0.0, 1e-7, 3e4, 2.5]  # below zero, zero, tiny, large
+    stats = array_feature_stats(x)
+    columns = x.reshape(len(x), -1) if len(shape) == 2 else x.reshape(-1, shape[-1])
+    columns = columns.astype("float64")
+    if stats.axis == "global":
+        columns = columns.reshape(-1, 1)
+    assert x.size > 1 << 20 and stats.count == len(x)
+    np.testing.assert_allclose(stats.mean, columns.mean(0), rtol=1e-9)
+    np.testing.assert_allclose(stats.std, columns.std(0), rtol=1e-7)
+    np.testing.assert_array_equal(stats.min, columns.min(0))
+    np.testing.assert_array_equal(stats.max, columns.max(0))
+    logs = np.log10(1.0 + np.maximum(columns, 0.0))
+    np.testing.assert_allclose(stats.log_mean, logs.mean(0), rtol=1e-9)
+    np.testing.assert_allclose(stats.log_std, logs.std(0), rtol=1e-7)

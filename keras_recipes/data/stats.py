@@ -93,9 +93,18 @@ class _Moments:
         self.sums = None
 
     def update(self, x, axis):
-        x = np.asarray(x, dtype="float64")
-        x = _reduce_view(x, axis)
-        logx = np.log10(1.0 + np.maximum(x, 0.0))
+        # In blocks of about 2**20 values: float64 temporaries of a few MB,
+        # reused, instead of seven the size of the whole array (2700 clips of
+        # 8000 samples: 1.2 GB of fresh pages, 5 s here; blocks: 0.3 s).
+        x = _reduce_view(np.asarray(x), axis)
+        step = max(1, (1 << 20) // max(int(np.prod(x.shape[1:])), 1))
+        for start in range(0, len(x), step):
+            self._update(np.asarray(x[start:start + step], dtype="float64"))
+
+    def _update(self, x):
+        # log10(1 + x) as log1p(x) / ln 10: the same values, without libm's
+        # slow path for log10 of arguments near 1.
+        logx = np.log1p(np.maximum(x, 0.0)) * (1.0 / np.log(10.0))
         parts = dict(
             s=x.sum(0), ss=(x * x).sum(0), mn=x.min(0), mx=x.max(0),
             ls=logx.sum(0), lss=(logx * logx).sum(0), pn=(x > 0).sum(0),
