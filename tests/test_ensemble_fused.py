@@ -292,11 +292,13 @@ def _test_digits_accuracy(members, **kwargs):
 def test_an_ensemble_of_16_trains_as_one_member_does():
     """Issue 36: the guard read the members' summed loss against one
     member's first loss, so 16 members read as exploded every epoch and
-    ended below chance (0.075 on the digits' test set)."""
-    assert _test_digits_accuracy(16) >= 0.9
+    ended below chance (0.075 on the digits' test set). Here on the stacked
+    path (vectorize=False), the 32 below on the vectorized one: both paths,
+    at 16 and more (32 stacked traced 32 copies of the step: 25 s of a
+    27 s run, for the same check)."""
+    assert _test_digits_accuracy(16, vectorize=False) >= 0.9
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kwargs", [{}, {"vectorize": False}])
-def test_an_ensemble_of_32_trains_as_one_member_does(kwargs):
-    assert _test_digits_accuracy(32, **kwargs) >= 0.9
+def test_an_ensemble_of_32_trains_as_one_member_does():
+    assert _test_digits_accuracy(32) >= 0.9
