@@ -328,9 +328,9 @@ def _calibration_cost(decided, train_seconds):
     probes = f"{100 * found.seconds / total:.1f}%" if total > 0 else "0%"
     setting = (f"{cost:.1f} s of the whole call's {total:.1f} s ({100 * share:.1f}%): the probes "
                f"{found.seconds:.1f} s ({probes}) and the step's first tracing "
-               f"{found.trace_seconds:.1f} s, "
-               + ("which training reuses" if found.trace_reused
-                  else "(under a distribution strategy, training traces its own)"))
+               f"{found.trace_seconds:.1f} s, " + ("which training reuses" if found.trace_reused
+                  else "(training traces its own: the probes ran train_on_batch, on a live "
+                  "generator or under a distribution strategy)"))
     budget = f"{100 * CALIBRATION_BUDGET:g}%"
     if share <= CALIBRATION_BUDGET:
         why = f"within the {budget} budget"

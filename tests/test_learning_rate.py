@@ -164,7 +164,8 @@ def test_the_calibrations_cost_is_a_row_with_its_share_and_why_when_over_budget(
                              "and the step's first tracing 2.0 s, which training reuses")
     assert "the run is short (5.0 s of training" in short.reason
     assert cost(0.2, 2.0, 3.0, 5.0, reused=False).setting.endswith(
-        "first tracing 2.0 s, (under a distribution strategy, training traces its own)")
+        "first tracing 2.0 s, (training traces its own: the probes ran train_on_batch, on a "
+        "live generator or under a distribution strategy)")
     assert "most of it is the tracing" in short.reason
     probes = cost(3.0, 0.1, 4.0, 6.0)
     assert "the probes 3.0 s (30.0%)" in probes.setting
