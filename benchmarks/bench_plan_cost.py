@@ -1,11 +1,12 @@
 """Two fixed costs of a fit_with_tips call, side by side in one run (issue 28;
 issue 36's calibration-cost row):
 
-1. The calibration's probes through `model.fit` on training's own elements
-   (now) against `train_on_batch` (before): how many times the train step is
-   traced during training after the plan traced it, and the whole call's
-   seconds. Arms alternate call by call, several rounds, so the machine's
-   noise falls on both.
+1. The calibration's probes through `model.fit` on training's own elements,
+   one `fit` per probe (now), two per probe (one per half, the session
+   before), and `train_on_batch` (before that): how many times the train
+   step is traced during training after the plan traced it, the whole
+   call's seconds and the calibration's own. Arms alternate call by call,
+   several rounds, so the machine's noise falls on all.
 2. The feature statistics of a wide array (2700 clips of 8000 samples, the
    size of the spoken digits' waveforms; synthetic, waveform-like values in
    [-1, 1], half of them zero padding): in blocks of about 2**20 values
@@ -21,6 +22,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse
+import math
 import time
 import warnings
 
@@ -28,6 +30,7 @@ import keras
 import numpy as np
 
 from common import device_line
+from keras_recipes import calibration
 from keras_recipes import plan as make_plan
 from keras_recipes.data import core as data_core
 from keras_recipes.data.stats import array_feature_stats
@@ -55,13 +58,35 @@ def step_counter():
     return seen, lambda: setattr(Trainer, "train_step", original)
 
 
-def one_call(x, y, jit, old):
-    """Seconds of one call and the train-step traces during its training."""
+def two_fit_probe(model, clipped, batches, fit_input=None):
+    """The probe before: one `fit` per half (kept here for the comparison)."""
+    warm = len(batches) // 2
+    clipped.reset_stats()
+    losses = calibration._fit_steps(model, fit_input, batches[:warm])
+    first, loss = losses[0], losses[-1]
+    if math.isfinite(loss):
+        clipped.reset_stats()
+        loss = calibration._fit_steps(model, fit_input, batches[warm:])[-1]
+    ratio = clipped.read_stats(reset=True).get("update_ratio", math.inf)
+    finite = math.isfinite(loss) and math.isfinite(ratio) and ratio >= 0
+    return (ratio if finite else math.inf), first
+
+
+ARMS = ("train_on_batch", "fit x2", "fit x1 (now)")
+
+
+def one_call(x, y, jit, arm):
+    """Seconds of one call, of its calibration, and the train-step traces
+    during its training."""
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, activation="relu"),
                               keras.layers.Dense(10)])
     through_fit = data_core.Data.calibration_batches
     originals = {}
+    old = arm == "train_on_batch"
+    probe = calibration._probe
+    if arm == "fit x2":
+        calibration._probe = two_fit_probe
     if old:  # the probes as before: train_on_batch on (x, y) pairs
         import keras_recipes.data.arraydata as arraydata
         import keras_recipes.data.tfdata as tfdata_module
@@ -81,10 +106,12 @@ def one_call(x, y, jit, old):
         if restore:
             restore()
     finally:
+        calibration._probe = probe
         for cls, method in originals.items():
             cls.calibration_batches = method
-    assert result.plan.decisions.calibration.trace_reused is (not old)
-    return seconds, retraced
+    found = result.plan.decisions.calibration
+    assert found.trace_reused is (not old)
+    return seconds, found.seconds, retraced
 
 
 def old_stats(x):
@@ -109,23 +136,26 @@ def main():
           f"{args.rounds} rounds, arms alternating (the first call of each arm is warm-up, "
           "not counted)")
     print(f"{'jit_compile':>12} {'probes':>15} {'median s':>9} {'min s':>7} "
-          f"{'train-step traces in training':>30}")
+          f"{'calibration s':>14} {'train-step traces in training':>30}")
     for jit in jits:
-        times = {True: [], False: []}
+        times = {arm: [] for arm in ARMS}
+        probes = {arm: [] for arm in ARMS}
         traces = {}
-        for old in (True, False):
-            one_call(x, y, jit, old)  # warm-up: imports and first compiles
+        for arm in ARMS:
+            one_call(x, y, jit, arm)  # warm-up: imports and first compiles
         for _ in range(args.rounds):
-            for old in (True, False):
-                seconds, retraced = one_call(x, y, jit, old)
-                times[old].append(seconds)
-                traces[old] = retraced
-        for old in (True, False):
-            name = "train_on_batch" if old else "fit (now)"
-            print(f"{str(jit):>12} {name:>15} {np.median(times[old]):9.2f} "
-                  f"{min(times[old]):7.2f} {str(traces[old]):>30}")
-        print(f"{'':>12} {'ratio':>15} {np.median(times[False]) / np.median(times[True]):9.2f}"
-              "  (now / before, medians)")
+            for arm in ARMS:
+                seconds, probing, retraced = one_call(x, y, jit, arm)
+                times[arm].append(seconds)
+                probes[arm].append(probing)
+                traces[arm] = retraced
+        for arm in ARMS:
+            print(f"{str(jit):>12} {arm:>15} {np.median(times[arm]):9.2f} "
+                  f"{min(times[arm]):7.2f} {np.median(probes[arm]):14.2f} {str(traces[arm]):>30}")
+        now = ARMS[-1]
+        for arm in ARMS[:-1]:
+            print(f"{'':>12} {'now / ' + arm:>15} {np.median(times[now]) / np.median(times[arm]):9.2f}"
+                  f" {'':>7} {np.median(probes[now]) / np.median(probes[arm]):14.2f}  (medians)")
 
     print("2. feature statistics of a 2700 x 8000 array (waveform-like, half zeros)")
     rng = np.random.default_rng(0)

@@ -74,6 +74,7 @@ declare -A CMD=(
   [ensemble_jax]="bench_ensemble.py --models mlp,lstm --n 2000 --epochs 3"
   [plan_cost]="bench_plan_cost.py"
   [plan_cost_jax]="bench_plan_cost.py"
+  [resample]="bench_resample.py"
   [vectorize_step]="bench_vectorize_step.py"
   [vectorize_step_jax]="bench_vectorize_step.py --steps 3"
   [vectorize_step_torch]="bench_vectorize_step.py --steps 5"

@@ -1,6 +1,7 @@
 """Real noise for tip 10: reading wav files, band-limited resampling, and the
 `NoiseBank` that `keras_recipes.layers.NoiseMix` mixes into clean audio."""
 
+import fractions
 import math
 import os
 import pathlib
@@ -101,15 +102,42 @@ def resample(signal, source_rate, target_rate, half_width=16, beta=8.6):
     taps = np.arange(-int(math.ceil(reach)), int(math.ceil(reach)) + 1)
     out = np.empty(n_out, dtype="float64")
     padded = np.concatenate([np.zeros(len(taps)), signal, np.zeros(len(taps))])
+    phases = _phases(source_rate, target_rate)
+    if phases:  # whole rates: the kernels repeat every p outputs (polyphase)
+        p, q = phases
+        table = _kernel(np.arange(p)[:, None] / p - taps[None, :], cutoff, reach, beta)
     for start in range(0, n_out, 8192):
-        t = np.arange(start, min(start + 8192, n_out)) / ratio  # source positions
-        base = np.floor(t).astype(np.int64)
+        n = np.arange(start, min(start + 8192, n_out))
+        if phases:  # output n sits at source position n * q / p
+            base, phase = np.divmod(n * q, p)
+            kernel = table[phase]
+        else:
+            t = n / ratio  # source positions
+            base = np.floor(t).astype(np.int64)
+            kernel = _kernel(t[:, None] - (base[:, None] + taps[None, :]), cutoff, reach, beta)
         offsets = base[:, None] + taps[None, :]
-        distance = t[:, None] - offsets
-        window = _kaiser(distance, reach, beta)
-        kernel = cutoff * np.sinc(cutoff * distance) * window
-        out[start:start + len(t)] = (padded[offsets + len(taps)] * kernel).sum(axis=1)
+        out[start:start + len(n)] = (padded[offsets + len(taps)] * kernel).sum(axis=1)
     return out.astype("float32")
+
+
+# Up to this many distinct kernels are tabulated (44.1 kHz to 8 kHz needs 80).
+_MAX_PHASES = 4096
+
+
+def _phases(source_rate, target_rate):
+    """`(p, q)` with target / source = p / q in lowest terms when both rates
+    are whole numbers and p is small enough to tabulate; else None."""
+    if not (float(source_rate).is_integer() and float(target_rate).is_integer()):
+        return None
+    ratio = fractions.Fraction(int(target_rate), int(source_rate))
+    if ratio.numerator > _MAX_PHASES:
+        return None
+    return ratio.numerator, ratio.denominator
+
+
+def _kernel(distance, cutoff, reach, beta):
+    """The Kaiser-windowed sinc at `distance` source samples."""
+    return cutoff * np.sinc(cutoff * distance) * _kaiser(distance, reach, beta)
 
 
 def _kaiser(distance, reach, beta):

@@ -164,7 +164,12 @@ def _probe(model, clipped, batches, fit_input=None):
     warm = len(batches) // 2
     loss = first = 0.0
     clipped.reset_stats()
-    if fit_input is not None:
+    if fit_input is not None and getattr(model, "steps_per_execution", 1) == 1:
+        # One `fit`, the statistics zeroed between the halves by a callback
+        # (half the calls of one `fit` per half: each `fit` has its setup).
+        losses = _fit_steps(model, fit_input, batches, reset_after=(warm, clipped))
+        first, loss = losses[0], losses[-1]
+    elif fit_input is not None:  # steps run in groups: a `fit` per half
         losses = _fit_steps(model, fit_input, batches[:warm])
         first, loss = losses[0], losses[-1]
         if math.isfinite(loss):
@@ -187,21 +192,28 @@ def _probe(model, clipped, batches, fit_input=None):
 
 class _StepLosses(keras.callbacks.Callback):
     """The loss after each step of a `fit` (the epoch's running mean: the
-    first is the first step's); stops at a non-finite one."""
+    first is the first step's); stops at a non-finite one. With
+    `reset_after=(n, clipped)`, zeroes `clipped`'s statistics after step n."""
 
-    def __init__(self):
+    def __init__(self, reset_after=None):
         super().__init__()
         self.losses = []
+        self.reset_after = reset_after
 
     def on_train_batch_end(self, batch, logs=None):
         self.losses.append(float((logs or {}).get("loss", math.nan)))
         if not math.isfinite(self.losses[-1]):
             self.model.stop_training = True
+        elif self.reset_after and len(self.losses) == self.reset_after[0]:
+            # On JAX, fit carries the state between steps outside the
+            # variables; synced, the next step reads them (zeroed) back.
+            getattr(self.model, "jax_state_sync", lambda: None)()
+            self.reset_after[1].reset_stats()
 
 
-def _fit_steps(model, fit_input, batches):
+def _fit_steps(model, fit_input, batches, reset_after=None):
     """One step per batch through `model.fit`; the losses after each."""
-    seen = _StepLosses()
+    seen = _StepLosses(reset_after)
     model.fit(fit_input(list(batches)), epochs=1, verbose=0, shuffle=False, callbacks=[seen])
     return seen.losses or [math.nan]
 

@@ -88,6 +88,8 @@ def tour(out):
     report["accuracy"] = float((result.model.predict(xt, verbose=0).argmax(-1) == yt).mean())
     report["epochs"] = len(result.history["loss"])
     report["jit_compile"] = bool(result.model.jit_compile)
+    report["execution_jit_compile"] = result.execution["jit_compile"]
+    report["update_ratio_epochs"] = len(result.history["update_ratio"])
     report["has_standardize"] = any(layer.name == "standardize" for layer in result.model.layers)
 
     ensemble = keras_recipes.fit_ensemble(lambda: mlp(16), (x, y), members=3, epochs=2, seed=0,

@@ -51,6 +51,9 @@ def test_in_memory_front_door_without_tensorflow(tmp_path, backend):
     assert report["epochs"] == 4
     assert report["has_standardize"]
     assert report["jit_compile"] is (backend == "jax")
+    assert report["execution_jit_compile"] is (backend == "jax")
+    # The update ratio is read every epoch on every backend.
+    assert report["update_ratio_epochs"] == 4
     assert report["ensemble_path"] == "fused"
     # Fused members are their independent runs (own orders, own clipping),
     # vectorized on JAX (jax.vmap) and torch (torch.vmap) where the rule says so.

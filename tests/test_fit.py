@@ -337,22 +337,6 @@ def test_cli_errors_name_the_flag(tmp_path):
     assert "data_dir=None" not in proc.stderr and "not prepared" in proc.stderr
 
 
-@pytest.mark.slow
-def test_runs_under_the_jax_backend():
-    pytest.importorskip("jax")
-    code = ("import keras, numpy as np\n"
-            "from keras_recipes import fit_with_tips\n"
-            "from keras_recipes.datasets import load_digits\n"
-            "x, y = load_digits('train')\n"
-            "m = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation='relu'), keras.layers.Dense(10)])\n"
-            "r = fit_with_tips(m, (x[:400], y[:400]), epochs=2, seed=0, verbose=0)\n"
-            "print(keras.backend.backend(), r.execution['jit_compile'], len(r.history['update_ratio']))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "KERAS_BACKEND": "jax"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().splitlines()[-1] == "jax True 2"
-
-
 def test_regression_targets_standardized_and_predicted_in_raw_units():
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, size=(300, 3)).astype("float32")

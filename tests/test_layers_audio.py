@@ -106,6 +106,22 @@ def test_resample_keeps_tone_and_removes_content_above_nyquist():
     assert 10 * np.log10((alias[200:-200] ** 2).mean() / 0.5) < -40
 
 
+@pytest.mark.parametrize("source, target", [(44100, 8000), (8000, 44100), (48000, 44100),
+                                            (16000, 8000)])
+def test_resample_by_tabulated_kernels_equals_one_kernel_per_sample(monkeypatch, source, target):
+    """Whole rates repeat their kernels every p outputs (p / q = target /
+    source): the table of p kernels gives what a kernel per sample gives."""
+    from keras_recipes import audio
+
+    signal = np.random.default_rng(0).normal(size=20000)
+    tabulated = resample(signal, source, target)
+    assert audio._phases(source, target) is not None
+    # A rate that is not whole, or a p too large to tabulate: a kernel per sample.
+    assert audio._phases(44100.5, 8000) is None and audio._phases(10007 * 3, 10009) is None
+    monkeypatch.setattr(audio, "_phases", lambda *rates: None)
+    np.testing.assert_allclose(tabulated, resample(signal, source, target), atol=1e-6)
+
+
 @pytest.mark.parametrize("args,match", [
     ((np.ones(10), 0, 8000), "Received: source_rate=0"),
     ((np.ones(10), 8000, float("nan")), "Received: target_rate=nan"),
@@ -241,7 +257,8 @@ def test_default_noise_mix_keeps_clean_accuracy_and_helps_on_unseen_noise():
     bank of the real noises, tested clean and with a recording never in it."""
     from keras_recipes import fit_with_tips
 
-    (x, y), (xt, yt) = _fsdd()
+    # The first 0.75 s of each clip: 97% of the recordings are shorter.
+    (x, y), (xt, yt) = _fsdd(6000)
     bank = NoiseBank.from_files(shared_data("noise"), sample_rate=8000)
     tap, rate = read_wav(shared_data("noise-eval", "running_tap.wav"))
     tap = resample(tap[:, 0], rate, 8000)
@@ -254,7 +271,7 @@ def test_default_noise_mix_keeps_clean_accuracy_and_helps_on_unseen_noise():
         noisy[i] = clean + part * np.sqrt(power / ((part ** 2).mean() * 10 ** 0.5))
 
     def scores(**augment):
-        result = fit_with_tips(_speech_model(), (x, y), epochs=20, seed=0, verbose=0,
+        result = fit_with_tips(_speech_model(6000), (x, y), epochs=20, seed=0, verbose=0,
                                optimizer="sgd", learning_rate=0.03, **augment)
         return [float((result.model.predict(v, batch_size=256, verbose=0).argmax(-1) == yt)
                       .mean()) for v in (xt, noisy)]
@@ -263,4 +280,5 @@ def test_default_noise_mix_keeps_clean_accuracy_and_helps_on_unseen_noise():
     mixed = scores(augment="audio", noise_bank=bank)
     print(f"clean {plain[0]:.3f} -> {mixed[0]:.3f}, unseen noise at 5 dB {plain[1]:.3f} -> {mixed[1]:.3f}")
     assert mixed[0] >= plain[0] - 0.03, (plain, mixed)  # the clean floor (one seed: 3 points)
-    assert mixed[1] >= plain[1] + 0.2, (plain, mixed)  # measured +0.53 at 20 epochs, 2 seeds
+    # Measured +0.53 at 20 epochs on whole seconds, 2 seeds; +0.50 on 0.75 s (seed 0).
+    assert mixed[1] >= plain[1] + 0.2, (plain, mixed)

@@ -313,3 +313,36 @@ def test_multi_optimizer_inside_clips_globally_and_drives_plateau_callbacks():
     # Keras' ReduceLROnPlateau reduced each sub-optimizer through the wrapper.
     assert np.isclose(float(keras.ops.convert_to_numpy(kernel_opt.learning_rate)), 0.01)
     assert np.isclose(float(keras.ops.convert_to_numpy(bias_opt.learning_rate)), 0.001)
+
+
+def test_a_probe_through_one_fit_reads_the_ratio_of_its_second_half_as_train_on_batch_does():
+    """The calibration's probe runs its steps through one `fit` and zeroes the
+    statistics between the halves from a callback: on JAX, where `fit` carries
+    the state between steps, the zeroing must reach the next step. The ratio
+    equals the one `train_on_batch` step by step reads (steps 5-8 of 8)."""
+    from keras_recipes.calibration import probe_update_ratio
+
+    x, y = tiny_data()
+    batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)]
+
+    class Listed(keras.utils.PyDataset):
+        def __init__(self, items):
+            super().__init__()
+            self.items = items
+
+        def __len__(self):
+            return len(self.items)
+
+        def __getitem__(self, i):
+            return self.items[i]
+
+    def measured(fit_input):
+        keras.utils.set_random_seed(0)
+        model = tiny_classifier()
+        model.compile(ClippedOptimizer(keras.optimizers.SGD(0.05, momentum=0.9), max_norm=None),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return probe_update_ratio(model, batches, steps=8, fit_input=fit_input)
+
+    by_fit, by_batch = measured(Listed), measured(None)
+    assert by_fit[0] > 0 and np.isfinite(by_fit[0])
+    np.testing.assert_allclose(by_fit, by_batch, rtol=1e-5)
