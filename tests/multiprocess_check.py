@@ -2,13 +2,15 @@
 (`jax.distributed`, one CPU device each, collectives through gloo), or one
 process with two host devices for comparison. Used by tests/test_sharding.py.
 
-    python tests/multiprocess_check.py PROCESS PROCESSES PORT OUT.json CHECKPOINT_DIR EPOCHS
+    python tests/multiprocess_check.py PROCESS PROCESSES PORT OUT.json CHECKPOINT_DIR EPOCHS PAUSE
+
+PAUSE: seconds of sleep after each epoch (a run to be killed), 0 for none.
 """
 
 import os
 import sys
 
-PROCESS, PROCESSES, PORT, OUT, CHECKPOINTS, EPOCHS = sys.argv[1:7]
+PROCESS, PROCESSES, PORT, OUT, CHECKPOINTS, EPOCHS, PAUSE = sys.argv[1:8]
 os.environ["KERAS_BACKEND"] = "jax"
 if PROCESSES == "1":
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
@@ -34,7 +36,7 @@ class SlowEpochs(keras.callbacks.Callback):
     """A pause after each epoch, so that a kill lands between checkpoints."""
 
     def on_epoch_end(self, epoch, logs=None):
-        time.sleep(0.5)
+        time.sleep(float(PAUSE))
 
 
 keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))

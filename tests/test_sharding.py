@@ -96,10 +96,12 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _start(process, processes, port, out, checkpoints, epochs):
+def _start(process, processes, port, out, checkpoints, epochs, pause=0.0):
+    """One process of the run; `pause` seconds after each epoch (a run to be
+    killed between checkpoints)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.Popen([sys.executable, MULTI, str(process), str(processes), str(port),
-                             str(out), str(checkpoints), str(epochs)], env=env,
+                             str(out), str(checkpoints), str(epochs), str(pause)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -122,7 +124,7 @@ def test_two_processes_train_as_one_and_a_killed_one_is_resumed_by_restarting_bo
 
     run = tmp_path / "two"
     port = _free_port()
-    procs = [_start(i, 2, port, tmp_path / f"p{i}.json", run, epochs) for i in (0, 1)]
+    procs = [_start(i, 2, port, tmp_path / f"p{i}.json", run, epochs, pause=0.5) for i in (0, 1)]
     # Kill process 1 once the checkpoint after epoch 2 is written, then the
     # other (waiting on its peer), as a scheduler would.
     deadline = time.time() + 600
