@@ -6,33 +6,13 @@ that has only JAX or torch). Used by tests/test_backends.py.
     python tests/backend_check.py train OUT.npz INIT.npz SHUFFLE [--no-tf]
 """
 
-import importlib.abc
-import importlib.machinery
 import json
 import sys
 
-
-class _Blocked(importlib.abc.Loader):
-    def create_module(self, spec):
-        raise ModuleNotFoundError(f"No module named {spec.name!r}", name=spec.name)
-
-    def exec_module(self, module):
-        pass
-
-
-class _NoTensorFlow(importlib.abc.MetaPathFinder):
-    """`import tensorflow` (and TFDS) fail as where they are not installed.
-    A finder, not `sys.modules["tensorflow"] = None`: Keras reads
-    `"tensorflow" in sys.modules` as "a TF graph may be running"."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "tensorflow_datasets"):
-            return importlib.machinery.ModuleSpec(name, _Blocked())
-        return None
-
+from no_tensorflow import block
 
 if "--no-tf" in sys.argv:
-    sys.meta_path.insert(0, _NoTensorFlow())
+    block()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -19,6 +19,10 @@ import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if os.environ.get("KERAS_BACKEND") == "jax":
+    from no_tensorflow import block
+
+    block()  # the JAX run needs no TensorFlow
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -11,6 +11,10 @@ import os
 os.environ["KERAS_BACKEND"] = "jax"
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
 
+from no_tensorflow import block  # noqa: E402
+
+block()  # the JAX run needs no TensorFlow
+
 import json  # noqa: E402
 import sys  # noqa: E402
 
