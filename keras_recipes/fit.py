@@ -12,7 +12,6 @@ import keras
 import numpy as np
 
 from keras_recipes import distribute
-from keras_recipes import sharding
 from keras_recipes.decide.options import fit_data
 from keras_recipes.ensemble import VECTORIZE
 from keras_recipes.ensemble import AveragingEnsemble
@@ -269,7 +268,6 @@ def fit_ensemble(build_model, data=None, members=10, *, x=None, y=None, vectoriz
     # then train data-parallel over its replicas.
     strategy = distribute.resolve(fit_kwargs.get("strategy"))
     distribute.check_outside_scope(strategy)
-    sharding.check_ensemble_processes(strategy)
     if fit_kwargs.get("strategy") is not None:
         fit_kwargs["strategy"] = strategy
     models = []

@@ -174,26 +174,14 @@ def check_host_readable(model, distribution):
             f"{type(distribution).__name__} with {len(split)} variable(s) split across processes")
 
 
-def check_ensemble_processes(strategy):
-    """fit_ensemble scores its members on the validation rows, whose
-    predictions are split over the processes under a distribution."""
-    if (keras.backend.backend() == "jax" and is_distribution(strategy)
-            and process_count() > 1):
-        raise ValueError(
-            f"fit_ensemble under keras.distribution across {process_count()} processes is not "
-            "supported: it scores each member by predicting the validation rows, and those "
-            f"predictions are split over the processes' devices ({NOT_READABLE}). Train the "
-            "members with fit_with_tips (one per member and seed) and average them with "
-            "keras_recipes.AveragingEnsemble, or run fit_ensemble in one process. Received: "
-            f"strategy={type(strategy).__name__} with {process_count()} processes")
-
-
 def predict(model, x, batch_size):
     """`model.predict(x)` for the recipe's own reads (an ensemble's members on
     the validation set): under a keras.distribution on JAX its rows are
     padded to divide over the batch's devices, and the padding cut from the
     predictions, as training's batches are."""
     active = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
+    if active is not None and process_count() > 1:
+        return predict_here(model, x, batch_size)
     n = len(keras.tree.flatten(x)[0])
     parts = shards(active) if active is not None else 1
     if n % parts == 0 and batch_size % parts == 0:
@@ -202,6 +190,49 @@ def predict(model, x, batch_size):
     padded = keras.tree.map_structure(lambda a: np.asarray(a)[index], x)
     out = model.predict(padded, verbose=0, batch_size=batch_size + -batch_size % parts)
     return keras.tree.map_structure(lambda a: np.asarray(a)[:n], out)
+
+
+def _local_copy(variable):
+    """The whole value of a variable on this process's first device: its
+    own copy when the value is replicated over several processes' devices."""
+    value = variable.value
+    if getattr(value, "is_fully_addressable", True):
+        return value
+    if not value.is_fully_replicated:
+        raise ValueError(
+            f"{variable.path} is split over devices of several processes and cannot be read "
+            f"in one ({NOT_READABLE}). Received: a variable laid out as {value.sharding}")
+    return value.addressable_data(0)
+
+
+def predict_here(model, x, batch_size):
+    """Each process predicts all of `x` alone, on its first local device,
+    from its own copy of the replicated weights: the recipe's own reads
+    (an ensemble's members on the validation rows) under a keras.distribution
+    across processes, where `model.predict` would take each process's `x`
+    as its share of one global batch and return predictions no process can
+    read whole. Every process computes the same numbers; none waits on
+    another."""
+    import jax
+
+    trainable = [_local_copy(v) for v in model.trainable_variables]
+    non_trainable = [_local_copy(v) for v in model.non_trainable_variables]
+    device = jax.local_devices()[0]
+    trainable, non_trainable = jax.device_put((trainable, non_trainable), device)
+
+    @jax.jit
+    def step(trainable, non_trainable, batch):
+        return model.stateless_call(trainable, non_trainable, batch, training=False)[0]
+
+    n = len(keras.tree.flatten(x)[0])
+    outs = []
+    with paused():
+        for start in range(0, n, batch_size):
+            batch = keras.tree.map_structure(
+                lambda a: jax.device_put(np.asarray(a)[start:start + batch_size], device), x)
+            outs.append(keras.tree.map_structure(np.asarray, step(trainable, non_trainable,
+                                                                   batch)))
+    return keras.tree.map_structure(lambda *parts: np.concatenate(parts), *outs)
 
 
 @contextlib.contextmanager
