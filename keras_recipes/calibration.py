@@ -165,8 +165,8 @@ def _probe(model, clipped, batches, fit_input=None):
     loss = first = 0.0
     clipped.reset_stats()
     if fit_input is not None and getattr(model, "steps_per_execution", 1) == 1:
-        # One `fit`, the statistics zeroed between the halves by a callback
-        # (half the calls of one `fit` per half: each `fit` has its setup).
+        # One `fit` call, not one per half (each call has its own setup):
+        # a callback zeroes the statistics between the halves.
         losses = _fit_steps(model, fit_input, batches, reset_after=(warm, clipped))
         first, loss = losses[0], losses[-1]
     elif fit_input is not None:  # steps run in groups: a `fit` per half

@@ -178,7 +178,8 @@ def predict(model, x, batch_size):
     """`model.predict(x)` for the recipe's own reads (an ensemble's members on
     the validation set): under a keras.distribution on JAX its rows are
     padded to divide over the batch's devices, and the padding cut from the
-    predictions, as training's batches are."""
+    predictions, as training's batches are; across several processes, each
+    process predicts all of `x` alone (`predict_here`)."""
     active = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
     if active is not None and process_count() > 1:
         return predict_here(model, x, batch_size)

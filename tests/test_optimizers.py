@@ -321,20 +321,10 @@ def test_a_probe_through_one_fit_reads_the_ratio_of_its_second_half_as_train_on_
     the state between steps, the zeroing must reach the next step. The ratio
     equals the one `train_on_batch` step by step reads (steps 5-8 of 8)."""
     from keras_recipes.calibration import probe_update_ratio
+    from keras_recipes.data.batches import Listed  # the array path's fit_input
 
     x, y = tiny_data()
     batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)]
-
-    class Listed(keras.utils.PyDataset):
-        def __init__(self, items):
-            super().__init__()
-            self.items = items
-
-        def __len__(self):
-            return len(self.items)
-
-        def __getitem__(self, i):
-            return self.items[i]
 
     def measured(fit_input):
         keras.utils.set_random_seed(0)
