@@ -83,6 +83,16 @@ def check_plan(out):
                 learning_rate=1e-3)
     report["kept_in_place"] = kept.model is after and not any(t.name == "model"
                                                               for t in kept.tips)
+    # The recipe's own read across processes (an ensemble's scores): all rows
+    # predicted alone on one device from the laid-out weights, in batches
+    # (37 rows, batch 16), as the same weights predict without the distribution.
+    keras.distribution.set_distribution(default)
+    here = sharding.predict_here(after, x[:37], 16)
+    keras.distribution.set_distribution(None)
+    alone = mlp()
+    alone.set_weights(after.get_weights())
+    report["predict_here_diff"] = float(np.abs(here - alone.predict(x[:37], verbose=0)).max())
+    report["predict_here_shape"] = list(here.shape)
     # strategy="auto": no accelerators here (host devices), then two "found".
     auto = plan(mlp(), (x, y), seed=0, verbose=0, strategy="auto", audit=False,
                 learning_rate=1e-3)

@@ -43,6 +43,10 @@ def test_batches_are_cut_to_the_devices_and_the_row_says_how(tmp_path):
     assert "the model was built before the distribution: cloned under it" in report["clone_row"]
     assert report["clone_same_weights"]
     assert report["kept_in_place"]
+    # Each process's own prediction of every row (fit_ensemble's scores across
+    # processes; the cross-process run is the slow test below).
+    assert report["predict_here_shape"] == [37, 10]
+    assert report["predict_here_diff"] < 1e-5
     assert report["row"].startswith("DataParallel (keras.distribution), batch split over 2 "
                                     "devices; global batch 96 = 48 per replica")
     # strategy="auto": no accelerators here, then DataParallel over two found.
