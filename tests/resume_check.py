@@ -21,7 +21,6 @@ from keras_recipes.checkpoint import Checkpointer  # noqa: E402
 from keras_recipes.datasets import load_digits  # noqa: E402
 
 
-
 class KillMidEpoch(keras.callbacks.Callback):
     """Writes OUTPUT.started (the first epoch this process trains: where it
     resumed), and kills the process at the chosen point."""

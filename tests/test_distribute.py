@@ -206,9 +206,8 @@ def test_only_the_chief_writes_checkpoints_and_the_final_model(uninterrupted):
 def test_killed_worker_restarts_and_resumes_from_the_checkpoint(uninterrupted, tmp_path):
     """Worker 1 is SIGKILLed after the second epoch's checkpoint; the other,
     which cannot go on without it, is stopped at once (as a cluster manager
-    would);
-    both restart with the same command, resume from the chief's checkpoint,
-    and end where the uninterrupted run ended."""
+    would); both restart with the same command, resume from the chief's
+    checkpoint, and end where the uninterrupted run ended."""
     shared = tmp_path / "shared"
     procs = _start_workers(tmp_path, [shared, shared], "killed", pause=1.0)
     deadline = time.monotonic() + WORKER_TIMEOUT
