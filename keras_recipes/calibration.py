@@ -15,6 +15,7 @@ import time
 import keras
 import numpy as np
 
+from keras_recipes import sharding
 from keras_recipes.callbacks import find_clipped_optimizer
 
 # The advice's "normal" starting rate; the search moves from it by factors
@@ -116,7 +117,7 @@ class _Restorer:
     numpy copies, put back with `restore()`."""
 
     def __init__(self, model, optimizer):
-        self.pairs = [(v, keras.ops.convert_to_numpy(v)) for v in
+        self.pairs = [(v, sharding.host(v)) for v in
                       list(model.variables) + list(optimizer.variables)]
 
     def restore(self):

@@ -17,6 +17,8 @@ import shutil
 import keras
 import numpy as np
 
+from keras_recipes import sharding
+
 _PREFIX = "epoch-"
 _TMP = ".tmp-"
 
@@ -65,7 +67,11 @@ class Checkpointer:
         """Writes checkpoint `epoch` atomically and removes older ones.
 
         `arrays` maps names to lists of numpy arrays (e.g. best weights).
-        Does nothing in a process that does not write (a non-chief worker)."""
+        Writes nothing in a process that does not write (a non-chief worker),
+        but reads the variables in every process: a variable split over
+        several processes' devices is gathered from all of them.
+        """
+        values = self._values(model, optimizer)
         if not self.writes:
             return
         final = self.directory / f"{_PREFIX}{epoch:05d}"
@@ -74,7 +80,7 @@ class Checkpointer:
         tmp.mkdir()
         # No fsync: a killed process loses nothing the kernel already has;
         # only the rename must be the last step (and it is atomic).
-        self._write_files(tmp, model, optimizer, state, arrays or {})
+        self._write_files(tmp, values, state, arrays or {})
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
@@ -82,15 +88,19 @@ class Checkpointer:
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
 
-    def _write_files(self, folder, model, optimizer, state, arrays):
+    @staticmethod
+    def _values(model, optimizer):
+        # model.variables, not get_weights(): it also holds the random-number
+        # generators' states (dropout, augmentation), so those draws resume too.
+        values = {f"model_{i}": sharding.host(v) for i, v in enumerate(model.variables)}
+        values.update({f"optimizer_{i}": sharding.host(v)
+                       for i, v in enumerate(optimizer.variables)})
+        return values
+
+    def _write_files(self, folder, values, state, arrays):
         # One uncompressed .npz for every array (model weights, optimizer
         # variables, extra lists): the cheapest write, which matters when it
         # happens every epoch.
-        # model.variables, not get_weights(): it also holds the random-number
-        # generators' states (dropout, augmentation), so those draws resume too.
-        values = {f"model_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
-        values.update({f"optimizer_{i}": keras.ops.convert_to_numpy(v)
-                       for i, v in enumerate(optimizer.variables)})
         for name, items in arrays.items():
             if items is not None:
                 values.update({f"{name}_{i}": a for i, a in enumerate(items)})
@@ -135,7 +145,9 @@ class Checkpointer:
 
     def save_final(self, model):
         """The finished model as `final.keras` (written, then renamed); only
-        in the process that writes."""
+        in the process that writes (gathered in all, where a variable is
+        split over several processes' devices)."""
+        model = sharding.host_copy(model)
         if not self.writes:
             return
         tmp = self.directory / f"{_TMP}final.keras"

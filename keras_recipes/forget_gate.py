@@ -5,6 +5,7 @@ are, and setting the bias before training."""
 import keras
 import numpy as np
 
+from keras_recipes import sharding
 from keras_recipes.modelinfo import walk_layers
 
 # The decision, measured (benchmarks/bench_forget_bias_length.py, BUILD_NOTES.md,
@@ -48,7 +49,7 @@ def at_keras_default(layer):
     bias = _bias(layer)
     if bias is None:
         return False
-    values = keras.ops.convert_to_numpy(bias)
+    values = sharding.host(bias)
     units = len(values) // 4
     default = np.zeros_like(values)
     default[units:2 * units] = 1.0
@@ -67,7 +68,7 @@ def sequence_length(layer):
 def set_forget_bias(layer, value):
     """Sets the forget slice of the layer's bias to `value` (the rest kept)."""
     bias = _bias(layer)
-    values = keras.ops.convert_to_numpy(bias).copy()
+    values = sharding.host(bias).copy()
     units = len(values) // 4
     values[units:2 * units] = value
     bias.assign(values)

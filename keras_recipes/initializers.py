@@ -12,6 +12,8 @@ import sys
 import keras
 import numpy as np
 
+from keras_recipes import sharding
+
 _PACKAGE = "keras_recipes"
 
 
@@ -234,7 +236,7 @@ def constant_kernels(model):
             continue
         if id(variable) in biases:
             continue
-        values = keras.ops.convert_to_numpy(variable)
+        values = sharding.host(variable)
         if np.all(values == values.flat[0]):
             found.append((variable, float(values.flat[0])))
     return found

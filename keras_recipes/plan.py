@@ -212,7 +212,7 @@ def plan(model, data=None, y=None, *, x=None, **options):
         check_inputs_match(model, data)
         if sharding.is_distribution(strategy):
             check_shardable(data, strategy, o["seed"])
-            data.split_over(distribute.replicas(strategy), sharding.process_index(),
+            data.split_over(distribute.replicas(strategy), sharding.batch_span(strategy),
                             sharding.process_count())
             decided.padded_validation = data.shard_cut()[1] > 0 and not data.weighted
         if data.kept_batches:  # shapes vary: the batches as given (issue 38 item 1)
@@ -228,8 +228,6 @@ def plan(model, data=None, y=None, *, x=None, **options):
         tips = decide_data(data, o, strategy, batch_note)
         tips.append(decide_epochs(data, o))
         model, cloned = distribute.in_scope(model, strategy)
-        if sharding.is_distribution(strategy):
-            sharding.check_host_readable(model, strategy)
         if cloned:
             tips.append(Tip(0, "model", "cloned into the strategy's scope",
                             cloned + "; the trained model is result.model"))

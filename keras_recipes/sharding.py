@@ -12,9 +12,12 @@ pads its last batch with zero-weight rows, every real row weighted so that
 Keras' row-weighted means are those of the real rows.
 
 Several processes (`jax.distributed`): every process reads the whole data,
-splits and shuffles it alike (a seed), and feeds its consecutive share of
-each global batch (`DeviceSplit`), so Keras must not shard the data again
-(`auto_shard_dataset = False`). Process 0 writes the files.
+splits and shuffles it alike (a seed), and feeds the rows of each global
+batch that its devices hold on the batch axis (`batch_span`, `DeviceSplit`),
+so Keras must not shard the data again (`auto_shard_dataset = False`).
+Process 0 writes the files. A variable split over several processes'
+devices (ModelParallel) is read on the host by gathering it from all of
+them (`host`), which every process does alike.
 """
 
 import contextlib
@@ -81,6 +84,39 @@ def shards(distribution):
     return int(mesh.shape[list(mesh.axis_names).index(distribution.batch_dim_name)])
 
 
+def _process_of(device):
+    """The process a mesh's device (a JAX device or Keras' "cpu:3") is on."""
+    import jax
+
+    if not isinstance(device, str):
+        return device.process_index
+    platform, _, number = device.partition(":")
+    for candidate in jax.devices():
+        if candidate.platform == platform and candidate.id == int(number):
+            return candidate.process_index
+    raise ValueError(f"No JAX device is named {device!r}. Received: a mesh with {device!r}")
+
+
+def batch_span(distribution):
+    """(first, stop): the positions on the batch axis that this process's
+    devices hold, whose rows of every batch it feeds (Keras assembles the
+    global batch from each process's rows, `make_array_from_process_local_data`).
+    With the batch axis split over the processes, a share each; with it
+    inside every process (the mesh's other axis across them), all rows."""
+    mesh = distribution.device_mesh
+    axis = list(mesh.axis_names).index(distribution.batch_dim_name)
+    devices = np.asarray(mesh.devices, dtype=object)
+    here = process_index()
+    positions = sorted({index[axis] for index in np.ndindex(devices.shape)
+                        if _process_of(devices[index]) == here})
+    if not positions or positions != list(range(positions[0], positions[-1] + 1)):
+        raise ValueError(
+            f"This process's devices must hold consecutive positions of the mesh's batch axis "
+            f"{distribution.batch_dim_name!r}, to feed consecutive rows of every batch. "
+            f"Received: positions {positions} of {devices.shape[axis]} in process {here}")
+    return positions[0], positions[-1] + 1
+
+
 def describe(distribution):
     n = shards(distribution)
     processes = process_count()
@@ -93,7 +129,9 @@ def describe(distribution):
     if processes > 1:
         text += (f", {processes} processes (this is process {process_index()}"
                  + (", which writes the files" if process_index() == 0 else "")
-                 + "), each feeding its share of every batch")
+                 + "), each feeding "
+                 + ("its share of every batch" if n % processes == 0 and n >= processes
+                    else "every batch whole (the batch axis is not split across them)"))
     return text
 
 
@@ -127,11 +165,11 @@ def in_scope(model, distribution):
                    "weights")
 
 
-def clone_in_scope(model, scope, cannot, fix):
-    """A clone of `model` with its weights, made inside `scope()` (a
-    tf.distribute strategy's or a keras.distribution's); a ValueError saying
-    `cannot` (and why), then `fix`, when it cannot be cloned."""
-    weights = model.get_weights()
+def clone_in_scope(model, scope, cannot, fix, weights=None):
+    """A clone of `model` with its weights (or `weights`), made inside
+    `scope()` (a tf.distribute strategy's or a keras.distribution's); a
+    ValueError saying `cannot` (and why), then `fix`, when it cannot be cloned."""
+    weights = model.get_weights() if weights is None else weights
     try:
         with scope():
             clone = keras.models.clone_model(model)
@@ -146,32 +184,56 @@ def clone_in_scope(model, scope, cannot, fix):
     return clone
 
 
-# What the recipe reads on the host, and why a value split over several
-# processes' devices cannot be read there.
-HOST_READS = ("the dead-start check, the calibration's restore, the guard's best weights, the "
-              "checkpoints and result.model")
-NOT_READABLE = ("JAX reads an array on one host only when it is whole on that host's devices "
-                "or replicated")
+def _split(value):
+    """True for a JAX array laid out over devices of several processes and
+    not whole on any: its host value needs the other processes' parts."""
+    return (not getattr(value, "is_fully_addressable", True)
+            and not getattr(value, "is_fully_replicated", True))
 
 
-def check_host_readable(model, distribution):
-    """Refuses, before training, variables laid out over devices of several
-    processes: the recipe reads weights on the host, which JAX cannot do for
-    them. (Replicated ones, DataParallel's, are read from the local copy.)"""
-    if keras.backend.backend() != "jax" or process_count() < 2:
-        return
-    split = [v.path for v in model.variables
-             if not getattr(v.value, "is_fully_addressable", True)
-             and not getattr(v.value, "is_fully_replicated", True)]
-    if split:
-        raise ValueError(
-            f"Under {type(distribution).__name__} across {process_count()} processes, "
-            f"{len(split)} variable(s) are split over devices of several processes "
-            f"({', '.join(split[:4])}{', ...' if len(split) > 4 else ''}), and the recipe reads "
-            f"weights on the host ({HOST_READS}); {NOT_READABLE}. Lay them out within one "
-            "process's devices (a 'model' axis no longer than jax.local_device_count()), or use "
-            "DataParallel across the processes. Received: strategy="
-            f"{type(distribution).__name__} with {len(split)} variable(s) split across processes")
+def host(variable):
+    """The whole value of a variable (or array) as numpy, in every process.
+
+    A value split over several processes' devices (a ModelParallel layout
+    across `jax.distributed` processes) is gathered from all of them: every
+    process must then call this, for the same variables in the same order,
+    as the recipe does (it reads weights alike everywhere; only the writes
+    are process 0's). Anything else is `keras.ops.convert_to_numpy`'s."""
+    value = getattr(variable, "value", variable)
+    if keras.backend.backend() == "jax" and _split(value):
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(value, tiled=True))
+    return keras.ops.convert_to_numpy(variable)
+
+
+def host_weights(model):
+    """`model.get_weights()`, gathered where a weight is split over
+    several processes' devices (`host`)."""
+    return [host(v) for v in model.weights]
+
+
+def host_copy(model):
+    """`model` itself, or, where a variable is split over several processes'
+    devices, a copy on this process's devices holding the gathered weights,
+    compiled alike with the gathered optimizer state: what Keras' saving
+    reads on the host. Gathers, so every process calls it."""
+    optimizer = getattr(model, "optimizer", None)
+    slots = list(optimizer.variables) if optimizer is not None and optimizer.built else []
+    if keras.backend.backend() != "jax" or not any(
+            _split(getattr(v, "value", v)) for v in list(model.variables) + slots):
+        return model
+    weights, slot_values = host_weights(model), [host(v) for v in slots]
+    with paused():
+        copy = clone_in_scope(model, contextlib.nullcontext, "The model could not be copied to "
+                              "one process to be saved", "Save result.model's weights instead.",
+                              weights)
+        if getattr(model, "compiled", False):
+            copy.compile_from_config(model.get_compile_config())
+            copy.optimizer.build(copy.trainable_variables)
+            for variable, value in zip(copy.optimizer.variables, slot_values):
+                variable.assign(value)
+    return copy
 
 
 def predict(model, x, batch_size):
@@ -199,10 +261,8 @@ def _local_copy(variable):
     value = variable.value
     if getattr(value, "is_fully_addressable", True):
         return value
-    if not value.is_fully_replicated:
-        raise ValueError(
-            f"{variable.path} is split over devices of several processes and cannot be read "
-            f"in one ({NOT_READABLE}). Received: a variable laid out as {value.sharding}")
+    if _split(value):
+        return host(value)
     return value.addressable_data(0)
 
 

@@ -52,14 +52,13 @@ class Kill(keras.callbacks.Callback):
 if mode == "kill-mid-write":
     original = Checkpointer._write_files
 
-    def write_then_die(self, folder, model, optimizer, state, arrays):
+    def write_then_die(self, folder, values, state, arrays):
         if state["epoch"] == EPOCHS - 2:
             os.makedirs(output + ".dying")
-            original(self, __import__("pathlib").Path(output + ".dying"), model, optimizer, state,
-                     arrays)
+            original(self, __import__("pathlib").Path(output + ".dying"), values, state, arrays)
             (folder / "arrays.npz").write_bytes(b"PK\x03\x04 half a checkpoint")
             os.kill(os.getpid(), signal.SIGKILL)
-        return original(self, folder, model, optimizer, state, arrays)
+        return original(self, folder, values, state, arrays)
 
     Checkpointer._write_files = write_then_die
 

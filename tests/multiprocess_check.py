@@ -1,6 +1,8 @@
 """One process of a keras.distribution run on JAX: two processes on loopback
 (`jax.distributed`, one CPU device each, collectives through gloo), or one
-process with two host devices for comparison. Used by tests/test_sharding.py.
+process with two host devices for comparison: DataParallel (killed and
+resumed), fit_ensemble, then ModelParallel with a kernel split over the
+processes' devices (resumed from a checkpoint). Used by tests/test_sharding.py.
 
     python tests/multiprocess_check.py PROCESS PROCESSES PORT OUT.json CHECKPOINT_DIR EPOCHS PAUSE
 
@@ -23,6 +25,7 @@ from no_tensorflow import block  # noqa: E402
 block()  # the JAX run needs no TensorFlow
 
 import jax  # noqa: E402
+from jax.experimental import multihost_utils  # noqa: E402
 
 if PROCESSES != "1":
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -70,25 +73,37 @@ ensemble_report = {"path": ensemble.path, "member_scores": ensemble.member_score
                                    for m in ensemble.members],
                    "row": next(t.setting for t in ensemble.fit_result.tips
                                if t.name == "distribution")}
-refusals = {}
-if PROCESSES != "1":
-    # What is refused across processes, by name and before any training:
-    # variables split over several processes' devices.
-    mesh = keras.distribution.DeviceMesh((1, 2), ["batch", "model"], jax.devices())
-    layout = keras.distribution.LayoutMap(mesh)
-    layout[".*hidden/kernel"] = (None, "model")
-    parallel = keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch")
-    keras.utils.set_random_seed(0)
-    with parallel.scope():
-        split = keras.Sequential([keras.Input((64,)), keras.layers.Dense(
-            32, activation="relu", name="hidden"), keras.layers.Dense(10)])
-    try:
-        fit_with_tips(split, (x[:1004], y[:1004]), seed=0, strategy=parallel, verbose=0,
-                      epochs=1)
-        refusals["model_parallel"] = None
-    except ValueError as error:
-        refusals["model_parallel"] = str(error)
-json.dump({"status": result.status, "accuracy": accuracy, "refusals": refusals,
+# ModelParallel with the hidden kernel split over the mesh's model axis: in
+# two processes, over both (each holds half of it, and of its Adam moments);
+# in one, over its two devices. The two-process run trains 2 epochs, then
+# resumes from its checkpoint to 4; the one-process run trains 4 at once.
+mesh = keras.distribution.DeviceMesh((1, 2), ["batch", "model"], jax.devices())
+layout = keras.distribution.LayoutMap(mesh)
+layout[".*hidden/kernel"] = (None, "model")
+parallel = keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch")
+keras.utils.set_random_seed(0)
+with parallel.scope():
+    split = keras.Sequential([keras.Input((64,)), keras.layers.Dense(
+        32, activation="relu", name="hidden"), keras.layers.Dense(10)])
+for epochs in ((2, 4) if PROCESSES != "1" else (4,)):
+    parallel_result = fit_with_tips(split, (x[:1004], y[:1004]), seed=0, strategy=parallel,
+                                    verbose=0, epochs=epochs, checkpoint_dir=CHECKPOINTS + "-mp")
+kernel = split.get_layer("hidden").kernel.value
+gathered = np.asarray(multihost_utils.process_allgather(kernel, tiled=True)) if (
+    PROCESSES != "1") else np.asarray(kernel)
+model_parallel = {
+    "split_across_processes": not kernel.is_fully_addressable,
+    "kernel_sum": float(gathered.sum()),
+    "val_loss": [float(v) for v in parallel_result.history["val_loss"]],
+    "rows": {t.name: t.setting for t in parallel_result.tips
+             if t.name in ("distribution", "resumed")}}
+if PROCESS == "0":  # the file process 0 wrote, read back without the distribution
+    keras.distribution.set_distribution(None)
+    saved = keras.saving.load_model(CHECKPOINTS + "-mp/final.keras")
+    inner = saved.get_layer(split.name)  # inside the file's standardizing wrapper
+    model_parallel["final_kernel_sum"] = float(inner.get_layer("hidden").kernel.numpy().sum())
+    model_parallel["final_optimizer_variables"] = len(saved.optimizer.variables)
+json.dump({"status": result.status, "accuracy": accuracy, "model_parallel": model_parallel,
            "ensemble": ensemble_report,
            "weight_sum": float(sum(np.sum(w) for w in weights)),
            "val_loss": [float(v) for v in result.history["val_loss"]],

@@ -48,11 +48,11 @@ def main(mode, checkpoint_dir, output):
     if mode == "kill-mid-write":
         original = Checkpointer._write_files
 
-        def write_then_die(self, folder, model, optimizer, state, arrays):
+        def write_then_die(self, folder, values, state, arrays):
             if state["epoch"] == 2:
                 (folder / "arrays.npz").write_bytes(b"PK\x03\x04 half a checkpoint")
                 os.kill(os.getpid(), signal.SIGKILL)
-            return original(self, folder, model, optimizer, state, arrays)
+            return original(self, folder, values, state, arrays)
 
         Checkpointer._write_files = write_then_die
 

@@ -9,7 +9,9 @@ import os
 import subprocess
 import sys
 import time
+import types
 
+import numpy as np
 import pytest
 
 CHECK = os.path.join(os.path.dirname(__file__), "sharding_check.py")
@@ -55,6 +57,37 @@ def test_batches_are_cut_to_the_devices_and_the_row_says_how(tmp_path):
                                          "over 2 devices")
     assert "Received: strategy='mirrored'" in report["bad_strategy"]
     assert "with 2 processes" in report["no_seed"] and "Received: seed=None" in report["no_seed"]
+
+
+def test_each_process_feeds_the_rows_its_devices_hold_on_the_batch_axis(monkeypatch):
+    """Several processes: a process feeds the rows of every batch at its
+    devices' positions on the mesh's batch axis (Keras builds the global
+    batch from them), half each under DataParallel over two processes, all
+    when the batch axis lies within each process (ModelParallel's model axis
+    across them); devices interleaved over the batch axis are refused."""
+    from keras_recipes import sharding
+    from keras_recipes.data.core import DeviceSplit
+
+    def on(process):  # a device as the mesh holds it: its process is what counts
+        return types.SimpleNamespace(process_index=process)
+
+    def mesh(devices, names):
+        return types.SimpleNamespace(batch_dim_name="batch", device_mesh=types.SimpleNamespace(
+            devices=np.array(devices, dtype=object), axis_names=names))
+
+    data_parallel = mesh([on(0), on(0), on(1), on(1)], ["batch"])
+    model_across = mesh([[on(0), on(1)], [on(0), on(1)]], ["batch", "model"])
+    interleaved = mesh([on(0), on(1), on(0), on(1)], ["batch"])
+    spans = {}
+    for process in (0, 1):
+        monkeypatch.setattr(sharding, "process_index", lambda: process)
+        spans[process] = (sharding.batch_span(data_parallel), sharding.batch_span(model_across))
+        with pytest.raises(ValueError, match=rf"positions \[{process}, {process + 2}\] of 4"):
+            sharding.batch_span(interleaved)
+    assert spans == {0: ((0, 2), (0, 2)), 1: ((2, 4), (0, 2))}
+    assert DeviceSplit(4, 2, 4, 2).share(96) == slice(48, 96)
+    assert DeviceSplit(2, 0, 2, 2).share(96) == slice(0, 96)
+    assert DeviceSplit().share(7) == slice(0, 7)
 
 
 @pytest.mark.slow
@@ -120,7 +153,9 @@ def test_two_processes_train_as_one_and_a_killed_one_is_resumed_by_restarting_bo
     """Issue 27 item 6: two JAX processes on loopback feed their shares of
     every batch and end with one process's two-device result; process 0 alone
     writes the files; a killed process is survived by starting both again;
-    fit_ensemble across the processes trains the one-process run's members."""
+    fit_ensemble across the processes trains the one-process run's members;
+    ModelParallel with a kernel split over both processes trains, resumes
+    from its checkpoint and is saved as the one-process run."""
     if importlib.util.find_spec("jax") is None:
         pytest.skip("keras.distribution runs on JAX: `pip install jax` (not installed here)")
     epochs = 6
@@ -151,11 +186,16 @@ def test_two_processes_train_as_one_and_a_killed_one_is_resumed_by_restarting_bo
         # the one-process, two-device run's, through a kill and a resume.
         assert report["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)
         assert report["weight_sum"] == pytest.approx(one["weight_sum"], rel=1e-4)
-        # Refused by name before training, in every process: a variable split
-        # over several processes' devices (the recipe reads weights on the host).
-        refused = report["refusals"]
-        assert "1 variable(s) are split over devices of several processes" in refused[
-            "model_parallel"] and "Received: strategy=ModelParallel" in refused["model_parallel"]
+        # ModelParallel with the hidden kernel split over both processes'
+        # devices: 2 epochs, then resumed to 4 from the checkpoint (its split
+        # Adam moments gathered and put back), as the one-process run's 4.
+        parallel, single = report["model_parallel"], one["model_parallel"]
+        assert parallel["split_across_processes"] and not single["split_across_processes"]
+        assert parallel["rows"]["resumed"] == "from the checkpoint after epoch 2", parallel
+        assert "every batch whole" in parallel["rows"]["distribution"], parallel
+        assert parallel["val_loss"] == pytest.approx(single["val_loss"], rel=1e-4)
+        assert parallel["kernel_sum"] == pytest.approx(single["kernel_sum"], rel=1e-4)
+        assert single["val_loss"][-1] < 0.5 * single["val_loss"][0], single
         # fit_ensemble across the processes trains the one-process run's
         # members, and every process scores them alone, alike.
         ensemble, reference = report["ensemble"], one["ensemble"]
@@ -169,6 +209,11 @@ def test_two_processes_train_as_one_and_a_killed_one_is_resumed_by_restarting_bo
     assert "which writes the files" in reports[0]["rows"]["distribution"]
     assert "which writes" not in reports[1]["rows"]["distribution"]
     assert (run / "final.keras").exists()
+    # Process 0 wrote final.keras from the gathered kernel and Adam state.
+    parallel = reports[0]["model_parallel"]
+    assert parallel["final_kernel_sum"] == pytest.approx(parallel["kernel_sum"], rel=1e-6)
+    assert parallel["final_optimizer_variables"] == one["model_parallel"][
+        "final_optimizer_variables"] > 0
     assert one["accuracy"] >= 0.85 and reports[0]["accuracy"] == pytest.approx(one["accuracy"],
                                                                                abs=0.01)
 

@@ -6,6 +6,7 @@ import math
 
 import keras
 
+from keras_recipes import sharding
 from keras_recipes.callbacks.rates import PACKAGE
 from keras_recipes.callbacks.rates import check_count
 from keras_recipes.callbacks.rates import check_fraction
@@ -150,8 +151,8 @@ class DivergenceGuard(keras.callbacks.Callback):
 
     def _state(self):
         optimizer = self.model.optimizer
-        return ([keras.ops.convert_to_numpy(v) for v in self.model.weights],
-                [keras.ops.convert_to_numpy(v) for v in optimizer.variables])
+        return ([sharding.host(v) for v in self.model.weights],
+                [sharding.host(v) for v in optimizer.variables])
 
     def _restore(self):
         weights, slots = self._good

@@ -7,6 +7,7 @@ import warnings
 
 import keras
 
+from keras_recipes import sharding
 from keras_recipes.callbacks.rates import PACKAGE
 from keras_recipes.callbacks.rates import check_count
 from keras_recipes.callbacks.rates import check_fraction
@@ -309,7 +310,7 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
             self.best_weights_value = current
             self.best_epoch = epoch
             if self.restore_best_weights:
-                self.best_weights = self.model.get_weights()
+                self.best_weights = sharding.host_weights(self.model)
 
         if self.in_cooldown():
             self.cooldown_counter -= 1

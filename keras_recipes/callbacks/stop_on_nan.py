@@ -5,6 +5,7 @@ import math
 
 import keras
 
+from keras_recipes import sharding
 from keras_recipes.callbacks.rates import PACKAGE
 from keras_recipes.callbacks.rates import current_learning_rate
 
@@ -36,14 +37,14 @@ class StopOnNaN(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.event = None
-        self._good = self.model.get_weights()
+        self._good = sharding.host_weights(self.model)
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is None:
             return
         if math.isfinite(float(loss)):
-            self._good = self.model.get_weights()
+            self._good = sharding.host_weights(self.model)
             return
         self.event = {
             "epoch": epoch,

@@ -136,7 +136,7 @@ class EpochBatches(keras.utils.PyDataset):
         batch = self._share(tuple(take(a, order) for a in self.arrays))
         if self.scale != 1.0:
             batch = pad_for_shards(batch, self.shards, self.scale)
-        if not self.training and self.devices.processes > 1:
+        if not self.training and self.devices.processes > 1 and self.shards > 1:
             index = np.arange(batch_rows(batch))[self.devices.share(batch_rows(batch))]
             batch = tuple(take(a, index) for a in batch)
         if self.tile:

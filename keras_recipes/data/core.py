@@ -88,17 +88,20 @@ class Leaf:
 @dataclasses.dataclass(frozen=True)
 class DeviceSplit:
     """How a global batch is split under keras.distribution: over `shards`
-    devices on the batch axis, this process (`process` of `processes`)
-    feeding its equal, consecutive share of every batch's rows."""
+    devices on the batch axis, this process feeding the consecutive rows of
+    the batch axis's positions `first` to `stop` (its devices'): half each
+    for two processes of one device, all of them when the batch axis is not
+    split across processes (a ModelParallel mesh whose model axis is)."""
 
     shards: int = 1
-    process: int = 0
+    first: int = 0
+    stop: int = None
     processes: int = 1
 
     def share(self, rows):
         """This process's rows of a batch of `rows` (a multiple of `shards`)."""
-        size = rows // self.processes
-        return slice(self.process * size, (self.process + 1) * size)
+        size = rows // self.shards
+        return slice(self.first * size, (self.shards if self.stop is None else self.stop) * size)
 
     def padding(self, rows):
         """(padding rows, the weight of every real row) for a validation pass
@@ -152,10 +155,12 @@ class Data:
         """At most `steps` batches per epoch (`steps_per_epoch=`)."""
         self.max_steps = int(steps)
 
-    def split_over(self, shards, process=0, processes=1):
+    def split_over(self, shards, span=None, processes=1):
         """Every batch split into `shards` parts (keras.distribution's
-        devices), this process (`process` of `processes`) feeding its share."""
-        self.devices = DeviceSplit(int(shards), int(process), int(processes))
+        devices), this process (of `processes`) feeding the rows of the
+        batch axis's positions `span` (`(first, stop)`; all by default)."""
+        first, stop = span or (0, int(shards))
+        self.devices = DeviceSplit(int(shards), int(first), int(stop), int(processes))
 
     @property
     def shards(self):

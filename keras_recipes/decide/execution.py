@@ -11,6 +11,7 @@ import numpy as np
 
 from keras_recipes import build
 from keras_recipes import determinism
+from keras_recipes import sharding
 from keras_recipes.data import leaves
 from keras_recipes.diagnostics.audit import audit_data
 from keras_recipes.modelinfo import jit_blockers
@@ -103,7 +104,7 @@ def _probe_step_seconds(decided, batch, jit):
         members = decided.fused.size
         batch = tuple(keras.tree.map_structure(
             lambda v: np.repeat(np.asarray(v)[:, None], members, axis=1), b) for b in batch)
-    weights = full.get_weights()
+    weights = sharding.host_weights(full)
     build.compile_model(decided, jit)
     full.train_on_batch(*batch)  # compiles
     times = []

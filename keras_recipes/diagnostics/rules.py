@@ -9,6 +9,7 @@ import math
 import keras
 import numpy as np
 
+from keras_recipes import sharding
 from keras_recipes.callbacks import find_clipped_optimizer
 from keras_recipes.diagnostics.gradients import check_batch_independence
 from keras_recipes.forget_gate import FORGET_BIAS_STEPS
@@ -205,7 +206,7 @@ def rule_init_scale(model, data, ctx):
         if kernel is None or isinstance(layer, keras.Model) or len(kernel.shape) < 2:
             continue
         fan_in = compute_fan_in(kernel.shape)
-        std = float(np.std(keras.ops.convert_to_numpy(kernel)))
+        std = float(np.std(sharding.host(kernel)))
         low, high = 0.1 / math.sqrt(fan_in) / 2, 1.0 / math.sqrt(fan_in) * 2
         if not (low <= std <= high or 0.01 <= std <= 0.04):
             bad.append(f"{layer.name} (std {std:.3g}, fan_in {fan_in}, expected "
@@ -246,7 +247,7 @@ def rule_forget_bias(model, data, ctx):
         if bias is None:
             continue
         units = layer.cell.units
-        forget = float(np.mean(keras.ops.convert_to_numpy(bias)[units:2 * units]))
+        forget = float(np.mean(sharding.host(bias)[units:2 * units]))
         # The threshold fit_with_tips acts on (tip 9's measured decision).
         if steps >= FORGET_BIAS_STEPS and forget < 2.0:
             small.append(f"{layer.name} (forget bias {forget:.2g})")

@@ -2,7 +2,8 @@
 
 import keras
 import numpy as np
-from keras import ops
+
+from keras_recipes import sharding
 
 
 class MemberBestWeights(keras.callbacks.Callback):
@@ -26,8 +27,8 @@ class MemberBestWeights(keras.callbacks.Callback):
     def _read(self, i):
         vectorized = self.fused.vectorized
         if vectorized is not None:
-            return [ops.convert_to_numpy(v)[i] for v in vectorized.variables]
-        return [ops.convert_to_numpy(v) for v in self.fused.members[i].variables]
+            return [sharding.host(v)[i] for v in vectorized.variables]
+        return [sharding.host(v) for v in self.fused.members[i].variables]
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -41,7 +42,7 @@ class MemberBestWeights(keras.callbacks.Callback):
                 improved.append(i)
         vectorized = self.fused.vectorized
         if vectorized is not None and improved:
-            stacked = [ops.convert_to_numpy(v) for v in vectorized.variables]
+            stacked = [sharding.host(v) for v in vectorized.variables]
             for i in improved:
                 self.weights[i] = [a[i].copy() for a in stacked]
         else:
@@ -54,7 +55,7 @@ class MemberBestWeights(keras.callbacks.Callback):
         vectorized = self.fused.vectorized
         if vectorized is not None:
             for j, variable in enumerate(vectorized.variables):
-                value = ops.convert_to_numpy(variable).copy()
+                value = sharding.host(variable).copy()
                 for i, weights in enumerate(self.weights):
                     if weights is not None:
                         value[i] = weights[j]

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_recipes import sharding
 from keras_recipes.ensemble.averaging import unique_names
 from keras_recipes.ensemble.member_layers import MemberSlice
 from keras_recipes.modelinfo import walk_layers
@@ -58,7 +59,7 @@ class VectorizedMembers(keras.layers.Layer):
         def stacked(kind, trainable):
             made = []
             for j, variable in enumerate(getattr(template, kind)):
-                values = [ops.convert_to_numpy(getattr(m, kind)[j]) for m in members]
+                values = [sharding.host(getattr(m, kind)[j]) for m in members]
                 name = (variable.path or variable.name).replace("/", "__")
                 made.append(self.add_weight(
                     shape=(len(members),) + tuple(variable.shape), dtype=variable.dtype,
@@ -96,7 +97,7 @@ class VectorizedMembers(keras.layers.Layer):
                  (self._stacked_state, "non_trainable_variables")]
         for stacked, kind in pairs:
             for j, variable in enumerate(stacked):
-                value = ops.convert_to_numpy(variable)
+                value = sharding.host(variable)
                 for i, member in enumerate(self._member_models):
                     getattr(member, kind)[j].assign(value[i])
 
