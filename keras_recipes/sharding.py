@@ -130,8 +130,8 @@ def describe(distribution):
         text += (f", {processes} processes (this is process {process_index()}"
                  + (", which writes the files" if process_index() == 0 else "")
                  + "), each feeding "
-                 + ("its share of every batch" if n % processes == 0 and n >= processes
-                    else "every batch whole (the batch axis is not split across them)"))
+                 + ("every batch whole (the batch axis is not split across them)"
+                    if batch_span(distribution) == (0, n) else "its share of every batch"))
     return text
 
 
