@@ -75,6 +75,7 @@ declare -A CMD=(
   [plan_cost]="bench_plan_cost.py"
   [plan_cost_jax]="bench_plan_cost.py"
   [resample]="bench_resample.py"
+  [gather]="bench_gather.py --widths 256,1024,2048,4096"
   [vectorize_step]="bench_vectorize_step.py"
   [vectorize_step_jax]="bench_vectorize_step.py --steps 3"
   [vectorize_step_torch]="bench_vectorize_step.py --steps 5"

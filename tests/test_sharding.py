@@ -187,15 +187,15 @@ def test_two_processes_train_as_one_and_a_killed_one_is_resumed_by_restarting_bo
         assert report["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)
         assert report["weight_sum"] == pytest.approx(one["weight_sum"], rel=1e-4)
         # ModelParallel with the hidden kernel split over both processes'
-        # devices: 2 epochs, then resumed to 4 from the checkpoint (its split
-        # Adam moments gathered and put back), as the one-process run's 4.
+        # devices: 1 epoch, then resumed to 2 from the checkpoint (its split
+        # Adam moments gathered and put back), as the one-process run's 2.
         parallel, single = report["model_parallel"], one["model_parallel"]
         assert parallel["split_across_processes"] and not single["split_across_processes"]
-        assert parallel["rows"]["resumed"] == "from the checkpoint after epoch 2", parallel
+        assert parallel["rows"]["resumed"] == "from the checkpoint after epoch 1", parallel
         assert "every batch whole" in parallel["rows"]["distribution"], parallel
         assert parallel["val_loss"] == pytest.approx(single["val_loss"], rel=1e-4)
         assert parallel["kernel_sum"] == pytest.approx(single["kernel_sum"], rel=1e-4)
-        assert single["val_loss"][-1] < 0.5 * single["val_loss"][0], single
+        assert single["val_loss"][-1] < 0.7 * single["val_loss"][0], single
         # fit_ensemble across the processes trains the one-process run's
         # members, and every process scores them alone, alike.
         ensemble, reference = report["ensemble"], one["ensemble"]
