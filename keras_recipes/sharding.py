@@ -224,13 +224,25 @@ def host_copy(model):
             _split(getattr(v, "value", v)) for v in list(model.variables) + slots):
         return model
     weights, slot_values = host_weights(model), [host(v) for v in slots]
+    return saveable_copy(model, weights, slot_values)
+
+
+def saveable_copy(model, weights, slot_values):
+    """A clone of `model` outside any distribution holding `weights`,
+    compiled as `model` is (Keras' `clone_model` compiles it from the
+    model's compile config) with `slot_values` as its optimizer's state."""
     with paused():
         copy = clone_in_scope(model, contextlib.nullcontext, "The model could not be copied to "
                               "one process to be saved", "Save result.model's weights instead.",
                               weights)
-        if getattr(model, "compiled", False):
-            copy.compile_from_config(model.get_compile_config())
+        if slot_values and getattr(copy, "compiled", False):
             copy.optimizer.build(copy.trainable_variables)
+            if len(copy.optimizer.variables) != len(slot_values):
+                raise ValueError(
+                    f"The model's copy for saving rebuilt {len(copy.optimizer.variables)} "
+                    f"optimizer variables from its compile config; training has "
+                    f"{len(slot_values)}. Save result.model's weights instead. Received: "
+                    f"optimizer={type(model.optimizer).__name__}")
             for variable, value in zip(copy.optimizer.variables, slot_values):
                 variable.assign(value)
     return copy

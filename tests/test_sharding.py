@@ -252,3 +252,32 @@ def test_the_recipes_metrics_join_the_users_weighted_metrics_in_every_compile_fo
         "metrics": None, "weighted_metrics": {"a": ["mae"], "b": ["auc"]}}
     with pytest.raises(ValueError, match=r"Received: weighted_metrics=\['auc'\]"):
         _metric_args(decided(["auc"]))
+
+
+def test_the_saved_copy_keeps_the_weights_and_the_optimizer_state():
+    """`final.keras` under a layout split across processes is saved from a
+    copy holding the gathered values (`saveable_copy`): the weights, and the
+    compile state with the optimizer's moments and step count; a model whose
+    compile state Keras cannot rebuild (a lambda loss) is refused by name."""
+    import keras
+
+    from keras_recipes import sharding
+
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    model.fit(x, y, epochs=2, verbose=0)
+    slots = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
+    copy = sharding.saveable_copy(model, model.get_weights(), slots)
+    assert copy is not model and copy.compiled and copy.loss == "mse"
+    assert all(np.array_equal(a, b) for a, b in zip(copy.get_weights(), model.get_weights()))
+    assert len(copy.optimizer.variables) == len(slots) > 2
+    assert all(np.array_equal(keras.ops.convert_to_numpy(v), s)
+               for v, s in zip(copy.optimizer.variables, slots))
+    assert int(keras.ops.convert_to_numpy(copy.optimizer.iterations)) == 2
+
+    model.compile(keras.optimizers.Adam(0.01), lambda t, p: keras.ops.mean(keras.ops.abs(t - p)))
+    with pytest.raises(ValueError, match="could not be copied to one process to be saved"):
+        sharding.saveable_copy(model, model.get_weights(), slots)
