@@ -30,6 +30,7 @@ from keras_recipes.decide.data_rows import check_inputs_match
 from keras_recipes.decide.data_rows import decide_batch_size
 from keras_recipes.decide.data_rows import decide_data
 from keras_recipes.decide.data_rows import decide_epochs
+from keras_recipes.decide.data_rows import decide_layout
 from keras_recipes.decide.data_rows import model_input_rank
 from keras_recipes.decide.data_rows import padding_value
 from keras_recipes.decide.execution import decide_audit
@@ -231,6 +232,7 @@ def plan(model, data=None, y=None, *, x=None, **options):
         if cloned:
             tips.append(Tip(0, "model", "cloned into the strategy's scope",
                             cloned + "; the trained model is result.model"))
+        tips += decide_layout(model, strategy)
         tips += decide_initialization(model, data, o, decided)
         tips += decide_task(model, data, o, decided)
         tips += decide_inputs(model, data, o, decided)

@@ -17,6 +17,7 @@ block()  # the JAX run needs no TensorFlow
 
 import json  # noqa: E402
 import sys  # noqa: E402
+import warnings  # noqa: E402
 
 import jax  # noqa: E402
 import keras  # noqa: E402
@@ -93,6 +94,24 @@ def check_plan(out):
     alone.set_weights(after.get_weights())
     report["predict_here_diff"] = float(np.abs(here - alone.predict(x[:37], verbose=0)).max())
     report["predict_here_shape"] = list(here.shape)
+    # ModelParallel whose LayoutMap key matches no variable (a key without
+    # the model's name in front): nothing is split, and the row and a warning
+    # say so, with the paths' form.
+    mesh = keras.distribution.DeviceMesh((1, 2), ["batch", "model"], jax.devices())
+    layout = keras.distribution.LayoutMap(mesh)
+    layout["hidden/kernel"] = (None, "model")
+    parallel = keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch")
+    with parallel.scope():
+        unmatched = keras.Sequential([keras.Input((64,)), keras.layers.Dense(
+            32, activation="relu", name="hidden"), keras.layers.Dense(10)], name="net")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        p = plan(unmatched, (x, y), seed=0, verbose=0, strategy=parallel, audit=False,
+                 learning_rate=1e-3)
+    report["unmatched_layout"] = row(p.tips, "layout").setting + " | " + row(
+        p.tips, "layout").reason
+    report["unmatched_warnings"] = [str(w.message) for w in caught
+                                    if issubclass(w.category, RuntimeWarning)]
     # strategy="auto": no accelerators here (host devices), then two "found".
     auto = plan(mlp(), (x, y), seed=0, verbose=0, strategy="auto", audit=False,
                 learning_rate=1e-3)
@@ -229,6 +248,8 @@ def check_train(out, checkpoint_dir):
     report["model_parallel_spec"] = str(kernel.sharding.spec)
     report["model_parallel_accuracy"] = accuracy(result.model, xt, yt)
     report["model_parallel_row"] = row(result.tips, "distribution").setting
+    report["model_parallel_layout"] = row(result.tips, "layout").setting + " | " + row(
+        result.tips, "layout").reason
 
     # An ensemble under the distribution.
     ensemble = fit_ensemble(lambda: mlp(), (x, y), members=2, strategy=two, seed=0, epochs=10,

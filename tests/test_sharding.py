@@ -55,6 +55,12 @@ def test_batches_are_cut_to_the_devices_and_the_row_says_how(tmp_path):
     assert "fewer than two local accelerators" in report["auto_none"]
     assert report["auto_two"].startswith("DataParallel (keras.distribution), batch split "
                                          "over 2 devices")
+    # A LayoutMap key that matches no variable: trained replicated, said so.
+    assert report["unmatched_layout"].startswith("no variable split: every one replicated | no "
+                                                 "key of the LayoutMap matched a variable")
+    assert "'net/hidden/kernel'" in report["unmatched_layout"]
+    assert any("ModelParallel splits none of the model's 4 variables" in w
+               for w in report["unmatched_warnings"]), report["unmatched_warnings"]
     assert "Received: strategy='mirrored'" in report["bad_strategy"]
     assert "with 2 processes" in report["no_seed"] and "Received: seed=None" in report["no_seed"]
 
@@ -119,6 +125,9 @@ def test_trains_where_plain_fit_stops_exactly_and_alike_on_one_and_two_devices(t
     assert report["model_parallel_spec"] == "P(None, 'model')"
     assert report["model_parallel_accuracy"] >= 0.9
     assert "batch split over 1 device of 2" in report["model_parallel_row"]
+    assert report["model_parallel_layout"].startswith("1 of 4 variables split over the mesh | "
+                                                      "as laid out by the LayoutMap: ")
+    assert "/hidden/kernel (None, 'model')" in report["model_parallel_layout"]
     assert report["ensemble_path"] == "fused" and report["ensemble_accuracy"] >= 0.9
 
 

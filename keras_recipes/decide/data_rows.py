@@ -3,6 +3,8 @@ and the epoch budget (tip 4), and the checks of the data against the model's
 inputs.
 """
 
+import warnings
+
 import keras
 
 from keras_recipes import distribute
@@ -10,6 +12,7 @@ from keras_recipes import sharding
 from keras_recipes import preprocessing
 from keras_recipes.data import leaves
 from keras_recipes.result import Tip
+from keras_recipes.result import user_stacklevel
 
 
 def check_shardable(data, distribution, seed):
@@ -186,6 +189,30 @@ def decide_data(data, o, strategy, batch_note=None):
             "the LR, do not change with the replica count (no LR rule applied)"
             + shard_note(data), "strategy="))
     return tips
+
+
+def decide_layout(model, strategy):
+    """Under ModelParallel, the row that says which of the model's variables
+    its LayoutMap split, read from the variables themselves; none split (no
+    key matched a variable's whole path) trains replicated, with a warning."""
+    if not isinstance(strategy, keras.distribution.ModelParallel):
+        return []
+    placed = [(v, getattr(v.value, "sharding", None)) for v in model.variables]
+    split = [(v.path, tuple(getattr(where, "spec", ()))) for v, where in placed
+             if where is not None and not where.is_fully_replicated]
+    override = "strategy= (its LayoutMap)"
+    if not split:
+        example = next((v.path for v in model.trainable_variables if len(v.shape) > 1),
+                       model.variables[0].path if model.variables else "?")
+        reason = (f"no key of the LayoutMap matched a variable: keys match the whole path (this "
+                  f"model's look like {example!r}), so every device holds every variable whole")
+        warnings.warn(f"ModelParallel splits none of the model's {len(model.variables)} "
+                      f"variables: {reason}.", RuntimeWarning, stacklevel=user_stacklevel())
+        return [Tip(0, "layout", "no variable split: every one replicated", reason, override)]
+    shown = ", ".join(f"{path} {spec}" for path, spec in split[:3])
+    return [Tip(0, "layout", f"{len(split)} of {len(model.variables)} variables split over the "
+                "mesh", f"as laid out by the LayoutMap: {shown}"
+                + (f" and {len(split) - 3} more" if len(split) > 3 else ""), override)]
 
 
 def shard_note(data):
