@@ -377,6 +377,17 @@ def summary(rows, tasks, contenders):
             wins["keras_default"] += recipe[0] > cells["keras_default"][0]
         diverged = sum(r["diverged"] or not np.isfinite(r["metric"]) for r in rows if r["task"] == task)
         print(line + f" {diff:>12} {beats:>15} {diverged:8d}")
+    print("\nrecipe - tuned_adam, paired by seed: seeds, mean gap, its standard error (the "
+          "seeds' spread / sqrt(seeds)), the gaps")
+    for task in tasks:
+        recipe, tuned = cell(task, "recipe"), cell(task, "tuned_adam")
+        if not (recipe and tuned):
+            continue
+        seeds = sorted(recipe[2].keys() & tuned[2].keys())
+        gaps = np.array([recipe[2][s] - tuned[2][s] for s in seeds])
+        se = gaps.std(ddof=1) / np.sqrt(len(gaps)) if len(gaps) > 1 else float("nan")
+        print(f"  {task:14} {len(seeds):3d} {gaps.mean():+.4f} {se:.4f}  "
+              + " ".join(f"{g:+.4f}" for g in gaps))
     at_chance = [r for r in rows if r.get("chance")]
     print(f"runs at chance level (at most the majority class's share + 0.02, or R^2 0.02): "
           f"{len(at_chance)}" + "".join(
