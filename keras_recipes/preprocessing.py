@@ -235,6 +235,47 @@ def log1p_decision(stats):
     return [int(i) for i in np.flatnonzero(keep)], left
 
 
+def linear_r2(x_train, y_train, x_val, y_val):
+    """Validation R^2 of a least-squares linear fit (ridge 1e-3 on
+    standardized columns) of `y` (one column per output) on `x`: how well the
+    inputs, as given, explain the targets linearly."""
+    mean, std = x_train.mean(0), x_train.std(0)
+    std = np.where(std > 0, std, 1.0)
+
+    def design(x):
+        return np.c_[(x - mean) / std, np.ones(len(x))]
+
+    a = design(x_train)
+    w = np.linalg.solve(a.T @ a + 1e-3 * np.eye(a.shape[1]), a.T @ y_train)
+    residual = ((design(x_val) @ w - y_val) ** 2).sum()
+    total = ((y_val - y_train.mean(0)) ** 2).sum()
+    return float(1.0 - residual / total) if total > 0 else float("nan")
+
+
+def log1p_linear_check(x_train, y_train, x_val, y_val):
+    """Tip 1's log1p checked against the targets: a function of the columns
+    the spread rule chose, returning (keep, evidence). log1p stays when a
+    linear fit explains the validation split's targets at least as well with
+    it on those columns as with them raw (a tie keeps the tip); else they
+    stay raw, as when the targets follow the raw values (investment from a
+    firm's value: the Grunfeld table)."""
+    x_train, x_val = (np.asarray(a, "float64") for a in (x_train, x_val))
+
+    def check(columns):
+        logged = []
+        for a in (x_train, x_val):
+            a = a.copy()
+            a[:, columns] = np.log1p(np.maximum(a[:, columns], 0))
+            logged.append(a)
+        raw = linear_r2(x_train, y_train, x_val, y_val)
+        log = linear_r2(logged[0], y_train, logged[1], y_val)
+        keep = not log < raw  # nan (constant targets) keeps the tip
+        return keep, (f"a linear fit of the targets on the validation split: R^2 {log:.3f} with "
+                      f"log1p, {raw:.3f} raw")
+
+    return check
+
+
 def trained_before(model):
     """Why the model's weights already expect raw inputs, or None: its
     optimizer has taken steps (a model continued from training)."""
@@ -247,13 +288,16 @@ def trained_before(model):
             "inputs as they were") if taken else None
 
 
-def plan(model, stats, feature_names=None, suffix="", input_name=None, index=0, force=False):
+def plan(model, stats, feature_names=None, suffix="", input_name=None, index=0, force=False,
+         log1p_check=None):
     """The preprocessing layers and a list of (setting, reason) lines.
 
     An input is standardized only where that is shown safe (`raw_reader`:
     every layer reading it treats values as magnitudes, through the model's
     own graph; the model was not trained before); `force=True` skips that
-    check (`fit_with_tips(preprocess=True)`).
+    check (`fit_with_tips(preprocess=True)`). `log1p_check`
+    (`log1p_linear_check`) confirms the spread rule's log1p columns against
+    the targets.
 
     Returns:
         `(layers, applied, skipped)`: Keras layers to put before the model,
@@ -274,13 +318,21 @@ def plan(model, stats, feature_names=None, suffix="", input_name=None, index=0, 
     log_features, log_left = log1p_decision(stats)
     layers = []
     parts = []
+    evidence, raw_note = None, None
+    if log_features and log1p_check is not None:
+        keep, evidence = log1p_check(log_features)
+        if not keep:
+            labels = ", ".join(names.get(i, f"feature {i}") for i in log_features)
+            raw_note = (f"no log1p on {labels}: they span the decades, but the targets follow "
+                        f"them raw ({evidence})")
+            log_features = []
     if log_features:
         layers.append(Log1p(log_features, name="log1p" + suffix))
         # Statistics of ln(1 + x) from those of log10(1 + x).
         mean[log_features] = stats.log_mean[log_features] * math.log(10)
         std[log_features] = stats.log_std[log_features] * math.log(10)
         labels = [names.get(i, f"feature {i}") for i in log_features]
-        parts.append(f"log1p on {', '.join(labels)}")
+        parts.append(f"log1p on {', '.join(labels)}" + (f" ({evidence})" if evidence else ""))
 
     varying = std > 1e-8
     already = (
@@ -312,6 +364,8 @@ def plan(model, stats, feature_names=None, suffix="", input_name=None, index=0, 
     if padding is not None:
         parts.append(f"padding steps (every feature {padding!r}) kept as given (a Masking "
                      "layer still finds them)")
+    if raw_note:
+        parts.append(raw_note)
     if log_left:
         shown = [(f"{names.get(i, f'feature {i}')} " if stats.axis == "feature" else "")
                  + why for i, why in log_left[:3]]

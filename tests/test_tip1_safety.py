@@ -9,6 +9,8 @@ The inputs are the embedded UCI digits (pixel values 0..16, which also serve
 as token ids for the lookup and embedding cases).
 """
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -347,3 +349,50 @@ def test_log1p_rule_on_californias_counts():
                                                   "population", "households"]
     assert left == []
 
+
+
+def _heavy_tailed_table(seed=0, n=600):
+    """Two columns spanning four decades (log-normal) and one plain column."""
+    rng = np.random.default_rng(seed)
+    x = np.c_[np.exp(rng.normal(3, 2, n)), np.exp(rng.normal(2, 2, n)), rng.normal(0, 1, n)]
+    return x.astype("float32"), rng
+
+
+@pytest.mark.parametrize("follows", ["raw", "log"])
+def test_log1p_is_kept_only_where_the_targets_follow_the_logged_columns(follows):
+    """Issue 36: tip 1's log1p on columns that span orders of magnitude is
+    checked against the targets on the recipe's own validation split (a
+    linear fit, no training): targets linear in the raw values (Grunfeld's
+    investment from a firm's value) keep the columns raw, targets linear in
+    their logarithm keep log1p; the row gives both fits' R^2."""
+    x, rng = _heavy_tailed_table()
+    signal = x[:, :2] if follows == "raw" else np.log1p(x[:, :2])
+    y = (signal @ np.array([1.0, 2.0]) / signal.std() + x[:, 2]
+         + rng.normal(0, 0.1, len(x))).astype("float32")
+    p = plan(seq(keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1), shape=(3,)),
+             (x, y), seed=0, verbose=0, learning_rate=1e-3)
+    row = next(t for t in p.tips if t.name == "inputs").setting
+    names = [layer.name for layer in p.decisions.pre_layers]
+    if follows == "raw":
+        assert "no log1p on feature 0, feature 1: they span the decades, but the targets follow "
+        "them raw (a linear fit of the targets on the validation split: R^2" in row, row
+        assert "log1p" not in names
+    else:
+        assert row.startswith("log1p on feature 0, feature 1 (a linear fit of the targets on the "
+                              "validation split: R^2 "), row
+        assert "log1p" in names
+    log, raw = map(float, re.search(r"R\^2 ([-\d.]+) with log1p, ([-\d.]+) raw", row).groups())
+    assert (log < raw) if follows == "raw" else (log >= raw), (log, raw)
+
+
+def test_log1p_check_reads_class_ids_as_one_column_per_class():
+    """Classification: the check fits the class ids one-hot (a linear
+    probability model), and decides with its evidence in the row."""
+    x, _ = _heavy_tailed_table()
+    y = (np.log1p(x[:, 0]) > np.median(np.log1p(x[:, 0]))).astype("int32") + 2 * (
+        x[:, 2] > 0).astype("int32")  # four classes
+    p = plan(seq(keras.layers.Dense(8, activation="relu"), keras.layers.Dense(4), shape=(3,)),
+             (x, y), seed=0, verbose=0, learning_rate=1e-3)
+    assert next(t for t in p.tips if t.name == "loss").setting == "sparse_categorical_crossentropy"
+    row = next(t for t in p.tips if t.name == "inputs").setting
+    assert "(a linear fit of the targets on the validation split: R^2 " in row, row

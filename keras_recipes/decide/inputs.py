@@ -34,8 +34,9 @@ def decide_inputs(model, data, o, decided):
     if data.structured:
         return tips + decide_structured(model, data, o, decided, custom)
     if o["preprocess"]:
-        pre_layers, applied, skipped = preprocessing.plan(model, data.features,
-                                                          force=o["preprocess"] is True)
+        pre_layers, applied, skipped = preprocessing.plan(
+            model, data.features, force=o["preprocess"] is True,
+            log1p_check=log1p_check(data, decided))
     else:
         pre_layers, applied, skipped = [], None, "preprocess=False"
     if pre_layers:
@@ -73,6 +74,41 @@ def decide_inputs(model, data, o, decided):
     decided.update(pre_layers=pre_layers, target=target, augment=augment, custom_step=bool(custom),
                  own_steps=custom)
     return tips
+
+
+CHECK_ROWS = 20000  # per split, for log1p's linear check
+
+
+def log1p_check(data, decided):
+    """`preprocessing.log1p_linear_check` on the recipe's own training and
+    validation splits (up to CHECK_ROWS rows each), read only when the
+    spread rule chose a column; class ids become one column per class."""
+    def rows(split):
+        xs, ys, n = [], [], 0
+        for x, y in data.example_batches(split):
+            xs.append(np.asarray(x, "float64"))
+            ys.append(np.asarray(y))
+            n += len(xs[-1])
+            if n >= CHECK_ROWS:
+                break
+        if not xs:
+            return None, None
+        x, y = np.concatenate(xs)[:CHECK_ROWS], np.concatenate(ys)[:CHECK_ROWS]
+        if isinstance(decided.loss, keras.losses.SparseCategoricalCrossentropy):
+            return x, np.eye(int(y.max()) + 1)[y.astype(int).ravel()]
+        return x, y.astype("float64").reshape(len(y), -1)
+
+    def check(columns):
+        (x_train, y_train), (x_val, y_val) = rows("train"), rows("validation")
+        if x_val is None or x_train is None or x_train.ndim != 2:
+            return True, None  # nothing to check against: the tip as it stands
+        if y_val.shape[1] != y_train.shape[1]:  # a class missing from one split
+            width = max(y_val.shape[1], y_train.shape[1])
+            y_train, y_val = (np.pad(a, ((0, 0), (0, width - a.shape[1]))) for a in
+                              (y_train, y_val))
+        return preprocessing.log1p_linear_check(x_train, y_train, x_val, y_val)(columns)
+
+    return check
 
 
 def axis_evidence(stats):
