@@ -112,6 +112,20 @@ def check_plan(out):
         p.tips, "layout").reason
     report["unmatched_warnings"] = [str(w.message) for w in caught
                                     if issubclass(w.category, RuntimeWarning)]
+    # A key that matches, over a model axis of one device: nothing to split
+    # over, and the row says that instead.
+    mesh = keras.distribution.DeviceMesh((2, 1), ["batch", "model"], jax.devices())
+    layout = keras.distribution.LayoutMap(mesh)
+    layout[".*hidden/kernel"] = (None, "model")
+    parallel = keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch")
+    with parallel.scope():
+        narrow = keras.Sequential([keras.Input((64,)), keras.layers.Dense(
+            32, activation="relu", name="hidden"), keras.layers.Dense(10)], name="net")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = plan(narrow, (x, y), seed=0, verbose=0, strategy=parallel, audit=False,
+                 learning_rate=1e-3)
+    report["one_device_axis_layout"] = row(p.tips, "layout").reason
     # strategy="auto": no accelerators here (host devices), then two "found".
     auto = plan(mlp(), (x, y), seed=0, verbose=0, strategy="auto", audit=False,
                 learning_rate=1e-3)

@@ -61,6 +61,9 @@ def test_batches_are_cut_to_the_devices_and_the_row_says_how(tmp_path):
     assert "'net/hidden/kernel'" in report["unmatched_layout"]
     assert any("ModelParallel splits none of the model's 4 variables" in w
                for w in report["unmatched_warnings"]), report["unmatched_warnings"]
+    assert report["one_device_axis_layout"].startswith(
+        "the LayoutMap lays out net/hidden/kernel, over mesh axes of one device each ({'batch': "
+        "2, 'model': 1}): nothing to split over"), report["one_device_axis_layout"]
     assert "Received: strategy='mirrored'" in report["bad_strategy"]
     assert "with 2 processes" in report["no_seed"] and "Received: seed=None" in report["no_seed"]
 

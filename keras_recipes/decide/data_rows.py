@@ -195,17 +195,26 @@ def decide_layout(model, strategy):
     """Under ModelParallel, the row that says which of the model's variables
     its LayoutMap split, read from the variables themselves; none split (no
     key matched a variable's whole path) trains replicated, with a warning."""
-    if not isinstance(strategy, keras.distribution.ModelParallel):
-        return []
+    if not isinstance(strategy, keras.distribution.ModelParallel) or not model.variables:
+        return []  # (a model not built yet is laid out when it is, as Keras does)
     placed = [(v, getattr(v.value, "sharding", None)) for v in model.variables]
     split = [(v.path, tuple(getattr(where, "spec", ()))) for v, where in placed
              if where is not None and not where.is_fully_replicated]
     override = "strategy= (its LayoutMap)"
     if not split:
-        example = next((v.path for v in model.trainable_variables if len(v.shape) > 1),
-                       model.variables[0].path if model.variables else "?")
-        reason = (f"no key of the LayoutMap matched a variable: keys match the whole path (this "
-                  f"model's look like {example!r}), so every device holds every variable whole")
+        laid_out = [v.path for v in model.variables
+                    if any(strategy.get_variable_layout(v).axes)]
+        mesh = strategy.device_mesh
+        if laid_out:  # keys matched, over mesh axes of one device each
+            reason = (f"the LayoutMap lays out {', '.join(laid_out[:3])}, over mesh axes of one "
+                      f"device each ({dict(zip(mesh.axis_names, mesh.shape))}): nothing to split "
+                      "over, so every device holds every variable whole")
+        else:
+            example = next((v.path for v in model.trainable_variables if len(v.shape) > 1),
+                           model.variables[0].path)
+            reason = (f"no key of the LayoutMap matched a variable: keys match the whole path "
+                      f"(this model's look like {example!r}), so every device holds every "
+                      "variable whole")
         warnings.warn(f"ModelParallel splits none of the model's {len(model.variables)} "
                       f"variables: {reason}.", RuntimeWarning, stacklevel=user_stacklevel())
         return [Tip(0, "layout", "no variable split: every one replicated", reason, override)]
