@@ -48,6 +48,23 @@ def data():
     return x[:N], y[:N]
 
 
+def layout_plan(x, y, shape, key):
+    """plan() of a model named "net" under a ModelParallel laying `key`
+    over the "model" axis of a `shape` mesh; (the plan, its RuntimeWarnings)."""
+    mesh = keras.distribution.DeviceMesh(shape, ["batch", "model"], jax.devices())
+    layout = keras.distribution.LayoutMap(mesh)
+    layout[key] = (None, "model")
+    parallel = keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch")
+    with parallel.scope():
+        model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(
+            32, activation="relu", name="hidden"), keras.layers.Dense(10)], name="net")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        p = plan(model, (x, y), seed=0, verbose=0, strategy=parallel, audit=False,
+                 learning_rate=1e-3)
+    return p, [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
 def check_plan(out):
     """Plan-level: the rows, the auto choice, the cut batches, a refusal."""
     x, y = data()
@@ -97,34 +114,13 @@ def check_plan(out):
     # ModelParallel whose LayoutMap key matches no variable (a key without
     # the model's name in front): nothing is split, and the row and a warning
     # say so, with the paths' form.
-    mesh = keras.distribution.DeviceMesh((1, 2), ["batch", "model"], jax.devices())
-    layout = keras.distribution.LayoutMap(mesh)
-    layout["hidden/kernel"] = (None, "model")
-    parallel = keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch")
-    with parallel.scope():
-        unmatched = keras.Sequential([keras.Input((64,)), keras.layers.Dense(
-            32, activation="relu", name="hidden"), keras.layers.Dense(10)], name="net")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        p = plan(unmatched, (x, y), seed=0, verbose=0, strategy=parallel, audit=False,
-                 learning_rate=1e-3)
+    p, caught = layout_plan(x, y, (1, 2), "hidden/kernel")
     report["unmatched_layout"] = row(p.tips, "layout").setting + " | " + row(
         p.tips, "layout").reason
-    report["unmatched_warnings"] = [str(w.message) for w in caught
-                                    if issubclass(w.category, RuntimeWarning)]
+    report["unmatched_warnings"] = caught
     # A key that matches, over a model axis of one device: nothing to split
     # over, and the row says that instead.
-    mesh = keras.distribution.DeviceMesh((2, 1), ["batch", "model"], jax.devices())
-    layout = keras.distribution.LayoutMap(mesh)
-    layout[".*hidden/kernel"] = (None, "model")
-    parallel = keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch")
-    with parallel.scope():
-        narrow = keras.Sequential([keras.Input((64,)), keras.layers.Dense(
-            32, activation="relu", name="hidden"), keras.layers.Dense(10)], name="net")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        p = plan(narrow, (x, y), seed=0, verbose=0, strategy=parallel, audit=False,
-                 learning_rate=1e-3)
+    p, _ = layout_plan(x, y, (2, 1), ".*hidden/kernel")
     report["one_device_axis_layout"] = row(p.tips, "layout").reason
     # strategy="auto": no accelerators here (host devices), then two "found".
     auto = plan(mlp(), (x, y), seed=0, verbose=0, strategy="auto", audit=False,
