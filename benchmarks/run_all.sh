@@ -56,6 +56,7 @@ declare -A CMD=(
   [target_sweep_spoken_batch32]="bench_target_sweep.py --tasks spoken_digits --targets 0.02 --grid_top 6 --recipe_kwargs {\"batch_size\":32}"
   [target_sweep_spoken_gru_batch32]="bench_target_sweep.py --tasks spoken_gru --targets 0.02 --grid_top 6 --recipe_kwargs {\"batch_size\":32}"
   [target_sweep_batch32_light]="bench_target_sweep.py --tasks digits,california,digit_rows,digit_pixels --targets 0.02 --grid_top 6 --recipe_kwargs {\"batch_size\":32}"
+  [target_sweep_batch32_heavy]="bench_target_sweep.py --tasks adding,mnist --targets 0.02 --grid_top 6 --recipe_kwargs {\"batch_size\":32}"
   [target_sweep_rest]="bench_target_sweep.py --tasks spoken_gru,adding,mnist --grid_top 6"
   [target_sweep_choice_feedforward]="bench_target_sweep.py --tasks digits,wine,breast_cancer,grunfeld,acsf1,california,spoken_digits,mnist --from_log results/target_sweep_cpu.log,results/target_sweep_wide_cpu.log,results/target_sweep_spoken_cpu.log,results/target_sweep_rest_cpu.log"
   [target_sweep_choice_recurrent]="bench_target_sweep.py --tasks digit_rows,digit_pixels,spoken_gru,adding --from_log results/target_sweep_cpu.log,results/target_sweep_wide_cpu.log,results/target_sweep_spoken_cpu.log,results/target_sweep_rest_cpu.log"
