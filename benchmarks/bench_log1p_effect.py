@@ -6,7 +6,9 @@ quality benchmark's tasks whose columns get log1p (grunfeld, california)
 train with fit_with_tips as is, and with the rule told to choose no column
 (`--arms`), seeds 0-6. Every run prints the best validation loss on the
 recipe's own split (which would make a choice) and the test R^2 (printed for
-the record, never to choose).
+the record, never to choose). The "log1p" arm keeps the rule's columns
+whatever the recipe's linear check of them says; the check's evidence (its
+two validation R^2) is printed on that arm's line.
 
     python benchmarks/bench_log1p_effect.py [--tasks grunfeld,california] [--seeds 0,...,6]
 """
@@ -26,6 +28,13 @@ from keras_recipes import fit_with_tips
 from keras_recipes import preprocessing
 
 RULE = preprocessing.log1p_decision
+CHECK = preprocessing.log1p_linear_check
+
+
+def kept_check(*arrays):
+    """The recipe's linear check, its evidence kept, its verdict ignored."""
+    check = CHECK(*arrays)
+    return lambda columns: (True, check(columns)[1])
 
 
 def no_log1p(stats):
@@ -37,12 +46,13 @@ def no_log1p(stats):
 def run(task, seed, arm):
     (x, y), (xt, yt), kind, _, build = task
     preprocessing.log1p_decision = RULE if arm == "log1p" else no_log1p
+    preprocessing.log1p_linear_check = kept_check
     try:
         with Timer() as t, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = fit_with_tips(build(seed), (x, y), seed=seed, verbose=0)
     finally:
-        preprocessing.log1p_decision = RULE
+        preprocessing.log1p_decision, preprocessing.log1p_linear_check = RULE, CHECK
     inputs = next(tip for tip in result.tips if tip.name == "inputs").setting
     val = np.asarray(result.history["val_loss"], "float64")
     return dict(val_loss=float(np.nanmin(val)), test=bench_quality.score(result.model, xt, yt, kind),
