@@ -224,9 +224,16 @@ def _fit(plan, callbacks, initial_epoch, plateau):
 LEARNED_FRACTION = 0.98
 
 
-def _learned(watch, baseline):
+# ... and one whose training loss fell to at most this share of it fits its
+# training data: it learned, but nothing that holds on the validation data.
+FITTED_FRACTION = 0.5
+
+
+def _learned(watch, baseline, train_loss=()):
     """The 'not learning' event, or None: the best validation loss against
-    the constant predictor's on the same split (the plan's `baseline`)."""
+    the constant predictor's on the same split (the plan's `baseline`). The
+    training loss tells the two cases apart: nothing learned at all, or the
+    training data fitted and nothing of it holding on the validation data."""
     plateau = watch["plateau"]
     if baseline is None or plateau is None or plateau.best_weights_value is None:
         return None
@@ -234,13 +241,22 @@ def _learned(watch, baseline):
     best = plateau.best_weights_value
     if not (math.isfinite(best) and best >= LEARNED_FRACTION * value):
         return None
-    return (f"not learning: the best val_loss {best:.4g} (epoch {plateau.best_epoch + 1}) is no "
-            f"better than {value:.4g}, {how}: the model learned nothing usable. Raise "
+    head = (f"not learning: the best val_loss {best:.4g} (epoch {plateau.best_epoch + 1}) is no "
+            f"better than {value:.4g}, {how}")
+    fitted = [v for v in train_loss if math.isfinite(v)]
+    if fitted and min(fitted) <= FITTED_FRACTION * value:
+        return (f"{head}, while the training loss fell to {min(fitted):.4g}: the model fits its "
+                "training data, but nothing it learned holds on the validation data. Check that "
+                "validation_data is the same kind of data as the training set (a new speaker, "
+                "site or period is a harder test than new examples of the same ones), or give "
+                "the model more varied data or regularization; a higher learning rate will not "
+                "help")
+    return (f"{head}: the model learned nothing usable. Raise "
             "learning_rate= (or leave it 'auto'), check the labels and the model's output, or "
             "try optimizer='adam'")
 
 
-def _events(watch, epochs_run, epochs, baseline=None):
+def _events(watch, epochs_run, epochs, baseline=None, train_loss=()):
     guard, plateau, interrupt = watch["guard"], watch["plateau"], watch["interrupt"]
     events, status = [], "finished"
     if guard.failed is not None:
@@ -274,7 +290,7 @@ def _events(watch, epochs_run, epochs, baseline=None):
                           f"last improved ({plateau.threshold_text()}) at epoch {last} of "
                           f"{epochs}, and the plateau rule waits {plateau.patience} epochs "
                           "without improvement; raise epochs= to let it decide")
-    learned = _learned(watch, baseline)
+    learned = _learned(watch, baseline, train_loss)
     # A budget shorter than a plateau's patience is too early to tell: said,
     # not the status.
     early = status == "capped" and epochs_run < plateau.patience
@@ -426,7 +442,8 @@ def _result(plan, run_state, history, past, watch, start, keep):
     ran = len(merged.get("loss", [])) + (plan.options["initial_epoch"] if run_state.resume is None
                                          else 0)
     status, events = _events(watch, ran, plan.options["epochs"],
-                             decided.baseline if fused is None else None)
+                             decided.baseline if fused is None else None,
+                             merged.get("loss", ()))
     keep.stage = "assembling result.model"
     model = full if fused is not None else build.result_model(decided, full, plan.model, plan.data)
     wrapper = build.unwrap_optimizer(decided, model, full) if fused is None else None

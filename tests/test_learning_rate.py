@@ -532,6 +532,27 @@ def test_a_run_that_learned_nothing_is_never_a_success(digits):
     assert learned.status != "not learning"
 
 
+def test_a_model_that_fits_its_training_data_but_not_the_validation_data_is_told_so(digits):
+    """Issue 36: a validation set of a new speaker left a GRU no better than the
+    class frequencies while its training loss fell (benchmarks/bench_quality.py,
+    spoken_gru_by_speaker, seed 3). "Raise learning_rate=" was the wrong
+    advice: the status stays "not learning", the evidence and the advice say
+    what happened. Planted here: validation labels unrelated to the inputs."""
+    x, y = digits
+    xv, yv = x[:300], np.random.default_rng(0).permutation(y[:300])
+    with pytest.warns(RuntimeWarning, match="not learning"):
+        result = fit_with_tips(tiny_classifier(n_features=64, n_classes=10), (x[300:], y[300:]),
+                               validation_data=(xv, yv), epochs=15, seed=0, verbose=0)
+    assert result.status == "not learning"
+    baseline = result.plan.decisions.baseline[0]
+    assert min(result.history["loss"]) <= 0.5 * baseline, result.history["loss"]
+    row = next(t for t in result.tips if t.name == "learning")
+    assert re.search(r"no better than [\d.]+, predicting the training split's class "
+                     r"frequencies, while the training loss fell to [\d.]+", row.reason), row
+    assert "validation_data is the same kind of data" in row.reason
+    assert "Raise learning_rate" not in row.reason
+
+
 def test_a_dead_start_is_redrawn_before_anything_is_measured_and_learns(digits):
     """Issue 36 items 3 and 6: zero kernels behind a relu (the output the same
     for every example, no gradient) were measured as they are: the output
