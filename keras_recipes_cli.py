@@ -29,7 +29,10 @@ flags.DEFINE_enum("model", "mlp", ["mlp", "cnn"], "Model preset: a small MLP or 
                   flag_values=FLAGS)
 flags.DEFINE_integer("epochs", 60, "Upper bound on epochs (the stopping rule usually ends "
                      "earlier).", lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_integer("batch_size", 128, "Minibatch size.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", None, "Minibatch size. train: fit_with_tips' own choice "
+                     "when not given (32, smaller on small data; 128 is tip 2's letter); audit: "
+                     "the batch you plan to use, 128 when not given.", lower_bound=1,
+                     flag_values=FLAGS)
 flags.DEFINE_string("output", None, "Where to save the trained model (.keras), preprocessing "
                     "included.", flag_values=FLAGS)
 flags.DEFINE_string("plot", None, "Where to save the training plot (.png): losses with the "

@@ -23,6 +23,13 @@ could not raise the rate further. The recipe's top is now K = 6.
     python benchmarks/bench_target_sweep.py [--tasks digits,wine] [--seeds 0,1,2]
         [--targets 0.005,0.01,0.02,0.04,0.08]
     python benchmarks/bench_target_sweep.py --from_log results/target_sweep_cpu.log
+    python benchmarks/bench_target_sweep.py --arms 128=a.log+b.log,32=c.log [--keep 128]
+
+--arms compares other settings the same way (issue 36: tip 2's batch size), from
+logs of runs at one target (--targets, default its first): each arm is a label
+and the logs of its runs. Scored like the targets; among the arms tied with the
+best, --keep (the recipe's current setting) is kept if it is one of them, else
+the best.
 """
 
 import os
@@ -105,7 +112,7 @@ def choose(rows, tasks, targets):
     return min(tied), score, error
 
 
-def summary(rows, tasks, targets):
+def summary(rows, tasks, targets, keep=None):
     top = START_RATES["adam"] * calibration.FACTOR ** 3  # Adam's top before this sweep
     print("\nper task, mean over seeds: val_loss (its ratio to the task's best target) | test "
           f"| runs at {top:g} (the top with --grid_top 3)")
@@ -122,12 +129,15 @@ def summary(rows, tasks, targets):
             cells.append(f"{val:.4g} ({val / best:.2f}) | {test:.4f} | {at_top}")
         print(f"{name:14} " + " ".join(f"{c:>28}" for c in cells))
     chosen, score, error = choose(rows, tasks, targets)
+    if keep is not None:  # arms: the current setting stays unless the best beats it
+        best = min(score, key=score.get)
+        chosen = keep if score[keep] <= score[best] + error[best] else best
     print("\ngeometric mean over tasks of val_loss / the task's best (standard error over "
           "seeds): " + ", ".join(f"{t:g}: {score[t]:.3f} ({error[t]:.3f})" for t in targets))
     best = min(score, key=score.get)
     print(f"best score: target {best:g}; tied within its standard error: "
           + ", ".join(f"{t:g}" for t in targets if score[t] <= score[best] + error[best]))
-    print(f"chosen on validation (the lowest tied target): {chosen:g}")
+    print(f"chosen on validation ({'the lowest tied target' if keep is None else f'{keep:g} if tied, else the best'}): {chosen:g}")
 
 
 def read_log(path):
@@ -155,6 +165,10 @@ def main():
                         help="the search's highest k (rates start * 2**k); default the recipe's")
     parser.add_argument("--recipe_kwargs", default="{}",
                         help="more fit_with_tips arguments, as JSON (e.g. a batch_size)")
+    parser.add_argument("--arms", default="",
+                        help="label=log+log,label=log: compare settings from logs at one target")
+    parser.add_argument("--keep", type=float, default=None,
+                        help="with --arms: the arm kept when it ties with the best")
     parser.add_argument("--from_log", default="",
                         help="summarize earlier runs' logs (comma-separated; a later log's run "
                              "of the same task, target and seed wins)")
@@ -164,6 +178,23 @@ def main():
     targets = [float(t) for t in args.targets.split(",")]
     if args.grid_top is not None:
         GRIDS["adam"] = (GRIDS["adam"][0], args.grid_top)
+    if args.arms:
+        at = targets[0]
+        rows = []
+        for arm in args.arms.split(","):
+            label, _, paths = arm.partition("=")
+            runs = {}
+            for path in paths.split("+"):
+                runs.update({(r["task"], r["seed"]): dict(r, target=float(label))
+                             for r in read_log(path) if math.isclose(r["target"], at)})
+            rows += list(runs.values())
+            print(f"arm {label}: {len(runs)} runs at target {at:g} from {paths}")
+        arms = [float(arm.partition("=")[0]) for arm in args.arms.split(",")]
+        print("(the columns below are the arms, where the targets' summary has targets)")
+        tasks = [t for t in tasks if all(any(r["task"] == t and r["target"] == a for r in rows)
+                                         for a in arms)]
+        summary(rows, tasks, arms, keep=args.keep)
+        return
     if args.from_log:
         runs = {}
         for path in args.from_log.split(","):

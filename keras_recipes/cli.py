@@ -3,7 +3,7 @@ light top-level module `keras_recipes_cli`, which imports this one only when
 a command runs).
 
     keras-recipes train [--dataset digits] [--model mlp] [--epochs 60]
-                        [--batch_size 128] [--output model.keras] [--plot out.png]
+                        [--batch_size N] [--output model.keras] [--plot out.png]
                         [--jit_compile auto] [--seed 0] [--data_dir DIR]
     keras-recipes audit --keras_file model.keras --npz data.npz [--json]
 
@@ -61,7 +61,8 @@ def train(FLAGS):
     verbose = "auto" if FLAGS.verbose == "auto" else int(FLAGS.verbose)
     try:
         result = fit_with_tips(model, FLAGS.dataset, epochs=FLAGS.epochs,
-                               batch_size=FLAGS.batch_size, jit_compile=jit, seed=FLAGS.seed,
+                               batch_size=FLAGS.batch_size or "auto", jit_compile=jit,
+                               seed=FLAGS.seed,
                                verbose=verbose, data_dir=FLAGS.data_dir)
     except (ValueError, TypeError) as error:
         raise UsageError(_flag_names(str(error)))
@@ -97,6 +98,7 @@ def audit(FLAGS):
         raise UsageError(f"Cannot read arrays x and y from the npz: {error}. "
                          f"Received: --npz={FLAGS.npz}") from None
     validation = (arrays["x_val"], arrays["y_val"]) if "x_val" in arrays else None
-    report = run_audit(model, (x, y), batch_size=FLAGS.batch_size, validation_data=validation)
+    report = run_audit(model, (x, y), batch_size=FLAGS.batch_size or 128,
+                       validation_data=validation)
     print(report_json(report) if FLAGS.json else report)
     return 0 if report.ok else 1

@@ -31,7 +31,8 @@ def fit_with_tips(model, data=None, y=None, *, x=None, ensemble=None, **options)
 
     What it does (each decision is a row of `result.tips`):
     inputs standardized on the training split, with `log1p` on non-negative
-    features spanning orders of magnitude (tip 1); minibatches of 128 (2); a
+    features spanning orders of magnitude (tip 1); minibatches of 32 (2: the
+    tip says about 128; 32 validated better); a
     mean-reduced loss (3), the model's own if it was compiled; Adam (SGD
     with momentum 0.9 at a given rate) unless the model was compiled with an
     optimizer, at the rate whose measured update/weight ratio is healthy
@@ -71,9 +72,11 @@ def fit_with_tips(model, data=None, y=None, *, x=None, ensemble=None, **options)
             improving when it runs out ends as `"capped"`. `"auto"`: 100,
             or enough epochs for 3000 updates when epochs are short (small
             data). Defaults to `"auto"`.
-        batch_size: `"auto"` or an integer. `"auto"`: 128, or a smaller
-            power of two (at least 16) when 128 would give fewer than 8
-            updates an epoch. Defaults to `"auto"`.
+        batch_size: `"auto"` or an integer. `"auto"`: 32 (tip 2 says about
+            128; 32 had the lower validation loss on 7 of 8 real tasks, see
+            BUILD_NOTES.md, issue 36), or a smaller power of two (at least
+            16) when 32 would give fewer than 8 updates an epoch. 128 keeps
+            the tip. Defaults to `"auto"`.
         learning_rate: `"auto"` or a float. The default optimizer's initial
             rate (ignored when the model was compiled with one). `"auto"`
             measures the update/weight ratio over a few training steps at

@@ -4,6 +4,7 @@ or from layer order); the check that labels fit the output; the conversion
 of a sum-reduced loss to the batch mean."""
 
 import dataclasses
+import math
 
 import keras
 import numpy as np
@@ -237,3 +238,40 @@ def constant_predictor_loss(loss, labels, val_labels, target_std=None):
         spread = (val_labels.std ** 2 + (val_labels.mean - labels.mean) ** 2) / scale ** 2
         return float(np.mean(spread)), "predicting the training split's mean"
     return None, f"no constant-predictor baseline for {type(loss).__name__}"
+
+
+# A run whose best validation loss is not at least this much below the
+# constant predictor's has learned nothing usable.
+LEARNED_FRACTION = 0.98
+
+
+# ... and one whose training loss fell to at most this share of it fits its
+# training data: it learned, but nothing that holds on the validation data.
+FITTED_FRACTION = 0.5
+
+
+def not_learning_event(plateau, baseline, train_loss=()):
+    """The 'not learning' event of a finished run, or None: the best
+    validation loss (the plateau rule's) against the constant predictor's on
+    the same split (`baseline`, from `constant_predictor_loss`). The training
+    loss tells the two cases apart: nothing learned at all, or the training
+    data fitted and nothing of it holding on the validation data."""
+    if baseline is None or plateau is None or plateau.best_weights_value is None:
+        return None
+    value, how = baseline
+    best = plateau.best_weights_value
+    if not (math.isfinite(best) and best >= LEARNED_FRACTION * value):
+        return None
+    head = (f"not learning: the best val_loss {best:.4g} (epoch {plateau.best_epoch + 1}) is no "
+            f"better than {value:.4g}, {how}")
+    fitted = [v for v in train_loss if math.isfinite(v)]
+    if fitted and min(fitted) <= FITTED_FRACTION * value:
+        return (f"{head}, while the training loss fell to {min(fitted):.4g}: the model fits its "
+                "training data, but nothing it learned holds on the validation data. Check that "
+                "validation_data is the same kind of data as the training set (a new speaker, "
+                "site or period is a harder test than new examples of the same ones), or give "
+                "the model more varied data or regularization; a higher learning rate will not "
+                "help")
+    return (f"{head}: the model learned nothing usable. Raise "
+            "learning_rate= (or leave it 'auto'), check the labels and the model's output, or "
+            "try optimizer='adam'")

@@ -17,6 +17,7 @@ from keras_recipes import build
 from keras_recipes import calibration
 from keras_recipes import determinism
 from keras_recipes import distribute
+from keras_recipes import losses
 from keras_recipes import sharding
 from keras_recipes.callbacks import DivergenceGuard
 from keras_recipes.callbacks import ReduceLROnPlateau
@@ -219,43 +220,6 @@ def _fit(plan, callbacks, initial_epoch, plateau):
         class_weight=class_weight, validation_freq=o["validation_freq"])
 
 
-# A run whose best validation loss is not at least this much below the
-# constant predictor's has learned nothing usable.
-LEARNED_FRACTION = 0.98
-
-
-# ... and one whose training loss fell to at most this share of it fits its
-# training data: it learned, but nothing that holds on the validation data.
-FITTED_FRACTION = 0.5
-
-
-def _learned(watch, baseline, train_loss=()):
-    """The 'not learning' event, or None: the best validation loss against
-    the constant predictor's on the same split (the plan's `baseline`). The
-    training loss tells the two cases apart: nothing learned at all, or the
-    training data fitted and nothing of it holding on the validation data."""
-    plateau = watch["plateau"]
-    if baseline is None or plateau is None or plateau.best_weights_value is None:
-        return None
-    value, how = baseline
-    best = plateau.best_weights_value
-    if not (math.isfinite(best) and best >= LEARNED_FRACTION * value):
-        return None
-    head = (f"not learning: the best val_loss {best:.4g} (epoch {plateau.best_epoch + 1}) is no "
-            f"better than {value:.4g}, {how}")
-    fitted = [v for v in train_loss if math.isfinite(v)]
-    if fitted and min(fitted) <= FITTED_FRACTION * value:
-        return (f"{head}, while the training loss fell to {min(fitted):.4g}: the model fits its "
-                "training data, but nothing it learned holds on the validation data. Check that "
-                "validation_data is the same kind of data as the training set (a new speaker, "
-                "site or period is a harder test than new examples of the same ones), or give "
-                "the model more varied data or regularization; a higher learning rate will not "
-                "help")
-    return (f"{head}: the model learned nothing usable. Raise "
-            "learning_rate= (or leave it 'auto'), check the labels and the model's output, or "
-            "try optimizer='adam'")
-
-
 def _events(watch, epochs_run, epochs, baseline=None, train_loss=()):
     guard, plateau, interrupt = watch["guard"], watch["plateau"], watch["interrupt"]
     events, status = [], "finished"
@@ -290,7 +254,7 @@ def _events(watch, epochs_run, epochs, baseline=None, train_loss=()):
                           f"last improved ({plateau.threshold_text()}) at epoch {last} of "
                           f"{epochs}, and the plateau rule waits {plateau.patience} epochs "
                           "without improvement; raise epochs= to let it decide")
-    learned = _learned(watch, baseline, train_loss)
+    learned = losses.not_learning_event(watch["plateau"], baseline, train_loss)
     # A budget shorter than a plateau's patience is too early to tell: said,
     # not the status.
     early = status == "capped" and epochs_run < plateau.patience

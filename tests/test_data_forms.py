@@ -57,7 +57,7 @@ def test_the_same_rows_get_the_same_batch_and_budget_in_every_form(n):
     # streaming); the rule's input, the training examples, is each form's own.
     batches = {form: r[0] for form, r in rows.items()}
     assert len(set(batches.values())) == 1, rows
-    assert batches["arrays"] == (16 if n == 138 else 64), rows
+    assert batches["arrays"] == (16 if n == 138 else 32), rows
     # Read as model.fit reads it (the default), a PyDataset keeps its own
     # batches, and the row says so.
     p = plan(mlp(), Batches(x, y, 50), seed=0, verbose=0, audit=False, learning_rate=1e-3)

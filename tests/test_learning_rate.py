@@ -362,9 +362,11 @@ def test_bad_rate_arguments_are_rejected_before_any_work(kwargs, match):
 
 
 @pytest.mark.parametrize("n,kwargs,batch", [
-    (1437, {}, 128),                       # digits: 9 steps per epoch at 128
-    (455, {}, 32),                         # 364 training examples: 128 gives 3 steps
+    (1437, {}, 32),                        # digits: 36 steps per epoch at 32
+    (455, {}, 32),                         # 364 training examples: 12 steps at 32
+    (200, {}, 16),                         # 160 training examples: 32 gives 5 steps
     (120, {}, 16),                         # never below 16
+    (1437, dict(batch_size=128), 128),     # tip 2's letter, as passed
     (120, dict(batch_size=128), 128),      # the user's batch wins
 ])
 def test_small_data_gets_enough_steps_per_epoch(digits, n, kwargs, batch):
@@ -374,13 +376,19 @@ def test_small_data_gets_enough_steps_per_epoch(digits, n, kwargs, batch):
     row = next(t for t in p.tips if t.name == "minibatch")
     assert row.setting.startswith(f"batch_size={batch} ")
     assert p.options["batch_size"] == batch
-    if batch != 128:
-        assert "128 would give" in row.reason
+    if "batch_size" in kwargs:
+        assert row.reason.startswith("as passed"), row
+        return
+    # The default says where it departs from the tip, and how to keep the tip.
+    assert "not tip 2's 128" in row.reason and "batch_size=128 keeps the tip" in row.reason
+    assert ("32 would give" in row.reason) == (batch != 32), row
 
 
 @pytest.mark.parametrize("n,kwargs,dropout,patience,epochs", [
-    # digits, all 1437: 9 steps of 128; 3 epochs would be 27 updates.
-    (1437, {}, False, 12, 334),
+    # digits, all 1437, at tip 2's 128: 9 steps; 3 epochs would be 27 updates.
+    (1437, dict(batch_size=128), False, 12, 334),
+    # At the default 32: 36 steps, so the base patience and 100 epochs.
+    (1437, {}, False, 3, 100),
     # 120 examples: 96 train at batch 16, 6 steps: 17 epochs hold 100 updates.
     (120, {}, False, 17, 500),
     (120, {}, True, 17, 500),
@@ -483,7 +491,7 @@ def test_steps_per_epoch_is_in_every_decision_counted_in_updates(digits):
     # each epoch, and the minibatch row, the budget and the patience see it.
     x, y = digits
     p = plan(tiny_classifier(n_features=64, n_classes=10), (x, y), seed=0, verbose=0,
-             learning_rate=0.05, steps_per_epoch=3)
+             learning_rate=0.05, steps_per_epoch=3, batch_size=128)
     rows = {t.name: t for t in p.tips}
     assert p.data.steps_per_epoch == 3
     assert rows["minibatch"].setting == "batch_size=128 (3 steps per epoch)"
@@ -658,8 +666,9 @@ def test_a_run_at_its_calibrated_rate_is_not_told_it_is_too_fast(digits):
     to lower it (ratio 1.1e-2). One band now: the monitor's is the guard's."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", UpdateRatioWarning)
+        # At batch 128, where it was found (9 steps an epoch keep the ratio high).
         result = fit_with_tips(tiny_classifier(n_features=64, n_classes=10, seed=0), digits,
-                               epochs=6, seed=0, verbose=0)
+                               epochs=6, seed=0, verbose=0, batch_size=128)
     assert max(result.history["update_ratio"][1:]) > 1e-2  # what the old band warned about
     row = next(t for t in result.tips if t.name == "update ratio")
     low, high = calibration.run_band()
