@@ -248,6 +248,12 @@ LEARNED_FRACTION = 0.98
 # ... and one whose training loss fell to at most this share of it fits its
 # training data: it learned, but nothing that holds on the validation data.
 FITTED_FRACTION = 0.5
+FITTED = "the model fits its training data"
+
+
+def not_learning_override(event):
+    """The arguments a 'not learning' event points at."""
+    return "validation_data=" if FITTED in event else "learning_rate=, optimizer="
 
 
 def not_learning_event(plateau, baseline, train_loss=()):
@@ -266,8 +272,8 @@ def not_learning_event(plateau, baseline, train_loss=()):
             f"better than {value:.4g}, {how}")
     fitted = [v for v in train_loss if math.isfinite(v)]
     if fitted and min(fitted) <= FITTED_FRACTION * value:
-        return (f"{head}, while the training loss fell to {min(fitted):.4g}: the model fits its "
-                "training data, but nothing it learned holds on the validation data. Check that "
+        return (f"{head}, while the training loss fell to {min(fitted):.4g}: {FITTED}, but "
+                "nothing it learned holds on the validation data. Check that "
                 "validation_data is the same kind of data as the training set (a new speaker, "
                 "site or period is a harder test than new examples of the same ones), or give "
                 "the model more varied data or regularization; a higher learning rate will not "

@@ -285,8 +285,9 @@ def _outcome_rows(watch, status, events):
                         if "while still improving" in headline else
                         "cap reached before the stopping rule could judge", headline, "epochs="))
     if status == "not learning":
-        rows.append(Tip(5, "learning", "not learning", _headline(status, events),
-                        "learning_rate=, optimizer="))
+        headline = _headline(status, events)
+        rows.append(Tip(5, "learning", "not learning", headline,
+                        losses.not_learning_override(headline)))
     return rows
 
 
@@ -423,7 +424,8 @@ def _result(plan, run_state, history, past, watch, start, keep):
                        audit=decided.audit, table_shown=bool(decided.verbose), plan=plan,
                        best_epoch=plateau.best_epoch if plateau is not None else None)
     if status in ("diverged", "interrupted", "capped", "not learning"):
-        warnings.warn(f"fit_with_tips {status}: {_headline(status, events)}",
+        headline = _headline(status, events)  # "not learning: ..." says its status once
+        warnings.warn(f"fit_with_tips {status}: {headline.removeprefix(status + ': ')}",
                       RuntimeWarning, stacklevel=user_stacklevel())
     if fused is not None:
         keep.stage = "assembling the ensemble"

@@ -174,6 +174,23 @@ def test_update_ratio_monitor_says_when_the_ratio_falls_below_the_band():
         model.fit(x, y, epochs=2, verbose=0, callbacks=[UpdateRatioMonitor()])
 
 
+def test_a_low_ratio_after_the_rate_was_lowered_is_not_a_warning():
+    """Found by a new user: at the end of a fit_with_tips run, after the
+    plateau rule's drops, the monitor said "raise learning_rate 0.001: about
+    0.31 would bring it near 0.02", a rate far above the calibrated start.
+    Small steps after a rate was lowered during the fit are how it ends; the
+    ratio stays in the logs. A rate that was low from the start still warns
+    (the test above)."""
+    x, y = tiny_data()
+    model = tiny_classifier()
+    model.compile(ClippedOptimizer(keras.optimizers.SGD(0.01), max_norm=None), SPARSE_CE)
+    drop = keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.01 if epoch == 0 else 1e-8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UpdateRatioWarning)
+        history = model.fit(x, y, epochs=3, verbose=0, callbacks=[drop, UpdateRatioMonitor()])
+    assert max(history.history["update_ratio"][1:]) < 1e-4  # below the band: it was low
+
+
 def test_update_ratio_monitor_quiet_on_a_healthy_run():
     x, y = tiny_data()
     model = tiny_classifier()

@@ -530,6 +530,8 @@ def test_a_run_that_learned_nothing_is_never_a_success(digits):
     assert str(result).startswith("fit_with_tips: NOT LEARNING")
     row = next(t for t in result.tips if t.name == "learning")
     assert "no better than" in row.reason and "class frequencies" in row.reason
+    assert "the model learned nothing usable" in row.reason
+    assert row.override == "learning_rate=, optimizer="
     # A budget shorter than a plateau's patience (12 epochs here) is too
     # early to tell: said, not the status.
     early = fit_with_tips(_dead(), digits, epochs=2, seed=0, verbose=0, reinitialize=False)
@@ -548,9 +550,11 @@ def test_a_model_that_fits_its_training_data_but_not_the_validation_data_is_told
     what happened. Planted here: validation labels unrelated to the inputs."""
     x, y = digits
     xv, yv = x[:300], np.random.default_rng(0).permutation(y[:300])
-    with pytest.warns(RuntimeWarning, match="not learning"):
+    with pytest.warns(RuntimeWarning, match="not learning") as caught:
         result = fit_with_tips(tiny_classifier(n_features=64, n_classes=10), (x[300:], y[300:]),
                                validation_data=(xv, yv), epochs=15, seed=0, verbose=0)
+    said = [str(w.message) for w in caught if "fit_with_tips not learning" in str(w.message)]
+    assert len(said) == 1 and "not learning: not learning" not in said[0], said
     assert result.status == "not learning"
     baseline = result.plan.decisions.baseline[0]
     assert min(result.history["loss"]) <= 0.5 * baseline, result.history["loss"]
@@ -559,6 +563,7 @@ def test_a_model_that_fits_its_training_data_but_not_the_validation_data_is_told
                      r"frequencies, while the training loss fell to [\d.]+", row.reason), row
     assert "validation_data is the same kind of data" in row.reason
     assert "Raise learning_rate" not in row.reason
+    assert row.override == "validation_data="
 
 
 def test_a_dead_start_is_redrawn_before_anything_is_measured_and_learns(digits):

@@ -109,6 +109,7 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
         self.layer_history = []
         self.warned_sides = set()
         self._high_run = 0
+        self._start_rate = current_learning_rate(self.model.optimizer)
 
     def on_epoch_end(self, epoch, logs=None):
         stats = self._optimizer().read_stats(reset=True)
@@ -126,7 +127,13 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
             # far more than later ones: a high ratio there is not a symptom.
             return
         ratio = stats["update_ratio"]
+        lr = current_learning_rate(self.model.optimizer)
         side = "low" if ratio < self.low else "high" if ratio > self.high else None
+        if side == "low" and lr < 0.999 * getattr(self, "_start_rate", lr):
+            # The rate was lowered during this fit (a plateau rule, a
+            # schedule): small steps are how such a run ends, not a symptom;
+            # the per-epoch ratio stays in the logs.
+            side = None
         self._high_run = self._high_run + 1 if side == "high" else 0
         if side is None or side in self.warned_sides:
             return
@@ -135,13 +142,11 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
         self.warned_sides.add(side)
         out = sorted(name.split("/")[-1] for name, r in layers.items()
                      if (r < self.low if side == "low" else r > self.high))
-        lr = current_learning_rate(self.model.optimizer)
         wanted = rate_for_ratio(lr, ratio, self.target)
         aim = (f"about {wanted:.2g} would bring it near {self.target:g}" if wanted is not None
                else "no rate moves weights that receive no gradient: check the initialization "
                "(all-zero or constant weights) and dead activations")
-        advice = ("the weights barely move: the learning rate is too low for progress (after "
-                  f"the plateau rule's drops this is how training ends; from the start, raise "
+        advice = ("the weights barely move: the learning rate is too low for progress (raise "
                   f"learning_rate {lr:.3g}: {aim})" if side == "low" else
                   f"the steps are large against the weights: lower learning_rate {lr:.3g} "
                   f"({aim}), or clip (ClippedOptimizer max_norm / fit_with_tips clip_norm=)")
