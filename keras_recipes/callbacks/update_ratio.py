@@ -52,6 +52,9 @@ class UpdateRatioMonitor(keras.callbacks.Callback):
     first epoch is not judged (steps away from the initialization are
     large), and "too high" needs three epochs in a row above the band: the
     early epochs of a healthy run often are, an unstable run stays there.
+    "Too low" is not said once the rate is below its value when `fit` began
+    (lowered by a plateau rule or a schedule): small steps are then how the
+    run ends.
 
     Example:
 
