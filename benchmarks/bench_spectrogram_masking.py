@@ -1,0 +1,83 @@
+"""Issue 36, the next lever for spoken_gru (an unseen voice): tip 10 on
+spectrogram sequences. Does masking whole mel bands while training
+(`keras.layers.SpatialDropout1D(rate)` in front of the GRU: each example
+loses a random `rate` of its 40 bands at every step, a frequency mask)
+bring the recipe closer on a voice it never heard?
+
+Chosen on validation only: `spoken_gru_by_speaker` (bench_quality.py) gives
+every arm the same validation set, a sixth voice, per seed; its best
+val_loss decides. spoken_gru (random clips of the known voices as the
+recipe's own split) is printed beside it. The test ("theo") is printed for
+the record, never used to choose.
+
+    python benchmarks/bench_spectrogram_masking.py [--seeds 0,1,2,3,4] [--rates 0,0.1,0.2]
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
+
+import argparse
+import warnings
+
+import keras
+import numpy as np
+
+import bench_quality
+from common import Timer, device_line
+from keras_recipes import fit_with_tips
+from keras_recipes.callbacks import UpdateRatioWarning
+
+L = keras.layers
+
+
+def build(shape, rate, seed):
+    keras.utils.set_random_seed(seed)
+    masking = [L.SpatialDropout1D(rate)] if rate else []
+    return keras.Sequential([keras.Input(shape)] + masking + [L.GRU(32), L.Dense(10)])
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--rates", default="0,0.1,0.2")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rates = [float(r) for r in args.rates.split(",")]
+    warnings.filterwarnings("ignore", category=UpdateRatioWarning)
+    print(device_line())
+    print(f"{'task':22} {'mask':>5} {'seed':>4} {'val_loss':>9} {'test':>7} {'epochs':>6} "
+          f"{'seconds':>7}  status")
+    by_speaker = bench_quality.spoken_gru_by_speaker()
+    (x_all, y_all), (xt, yt) = by_speaker[0], by_speaker[1]
+    holdout = by_speaker[5]
+    means = {}
+    for task in ("spoken_gru_by_speaker", "spoken_gru"):
+        for rate in rates:
+            runs = []
+            for seed in seeds:
+                if task == "spoken_gru_by_speaker":
+                    (x, y), validation = holdout(seed)
+                    kwargs = dict(validation_data=validation)
+                else:
+                    (x, y), kwargs = (x_all, y_all), {}
+                with Timer() as t:
+                    result = fit_with_tips(build(x.shape[1:], rate, seed), (x, y), seed=seed,
+                                           verbose=0, **kwargs)
+                val = float(np.nanmin(result.history["val_loss"]))
+                test = bench_quality.score(result.model, xt, yt, "classification")
+                runs.append((val, test))
+                print(f"{task:22} {rate:5g} {seed:4d} {val:9.4g} {test:7.4f} "
+                      f"{len(result.history['loss']):6d} {t.seconds:7.1f}  {result.status}",
+                      flush=True)
+            means[task, rate] = runs
+    print("\nmean over seeds: best val_loss (seeds lower than no mask) | test (record)")
+    for (task, rate), runs in means.items():
+        base = means[task, rates[0]]
+        lower = sum(r[0] < b[0] for r, b in zip(runs, base))
+        print(f"{task:22} mask {rate:4g}: {np.mean([r[0] for r in runs]):.4g} "
+              f"({lower}/{len(runs)}) | {np.mean([r[1] for r in runs]):.4f}")
+
+
+if __name__ == "__main__":
+    main()
