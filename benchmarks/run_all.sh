@@ -98,6 +98,7 @@ declare -A CMD=(
   [resample]="bench_resample.py"
   [log1p_effect]="bench_log1p_effect.py"
   [spectrogram_masking]="bench_spectrogram_masking.py"
+  [spectrogram_noise]="bench_spectrogram_masking.py --layer noise --rates 0,0.1"
   [compare_by_speaker]="compare_runs.py results/quality_spoken_gru_by_speaker_cpu.log results/quality_spoken_gru_by_speaker_cpu.log:keras_default results/quality_spoken_gru_by_speaker_cpu.log:tuned_adam results/quality_spoken_gru_by_speaker_recipe_noclip_cpu.log results/quality_spoken_gru_by_speaker_recipe_patience20_cpu.log results/quality_spoken_gru_by_speaker_recipe_batch32_cpu.log results/quality_spoken_gru_by_speaker_recipe_batch64_cpu.log"
   [batch_arms]="bench_target_sweep.py --tasks digits,california,digit_rows,digit_pixels,spoken_digits,spoken_gru,adding,mnist --targets 0.02 --keep 128 --arms 128=results/target_sweep_cpu.log+results/target_sweep_wide_cpu.log+results/target_sweep_spoken_cpu.log+results/target_sweep_rest_cpu.log,64=results/target_sweep_batch64_cpu.log,32=results/target_sweep_batch32_light_cpu.log+results/target_sweep_batch32_heavy_cpu.log+results/target_sweep_spoken_batch32_cpu.log+results/target_sweep_spoken_gru_batch32_cpu.log"
   [stats_axis_sequences]="bench_stats_axis.py --tasks spoken_gru,digit_rows"
