@@ -471,6 +471,9 @@ def main():
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--max_epochs", type=int, default=100, help="the Keras contenders' cap")
     parser.add_argument("--recipe_kwargs", default="{}", help="JSON dict passed to fit_with_tips")
+    parser.add_argument("--rollback", action="store_true",
+                        help="the recipe's plateau rule returns to the best epoch's weights "
+                             "at each halving (keras_recipes.decide.training.ROLLBACK)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: 2 epochs, about 300 training examples")
     parser.add_argument("--from_logs", default="",
@@ -478,6 +481,9 @@ def main():
                              "summary (a later log's run of the same task, contender and seed "
                              "wins) instead of training")
     args = parser.parse_args()
+    if args.rollback:
+        from keras_recipes.decide import training as decide_training
+        decide_training.ROLLBACK = True
     tasks, contenders = args.tasks.split(","), args.contenders.split(",")
     if args.from_logs:
         rows = rows_from_logs(args.from_logs.split(","))
@@ -503,7 +509,7 @@ def main():
     warnings.filterwarnings("ignore", category=UpdateRatioWarning)
 
     print(device_line())
-    print(f"recipe_kwargs={recipe_kwargs} max_epochs={max_epochs} seeds={seeds}"
+    print(f"recipe_kwargs={recipe_kwargs} rollback={args.rollback} max_epochs={max_epochs} seeds={seeds}"
           + (" QUICK (smoke test, numbers meaningless)" if args.quick else ""))
     rows = []
     for name in tasks:

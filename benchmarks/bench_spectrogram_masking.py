@@ -13,6 +13,9 @@ the record, never used to choose.
     python benchmarks/bench_spectrogram_masking.py [--seeds 0,1,2,3,4] [--rates 0,0.1,0.2]
         [--layer mask|noise]
 
+    python benchmarks/bench_spectrogram_masking.py --from_logs a.log,b.log
+        # one summary of earlier invocations' runs (e.g. seeds 0-4 and 5-9)
+
 --layer noise uses `keras.layers.GaussianNoise(rate)` instead (noise of `rate`
 standard deviations on every value). Tip 1 leaves the inputs raw in front of
 GaussianNoise (its stddev is on the scale the user gave), so those arms pass
@@ -49,7 +52,27 @@ def main():
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--rates", default="0,0.1,0.2")
     parser.add_argument("--layer", default="mask", choices=["mask", "noise"])
+    parser.add_argument("--from_logs", default="",
+                        help="comma-separated logs: summarize their runs instead of training")
     args = parser.parse_args()
+    if args.from_logs:
+        means, layer = {}, args.layer
+        for path in args.from_logs.split(","):
+            for line in open(path):
+                parts = line.split()
+                if line.startswith("layer="):
+                    layer = line.strip().partition("=")[2]
+                elif len(parts) >= 7 and parts[0] in ("spoken_gru_by_speaker", "spoken_gru"):
+                    try:
+                        key = parts[0], float(parts[1])
+                        run = int(parts[2]), float(parts[3]), float(parts[4])
+                    except ValueError:
+                        continue
+                    means.setdefault(key, {})[run[0]] = run[1:]
+        print(f"runs from {args.from_logs}")
+        summarize({k: [v[s] for s in sorted(v)] for k, v in means.items()}, layer,
+                  min(r for _, r in means))
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     rates = [float(r) for r in args.rates.split(",")]
     warnings.filterwarnings("ignore", category=UpdateRatioWarning)
@@ -82,11 +105,17 @@ def main():
                       f"{len(result.history['loss']):6d} {t.seconds:7.1f}  {result.status}",
                       flush=True)
             means[task, rate] = runs
-    print(f"\nmean over seeds: best val_loss (seeds lower than rate {rates[0]:g}) | test (record)")
+    summarize(means, args.layer, rates[0])
+
+
+def summarize(means, layer, base_rate):
+    """Per task and rate: mean best val_loss over seeds, the seeds on which it
+    is lower than the base rate's (paired by seed), and the test (record)."""
+    print(f"\nmean over seeds: best val_loss (seeds lower than rate {base_rate:g}) | test (record)")
     for (task, rate), runs in means.items():
-        base = means[task, rates[0]]
+        base = means[task, base_rate]
         lower = sum(r[0] < b[0] for r, b in zip(runs, base))
-        print(f"{task:22} {args.layer} {rate:4g}: {np.mean([r[0] for r in runs]):.4g} "
+        print(f"{task:22} {layer} {rate:4g}: {np.mean([r[0] for r in runs]):.4g} "
               f"({lower}/{len(runs)}) | {np.mean([r[1] for r in runs]):.4f}")
 
 

@@ -25,6 +25,14 @@ could not raise the rate further. The recipe's top is now K = 6.
     python benchmarks/bench_target_sweep.py --from_log results/target_sweep_cpu.log
     python benchmarks/bench_target_sweep.py --arms 128=a.log+b.log,32=c.log [--keep 128]
 
+--input_noise R puts `keras.layers.GaussianNoise(R)` in front of each task's
+model and passes `preprocess=True` (tip 1 leaves inputs raw in front of that
+layer by default, since its stddev is on the user's scale), so the noise is R
+standard deviations of the standardized inputs: tip 10's "mix with noise" as
+an arm (issue 36). Before each task it prints the inputs row with the noise
+and without it (`preprocess="auto"`), so an arm that changed the preprocessing
+too is seen.
+
 --arms compares other settings the same way (issue 36: tip 2's batch size), from
 logs of runs at one target (--targets, default its first): each arm is a label
 and the logs of its runs. Scored like the targets; among the arms tied with the
@@ -42,12 +50,14 @@ import json
 import math
 import warnings
 
+import keras
 import numpy as np
 
 import bench_quality
 from common import Timer, device_line
 from keras_recipes import calibration
 from keras_recipes import fit_with_tips
+from keras_recipes import plan
 from keras_recipes.callbacks import UpdateRatioWarning
 from keras_recipes.decide.training import GRIDS
 from keras_recipes.decide.training import START_RATES
@@ -156,6 +166,26 @@ def read_log(path):
     return rows
 
 
+def with_noise(task, rate):
+    """The task with `GaussianNoise(rate)` in front of its model."""
+    build = task[4]
+
+    def noisy(seed):
+        inner = build(seed)  # sets the seed, as the plain arm does
+        return keras.Sequential([keras.Input(inner.input_shape[1:]),
+                                 keras.layers.GaussianNoise(rate, seed=seed), inner])
+
+    return task[:4] + (noisy,)
+
+
+def inputs_row(task, **options):
+    """Tip 1's inputs row of the recipe's plan for the task's data."""
+    (x, y), build = task[0], task[4]
+    rows = [t for t in plan(build(0), (x, y), seed=0, learning_rate=0.01, **options).tips
+            if t.number == 1 and t.name == "inputs"]
+    return f"{rows[0].setting} ({rows[0].reason})" if rows else "-"
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", default=TASKS)
@@ -165,6 +195,11 @@ def main():
                         help="the search's highest k (rates start * 2**k); default the recipe's")
     parser.add_argument("--recipe_kwargs", default="{}",
                         help="more fit_with_tips arguments, as JSON (e.g. a batch_size)")
+    parser.add_argument("--rollback", action="store_true",
+                        help="the recipe's plateau rule returns to the best epoch's weights "
+                             "at each halving (keras_recipes.decide.training.ROLLBACK)")
+    parser.add_argument("--input_noise", type=float, default=0.0,
+                        help="GaussianNoise(R) in front of the model, with preprocess=True")
     parser.add_argument("--arms", default="",
                         help="label=log+log,label=log: compare settings from logs at one target")
     parser.add_argument("--keep", type=float, default=None,
@@ -173,6 +208,9 @@ def main():
                         help="summarize earlier runs' logs (comma-separated; a later log's run "
                              "of the same task, target and seed wins)")
     args = parser.parse_args()
+    if args.rollback:
+        from keras_recipes.decide import training as decide_training
+        decide_training.ROLLBACK = True
     tasks = args.tasks.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     targets = [float(t) for t in args.targets.split(",")]
@@ -207,13 +245,20 @@ def main():
     warnings.filterwarnings("ignore", category=UpdateRatioWarning)
     print(device_line())
     kwargs = json.loads(args.recipe_kwargs)
+    if args.input_noise:
+        kwargs = dict(kwargs, preprocess=True)
     print(f"targets={targets} seeds={seeds} Adam's grid top k={GRIDS['adam'][1]} recipe_kwargs="
-          f"{kwargs} (choice on val_loss only; test shown, not used)")
+          f"{kwargs} input_noise={args.input_noise:g} rollback={args.rollback} (choice on val_loss only; test shown, "
+          "not used)")
     print(f"{'task':14} {'target':>7} {'seed':>4} {'rate':>9} {'probe':>8} {'val_loss':>10} "
           f"{'test':>8} {'epochs':>6} {'seconds':>7}  status")
     rows = []
     for name in tasks:
-        task = bench_quality.TASKS[name]()
+        task = bench_quality.TASKS[name]()[:5]
+        if args.input_noise:
+            print(f"# {name} inputs, plain: {inputs_row(task)}")
+            task = with_noise(task, args.input_noise)
+            print(f"# {name} inputs, noise arm: {inputs_row(task, preprocess=True)}", flush=True)
         for target in targets:
             for seed in seeds:
                 row = dict(run(task, seed, target, kwargs), task=name, target=target, seed=seed)

@@ -9,7 +9,8 @@ that loss is lower than the first log's, and the total seconds.
 
 Each log is one variant (e.g. `--recipe_kwargs '{"stop_ratio": 0.01}'`);
 only the contender's lines are read. A log given as `path:contender`
-reads that contender there instead.
+reads that contender there instead, and `a.log+b.log` joins two logs' runs
+into one variant (e.g. seeds 0-4 and 5-9).
 """
 
 import argparse
@@ -34,7 +35,8 @@ def main():
     for spec in args.logs:
         path, _, contender = spec.partition(":")
         contender = contender or args.contender
-        variants[spec] = [r for r in rows_from_logs([path]) if r["contender"] == contender]
+        variants[spec] = [r for r in rows_from_logs(path.split("+"))
+                          if r["contender"] == contender]
     tasks = sorted({r["task"] for rows in variants.values() for r in rows})
     first = next(iter(variants.values()))
     print(f"{'task':22} " + " ".join(f"{'metric':>8} {'epochs':>7} {'after':>6} {'val_loss':>9} "

@@ -73,6 +73,35 @@ def test_best_weights_restored_at_end():
         np.testing.assert_array_equal(w, 1.0)  # epoch 1 had the best val_loss
 
 
+@pytest.mark.parametrize("rollback", [True, False])
+def test_rollback_returns_to_the_best_weights_at_each_reduction(rollback):
+    model = _compiled_model()
+    callback = ReduceLROnPlateau.halve(patience=2, stop_ratio=None, rollback=rollback,
+                                       restore_best_weights=False)
+    callback.set_model(model)
+    callback.on_train_begin()
+    shapes = [w.shape for w in model.get_weights()]
+    seen = []
+    # Epoch 1 is the best; epochs 2 and 3 do not improve, so the rate halves after epoch 3.
+    for epoch, value in enumerate([0.5, 0.3, 0.4, 0.6, 0.35]):
+        model.set_weights([np.full(s, float(epoch), "float32") for s in shapes])
+        logs = {"val_loss": value}
+        callback.on_epoch_end(epoch, logs)
+        seen.append(float(model.get_weights()[0].flat[0]))
+    # With rollback the weights after epoch 3's halving are epoch 1's; without, epoch 3's.
+    assert seen == ([0.0, 1.0, 2.0, 1.0, 4.0] if rollback else [0.0, 1.0, 2.0, 3.0, 4.0])
+    assert callback.rollbacks == ([(3, 1)] if rollback else [])
+    assert callback.reductions == [(3, pytest.approx(0.05))]
+    state = callback.get_state()
+    assert state["rollbacks"] == ([[3, 1]] if rollback else [])
+    assert config_round_trip(callback).rollback is rollback
+
+
+def test_rollback_must_be_a_bool():
+    with pytest.raises(TypeError, match="rollback.*Received: rollback='yes'"):
+        ReduceLROnPlateau(rollback="yes")
+
+
 def test_non_validated_epochs_do_not_count_and_do_not_warn():
     callback = ReduceLROnPlateau.halve(patience=2, stop_ratio=None)
     values = [1.0, None, 1.0, None, 1.0, None]  # validation_freq=2

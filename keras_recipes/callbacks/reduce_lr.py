@@ -89,6 +89,10 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
             is not a plateau because 1e-4 is 5% of it, and a loss summed over
             many outputs is not held to a finer standard. `None`: `min_delta`
             alone, as Keras. Defaults to `None`.
+        rollback: Boolean. On each reduction, first return to the weights of
+            the best epoch by `monitor`, so the lower rate starts from the
+            best point found rather than from the epochs that did not
+            improve on it. Defaults to `False` (Keras' behaviour).
     """
 
     def __init__(
@@ -106,6 +110,7 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         stop_patience=None,
         stop_update_fraction=None,
         min_relative_delta=None,
+        rollback=False,
         **kwargs,
     ):
         factor = check_fraction("factor", factor)
@@ -152,6 +157,9 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         self.stop_patience = stop_patience
         self.stop_update_fraction = stop_update_fraction
         self.restore_best_weights = bool(restore_best_weights)
+        if not isinstance(rollback, bool):
+            raise TypeError(f"`rollback` must be True or False. Received: rollback={rollback!r}")
+        self.rollback = rollback
         self._reset_state()
 
     # -- presets ---------------------------------------------------------------
@@ -191,6 +199,7 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         self.stopped_epoch = None
         self.stop_reason = None
         self.reductions = []  # (epoch, new_lr)
+        self.rollbacks = []  # (epoch, the best epoch returned to)
         self._seen_monitor = False
         self._last_logs = {}
 
@@ -208,6 +217,7 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
             "best_update_ratio": self.best_update_ratio,
             "improved_epoch": self.improved_epoch,
             "reductions": [list(r) for r in self.reductions],
+            "rollbacks": [list(r) for r in self.rollbacks],
         }
 
     def set_state(self, state):
@@ -223,6 +233,7 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         self.best_update_ratio = state.get("best_update_ratio")
         self.improved_epoch = state.get("improved_epoch")
         self.reductions = [tuple(r) for r in state["reductions"]]
+        self.rollbacks = [tuple(r) for r in state.get("rollbacks", [])]
         self._resumed = True
 
     def on_train_begin(self, logs=None):
@@ -309,7 +320,7 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         if self._better(current, self.best_weights_value):
             self.best_weights_value = current
             self.best_epoch = epoch
-            if self.restore_best_weights:
+            if self.restore_best_weights or self.rollback:
                 self.best_weights = sharding.host_weights(self.model)
 
         if self.in_cooldown():
@@ -328,8 +339,20 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
             if self.wait >= self.patience and self._reduce(epoch):
                 self.cooldown_counter = self.cooldown
                 self.wait = 0
+                self._roll_back(epoch)
                 self._maybe_stop(epoch)
         self._maybe_stop_still(epoch, logs.get("update_ratio"))
+
+    def _roll_back(self, epoch):
+        """With `rollback`: the reduced rate starts from the best epoch's weights."""
+        if not self.rollback or self.best_weights is None or self.best_epoch == epoch:
+            return
+        self.model.set_weights(self.best_weights)
+        self.rollbacks.append((epoch, self.best_epoch))
+        if self.verbose > 0:
+            print_message(f"\nEpoch {epoch + 1}: back to the weights of epoch "
+                          f"{self.best_epoch + 1} ({self.monitor}={self.best_weights_value:.4g}) "
+                          "at the reduced rate.")
 
     def _maybe_stop_still(self, epoch, update_ratio):
         """Stops when `stop_patience` epochs brought no improvement and the
@@ -399,6 +422,7 @@ class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
             "stop_patience": self.stop_patience,
             "stop_update_fraction": self.stop_update_fraction,
             "min_relative_delta": self.min_relative_delta,
+            "rollback": self.rollback,
         }
 
     @classmethod
