@@ -531,7 +531,8 @@ def main():
     warnings.filterwarnings("ignore", category=UpdateRatioWarning)
 
     print(device_line())
-    print(f"recipe_kwargs={recipe_kwargs} rollback={args.rollback} max_epochs={max_epochs} seeds={seeds}"
+    print(f"recipe_kwargs={recipe_kwargs} rollback={args.rollback} max_epochs={max_epochs} "
+          f"seeds={seeds}"
           + (" QUICK (smoke test, numbers meaningless)" if args.quick else ""))
     rows = []
     for name in tasks:

@@ -248,8 +248,8 @@ def main():
     if args.input_noise:
         kwargs = dict(kwargs, preprocess=True)
     print(f"targets={targets} seeds={seeds} Adam's grid top k={GRIDS['adam'][1]} recipe_kwargs="
-          f"{kwargs} input_noise={args.input_noise:g} rollback={args.rollback} (choice on val_loss only; test shown, "
-          "not used)")
+          f"{kwargs} input_noise={args.input_noise:g} rollback={args.rollback} "
+          "(choice on val_loss only; test shown, not used)")
     print(f"{'task':14} {'target':>7} {'seed':>4} {'rate':>9} {'probe':>8} {'val_loss':>10} "
           f"{'test':>8} {'epochs':>6} {'seconds':>7}  status")
     rows = []
