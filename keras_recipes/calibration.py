@@ -297,9 +297,10 @@ def calibrate_learning_rate(model, batches, target=TARGET, start=START, factor=F
             tracks the update ratio, whose learning rate is a plain number.
         batches: Iterable of `(x, y)` training batches (cycled to `steps`).
         target: Float. The ratio to aim for over the first steps. Defaults
-            to `2e-2`: the best fixed rates of eight real tasks read 1.1e-2
-            to 3.1e-2 here, and their later epochs sat near tip 5's 1e-3
-            (BUILD_NOTES.md, issue 24).
+            to `2e-2`, chosen on validation loss over the quality
+            benchmark's tasks (BUILD_NOTES.md, issue 36, item 5). Over a
+            run the ratio falls toward tip 5's 1e-3
+            (`benchmarks/bench_ratio_over_run.py`).
         start: Float. The first rate probed. Defaults to `0.1`.
         factor: Float > 1. The grid's step between rates. Defaults to `2.0`.
         steps: Integer >= 2. Training steps per probe. Defaults to `8`.

@@ -55,8 +55,9 @@ def fit_with_tips(model, data=None, y=None, *, x=None, ensemble=None, **options)
     ```
 
     Args:
-        model: A `keras.Model` with one input (Sequential, functional or
-            subclassed). Compiled or not.
+        model: A `keras.Model` (Sequential, functional or subclassed),
+            compiled or not; several inputs or outputs as `model.fit`
+            takes them (lists or dicts keyed by name).
         data: `(x, y)` arrays, a `tf.data.Dataset` of `(x, y)` (batched or
             not), `"digits"` (embedded) or a TFDS name (`"mnist"`); or the
             inputs `x`, with the labels as `y` (`fit_with_tips(model, x, y)`,

@@ -248,7 +248,10 @@ def test_timeseries_dataset_from_array_is_read_as_model_fit_reads_it():
     # scikit-learn's scaled columns share one range: one mean/std, with the evidence.
     assert inputs.setting == "zero mean, unit variance over all values (one mean/std)", inputs
     assert "the 10 varying columns share one range" in inputs.reason
-    assert next(t for t in p.tips if t.name == "loss").setting == "mean_squared_error"
+    loss = next(t for t in p.tips if t.name == "loss")
+    assert loss.setting == "mean_squared_error"
+    # The metric the recipe compiles alongside is named in the row.
+    assert "metrics: r2_score (compile the model for your own)" in loss.reason, loss.reason
 
 
 def test_a_live_pydataset_is_shuffled_by_batch_as_model_fit_shuffles_it():

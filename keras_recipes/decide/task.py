@@ -190,7 +190,10 @@ def decide_task(model, data, o, decided):
                                 f"{loss_i.name} is compiled for it to read as self.loss and for "
                                 f"the metrics, inferred from: {why}", "task=, loss="))
                 continue
-            tips.append(Tip(3, name, loss_i.name, why + "; mean over the batch", "task=, loss="))
+            shown = ", ".join(m if isinstance(m, str) else m.name for m in metrics_i)
+            tips.append(Tip(3, name, loss_i.name, why + "; mean over the batch"
+                            + (f"; metrics: {shown} (compile the model for your own)"
+                               if shown else ""), "task=, loss="))
         if len(units) == 1:
             loss, metrics = losses[0], metrics[0]
         elif isinstance(data.y_spec, dict):
