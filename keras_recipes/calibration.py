@@ -334,7 +334,7 @@ def calibrate_learning_rate(model, batches, target=TARGET, start=START, factor=F
                          f"Received: grid={grid!r}")
     began = time.perf_counter()
     clipped = _check_model(model)
-    taken = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    taken = int(sharding.host(model.optimizer.iterations))
     if taken:
         raise ValueError("calibrate_learning_rate runs before training: this optimizer has "
                          "taken steps, and its state (momentum) carries the old rate into every "

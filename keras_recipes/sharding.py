@@ -204,6 +204,11 @@ def host(variable):
         from jax.experimental import multihost_utils
 
         return np.asarray(multihost_utils.process_allgather(value, tiled=True))
+    if keras.backend.backend() == "tensorflow" and callable(getattr(variable, "numpy", None)):
+        # convert_to_numpy's np.array(variable) raises numpy 2's copy-keyword
+        # DeprecationWarning on every read of a variable or eager tensor; their
+        # own copy does not.
+        return np.asarray(variable.numpy())
     return keras.ops.convert_to_numpy(variable)
 
 

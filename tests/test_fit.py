@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import shared_data
-from helpers import readme_block
+from helpers import readme_block, tiny_classifier, tiny_data
 from keras_recipes import fit_with_tips
 from keras_recipes import plan
 from keras_recipes.datasets import load_digits
@@ -506,3 +507,17 @@ def test_the_plan_is_read_only_and_the_result_is_built_whole(tmp_path):
         assert set(vars(result)) == set(vars(built))
         assert result.plan is p and result.optimizer is not None
         assert result.best_epoch == 0
+
+
+@pytest.mark.skipif(int(np.__version__.split(".")[0]) < 2, reason="numpy 2's copy keyword")
+def test_a_run_reads_weights_without_numpys_copy_keyword_warnings():
+    """The recipe reads variables and eager tensors on the host every step
+    and epoch; through keras.ops.convert_to_numpy each read raised numpy 2's
+    DeprecationWarning ("__array__ implementation doesn't accept a copy
+    keyword"), over a thousand a run under warnings.simplefilter("always")."""
+    x, y = tiny_data()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit_with_tips(tiny_classifier(), (x, y), epochs=2, seed=0, verbose=0)
+    copies = [w for w in caught if "__array__ implementation" in str(w.message)]
+    assert not copies, f"{len(copies)} warnings, first: {copies[0].filename}:{copies[0].lineno}"

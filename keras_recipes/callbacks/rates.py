@@ -7,6 +7,8 @@ import keras
 import numpy as np
 from absl import logging
 
+from keras_recipes import sharding
+
 
 PACKAGE = "keras_recipes"
 
@@ -63,7 +65,7 @@ def lr_optimizers(optimizer):
 
 def rate_of(optimizer):
     lr = optimizer.learning_rate
-    return float(keras.ops.convert_to_numpy(keras.ops.convert_to_tensor(lr)))
+    return float(sharding.host(keras.ops.convert_to_tensor(lr)))
 
 
 def current_learning_rate(optimizer):

@@ -7,11 +7,13 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_recipes import sharding
+
 EPS = 1e-12
 
 
 def to_numpy(variable):
-    return keras.ops.convert_to_numpy(keras.ops.convert_to_tensor(variable))
+    return sharding.host(keras.ops.convert_to_tensor(variable))
 
 
 def cross_replica_sum(grads):
